@@ -1,0 +1,49 @@
+# Entry points. Each target installs what is missing, configures and builds before it runs.
+BUILD   ?= build
+JOBS    ?= $(shell nproc)
+CMAKE_FLAGS ?=
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps configure build test test-unit test-integration demo bench fuzz format clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/build.ninja: | deps
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+
+configure: deps $(BUILD)/build.ninja
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The README's test command: everything CI runs.
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+test-unit: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L unit
+
+test-integration: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L integration
+
+demo: build
+	@if [ -x scripts/demo.sh ]; then scripts/demo.sh $(BUILD); else echo "demo: scripts/demo.sh not there yet"; fi
+
+bench: build
+	@scripts/bench.sh $(BUILD)
+
+fuzz: deps
+	cmake -S . -B $(FUZZ_BUILD) -G Ninja -DPEFTD_FUZZ=ON -DCMAKE_C_COMPILER=clang-14 \
+	  -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@scripts/run-fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+format:
+	git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,54 @@
+# Shared build helpers. Every library of the project goes through peftd_library, every test
+# binary through peftd_test, so warnings, include roots and test labels stay uniform.
+
+# peftd_library(NAME SOURCES ... [DEPS ...] [TORCH])
+#   TORCH: the target includes <torch/torch.h> and reuses the project's precompiled header.
+function(peftd_library name)
+  cmake_parse_arguments(ARG "TORCH" "" "SOURCES;DEPS" ${ARGN})
+  add_library(${name} STATIC ${ARG_SOURCES})
+  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR}/proto_gen)
+  target_compile_options(${name} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  target_link_libraries(${name} PUBLIC ${ARG_DEPS})
+  if(ARG_TORCH)
+    peftd_use_torch_pch(${name})
+  endif()
+endfunction()
+
+# One precompiled <torch/torch.h> shared by every LibTorch target (it dominates their compile time).
+function(peftd_use_torch_pch target)
+  if(NOT TARGET peftd_torch_pch)
+    add_library(peftd_torch_pch STATIC ${PROJECT_SOURCE_DIR}/cmake/torch_pch.cc)
+    target_link_libraries(peftd_torch_pch PUBLIC ${TORCH_LIBRARIES})
+    target_compile_options(peftd_torch_pch PRIVATE -Wall -Wextra -Wno-unused-parameter)
+    target_precompile_headers(peftd_torch_pch PRIVATE <torch/torch.h>)
+  endif()
+  target_link_libraries(${target} PUBLIC ${TORCH_LIBRARIES})
+  target_precompile_headers(${target} REUSE_FROM peftd_torch_pch)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+endfunction()
+
+# peftd_test(NAME SOURCES ... DEPS ... LABELS unit|integration|slow [TORCH] [TIMEOUT s])
+# Each GoogleTest case becomes its own CTest test carrying the labels, so `ctest -L unit` runs the
+# fast set alone.
+function(peftd_test name)
+  cmake_parse_arguments(ARG "TORCH" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR})
+  target_compile_definitions(${name} PRIVATE
+    PEFTD_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+    PEFTD_BINARY_DIR="${PROJECT_BINARY_DIR}"
+    PEFTD_FIXTURES_DIR="${PROJECT_SOURCE_DIR}/../shared/fixtures")
+  if(ARG_TORCH)
+    peftd_use_torch_pch(${name})
+  endif()
+  if(NOT ARG_LABELS)
+    set(ARG_LABELS unit)
+  endif()
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 300)
+  endif()
+  gtest_discover_tests(${name}
+    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
+    DISCOVERY_TIMEOUT 60)
+endfunction()
