@@ -4,6 +4,9 @@ JOBS    ?= $(shell nproc)
 CMAKE_FLAGS ?=
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
+# ccache: share hits across checkouts and accept the precompiled header.
+export CCACHE_BASEDIR ?= $(CURDIR)
+export CCACHE_SLOPPINESS ?= pch_defines,time_macros,include_file_mtime,include_file_ctime
 
 .PHONY: all deps configure build test test-unit test-integration demo bench fuzz format clean
 
