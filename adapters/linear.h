@@ -6,18 +6,45 @@
 
 #include <torch/torch.h>
 
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
+
+#include "absl/status/status.h"
 
 namespace peftd::adapters {
 
-// The method-specific part of an adapted layer (LoRA, DoRA, ..., or a token gate around one).
+// The method-specific part of an adapted layer (LoRA, DoRA, AdaLoRA, HUT, AdaDHP, or the token gate
+// wrapping one of them). Every method is written as h = base + M(x) (METHODS.md).
 class Adapter : public torch::nn::Module {
  public:
   // The adapted layer's output h = base + M(x), computed the method's fastest way.
   // `weight` (out, in) and `bias` (out, or undefined) are the frozen base tensors.
   virtual torch::Tensor Forward(const torch::Tensor& x, const torch::Tensor& weight,
                                 const torch::Tensor& bias) = 0;
+  // M(x) given `base` = x·Wᵀ + b already computed (the token gate needs base and M separately).
+  virtual torch::Tensor Delta(const torch::Tensor& x, const torch::Tensor& base,
+                              const torch::Tensor& weight, const torch::Tensor& bias) = 0;
+  // "lora", "dora", "adalora", "hut" or "adadhp" (the gate reports the method it wraps).
+  virtual std::string Method() const = 0;
+  // Tensors written to the adapter file, keyed by the suffix after the module path, e.g.
+  // "lora_A.weight", "lora_magnitude_vector", "lora_E", "hut_gamma", "adadhp_l" (METHODS.md,
+  // "Adapter files"); contiguous fp32 CPU copies.
+  virtual std::map<std::string, torch::Tensor> ExportTensors() const = 0;
+  // Loads what ExportTensors wrote; InvalidArgument naming the key and both shapes on mismatch.
+  virtual absl::Status ImportTensors(const std::map<std::string, torch::Tensor>& tensors) = 0;
+  // False when the adapter cannot be folded into W0 (gated adapters).
+  virtual bool Mergeable() const { return true; }
+  // (W, b) of the merged layer from the base (W0, b0); b may be undefined when b0 is and the
+  // method leaves the bias alone. The inputs are not modified.
+  virtual std::pair<torch::Tensor, torch::Tensor> Merged(const torch::Tensor& weight,
+                                                         const torch::Tensor& bias) const = 0;
+  // Inverse of Merged: (W0, b0) from a merged (W, b).
+  virtual std::pair<torch::Tensor, torch::Tensor> Unmerged(const torch::Tensor& weight,
+                                                           const torch::Tensor& bias) const = 0;
+  // Trainable parameter count, as METHODS.md gives it per method.
+  virtual int64_t NumTrainable() const = 0;
 };
 
 // y = x·Wᵀ + b with W and b frozen (requires_grad = false; they never get a gradient or optimizer
