@@ -1,0 +1,62 @@
+// AdamW (decoupled weight decay, Loshchilov & Hutter) over the trainable tensors only: the frozen
+// base holds no optimizer state. Matches torch.optim.AdamW's update order and bias correction, so a
+// run is comparable with PyTorch's. Not thread-safe.
+#ifndef PEFTD_WORKER_TRAIN_ADAMW_H_
+#define PEFTD_WORKER_TRAIN_ADAMW_H_
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace peftd::train {
+
+struct AdamWOptions {
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+};
+
+// A trainable tensor and whether weight decay applies to it (HF Trainer: not to biases and norms).
+struct TrainableTensor {
+  std::string name;
+  torch::Tensor tensor;
+  bool decay = true;
+};
+
+class AdamW {
+ public:
+  AdamW(std::vector<TrainableTensor> params, AdamWOptions options);
+
+  // One update with learning rate `lr`. Tensors without a gradient, or that stopped requiring one
+  // (AdaDHP-pruned modules), are left untouched, state included.
+  void Step(double lr);
+  // Zeroes gradients in place (keeps their storage, so accumulation adds into it).
+  void ZeroGrad();
+  // Global L2 norm of all gradients; scales them to `max_norm` when above it (max_norm > 0).
+  // Returns the norm before clipping.
+  double ClipGradNorm(double max_norm);
+
+  int64_t step_count() const { return step_count_; }
+  const std::vector<TrainableTensor>& params() const { return params_; }
+
+  // Moments and step count, keyed "<name>.exp_avg", "<name>.exp_avg_sq", "__step__".
+  std::map<std::string, torch::Tensor> StateDict() const;
+  // Restores what StateDict wrote; InvalidArgument naming the key on a missing or mis-shaped entry.
+  absl::Status LoadStateDict(const std::map<std::string, torch::Tensor>& state);
+
+ private:
+  std::vector<TrainableTensor> params_;
+  std::vector<torch::Tensor> exp_avg_;
+  std::vector<torch::Tensor> exp_avg_sq_;
+  AdamWOptions options_;
+  int64_t step_count_ = 0;
+};
+
+}  // namespace peftd::train
+
+#endif  // PEFTD_WORKER_TRAIN_ADAMW_H_
