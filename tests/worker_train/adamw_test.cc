@@ -47,7 +47,7 @@ TEST(AdamW, SkipsFrozenTensorsAndNoDecayTensors) {
   auto b = torch::ones({2}, torch::kDouble).requires_grad_(true);
   AdamW opt({{"a", a, true}, {"b", b, false}}, {.weight_decay = 0.5});
   (a.sum() * 0 + b.sum() * 0).backward();  // zero gradients: only decay can move a tensor
-  a.requires_grad_(false);                  // frozen after the backward (AdaDHP pruning)
+  a.requires_grad_(false);                 // frozen after the backward (AdaDHP pruning)
   opt.Step(0.1);
   EXPECT_TRUE(torch::equal(a, torch::ones({2}, torch::kDouble)));
   EXPECT_TRUE(torch::equal(b, torch::ones({2}, torch::kDouble)));
