@@ -1,0 +1,44 @@
+// What the lease loop needs from the training side: run one leased job to an adapter folder.
+// Kept free of LibTorch so the lease loop compiles fast and is tested with a fake runner.
+#ifndef PEFTD_WORKER_JOB_RUNNER_H_
+#define PEFTD_WORKER_JOB_RUNNER_H_
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "peftd/v1/job.pb.h"
+#include "worker/train/progress.h"
+
+namespace peftd::worker {
+
+struct JobInputs {
+  std::string job_id;
+  int attempt = 1;
+  v1::JobSpec spec;
+  std::string model_root;                            // base_model resolves inside it
+  std::string training_data_path;                    // local JSONL
+  std::string validation_data_path;                  // empty when none
+  std::optional<std::string> resume_checkpoint_dir;  // holds checkpoint.safetensors
+  std::string work_dir;                              // scratch space for checkpoints and the export
+};
+
+struct JobOutputs {
+  std::string adapter_dir;  // PEFT-format adapter folder
+  std::string merged_dir;   // merged model folder, when asked and possible
+  v1::DatasetStats train_stats;
+  v1::DatasetStats validation_stats;
+  int64_t trainable_parameters = 0;
+  int64_t total_parameters = 0;
+};
+
+// Runs a job; returns CANCELLED when `cancelled` was set. Errors carry the canonical code that
+// tells user faults (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION) from system ones.
+using JobRunner = std::function<absl::StatusOr<JobOutputs>(
+    const JobInputs& inputs, train::ProgressSink* sink, const std::atomic<bool>* cancelled)>;
+
+}  // namespace peftd::worker
+
+#endif  // PEFTD_WORKER_JOB_RUNNER_H_

@@ -1,0 +1,85 @@
+// `peftd-worker --server ADDR`: pulls work from the scheduler. Registers, heartbeats every ~2 s
+// with the progress of its running job, takes the leases the reply carries, fetches datasets
+// (cached by sha256) and the checkpoint to resume from, runs the job, uploads checkpoints and the
+// adapter, reports the end. Obeys cancellations within one training step; when the server goes
+// away it reconnects with backoff and re-registers with the job it still runs, so the server can
+// give it back its lease.
+#ifndef PEFTD_WORKER_LEASE_LOOP_H_
+#define PEFTD_WORKER_LEASE_LOOP_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/time/time.h"
+#include "peftd/v1/worker.grpc.pb.h"
+#include "worker/job_runner.h"
+
+namespace peftd::worker {
+
+struct LeaseLoopOptions {
+  std::string server = "127.0.0.1:50051";
+  std::string auth_token;  // sent as "authorization: Bearer <token>" when set
+  std::shared_ptr<grpc::ChannelCredentials> credentials;  // insecure when null
+  std::string worker_id;                           // stable across restarts; default hostname + pid
+  std::string cache_dir = "./peftd-worker-cache";  // datasets by sha256, job scratch folders
+  std::string model_root;                          // where base_model resolves
+  int slots = 1;                                   // jobs run at once
+  std::string device = "cpu";
+  absl::Duration min_backoff = absl::Milliseconds(200);
+  absl::Duration max_backoff = absl::Seconds(10);
+};
+
+class LeaseLoop {
+ public:
+  LeaseLoop(LeaseLoopOptions options, JobRunner runner);
+  ~LeaseLoop();
+
+  // Runs until Stop(). Thread-safe with Stop().
+  void Run();
+  // Asks Run() to return: running jobs are cancelled and not reported (the server requeues them
+  // when their lease expires, resuming from their last checkpoint).
+  void Stop();
+
+ private:
+  struct ActiveJob;
+  class Reporter;
+
+  bool Register();
+  bool HeartbeatOnce();
+  void StartJob(const v1::Lease& lease);
+  void RunJob(std::shared_ptr<ActiveJob> job);
+  absl::Status Prepare(ActiveJob& job, JobInputs* inputs);
+  absl::Status FetchBlob(
+      const std::string& what, const std::string& sha256, const std::string& path,
+      const std::function<std::unique_ptr<grpc::ClientReader<v1::BlobChunk>>(grpc::ClientContext*)>&
+          open);
+  absl::Status UploadFile(bool checkpoint, const ActiveJob& job, int64_t step, bool merged,
+                          const std::string& bytes);
+  void Complete(ActiveJob& job, const absl::StatusOr<JobOutputs>& result);
+  void ReapFinished();
+  void SetupContext(grpc::ClientContext* ctx, absl::Duration deadline) const;
+  void SleepFor(absl::Duration d);
+
+  LeaseLoopOptions options_;
+  JobRunner runner_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::WorkerService::Stub> stub_;
+  absl::Duration heartbeat_interval_ = absl::Seconds(2);
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;                                       // guarded by mu_
+  bool registered_ = false;                                 // guarded by mu_
+  std::map<std::string, std::shared_ptr<ActiveJob>> jobs_;  // guarded by mu_
+};
+
+}  // namespace peftd::worker
+
+#endif  // PEFTD_WORKER_LEASE_LOOP_H_
