@@ -1,0 +1,123 @@
+// The training loop: micro-batches with gradient accumulation, a padding-aware mean loss over the
+// whole optimizer step, clipping, AdamW over the trainable tensors, the method's own per-step
+// updates (AdaLoRA / AdaDHP allocators, token-gate τ), periodic evaluation, early stopping and
+// checkpoints that resume bit-for-bit on CPU. Cancellation is checked at every micro-batch and
+// inside evaluation and checkpointing.
+#ifndef PEFTD_WORKER_TRAIN_TRAINER_H_
+#define PEFTD_WORKER_TRAIN_TRAINER_H_
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "worker/train/adamw.h"
+#include "worker/train/batch.h"
+#include "worker/train/lr_schedule.h"
+#include "worker/train/progress.h"
+
+namespace peftd::train {
+
+// Summed loss of a micro-batch and, for classification, how many predictions were right.
+struct LossOutput {
+  torch::Tensor loss_sum;  // scalar: sum over the batch's targets (not yet divided)
+  int64_t correct = -1;    // SEQ_CLS only
+};
+
+// The model side of training: forward to a summed loss, and the method's per-step hooks.
+class TrainableModel {
+ public:
+  virtual ~TrainableModel() = default;
+  virtual LossOutput Forward(const Batch& batch) = 0;
+  // Tensors the optimizer updates (requires_grad at start), with their weight-decay flag.
+  virtual std::vector<TrainableTensor> Trainable() = 0;
+  virtual void SetTraining(bool training) = 0;
+  // Added to the step's loss before backward (AdaLoRA orthogonality penalty); undefined = none.
+  virtual torch::Tensor RegularizationLoss() { return {}; }
+  // After backward, clipping and the AdamW step, before gradients are zeroed (METHODS.md: the
+  // allocators read p and ∇p there; τ moves after the adapter's step). `step` is 1-based.
+  virtual void AfterOptimizerStep(int64_t step) {}
+  // Gate sparsity, AdaLoRA ranks, AdaDHP active modules for the step just done.
+  virtual void FillStepMetrics(StepMetrics* metrics) {}
+  // Starts / ends an evaluation window for gate statistics.
+  virtual void BeginEval() {}
+  virtual void EndEval(EvalMetrics* metrics) {}
+  // Everything that changes in training besides the trainable tensors and AdamW's moments.
+  virtual std::map<std::string, torch::Tensor> ExtraState() { return {}; }
+  virtual absl::Status LoadExtraState(const std::map<std::string, torch::Tensor>& state) {
+    return absl::OkStatus();
+  }
+};
+
+struct TrainerOptions {
+  int64_t total_steps = 1;
+  int gradient_accumulation_steps = 1;
+  LrScheduleOptions lr;
+  AdamWOptions adamw;
+  double max_grad_norm = 1.0;       // 0 disables clipping
+  int64_t eval_interval_steps = 0;  // 0: evaluate at the end only
+  int64_t checkpoint_interval_steps = 0;  // 0: no periodic checkpoints
+  int early_stopping_patience = 0;  // evaluations without improvement; 0 = off
+  std::string checkpoint_dir;       // where checkpoints go (one sub-folder per step)
+  int keep_checkpoints = 2;         // newest N kept on disk
+  uint64_t seed = 42;
+  // Report to the sink every N steps (the window's metrics are averaged).
+  int64_t log_every_steps = 1;
+};
+
+struct TrainResult {
+  int64_t steps = 0;
+  int64_t tokens_seen = 0;
+  double final_train_loss = 0;
+  std::optional<double> final_eval_loss;
+  std::optional<double> final_eval_accuracy;
+  double final_gate_sparsity = 0;
+  bool stopped_early = false;
+  std::vector<double> losses;  // per optimizer step of this process (resume tests compare them)
+  double train_seconds = 0;
+};
+
+class Trainer {
+ public:
+  // Nothing is owned; every pointer must outlive Run(). `eval` and `sink` may be null.
+  Trainer(TrainerOptions options, TrainableModel* model, BatchSource* train, const EvalSource* eval,
+          ProgressSink* sink, const std::atomic<bool>* cancelled);
+
+  // Trains to total_steps, resuming from `resume_checkpoint` when given. CANCELLED when the
+  // cancel flag was seen; RESOURCE_EXHAUSTED on out-of-memory naming the batch size.
+  absl::StatusOr<TrainResult> Run(const std::optional<std::string>& resume_checkpoint);
+
+  // Evaluates on the whole validation set.
+  absl::StatusOr<EvalMetrics> Evaluate(int64_t step);
+
+ private:
+  absl::Status SaveCheckpoint(int64_t step);
+  absl::Status LoadCheckpoint(const std::string& dir);
+  bool Cancelled() const { return cancelled_ && cancelled_->load(std::memory_order_relaxed); }
+  void Log(LogLevel level, const std::string& message);
+
+  TrainerOptions options_;
+  TrainableModel* model_;
+  BatchSource* train_;
+  const EvalSource* eval_;
+  ProgressSink* sink_;
+  const std::atomic<bool>* cancelled_;
+  std::unique_ptr<AdamW> optimizer_;
+
+  // Progress that a checkpoint captures.
+  int64_t step_ = 0;
+  int64_t tokens_seen_ = 0;
+  double best_eval_loss_ = 0;
+  bool has_best_eval_ = false;
+  int evals_without_improvement_ = 0;
+};
+
+}  // namespace peftd::train
+
+#endif  // PEFTD_WORKER_TRAIN_TRAINER_H_
