@@ -14,7 +14,7 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  if (adapter_) return adapter_->Forward(x, weight, bias);
+  if (adapter_ && !merged_) return adapter_->Forward(x, weight, bias);
   return torch::nn::functional::linear(x, weight, bias);
 }
 
@@ -22,6 +22,38 @@ void LinearImpl::Attach(std::shared_ptr<Adapter> adapter, const std::string& nam
   Detach();
   adapter_ = register_module(name, std::move(adapter));
   adapter_name_ = name;
+}
+
+absl::Status LinearImpl::Merge() {
+  if (!adapter_) return absl::FailedPreconditionError("merge: no adapter attached");
+  if (merged_) return absl::FailedPreconditionError("merge: already merged");
+  if (!adapter_->Mergeable()) {
+    return absl::FailedPreconditionError(
+        "merge: a token-gated adapter cannot be folded into W0 (it changes only some tokens); "
+        "export the adapter and the base model separately");
+  }
+  torch::NoGradGuard no_grad;
+  auto [w, b] = adapter_->Merged(weight, bias);
+  weight.copy_(w);
+  if (b.defined()) {
+    if (bias.defined()) {
+      bias.copy_(b);
+    } else {
+      bias = register_parameter("bias", b.detach().clone(), /*requires_grad=*/false);
+    }
+  }
+  merged_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status LinearImpl::Unmerge() {
+  if (!adapter_ || !merged_) return absl::FailedPreconditionError("unmerge: not merged");
+  torch::NoGradGuard no_grad;
+  auto [w, b] = adapter_->Unmerged(weight, bias);
+  weight.copy_(w);
+  if (b.defined() && bias.defined()) bias.copy_(b);
+  merged_ = false;
+  return absl::OkStatus();
 }
 
 void LinearImpl::Detach() {

@@ -63,6 +63,13 @@ class LinearImpl : public torch::nn::Module {
   void Detach();
   const std::shared_ptr<Adapter>& adapter() const { return adapter_; }
 
+  // Folds the adapter into weight (and bias); forward then is the plain linear. FailedPrecondition
+  // when there is no adapter, it is already merged, or the adapter cannot be merged (gated).
+  absl::Status Merge();
+  // Restores W0 (and b0) from the merged weights; the adapter is active again.
+  absl::Status Unmerge();
+  bool merged() const { return merged_; }
+
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }
 
@@ -74,6 +81,7 @@ class LinearImpl : public torch::nn::Module {
   int64_t out_features_;
   std::shared_ptr<Adapter> adapter_;
   std::string adapter_name_;
+  bool merged_ = false;
 };
 TORCH_MODULE(Linear);
 

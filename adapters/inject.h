@@ -1,0 +1,56 @@
+// Attaching adapters to a model by module name, with HF PEFT's matching rules:
+//  - target_modules as a list: a module matches when its full name equals an entry or ends with
+//    "." + entry ("q_proj" matches "model.layers.0.self_attn.q_proj");
+//  - a single entry "re:<regex>": the full name must fully match the regex;
+//  - exclude_modules (same rules) are applied first;
+//  - layers_to_transform keeps only modules whose name holds "layers.<i>." with i in the list.
+#ifndef PEFTD_ADAPTERS_INJECT_H_
+#define PEFTD_ADAPTERS_INJECT_H_
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "adapters/linear.h"
+
+namespace peftd::adapters {
+
+struct TargetSpec {
+  std::vector<std::string> target_modules;
+  std::vector<std::string> exclude_modules;
+  std::vector<int> layers_to_transform;  // empty: all layers
+};
+
+// Whether the module called `name` is adapted under `spec` (InvalidArgument on a bad regex).
+absl::StatusOr<bool> MatchesTarget(const std::string& name, const TargetSpec& spec);
+
+// Creates the adapter for one Linear.
+using AdapterFactory =
+    std::function<std::shared_ptr<Adapter>(const std::string& name, LinearImpl& linear)>;
+
+// Attaches an adapter (child name "adapter") to every matching adapters::Linear of `model`.
+// Returns the adapted module names in model order; InvalidArgument naming the patterns when
+// nothing matches.
+absl::StatusOr<std::vector<std::string>> InjectAdapters(torch::nn::Module& model,
+                                                        const TargetSpec& spec,
+                                                        const AdapterFactory& factory);
+
+// The adapted Linears of `model` by name.
+std::map<std::string, LinearImpl*> AdaptedLinears(torch::nn::Module& model);
+
+struct ParameterCount {
+  int64_t trainable = 0;  // elements with requires_grad
+  int64_t total = 0;      // every parameter element, frozen base included
+  std::map<std::string, int64_t> trainable_by_module;  // adapted module -> its adapter's count
+  double trainable_percent() const { return total ? 100.0 * trainable / total : 0.0; }
+};
+ParameterCount CountParameters(torch::nn::Module& model);
+
+}  // namespace peftd::adapters
+
+#endif  // PEFTD_ADAPTERS_INJECT_H_
