@@ -29,6 +29,7 @@ class AdaDhpAdapter : public Adapter {
   // Resets l and r to exactly 1, drops their gradients and stops them training. Irreversible.
   void Freeze();
   bool frozen() const { return frozen_; }
+  bool IsActive() const override { return !frozen_; }
 
   torch::Tensor adadhp_l;  // (in)
   torch::Tensor adadhp_r;  // (out)

@@ -45,6 +45,10 @@ class Adapter : public torch::nn::Module {
                                                            const torch::Tensor& bias) const = 0;
   // Trainable parameter count, as METHODS.md gives it per method.
   virtual int64_t NumTrainable() const = 0;
+  // False when the adapter currently changes nothing by construction (an AdaLoRA module pruned
+  // to rank 0, an AdaDHP module pruned by selection); the token gate leaves such modules out of
+  // its sparsity statistics.
+  virtual bool IsActive() const { return true; }
 };
 
 // y = x·Wᵀ + b with W and b frozen (requires_grad = false; they never get a gradient or optimizer

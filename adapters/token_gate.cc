@@ -1,0 +1,176 @@
+#include "adapters/token_gate.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "adapters/tensor_check.h"
+
+namespace peftd::adapters {
+namespace {
+
+namespace F = torch::nn::functional;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+constexpr double kNormFloor = 1e-12;  // METHODS.md: guard ‖base_i‖
+
+// h = base + S ⊙ Δ, with a backward that gives Δ the gradient of the tokens that are on only and
+// hands μ_i = Σ_j (∂L/∂h_ij)·Δ_ij of every token to the gate.
+struct GateFunction : public torch::autograd::Function<GateFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& base,
+                               const torch::Tensor& delta, const torch::Tensor& on,
+                               const torch::Tensor& mask, int64_t gate) {
+    ctx->save_for_backward({delta, on, mask});
+    ctx->saved_data["gate"] = gate;
+    return torch::addcmul(base, delta, on.unsqueeze(-1));
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& delta = saved[0];
+    const torch::Tensor& on = saved[1];
+    const torch::Tensor& mask = saved[2];
+    const torch::Tensor& g = grads[0];
+    auto* gate = reinterpret_cast<TokenGate*>(ctx->saved_data["gate"].toInt());
+    gate->AccumulateBackward((g * delta).sum(-1), on, mask);
+    return {g, g * on.unsqueeze(-1), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+torch::Tensor ZeroScalar() { return torch::zeros({}, torch::kDouble); }
+
+}  // namespace
+
+TokenGate::TokenGate(std::shared_ptr<Adapter> inner, GateOptions options,
+                     std::shared_ptr<GateContext> context)
+    : inner_(register_module("inner", std::move(inner))),
+      options_(options),
+      context_(std::move(context)),
+      g_accum_(ZeroScalar()),
+      train_on_(ZeroScalar()),
+      train_total_(ZeroScalar()),
+      eval_on_(ZeroScalar()),
+      eval_total_(ZeroScalar()) {}
+
+torch::Tensor TokenGate::TokenMask(int64_t tokens, const torch::TensorOptions& options) const {
+  if (context_ && context_->token_mask.defined() && context_->token_mask.numel() == tokens) {
+    return context_->token_mask.reshape({tokens}).to(options);
+  }
+  return torch::ones({tokens}, options);
+}
+
+torch::Tensor TokenGate::Forward(const torch::Tensor& x, const torch::Tensor& weight,
+                                 const torch::Tensor& bias) {
+  const auto out_shape = OutputShape(x, weight.size(0));
+  torch::Tensor x2d = x.reshape({-1, x.size(-1)});
+  torch::Tensor base = F::linear(x2d, weight, bias);
+  torch::Tensor delta = inner_->Delta(x2d, base, weight, bias);
+  torch::Tensor on, mask;
+  // Training statistics come from forwards that will be backpropagated; the rest is evaluation.
+  const bool training_window = is_training() && torch::GradMode::is_enabled();
+  {
+    torch::NoGradGuard no_grad;
+    torch::Tensor ratio = delta.norm(2, -1) / base.norm(2, -1).clamp_min(kNormFloor);
+    on = ratio.ge(tau_).to(base.scalar_type());
+    mask = TokenMask(on.size(0), on.options());
+    const bool counts = inner_->IsActive();  // AdaLoRA at rank 0 / pruned AdaDHP: left out
+    if (counts) {
+      torch::Tensor on_real = (on * mask).sum().to(torch::kDouble);
+      torch::Tensor real = mask.sum().to(torch::kDouble);
+      if (training_window) {
+        train_on_.add_(on_real);
+        train_total_.add_(real);
+      } else {
+        eval_on_.add_(on_real);
+        eval_total_.add_(real);
+      }
+    }
+  }
+  torch::Tensor h;
+  if (torch::GradMode::is_enabled() && (base.requires_grad() || delta.requires_grad())) {
+    h = GateFunction::apply(base, delta, on, mask, reinterpret_cast<int64_t>(this));
+  } else {
+    h = torch::addcmul(base, delta, on.unsqueeze(-1));
+  }
+  return h.view(out_shape);
+}
+
+torch::Tensor TokenGate::Delta(const torch::Tensor& x, const torch::Tensor& base,
+                               const torch::Tensor& weight, const torch::Tensor& bias) {
+  return Forward(x, weight, bias) - base;
+}
+
+void TokenGate::AccumulateBackward(const torch::Tensor& mu, const torch::Tensor& on,
+                                   const torch::Tensor& mask) {
+  torch::NoGradGuard no_grad;
+  last_mu_ = mu.detach().clone();
+  torch::Tensor on_bool = on.gt(0);
+  // 1{(μ ≥ 0) == (r ≥ τ)}·μ + 1(r ≥ τ)·λ, padding excluded (METHODS.md).
+  torch::Tensor agree = mu.ge(0).eq(on_bool).to(mu.scalar_type());
+  torch::Tensor g = (agree * mu + on * options_.lambda) * mask;
+  g_accum_.add_(g.sum().to(torch::kDouble).cpu());
+}
+
+double TokenGate::PendingTauGradient() const { return g_accum_.item<double>(); }
+
+void TokenGate::UpdateTau() {
+  const double g = g_accum_.item<double>();
+  g_accum_.zero_();
+  ++k_;
+  m_ = options_.beta1 * m_ + (1 - options_.beta1) * g;
+  v_ = options_.beta2 * v_ + (1 - options_.beta2) * g * g;
+  const double m_hat = m_ / (1 - std::pow(options_.beta1, static_cast<double>(k_)));
+  const double v_hat = v_ / (1 - std::pow(options_.beta2, static_cast<double>(k_)));
+  tau_ += options_.alpha * options_.s * m_hat / (std::sqrt(v_hat) + options_.eps);
+}
+
+double TokenGate::TakeTrainSparsity() {
+  const double total = train_total_.item<double>();
+  const double on = train_on_.item<double>();
+  train_on_.zero_();
+  train_total_.zero_();
+  return total > 0 ? 1.0 - on / total : -1.0;
+}
+
+void TokenGate::BeginEval() {
+  eval_on_.zero_();
+  eval_total_.zero_();
+}
+
+double TokenGate::EvalSparsity() const {
+  const double total = eval_total_.item<double>();
+  return total > 0 ? 1.0 - eval_on_.item<double>() / total : -1.0;
+}
+
+std::pair<torch::Tensor, torch::Tensor> TokenGate::Merged(const torch::Tensor&,
+                                                          const torch::Tensor&) const {
+  TORCH_CHECK(false, "a token-gated adapter cannot be merged into W0");
+}
+
+std::pair<torch::Tensor, torch::Tensor> TokenGate::Unmerged(const torch::Tensor&,
+                                                            const torch::Tensor&) const {
+  TORCH_CHECK(false, "a token-gated adapter cannot be merged into W0");
+}
+
+std::map<std::string, torch::Tensor> TokenGate::StateDict() const {
+  return {{"tau", torch::tensor({tau_}, torch::kDouble)},
+          {"tau_m", torch::tensor({m_}, torch::kDouble)},
+          {"tau_v", torch::tensor({v_}, torch::kDouble)},
+          {"tau_k", torch::tensor({k_}, torch::kInt64)},
+          {"tau_g", g_accum_.reshape({1}).clone()}};
+}
+
+absl::Status TokenGate::LoadStateDict(const std::map<std::string, torch::Tensor>& state) {
+  for (const char* key : {"tau", "tau_m", "tau_v", "tau_k", "tau_g"}) {
+    if (!state.count(key))
+      return absl::InvalidArgumentError(absl::StrCat("gate state: missing ", key));
+  }
+  tau_ = state.at("tau").item<double>();
+  m_ = state.at("tau_m").item<double>();
+  v_ = state.at("tau_v").item<double>();
+  k_ = state.at("tau_k").item<int64_t>();
+  g_accum_.fill_(state.at("tau_g").item<double>());
+  return absl::OkStatus();
+}
+
+}  // namespace peftd::adapters

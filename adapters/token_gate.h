@@ -1,0 +1,104 @@
+// The token gate `_S` (METHODS.md "The token gate"; TS-PEFT, arXiv 2511.16147) around any method:
+// one threshold τ per module (init 0), and for every token i
+//   r_i = ‖Δ_i‖ / max(‖base_i‖, 1e-12),  S_i = 1[r_i ≥ τ],  h_i = base_i + S_i·Δ_i,
+// where Δ = M(x) is the wrapped method's change. The adapter learns only from tokens that are on;
+// τ gets no autograd gradient. A custom backward computes μ_i = Σ_j (∂L/∂h_ij)·Δ_ij for every
+// token, and once per optimizer step τ moves by an Adam-style step on
+//   g = Σ_i [1{(μ_i ≥ 0) == (r_i ≥ τ)}·μ_i + 1(r_i ≥ τ)·λ]   over the step's non-padding tokens.
+#ifndef PEFTD_ADAPTERS_TOKEN_GATE_H_
+#define PEFTD_ADAPTERS_TOKEN_GATE_H_
+
+#include <memory>
+
+#include "adapters/linear.h"
+
+namespace peftd::adapters {
+
+struct GateOptions {
+  double s = 4e-5;       // τ's step size
+  double lambda = 1e-6;  // sparsity pressure per token that is on
+  // Adam constants of the τ update [ours].
+  double alpha = 1.0;
+  double beta1 = 0.9;
+  double beta2 = 0.98;
+  double eps = 1e-8;
+};
+
+// Shared by every gate of a model: which tokens of the current batch are real. The trainer sets
+// `token_mask` ((B, T), 1 = real token) before each forward; undefined means every token is real.
+struct GateContext {
+  torch::Tensor token_mask;
+};
+
+class TokenGate : public Adapter {
+ public:
+  TokenGate(std::shared_ptr<Adapter> inner, GateOptions options,
+            std::shared_ptr<GateContext> context);
+
+  torch::Tensor Forward(const torch::Tensor& x, const torch::Tensor& weight,
+                        const torch::Tensor& bias) override;
+  // The gated change S ⊙ Δ.
+  torch::Tensor Delta(const torch::Tensor& x, const torch::Tensor& base,
+                      const torch::Tensor& weight, const torch::Tensor& bias) override;
+  std::string Method() const override { return inner_->Method(); }
+  std::map<std::string, torch::Tensor> ExportTensors() const override {
+    return inner_->ExportTensors();
+  }
+  absl::Status ImportTensors(const std::map<std::string, torch::Tensor>& tensors) override {
+    return inner_->ImportTensors(tensors);
+  }
+  bool Mergeable() const override { return false; }
+  std::pair<torch::Tensor, torch::Tensor> Merged(const torch::Tensor& weight,
+                                                 const torch::Tensor& bias) const override;
+  std::pair<torch::Tensor, torch::Tensor> Unmerged(const torch::Tensor& weight,
+                                                   const torch::Tensor& bias) const override;
+  // τ is not counted: it is not a parameter the optimizer trains.
+  int64_t NumTrainable() const override { return inner_->NumTrainable(); }
+  bool IsActive() const override { return inner_->IsActive(); }
+
+  // The τ update of METHODS.md from what the backward passes accumulated since the last call.
+  // Call once per optimizer step, after the adapter's own step.
+  void UpdateTau();
+  double tau() const { return tau_; }
+  void set_tau(double tau) { tau_ = tau; }
+  // g accumulated so far in this step (before UpdateTau consumes it).
+  double PendingTauGradient() const;
+
+  // Sparsity = 1 − (tokens on)/(tokens) over non-padding tokens. The training window is read and
+  // reset by TakeTrainSparsity; the evaluation window by BeginEval / EvalSparsity. −1 when the
+  // window saw no token.
+  double TakeTrainSparsity();
+  void BeginEval();
+  double EvalSparsity() const;
+
+  const std::shared_ptr<Adapter>& inner() const { return inner_; }
+  const GateOptions& options() const { return options_; }
+  // μ of the most recent backward pass, per token (N); for tests and diagnostics.
+  const torch::Tensor& last_mu() const { return last_mu_; }
+
+  // τ, its Adam moments and step count.
+  std::map<std::string, torch::Tensor> StateDict() const;
+  absl::Status LoadStateDict(const std::map<std::string, torch::Tensor>& state);
+
+  // Called from the custom backward.
+  void AccumulateBackward(const torch::Tensor& mu, const torch::Tensor& on,
+                          const torch::Tensor& mask);
+
+ private:
+  torch::Tensor TokenMask(int64_t tokens, const torch::TensorOptions& options) const;
+
+  std::shared_ptr<Adapter> inner_;
+  GateOptions options_;
+  std::shared_ptr<GateContext> context_;
+  double tau_ = 0.0;
+  double m_ = 0.0, v_ = 0.0;
+  int64_t k_ = 0;
+  torch::Tensor g_accum_;                 // 0-dim double
+  torch::Tensor train_on_, train_total_;  // 0-dim double counters
+  torch::Tensor eval_on_, eval_total_;
+  torch::Tensor last_mu_;
+};
+
+}  // namespace peftd::adapters
+
+#endif  // PEFTD_ADAPTERS_TOKEN_GATE_H_

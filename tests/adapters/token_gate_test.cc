@@ -1,0 +1,212 @@
+// The token gate `_S` against METHODS.md, in double precision.
+#include "adapters/token_gate.h"
+
+#include <gtest/gtest.h>
+
+#include <limits>
+
+#include "adapters/dora.h"
+#include "adapters/lora.h"
+
+namespace peftd::adapters {
+namespace {
+
+namespace F = torch::nn::functional;
+constexpr int64_t kIn = 6, kOut = 5, kTokens = 8;
+
+struct Fixture {
+  Linear base{kIn, kOut, true, torch::TensorOptions().dtype(torch::kDouble)};
+  std::shared_ptr<LoraAdapter> lora;
+  std::shared_ptr<TokenGate> gate;
+  std::shared_ptr<GateContext> ctx = std::make_shared<GateContext>();
+  explicit Fixture(GateOptions o = {}) {
+    torch::NoGradGuard no_grad;
+    base->weight.copy_(torch::randn({kOut, kIn}, torch::kDouble));
+    base->bias.copy_(torch::randn({kOut}, torch::kDouble));
+    lora = std::make_shared<LoraAdapter>(*base, LoraOptions{.r = 2, .alpha = 2});
+    lora->lora_B.normal_();
+    gate = std::make_shared<TokenGate>(lora, o, ctx);
+  }
+  torch::Tensor Plain(const torch::Tensor& x) { return F::linear(x, base->weight, base->bias); }
+};
+
+TEST(TokenGate, MinusInfinityEqualsTheUngatedMethod) {
+  torch::manual_seed(1);
+  Fixture f;
+  torch::Tensor x = torch::randn({2, 4, kIn}, torch::kDouble);
+  torch::Tensor ungated = f.lora->Forward(x, f.base->weight, f.base->bias);
+  f.gate->set_tau(-std::numeric_limits<double>::infinity());
+  f.base->Attach(f.gate, "adapter");
+  EXPECT_TRUE(torch::allclose(f.base->forward(x), ungated, 1e-14, 1e-14));
+  EXPECT_EQ(f.gate->Method(), "lora");
+  EXPECT_FALSE(f.gate->Mergeable());
+  EXPECT_FALSE(f.base->Merge().ok());
+}
+
+TEST(TokenGate, TauZeroAtInitLetsEveryTokenThrough) {
+  torch::manual_seed(2);
+  Fixture f;
+  EXPECT_EQ(f.gate->tau(), 0.0);
+  f.base->Attach(f.gate, "adapter");
+  f.base->train();
+  torch::Tensor x = torch::randn({kTokens, kIn}, torch::kDouble);
+  f.base->forward(x);
+  EXPECT_DOUBLE_EQ(f.gate->TakeTrainSparsity(), 0.0);
+}
+
+TEST(TokenGate, OffTokensGiveExactlyTheBaseAndNoAdapterGradient) {
+  torch::manual_seed(3);
+  Fixture f;
+  f.base->Attach(f.gate, "adapter");
+  f.base->train();
+  torch::Tensor x = torch::randn({kTokens, kIn}, torch::kDouble);
+  torch::Tensor plain = f.Plain(x);
+  torch::Tensor delta = f.lora->Delta(x, plain, f.base->weight, f.base->bias).detach();
+  torch::Tensor ratio = delta.norm(2, -1) / plain.norm(2, -1);
+  const double tau = std::get<0>(ratio.sort())[kTokens / 2].item<double>();  // half the tokens off
+  f.gate->set_tau(tau);
+  torch::Tensor on = ratio.ge(tau);
+  torch::Tensor probe = torch::randn({kTokens, kOut}, torch::kDouble);
+  torch::Tensor h = f.base->forward(x);
+  for (int64_t i = 0; i < kTokens; ++i) {
+    if (!on[i].item<bool>()) EXPECT_TRUE(torch::equal(h[i], plain[i])) << i;
+  }
+  EXPECT_NEAR(f.gate->TakeTrainSparsity(), 0.5, 1e-12);
+  (h * probe).sum().backward();
+  // Reference: autograd restricted to the tokens that are on.
+  auto a = f.lora->lora_A.detach().clone().requires_grad_(true);
+  auto b = f.lora->lora_B.detach().clone().requires_grad_(true);
+  torch::Tensor onf = on.to(torch::kDouble).unsqueeze(1);
+  torch::Tensor ref = plain + onf * F::linear(F::linear(x, a) * f.lora->scale(), b);
+  (ref * probe).sum().backward();
+  EXPECT_TRUE(torch::allclose(f.lora->lora_A.grad(), a.grad(), 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(f.lora->lora_B.grad(), b.grad(), 1e-12, 1e-12));
+  // μ_i = Σ_j (∂L/∂h_ij)·Δ_ij for every token, on or off; here ∂L/∂h = probe.
+  EXPECT_TRUE(torch::allclose(f.gate->last_mu(), (probe * delta).sum(-1), 1e-12, 1e-12));
+}
+
+TEST(TokenGate, MuMatchesTheAutogradOutputGradientForDora) {
+  torch::manual_seed(4);
+  Linear base(kIn, kOut, true, torch::TensorOptions().dtype(torch::kDouble));
+  {
+    torch::NoGradGuard no_grad;
+    base->weight.normal_();
+    base->bias.normal_();
+  }
+  auto dora = std::make_shared<DoraAdapter>(*base, LoraOptions{.r = 2, .alpha = 2});
+  {
+    torch::NoGradGuard no_grad;
+    dora->lora_B.normal_();
+    dora->magnitude.mul_(1.3);
+  }
+  auto gate = std::make_shared<TokenGate>(dora, GateOptions{}, nullptr);
+  base->Attach(gate, "adapter");
+  base->train();
+  torch::Tensor x = torch::randn({kTokens, kIn}, torch::kDouble);
+  torch::Tensor h = base->forward(x);
+  h.retain_grad();
+  torch::Tensor loss = (h.pow(3)).sum();
+  loss.backward();
+  torch::Tensor plain = F::linear(x, base->weight, base->bias);
+  torch::Tensor delta = dora->Delta(x, plain, base->weight, base->bias).detach();
+  EXPECT_TRUE(torch::allclose(gate->last_mu(), (h.grad() * delta).sum(-1), 1e-12, 1e-12));
+}
+
+// One token, constructed so that its μ has a chosen sign; returns τ after one update.
+double TauAfterOneStep(double mu_sign, bool on, double lambda) {
+  Fixture f(GateOptions{.s = 1e-2, .lambda = lambda});
+  f.base->Attach(f.gate, "adapter");
+  f.base->train();
+  torch::Tensor x = torch::randn({1, kIn}, torch::kDouble);
+  torch::Tensor plain = f.Plain(x);
+  torch::Tensor delta = f.lora->Delta(x, plain, f.base->weight, f.base->bias).detach();
+  const double ratio = (delta.norm() / plain.norm()).item<double>();
+  f.gate->set_tau(on ? ratio / 2 : ratio * 2);
+  torch::Tensor h = f.base->forward(x);
+  // L = mu_sign·Σ h·Δ → ∂L/∂h = mu_sign·Δ → μ = mu_sign·‖Δ‖² (harmful when > 0).
+  (h * delta).sum().mul(mu_sign).backward();
+  const double before = f.gate->tau();
+  f.gate->UpdateTau();
+  return f.gate->tau() - before;
+}
+
+TEST(TokenGate, TauMovesInTheDocumentedDirection) {
+  torch::manual_seed(5);
+  EXPECT_GT(TauAfterOneStep(+1, /*on=*/true, 0), 0) << "a harmful modification raises τ";
+  EXPECT_LT(TauAfterOneStep(-1, /*on=*/false, 0), 0) << "a helpful gated-off token lowers τ";
+  EXPECT_EQ(TauAfterOneStep(-1, /*on=*/true, 0), 0) << "a helpful token that is on leaves τ";
+  EXPECT_EQ(TauAfterOneStep(+1, /*on=*/false, 0), 0) << "a harmful token that is off leaves τ";
+  EXPECT_GT(TauAfterOneStep(0, /*on=*/true, 1e-3), 0) << "λ > 0 alone raises τ";
+}
+
+TEST(TokenGate, TauUpdateIsAdamOnTheSummedSignal) {
+  torch::manual_seed(6);
+  Fixture f(GateOptions{.s = 0.1, .lambda = 0.01});
+  f.base->Attach(f.gate, "adapter");
+  f.base->train();
+  // Two micro-batches in one step: g sums over both.
+  double g_total = 0;
+  for (int mb = 0; mb < 2; ++mb) {
+    torch::Tensor x = torch::randn({kTokens, kIn}, torch::kDouble);
+    torch::Tensor probe = torch::randn({kTokens, kOut}, torch::kDouble);
+    (f.base->forward(x) * probe).sum().backward();
+    torch::Tensor mu = f.gate->last_mu();
+    // τ = 0 → every token on: g = Σ [1(μ ≥ 0)·μ + λ].
+    g_total += (mu.clamp_min(0) + 0.01).sum().item<double>();
+  }
+  EXPECT_NEAR(f.gate->PendingTauGradient(), g_total, 1e-12);
+  f.gate->UpdateTau();
+  // k = 1: m̂ = g, v̂ = g² → Δτ = s·g/(|g| + ε).
+  EXPECT_NEAR(f.gate->tau(), 0.1 * g_total / (std::abs(g_total) + 1e-8), 1e-12);
+}
+
+TEST(TokenGate, PaddingNeverCounts) {
+  torch::manual_seed(7);
+  torch::Tensor x = torch::randn({1, 4, kIn}, torch::kDouble);
+  torch::Tensor padded = torch::cat({x, torch::randn({1, 3, kIn}, torch::kDouble) * 50}, 1);
+  torch::Tensor probe = torch::randn({1, 4, kOut}, torch::kDouble);
+  torch::Tensor probe_padded = torch::cat({probe, torch::randn({1, 3, kOut}, torch::kDouble)}, 1);
+  auto run = [&](const torch::Tensor& in, const torch::Tensor& pr, const torch::Tensor& mask) {
+    torch::manual_seed(8);
+    Fixture f(GateOptions{.s = 0.1, .lambda = 0.01});
+    f.ctx->token_mask = mask;
+    f.base->Attach(f.gate, "adapter");
+    f.base->train();
+    (f.base->forward(in) * pr).sum().backward();
+    const double sparsity = f.gate->TakeTrainSparsity();
+    f.gate->UpdateTau();
+    return std::make_pair(f.gate->tau(), sparsity);
+  };
+  auto [tau_plain, sp_plain] = run(x, probe, torch::ones({1, 4}));
+  auto [tau_pad, sp_pad] = run(padded, probe_padded, torch::tensor({{1, 1, 1, 1, 0, 0, 0}}));
+  EXPECT_DOUBLE_EQ(tau_plain, tau_pad);
+  EXPECT_DOUBLE_EQ(sp_plain, sp_pad);
+}
+
+TEST(TokenGate, EvalSparsityIsItsOwnWindow) {
+  torch::manual_seed(9);
+  Fixture f;
+  f.base->Attach(f.gate, "adapter");
+  f.gate->set_tau(1e9);  // everything off
+  f.base->eval();
+  f.gate->BeginEval();
+  {
+    torch::NoGradGuard no_grad;
+    f.base->forward(torch::randn({kTokens, kIn}, torch::kDouble));
+  }
+  EXPECT_DOUBLE_EQ(f.gate->EvalSparsity(), 1.0);
+  EXPECT_DOUBLE_EQ(f.gate->TakeTrainSparsity(), -1.0);
+}
+
+TEST(TokenGate, StateRoundTrip) {
+  Fixture a, b;
+  a.gate->set_tau(0.25);
+  ASSERT_TRUE(b.gate->LoadStateDict(a.gate->StateDict()).ok());
+  EXPECT_EQ(b.gate->tau(), 0.25);
+  auto st = a.gate->StateDict();
+  st.erase("tau_m");
+  EXPECT_FALSE(b.gate->LoadStateDict(st).ok());
+}
+
+}  // namespace
+}  // namespace peftd::adapters
