@@ -16,7 +16,6 @@ struct LoraOptions {
   double dropout = 0;
   bool use_rslora = false;
   bool gaussian_init = false;  // A ~ N(0, 1/r) instead of kaiming-uniform U(±1/√in)
-  bool use_dora = false;
 };
 
 double LoraScale(const LoraOptions& options);

@@ -1,0 +1,41 @@
+// Adapter folders in the Hugging Face PEFT layout (METHODS.md "Adapter files"):
+// adapter_config.json + adapter_model.safetensors (F32, metadata {"format": "pt"}), keys
+// "base_model.model." + module path + the method's suffix. LoRA, DoRA and AdaLoRA are what
+// PEFT's PeftModel.from_pretrained reads; HUT, ADADHP and gated adapters use the same layout
+// with our own peft_type / "token_gate" fields.
+#ifndef PEFTD_ADAPTERS_PEFT_FILES_H_
+#define PEFTD_ADAPTERS_PEFT_FILES_H_
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "adapters/peft_model.h"
+
+namespace peftd::adapters {
+
+inline constexpr char kPeftKeyPrefix[] = "base_model.model.";
+
+// Writes `peft` as an adapter folder in `dir` (created if needed). `modules_to_save` holds extra
+// trained tensors under their model names (e.g. "score.weight").
+absl::Status SaveAdapter(PeftModel& peft, const std::string& dir,
+                         const std::map<std::string, torch::Tensor>& modules_to_save = {});
+
+// The config of an adapter folder.
+absl::StatusOr<AdapterConfig> ReadAdapterConfig(const std::string& dir);
+
+// Applies the adapter folder `dir` to `model`: attaches the adapters its config describes, loads
+// their tensors (AdaLoRA's truncated by rank pattern; every τ of a gated adapter) and copies
+// modules_to_save tensors into the model. Errors name the missing, unexpected or mis-shaped key.
+absl::StatusOr<std::unique_ptr<PeftModel>> LoadAdapter(torch::nn::Module* model,
+                                                       const std::string& dir);
+
+// Writes the model with every adapter merged (mergeable methods only) as HF weights
+// (`model.layers.0.self_attn.q_proj.weight`, ...) to `path`; the model is left unmerged.
+absl::Status SaveMergedWeights(PeftModel& peft, const std::string& path);
+
+}  // namespace peftd::adapters
+
+#endif  // PEFTD_ADAPTERS_PEFT_FILES_H_

@@ -1,0 +1,181 @@
+#include "adapters/peft_model.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+
+namespace peftd::adapters {
+
+const char* MethodName(MethodKind kind) {
+  switch (kind) {
+    case MethodKind::kLora:
+      return "lora";
+    case MethodKind::kDora:
+      return "dora";
+    case MethodKind::kAdaLora:
+      return "adalora";
+    case MethodKind::kHut:
+      return "hut";
+    case MethodKind::kAdaDhp:
+      return "adadhp";
+  }
+  return "?";
+}
+
+absl::StatusOr<MethodKind> ParseMethod(const std::string& name) {
+  for (auto kind : {MethodKind::kLora, MethodKind::kDora, MethodKind::kAdaLora, MethodKind::kHut,
+                    MethodKind::kAdaDhp}) {
+    if (name == MethodName(kind)) return kind;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown method '", name, "'"));
+}
+
+Adapter* PeftModel::Unwrap(Adapter* adapter) {
+  if (auto* gate = dynamic_cast<TokenGate*>(adapter)) return gate->inner().get();
+  return adapter;
+}
+
+absl::StatusOr<std::unique_ptr<PeftModel>> PeftModel::Apply(torch::nn::Module* model,
+                                                            AdapterConfig config,
+                                                            int64_t total_steps) {
+  std::unique_ptr<PeftModel> pm(new PeftModel());
+  pm->model_ = model;
+  std::shared_ptr<GateContext> ctx = pm->gate_context_;
+  const AdapterConfig& c = config;
+  AdapterFactory factory = [&c, ctx](const std::string&,
+                                     LinearImpl& linear) -> std::shared_ptr<Adapter> {
+    std::shared_ptr<Adapter> a;
+    switch (c.method) {
+      case MethodKind::kLora:
+        a = std::make_shared<LoraAdapter>(linear, c.lora);
+        break;
+      case MethodKind::kDora:
+        a = std::make_shared<DoraAdapter>(linear, c.lora);
+        break;
+      case MethodKind::kAdaLora:
+        a = std::make_shared<AdaLoraAdapter>(linear, c.adalora);
+        break;
+      case MethodKind::kHut:
+        a = std::make_shared<HutAdapter>(linear, c.hut);
+        break;
+      case MethodKind::kAdaDhp:
+        a = std::make_shared<AdaDhpAdapter>(linear);
+        break;
+    }
+    if (c.gate) a = std::make_shared<TokenGate>(a, *c.gate, ctx);
+    return a;
+  };
+  ASSIGN_OR_RETURN(pm->names_, InjectAdapters(*model, config.targets, factory));
+  pm->linears_ = AdaptedLinears(*model);
+  const int64_t n = static_cast<int64_t>(pm->names_.size());
+  if (config.method == MethodKind::kAdaLora) {
+    config.adalora_schedule.init_r = config.adalora.init_r;
+    config.adalora_schedule.total_step = total_steps;
+    RETURN_IF_ERROR(ValidateSchedule(config.adalora_schedule));
+  }
+  if (config.method == MethodKind::kAdaDhp) {
+    if (config.adadhp.target_num == 0) config.adadhp.target_num = (n + 1) / 2;
+    if (config.adadhp.tfinal == 0)
+      config.adadhp.tfinal = std::max<int64_t>(config.adadhp.tinit + 1, total_steps * 4 / 5);
+    RETURN_IF_ERROR(ValidateSchedule(config.adadhp, n));
+  }
+  std::vector<std::pair<std::string, AdaLoraAdapter*>> adalora;
+  std::vector<std::pair<std::string, AdaDhpAdapter*>> adadhp;
+  for (const auto& name : pm->names_) {
+    Adapter* a = pm->linears_.at(name)->adapter().get();
+    if (auto* gate = dynamic_cast<TokenGate*>(a)) pm->gates_.emplace_back(name, gate);
+    Adapter* inner = Unwrap(a);
+    if (auto* ada = dynamic_cast<AdaLoraAdapter*>(inner)) adalora.emplace_back(name, ada);
+    if (auto* dhp = dynamic_cast<AdaDhpAdapter*>(inner)) adadhp.emplace_back(name, dhp);
+  }
+  if (!adalora.empty())
+    pm->allocator_ = std::make_unique<RankAllocator>(config.adalora_schedule, adalora);
+  if (!adadhp.empty()) pm->selector_ = std::make_unique<AdaDhpSelector>(config.adadhp, adadhp);
+  pm->config_ = std::move(config);
+  return pm;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> PeftModel::TrainableTensors() {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& item : model_->named_parameters()) {
+    if (item.value().requires_grad()) out.emplace_back(item.key(), item.value());
+  }
+  return out;
+}
+
+torch::Tensor PeftModel::RegularizationLoss() const {
+  if (!allocator_ || config_.adalora_schedule.orth_reg_weight == 0) return {};
+  return allocator_->OrthogonalityPenalty();
+}
+
+void PeftModel::AfterOptimizerStep(int64_t step) {
+  if (allocator_) allocator_->Step(step);
+  if (selector_) selector_->Step(step);
+  for (auto& [name, gate] : gates_) gate->UpdateTau();
+}
+
+std::map<std::string, double> PeftModel::TakeGateSparsity() {
+  std::map<std::string, double> out;
+  for (auto& [name, gate] : gates_) {
+    const double s = gate->TakeTrainSparsity();
+    if (s >= 0) out[name] = s;
+  }
+  return out;
+}
+
+std::map<std::string, double> PeftModel::GateTaus() const {
+  std::map<std::string, double> out;
+  for (const auto& [name, gate] : gates_) out[name] = gate->tau();
+  return out;
+}
+
+void PeftModel::BeginEval() {
+  for (auto& [name, gate] : gates_) gate->BeginEval();
+}
+
+std::map<std::string, double> PeftModel::EvalGateSparsity() const {
+  std::map<std::string, double> out;
+  for (const auto& [name, gate] : gates_) {
+    const double s = gate->EvalSparsity();
+    if (s >= 0) out[name] = s;
+  }
+  return out;
+}
+
+std::map<std::string, int64_t> PeftModel::AdaLoraRanks() const {
+  return allocator_ ? allocator_->Ranks() : std::map<std::string, int64_t>{};
+}
+
+int64_t PeftModel::AdaDhpActiveModules() const {
+  return selector_ ? selector_->ActiveModules() : -1;
+}
+
+std::map<std::string, torch::Tensor> PeftModel::StateDict() const {
+  std::map<std::string, torch::Tensor> out;
+  if (allocator_) {
+    for (auto& [k, v] : allocator_->StateDict()) out["adalora/" + k] = v;
+  }
+  if (selector_) {
+    for (auto& [k, v] : selector_->StateDict()) out["adadhp/" + k] = v;
+  }
+  for (const auto& [name, gate] : gates_) {
+    for (auto& [k, v] : gate->StateDict()) out["gate/" + name + "." + k] = v;
+  }
+  return out;
+}
+
+absl::Status PeftModel::LoadStateDict(const std::map<std::string, torch::Tensor>& state) {
+  auto with_prefix = [&](const std::string& prefix) {
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& [k, v] : state) {
+      if (k.rfind(prefix, 0) == 0) out[k.substr(prefix.size())] = v;
+    }
+    return out;
+  };
+  if (allocator_) RETURN_IF_ERROR(allocator_->LoadStateDict(with_prefix("adalora/")));
+  if (selector_) RETURN_IF_ERROR(selector_->LoadStateDict(with_prefix("adadhp/")));
+  for (auto& [name, gate] : gates_)
+    RETURN_IF_ERROR(gate->LoadStateDict(with_prefix("gate/" + name + ".")));
+  return absl::OkStatus();
+}
+
+}  // namespace peftd::adapters
