@@ -1,0 +1,78 @@
+// Module matching with HF PEFT's rules, and what injection reports.
+#include "adapters/inject.h"
+
+#include <gtest/gtest.h>
+
+#include "adapters/lora.h"
+
+namespace peftd::adapters {
+namespace {
+
+bool Match(const std::string& name, TargetSpec spec) { return *MatchesTarget(name, spec); }
+
+TEST(MatchesTarget, ListEntriesMatchFullNamesOrDotSuffixes) {
+  TargetSpec s{.target_modules = {"q_proj", "mlp.down_proj"}};
+  EXPECT_TRUE(Match("model.layers.0.self_attn.q_proj", s));
+  EXPECT_TRUE(Match("q_proj", s));
+  EXPECT_TRUE(Match("model.layers.3.mlp.down_proj", s));
+  EXPECT_FALSE(Match("model.layers.0.self_attn.qq_proj", s));  // suffix must start after a dot
+  EXPECT_FALSE(Match("model.layers.0.self_attn.q_proj.adapter", s));
+  EXPECT_FALSE(Match("model.layers.0.self_attn.k_proj", s));
+}
+
+TEST(MatchesTarget, ASingleRegexMustMatchTheWholeName) {
+  TargetSpec s{.target_modules = {R"(re:.*layers\.[01]\..*(q|v)_proj)"}};
+  EXPECT_TRUE(Match("model.layers.1.self_attn.v_proj", s));
+  EXPECT_FALSE(Match("model.layers.2.self_attn.v_proj", s));
+  EXPECT_FALSE(Match("model.layers.1.self_attn.v_proj.x", s));
+  TargetSpec bad{.target_modules = {"re:(("}};
+  EXPECT_EQ(MatchesTarget("x", bad).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(MatchesTarget, ExclusionsComeFirstAndLayersFilter) {
+  TargetSpec s{.target_modules = {"q_proj", "v_proj"},
+               .exclude_modules = {"layers.0.self_attn.v_proj"}};
+  EXPECT_FALSE(Match("model.layers.0.self_attn.v_proj", s));
+  EXPECT_TRUE(Match("model.layers.1.self_attn.v_proj", s));
+  TargetSpec layers{.target_modules = {"q_proj"}, .layers_to_transform = {1, 3}};
+  EXPECT_TRUE(Match("model.layers.3.self_attn.q_proj", layers));
+  EXPECT_FALSE(Match("model.layers.2.self_attn.q_proj", layers));
+  EXPECT_FALSE(Match("model.layers.13.self_attn.q_proj", layers));
+}
+
+struct TwoImpl : torch::nn::Module {
+  TwoImpl() {
+    a = register_module("a", Linear(4, 4, false));
+    b = register_module("b", Linear(4, 3, false));
+  }
+  Linear a{nullptr}, b{nullptr};
+};
+TORCH_MODULE(Two);
+
+TEST(InjectAdapters, ReportsWhatItWrappedAndRefusesNoMatch) {
+  Two m;
+  std::vector<std::string> seen;
+  auto names =
+      InjectAdapters(*m, {.target_modules = {"b"}}, [&](const std::string& n, LinearImpl& l) {
+        seen.push_back(n);
+        return std::make_shared<LoraAdapter>(l, LoraOptions{.r = 2});
+      });
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(*names, std::vector<std::string>{"b"});
+  EXPECT_EQ(seen, std::vector<std::string>{"b"});
+  EXPECT_TRUE(m->b->adapter());
+  EXPECT_FALSE(m->a->adapter());
+  ParameterCount c = CountParameters(*m);
+  EXPECT_EQ(c.trainable, 2 * (4 + 3));
+  EXPECT_EQ(c.total, 16 + 12 + 14);
+  EXPECT_NEAR(c.trainable_percent(), 100.0 * 14 / 42, 1e-12);
+  auto none = InjectAdapters(*m, {.target_modules = {"c"}, .exclude_modules = {"a"}},
+                             [](const std::string&, LinearImpl& l) {
+                               return std::make_shared<LoraAdapter>(l, LoraOptions{});
+                             });
+  EXPECT_EQ(none.status().message(),
+            "target_modules [c] minus [a] match no Linear module of the model");
+}
+
+}  // namespace
+}  // namespace peftd::adapters
