@@ -1,6 +1,6 @@
-// LoRA (Hu et al. 2021) and DoRA (Liu et al. 2024), METHODS.md "LoRA" and "DoRA".
-// LoRA: h = x·W0ᵀ + b0 + s·(drop(x)·Aᵀ)·Bᵀ with s = alpha/r (alpha/√r with rsLoRA).
-// DoRA adds a magnitude vector m: h = g ⊙ (x̃·W0ᵀ + s·x̃·Aᵀ·Bᵀ) + (1−g) ⊙ ... (see dora.h).
+// LoRA (Hu et al. 2021), METHODS.md "LoRA":
+//   h = x·W0ᵀ + b0 + s·(drop(x)·Aᵀ)·Bᵀ with s = alpha/r (alpha/√r with rsLoRA).
+// DoRA (dora.h) builds on it with a magnitude vector.
 #ifndef PEFTD_ADAPTERS_LORA_H_
 #define PEFTD_ADAPTERS_LORA_H_
 

@@ -190,14 +190,12 @@ int main(int argc, char** argv) {
     out["baseline"] = b;
     if (b.contains("tokens_per_s")) {
       const double base = b["tokens_per_s"].get<double>();
-      out["baseline"]["mfu"] =
-          base *
-          FlopsPerToken(config, seq,
-                        2 * config.num_hidden_layers * 8 *
-                            (2 * config.hidden_size + config.num_key_value_heads * config.head_dim +
-                             config.num_attention_heads * config.head_dim) /
-                            2) /
-          (peak * 1e9);
+      // The baseline trains LoRA r = 8 on q_proj and v_proj: r·(in + out) per module.
+      const int64_t q = config.num_attention_heads * config.head_dim,
+                    kv = config.num_key_value_heads * config.head_dim;
+      const int64_t lora =
+          config.num_hidden_layers * 8 * ((config.hidden_size + q) + (config.hidden_size + kv));
+      out["baseline"]["mfu"] = base * FlopsPerToken(config, seq, lora) / (peak * 1e9);
       for (auto& r : out["results"]) {
         if (r.contains("tokens_per_s"))
           r["speedup_vs_baseline"] = r["tokens_per_s"].get<double>() / base;

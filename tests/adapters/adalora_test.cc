@@ -66,6 +66,30 @@ TEST(AdaLora, GradientsMatchFiniteDifferences) {
   }
 }
 
+TEST(AdaLora, MergedForwardEqualsUnmergedAndUnmergeRestoresW0) {
+  torch::manual_seed(12);
+  Linear base(kIn, kOut, true);
+  {
+    torch::NoGradGuard no_grad;
+    base->weight.normal_();
+    base->bias.normal_();
+  }
+  const torch::Tensor w0 = base->weight.clone();
+  auto a = std::make_shared<AdaLoraAdapter>(*base, AdaLoraOptions{.init_r = 4, .alpha = 8});
+  {
+    torch::NoGradGuard no_grad;
+    a->lora_E.normal_();
+  }
+  a->SetKeep({true, false, true, true});
+  base->Attach(a, "adapter");
+  torch::Tensor x = torch::randn({3, kIn});
+  torch::Tensor unmerged = base->forward(x).detach();
+  ASSERT_TRUE(base->Merge().ok());
+  EXPECT_TRUE(torch::allclose(base->forward(x), unmerged, 1e-5, 1e-5));
+  ASSERT_TRUE(base->Unmerge().ok());
+  EXPECT_TRUE(torch::allclose(base->weight, w0, 1e-5, 1e-6));
+}
+
 TEST(AdaLoraBudget, WorkedExampleOfMethodsMd) {
   AdaLoraSchedule s{
       .init_r = 12, .target_r = 8, .tinit = 100, .tfinal = 200, .delta_t = 10, .total_step = 1000};

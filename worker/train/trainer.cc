@@ -82,7 +82,6 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
   try {
     while (step_ < options_.total_steps) {
       if (Cancelled()) return absl::CancelledError(absl::StrCat("cancelled at step ", step_));
-      const auto step_start = Clock::now();
       const double lr = LearningRate(options_.lr, step_);
 
       std::vector<Batch> micro;
@@ -149,7 +148,6 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
         window_steps = window_tokens = 0;
         window_start = Clock::now();
       }
-      (void)step_start;
 
       const bool eval_now =
           eval_ &&
