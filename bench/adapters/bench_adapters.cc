@@ -3,6 +3,10 @@
 // process (tokens N = 2048, fp32 CPU, rank 8), plus the memory held between forward and backward.
 // gate_overhead = ratio(<method>_S) / ratio(<method>) − 1. Prints one JSON document.
 // Usage: bench_adapters [--shapes 1024,4096] [--iters 7] [--threads N (default: all cores)]
+//                       [--malloc retain|default]
+// --malloc retain (the default) keeps freed memory in the process (no mmap, no trim): glibc's
+// default returns every large freed tensor to the kernel and the next one page-faults in again,
+// which costs more than the adapters' element-wise work itself. `default` shows that cost.
 #include <malloc.h>
 #include <torch/torch.h>
 
@@ -89,10 +93,12 @@ Result Compare(Linear& frozen, Linear& adapted, const torch::Tensor& x, int iter
 int main(int argc, char** argv) {
   std::vector<int64_t> shapes = {1024, 4096};
   int iters = 7;
+  std::string malloc_mode = "retain";
   int threads = static_cast<int>(std::thread::hardware_concurrency());
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--iters")) iters = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--malloc")) malloc_mode = argv[i + 1];
     if (!std::strcmp(argv[i], "--shapes")) {
       shapes.clear();
       std::string s = argv[i + 1];
@@ -102,6 +108,14 @@ int main(int argc, char** argv) {
         pos = comma == std::string::npos ? s.size() : comma + 1;
       }
     }
+  }
+  if (malloc_mode == "retain") {
+    mallopt(M_MMAP_MAX, 0);              // every block from the heap, reused after free
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);  // and the heap is not handed back to the kernel
+    mallopt(M_TOP_PAD, 64 << 20);
+  } else if (malloc_mode != "default") {
+    std::cerr << "--malloc: retain or default, not '" << malloc_mode << "'\n";
+    return 2;
   }
   torch::set_num_threads(threads);
   torch::manual_seed(0);
@@ -128,6 +142,7 @@ int main(int argc, char** argv) {
   out["tokens"] = kTokens;
   out["rank"] = kRank;
   out["threads"] = threads;
+  out["malloc"] = malloc_mode;
   out["dtype"] = "float32";
   out["results"] = nlohmann::json::array();
   for (int64_t dim : shapes) {
