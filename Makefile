@@ -33,8 +33,9 @@ test-unit: build
 test-integration: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L integration
 
+# Trains the built-in tiny model with every method, with and without the token gate.
 demo: build
-	@if [ -x scripts/demo.sh ]; then scripts/demo.sh $(BUILD); else echo "demo: scripts/demo.sh not there yet"; fi
+	$(BUILD)/worker/peftd-worker demo --dir $(BUILD)/demo
 
 bench: build
 	@scripts/bench.sh $(BUILD)

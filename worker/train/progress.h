@@ -17,28 +17,28 @@ enum class LogLevel { kDebug, kInfo, kWarning, kError };
 
 // Numbers of one optimizer step (or the window since the last report).
 struct StepMetrics {
-  int64_t step = 0;         // optimizer steps done, 1-based after the first
+  int64_t step = 0;  // optimizer steps done, 1-based after the first
   int64_t total_steps = 0;
   double epoch = 0;         // fractional epochs done
   int64_t tokens_seen = 0;  // non-padding training tokens so far
   double loss = 0;          // mean token loss of this step (without the orthogonality penalty)
   double learning_rate = 0;
-  double grad_norm = 0;     // before clipping
+  double grad_norm = 0;  // before clipping
   double tokens_per_second = 0;
   double step_seconds = 0;
   double eta_seconds = 0;
-  double gate_sparsity = 0;                        // mean over gated modules, this step
+  double gate_sparsity = 0;  // mean over gated modules, this step
   std::map<std::string, double> gate_sparsity_by_module;
   std::map<std::string, double> gate_tau_by_module;
   std::map<std::string, int64_t> adalora_rank_by_module;
-  int64_t adadhp_active_modules = -1;              // -1 when not AdaDHP
+  int64_t adadhp_active_modules = -1;  // -1 when not AdaDHP
 };
 
 struct EvalMetrics {
   int64_t step = 0;
   double loss = 0;
-  double accuracy = -1;       // SEQ_CLS only, else -1
-  double gate_sparsity = 0;   // mean over gated modules on the validation set
+  double accuracy = -1;      // SEQ_CLS only, else -1
+  double gate_sparsity = 0;  // mean over gated modules on the validation set
   std::map<std::string, double> gate_sparsity_by_module;
 };
 

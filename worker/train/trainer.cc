@@ -29,9 +29,9 @@ absl::Status FromTorchError(const c10::Error& e, int64_t batch_size) {
   const std::string what = e.what_without_backtrace();
   if (what.find("out of memory") != std::string::npos ||
       what.find("can't allocate memory") != std::string::npos) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "out of memory with batch_size ", batch_size,
-        ": lower batch_size (and raise gradient_accumulation_steps) or max_seq_len"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("out of memory with batch_size ", batch_size,
+                     ": lower batch_size (and raise gradient_accumulation_steps) or max_seq_len"));
   }
   return absl::InternalError(absl::StrCat("LibTorch error: ", what));
 }
@@ -111,9 +111,9 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
       }
       const double step_loss = step_loss_sum / denom;
       if (!std::isfinite(step_loss)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "loss is ", step_loss, " at step ", step_ + 1, ": lower learning_rate (now ",
-            options_.lr.peak_lr, ") or check the data"));
+        return absl::InvalidArgumentError(absl::StrCat("loss is ", step_loss, " at step ",
+                                                       step_ + 1, ": lower learning_rate (now ",
+                                                       options_.lr.peak_lr, ") or check the data"));
       }
       const double grad_norm = optimizer_->ClipGradNorm(options_.max_grad_norm);
       optimizer_->Step(lr);
@@ -151,9 +151,9 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
       }
       (void)step_start;
 
-      const bool eval_now = eval_ && ((options_.eval_interval_steps > 0 &&
-                                       step_ % options_.eval_interval_steps == 0) ||
-                                      last);
+      const bool eval_now =
+          eval_ &&
+          ((options_.eval_interval_steps > 0 && step_ % options_.eval_interval_steps == 0) || last);
       if (eval_now) {
         ASSIGN_OR_RETURN(EvalMetrics em, Evaluate(step_));
         result.final_eval_loss = em.loss;
@@ -165,8 +165,9 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
           evals_without_improvement_ = 0;
         } else if (options_.early_stopping_patience > 0 &&
                    ++evals_without_improvement_ >= options_.early_stopping_patience) {
-          Log(LogLevel::kInfo, absl::StrCat("early stopping at step ", step_, ": eval loss has not improved for ",
-                                            evals_without_improvement_, " evaluations"));
+          Log(LogLevel::kInfo,
+              absl::StrCat("early stopping at step ", step_, ": eval loss has not improved for ",
+                           evals_without_improvement_, " evaluations"));
           result.stopped_early = true;
           break;
         }
@@ -227,10 +228,12 @@ absl::Status Trainer::SaveCheckpoint(int64_t step) {
   std::error_code ec;
   fs::remove_all(tmp_dir, ec);
   fs::create_directories(tmp_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("creating ", tmp_dir.string(), ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("creating ", tmp_dir.string(), ": ", ec.message()));
 
   TensorFile file;
-  for (const auto& t : optimizer_->params()) file.tensors["trainable/" + t.name] = t.tensor.detach();
+  for (const auto& t : optimizer_->params())
+    file.tensors["trainable/" + t.name] = t.tensor.detach();
   for (auto& [k, v] : optimizer_->StateDict()) file.tensors["optimizer/" + k] = v;
   for (auto& [k, v] : model_->ExtraState()) file.tensors["model/" + k] = v;
   {
@@ -255,7 +258,8 @@ absl::Status Trainer::SaveCheckpoint(int64_t step) {
   std::vector<fs::path> dirs;
   for (const auto& entry : fs::directory_iterator(root, ec)) {
     const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && name.rfind("step-", 0) == 0 && name.find(".tmp") == std::string::npos) {
+    if (entry.is_directory() && name.rfind("step-", 0) == 0 &&
+        name.find(".tmp") == std::string::npos) {
       dirs.push_back(entry.path());
     }
   }
@@ -276,14 +280,16 @@ absl::Status Trainer::LoadCheckpoint(const std::string& dir) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": no trainer metadata"));
   }
   nlohmann::json trainer = nlohmann::json::parse(meta->second, nullptr, false);
-  if (trainer.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": bad trainer metadata"));
+  if (trainer.is_discarded())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": bad trainer metadata"));
   {
     torch::NoGradGuard no_grad;
     const auto trainable = WithPrefix(file.tensors, "trainable/");
     for (const auto& t : optimizer_->params()) {
       auto it = trainable.find(t.name);
       if (it == trainable.end()) {
-        return absl::InvalidArgumentError(absl::StrCat(path, ": missing trainable tensor ", t.name));
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": missing trainable tensor ", t.name));
       }
       if (!it->second.sizes().equals(t.tensor.sizes())) {
         return absl::InvalidArgumentError(absl::StrCat(path, ": ", t.name, " has shape ",
@@ -293,7 +299,8 @@ absl::Status Trainer::LoadCheckpoint(const std::string& dir) {
       t.tensor.detach().copy_(it->second);
     }
   }
-  RETURN_IF_ERROR(Annotate(optimizer_->LoadStateDict(WithPrefix(file.tensors, "optimizer/")), path));
+  RETURN_IF_ERROR(
+      Annotate(optimizer_->LoadStateDict(WithPrefix(file.tensors, "optimizer/")), path));
   RETURN_IF_ERROR(Annotate(model_->LoadExtraState(WithPrefix(file.tensors, "model/")), path));
   auto rng = file.tensors.find("rng/cpu");
   if (rng != file.tensors.end()) {

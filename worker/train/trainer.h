@@ -60,12 +60,12 @@ struct TrainerOptions {
   int gradient_accumulation_steps = 1;
   LrScheduleOptions lr;
   AdamWOptions adamw;
-  double max_grad_norm = 1.0;       // 0 disables clipping
-  int64_t eval_interval_steps = 0;  // 0: evaluate at the end only
+  double max_grad_norm = 1.0;             // 0 disables clipping
+  int64_t eval_interval_steps = 0;        // 0: evaluate at the end only
   int64_t checkpoint_interval_steps = 0;  // 0: no periodic checkpoints
-  int early_stopping_patience = 0;  // evaluations without improvement; 0 = off
-  std::string checkpoint_dir;       // where checkpoints go (one sub-folder per step)
-  int keep_checkpoints = 2;         // newest N kept on disk
+  int early_stopping_patience = 0;        // evaluations without improvement; 0 = off
+  std::string checkpoint_dir;             // where checkpoints go (one sub-folder per step)
+  int keep_checkpoints = 2;               // newest N kept on disk
   uint64_t seed = 42;
   // Report to the sink every N steps (the window's metrics are averaged).
   int64_t log_every_steps = 1;

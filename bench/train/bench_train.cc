@@ -1,0 +1,209 @@
+// Training throughput of peftd against PyTorch eager + a PEFT-style LoRA (bench/train/
+// baseline_pytorch_peft.py, run in the same invocation), on the tiny model and a ~100M
+// LLaMA-shaped model. Prints one JSON document: tokens/s, step time, peak RSS, model FLOPs
+// utilisation against the fp32 matmul peak measured here, and the ratio to the baseline.
+// Usage: bench_train [--config tiny|100m] [--steps N] [--warmup N] [--batch B] [--seq T]
+//                    [--methods lora,lora_S,...] [--threads N] [--no-baseline]
+#include <sys/resource.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "adapters/peft_model.h"
+#include "nlohmann/json.hpp"
+#include "worker/model/llama.h"
+#include "worker/model/tiny_model.h"
+#include "worker/train/memory_batches.h"
+#include "worker/train/peft_llama.h"
+#include "worker/train/trainer.h"
+
+using namespace peftd;
+using nlohmann::json;
+
+namespace {
+
+double PeakRssMb() {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+
+// fp32 GEMM peak of this machine, as LibTorch reaches it (best of a few sizes).
+double MeasureMatmulPeakGflops() {
+  double best = 0;
+  for (int64_t n : {1024, 2048}) {
+    torch::Tensor a = torch::randn({n, n}), b = torch::randn({n, n});
+    for (int i = 0; i < 2; ++i) torch::matmul(a, b);
+    const int reps = n == 1024 ? 10 : 4;
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) torch::matmul(a, b);
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+    best = std::max(best, 2.0 * n * n * n / s / 1e9);
+  }
+  return best;
+}
+
+// Model FLOPs per token of PEFT training with a frozen base: forward 2·N and input-gradient 2·N
+// for every frozen matmul weight (no weight gradient), 6·N for trainable adapter tensors, and
+// attention scores and values (4·T·H·D per layer forward, twice that backward).
+double FlopsPerToken(const model::ModelConfig& c, int64_t seq, int64_t trainable) {
+  const double h = c.hidden_size, q = c.num_attention_heads * c.head_dim,
+               kv = c.num_key_value_heads * c.head_dim;
+  const double linear =
+      c.num_hidden_layers * (h * q + 2 * h * kv + q * h + 3 * h * c.intermediate_size) +
+      static_cast<double>(c.vocab_size) * h;
+  const double attention = 12.0 * c.num_hidden_layers * seq * q;
+  return 4.0 * linear + 6.0 * trainable + attention;
+}
+
+class StepTimes : public train::ProgressSink {
+ public:
+  void OnStep(const train::StepMetrics& m) override { seconds.push_back(m.step_seconds); }
+  std::vector<double> seconds;
+};
+
+json RunOne(const model::ModelConfig& config, const std::string& variant, int64_t batch,
+            int64_t seq, int64_t steps, int64_t warmup, double peak) {
+  torch::manual_seed(0);
+  model::Llama llama(config);
+  adapters::AdapterConfig ac;
+  std::string method = variant;
+  const bool gated = method.size() > 2 && method.substr(method.size() - 2) == "_S";
+  if (gated) method = method.substr(0, method.size() - 2);
+  ac.method = *adapters::ParseMethod(method);
+  ac.lora = {.r = 8, .alpha = 16};
+  ac.adalora = {.init_r = 8, .alpha = 16};
+  ac.adalora_schedule = {.target_r = 4, .tinit = 1, .tfinal = 1, .delta_t = 1};
+  ac.hut = {.r = 8};
+  if (gated) ac.gate = adapters::GateOptions{};
+  ac.targets.target_modules = {"q_proj", "v_proj"};
+  auto peft = adapters::PeftModel::Apply(llama.get(), ac, steps + warmup);
+  if (!peft.ok()) return {{"variant", variant}, {"error", std::string(peft.status().message())}};
+  const int64_t trainable = (*peft)->Count().trainable;
+  train::PeftLlama model(llama, std::move(*peft));
+  std::vector<train::Example> examples;
+  for (int64_t i = 0; i < batch; ++i) {
+    train::Example e;
+    torch::Tensor ids = torch::randint(0, config.vocab_size, {seq}, torch::kLong);
+    e.input_ids.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + seq);
+    examples.push_back(e);
+  }
+  train::MemoryBatchSource source(examples, batch, 0, 1);
+  train::TrainerOptions o;
+  o.total_steps = steps + warmup;
+  o.lr = {.peak_lr = 2e-4, .total_steps = o.total_steps};
+  StepTimes times;
+  std::atomic<bool> cancelled{false};
+  train::Trainer trainer(o, &model, &source, nullptr, &times, &cancelled);
+  auto result = trainer.Run(std::nullopt);
+  if (!result.ok())
+    return {{"variant", variant}, {"error", std::string(result.status().message())}};
+  double sum = 0;
+  for (size_t i = warmup; i < times.seconds.size(); ++i) sum += times.seconds[i];
+  const double step_s = sum / static_cast<double>(times.seconds.size() - warmup);
+  const double tokens_per_s = batch * seq / step_s;
+  const double mfu = tokens_per_s * FlopsPerToken(config, seq, trainable) / (peak * 1e9);
+  return {{"variant", variant},
+          {"step_s", step_s},
+          {"tokens_per_s", tokens_per_s},
+          {"mfu", mfu},
+          {"trainable_parameters", trainable},
+          {"peak_rss_mb", PeakRssMb()},
+          {"final_loss", result->final_train_loss}};
+}
+
+json RunBaseline(const std::string& config, int64_t batch, int64_t seq, int64_t steps,
+                 int64_t warmup, int threads) {
+  std::ostringstream cmd;
+  cmd << "/usr/bin/python3 " << PEFTD_SOURCE_DIR
+      << "/bench/train/baseline_pytorch_peft.py --config " << config << " --batch " << batch
+      << " --seq " << seq << " --steps " << steps << " --warmup " << warmup << " --threads "
+      << threads << " 2>/dev/null";
+  FILE* p = popen(cmd.str().c_str(), "r");
+  if (!p) return {{"error", "cannot run python3"}};
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  const int rc = pclose(p);
+  json j = json::parse(out, nullptr, false);
+  if (rc != 0 || j.is_discarded()) {
+    return {{"error", "baseline did not run (is Debian's python3-torch installed?)"}};
+  }
+  return j;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_name = "tiny";
+  int64_t steps = 20, warmup = 3, batch = 8, seq = 128;
+  int threads = static_cast<int>(std::thread::hardware_concurrency());
+  std::vector<std::string> variants = {"lora", "lora_S", "dora", "adalora", "hut", "adadhp"};
+  bool baseline = true;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--config")
+      config_name = next();
+    else if (a == "--steps")
+      steps = std::stoll(next());
+    else if (a == "--warmup")
+      warmup = std::stoll(next());
+    else if (a == "--batch")
+      batch = std::stoll(next());
+    else if (a == "--seq")
+      seq = std::stoll(next());
+    else if (a == "--threads")
+      threads = std::stoi(next());
+    else if (a == "--no-baseline")
+      baseline = false;
+    else if (a == "--methods") {
+      variants.clear();
+      std::stringstream ss(next());
+      for (std::string v; std::getline(ss, v, ',');) variants.push_back(v);
+    }
+  }
+  torch::set_num_threads(threads);
+  const model::ModelConfig config =
+      config_name == "100m" ? model::BenchConfig100M() : model::TinyConfig();
+  const double peak = MeasureMatmulPeakGflops();
+  json out = {{"benchmark", "train_throughput"},
+              {"config", config_name},
+              {"parameters", config.NumParameters()},
+              {"batch", batch},
+              {"seq", seq},
+              {"threads", threads},
+              {"matmul_peak_gflops", peak},
+              {"results", json::array()}};
+  for (const auto& v : variants)
+    out["results"].push_back(RunOne(config, v, batch, seq, steps, warmup, peak));
+  if (baseline) {
+    json b = RunBaseline(config_name, batch, seq, steps, warmup, threads);
+    out["baseline"] = b;
+    if (b.contains("tokens_per_s")) {
+      const double base = b["tokens_per_s"].get<double>();
+      out["baseline"]["mfu"] =
+          base *
+          FlopsPerToken(config, seq,
+                        2 * config.num_hidden_layers * 8 *
+                            (2 * config.hidden_size + config.num_key_value_heads * config.head_dim +
+                             config.num_attention_heads * config.head_dim) /
+                            2) /
+          (peak * 1e9);
+      for (auto& r : out["results"]) {
+        if (r.contains("tokens_per_s"))
+          r["speedup_vs_baseline"] = r["tokens_per_s"].get<double>() / base;
+      }
+    }
+  }
+  std::cout << out.dump() << std::endl;
+  return 0;
+}

@@ -1,0 +1,73 @@
+#include "worker/model/model_config.h"
+
+#include <gtest/gtest.h>
+
+#include "worker/model/tiny_model.h"
+
+namespace peftd::model {
+namespace {
+
+TEST(ModelConfig, RoundTripsAndCountsParameters) {
+  ModelConfig c = TinyConfig();
+  auto back = ParseModelConfig(ModelConfigJson(c));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->num_key_value_heads, 2);
+  EXPECT_EQ(back->head_dim, 16);
+  EXPECT_EQ(back->eos_token_id, 510);
+  // embed 512·64 + 4·(q 64·64 + k,v 2·64·32 + o 64·64 + mlp 3·64·176 + norms 2·64) + norm 64 + head
+  // 512·64
+  EXPECT_EQ(c.NumParameters(),
+            512 * 64 + 4 * (4096 + 4096 + 4096 + 3 * 64 * 176 + 128) + 64 + 512 * 64);
+  const int64_t n = BenchConfig100M().NumParameters();
+  EXPECT_GT(n, 90'000'000);
+  EXPECT_LT(n, 130'000'000);
+}
+
+TEST(ModelConfig, ReadsRealConfigFieldsOfTheFamily) {
+  // Qwen2-style: q/k/v bias by model type; Llama 3: a list of EOS ids and llama3 RoPE scaling.
+  auto qwen = ParseModelConfig(R"({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+    "vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+    "num_attention_heads": 14, "num_key_value_heads": 2, "rope_theta": 1000000.0,
+    "tie_word_embeddings": true, "sliding_window": 32768})");
+  ASSERT_TRUE(qwen.ok()) << qwen.status();
+  EXPECT_TRUE(qwen->attention_bias);
+  EXPECT_TRUE(qwen->tie_word_embeddings);
+  EXPECT_EQ(qwen->head_dim, 64);
+  auto llama3 = ParseModelConfig(R"({"architectures": ["LlamaForCausalLM"], "vocab_size": 128256,
+    "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
+    "num_key_value_heads": 8, "eos_token_id": [128001, 128008, 128009], "rope_theta": 500000.0,
+    "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                     "original_max_position_embeddings": 8192, "rope_type": "llama3"}})");
+  ASSERT_TRUE(llama3.ok()) << llama3.status();
+  EXPECT_EQ(llama3->eos_token_id, 128001);
+  ASSERT_TRUE(llama3->llama3_rope.has_value());
+  EXPECT_EQ(llama3->llama3_rope->factor, 32.0);
+}
+
+TEST(ModelConfig, RefusalsNameTheField) {
+  auto err = [](const std::string& text) {
+    return std::string(ParseModelConfig(text).status().message());
+  };
+  EXPECT_NE(err("[]").find("not a JSON object"), std::string::npos);
+  EXPECT_NE(err(R"({"architectures": ["BertModel"]})").find("'BertModel' is not supported"),
+            std::string::npos);
+  EXPECT_NE(err(R"({"architectures": ["LlamaForCausalLM"], "vocab_size": 8})")
+                .find("hidden_size: missing"),
+            std::string::npos);
+  const std::string base =
+      R"("architectures": ["LlamaForCausalLM"], "vocab_size": 8, "hidden_size": 64, "intermediate_size": 8, "num_hidden_layers": 1)";
+  EXPECT_NE(err("{" + base + R"(, "num_attention_heads": 4, "num_key_value_heads": 3})")
+                .find("num_key_value_heads"),
+            std::string::npos);
+  EXPECT_NE(err("{" + base + R"(, "num_attention_heads": "four"})")
+                .find("num_attention_heads: has the wrong type"),
+            std::string::npos);
+  EXPECT_NE(
+      err("{" + base +
+          R"(, "num_attention_heads": 4, "rope_scaling": {"rope_type": "yarn", "factor": 2}})")
+          .find("rope_scaling"),
+      std::string::npos);
+}
+
+}  // namespace
+}  // namespace peftd::model

@@ -1,0 +1,186 @@
+#include "worker/model/llama.h"
+
+#include <cmath>
+#include <limits>
+
+namespace peftd::model {
+
+namespace F = torch::nn::functional;
+
+torch::Tensor RopeInverseFrequencies(const ModelConfig& c) {
+  const int64_t dim = c.head_dim;
+  torch::Tensor inv_freq =
+      1.0 /
+      torch::pow(c.rope_theta, torch::arange(0, dim, 2, torch::kInt64).to(torch::kFloat) / dim);
+  if (!c.llama3_rope) return inv_freq;
+  // HF transformers' _compute_llama3_parameters.
+  const auto& s = *c.llama3_rope;
+  const double old_len = static_cast<double>(s.original_max_position_embeddings);
+  const double low_freq_wavelen = old_len / s.low_freq_factor;
+  const double high_freq_wavelen = old_len / s.high_freq_factor;
+  torch::Tensor wavelen = 2 * M_PI / inv_freq;
+  torch::Tensor scaled = torch::where(wavelen > low_freq_wavelen, inv_freq / s.factor, inv_freq);
+  torch::Tensor smooth =
+      (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+  torch::Tensor smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled;
+  torch::Tensor medium = wavelen.ge(high_freq_wavelen).logical_and(wavelen.le(low_freq_wavelen));
+  return torch::where(medium, smoothed, scaled);
+}
+
+RmsNormImpl::RmsNormImpl(int64_t hidden, double eps) : eps_(eps) {
+  weight = register_parameter("weight", torch::ones({hidden}), /*requires_grad=*/false);
+}
+
+torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
+  // As HF: the statistics in float32, the result back in the input dtype.
+  torch::Tensor h = x.to(torch::kFloat);
+  h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps_);
+  return weight * h.to(x.scalar_type());
+}
+
+namespace {
+
+adapters::Linear Proj(int64_t in, int64_t out, bool bias) {
+  return adapters::Linear(in, out, bias);
+}
+
+// rotate_half(x) = cat(−x2, x1) over the last dim.
+torch::Tensor RotateHalf(const torch::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+}  // namespace
+
+AttentionImpl::AttentionImpl(const ModelConfig& c)
+    : heads_(c.num_attention_heads), kv_heads_(c.num_key_value_heads), head_dim_(c.head_dim) {
+  q_proj = register_module("q_proj", Proj(c.hidden_size, heads_ * head_dim_, c.attention_bias));
+  k_proj = register_module("k_proj", Proj(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
+  v_proj = register_module("v_proj", Proj(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
+  o_proj = register_module("o_proj", Proj(heads_ * head_dim_, c.hidden_size, false));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
+                                     const torch::Tensor& sin, const torch::Tensor& mask) {
+  const int64_t b = x.size(0), t = x.size(1);
+  const int64_t groups = heads_ / kv_heads_;
+  // (B, T, H, D) -> (B, H, T, D); RoPE with cos/sin (B, 1, T, D).
+  torch::Tensor q = q_proj->forward(x).view({b, t, heads_, head_dim_}).transpose(1, 2);
+  torch::Tensor k = k_proj->forward(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
+  torch::Tensor v = v_proj->forward(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
+  const torch::Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);
+  q = q * c + RotateHalf(q) * s;
+  k = k * c + RotateHalf(k) * s;
+  // GQA without repeating K and V: query head h uses kv head h / groups (HF's repeat_kv order),
+  // so the G query heads of a kv head are folded into the row dimension of one matmul.
+  q = q.reshape({b, kv_heads_, groups * t, head_dim_});
+  torch::Tensor scores = torch::matmul(q, k.transpose(-1, -2));  // (B, KV, G*T, T)
+  scores.mul_(1.0 / std::sqrt(static_cast<double>(head_dim_)));
+  scores = scores.view({b, kv_heads_, groups, t, t}).add_(mask);
+  torch::Tensor probs = torch::softmax(scores, -1).view({b, kv_heads_, groups * t, t});
+  torch::Tensor out = torch::matmul(probs, v)  // (B, KV, G*T, D)
+                          .view({b, heads_, t, head_dim_})
+                          .transpose(1, 2)
+                          .reshape({b, t, heads_ * head_dim_});
+  return o_proj->forward(out);
+}
+
+MlpImpl::MlpImpl(const ModelConfig& c) {
+  gate_proj = register_module("gate_proj", Proj(c.hidden_size, c.intermediate_size, false));
+  up_proj = register_module("up_proj", Proj(c.hidden_size, c.intermediate_size, false));
+  down_proj = register_module("down_proj", Proj(c.intermediate_size, c.hidden_size, false));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  return down_proj->forward(F::silu(gate_proj->forward(x)) * up_proj->forward(x));
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
+  self_attn = register_module("self_attn", Attention(c));
+  mlp = register_module("mlp", Mlp(c));
+  input_layernorm = register_module("input_layernorm", RmsNorm(c.hidden_size, c.rms_norm_eps));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", RmsNorm(c.hidden_size, c.rms_norm_eps));
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
+                                        const torch::Tensor& sin, const torch::Tensor& mask) {
+  torch::Tensor h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask);
+  return h + mlp->forward(post_attention_layernorm->forward(h));
+}
+
+LlamaModelImpl::LlamaModelImpl(const ModelConfig& c) : config_(c) {
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  embed_tokens->weight.requires_grad_(false);
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(DecoderLayer(c));
+  norm = register_module("norm", RmsNorm(c.hidden_size, c.rms_norm_eps));
+  inv_freq_ = register_buffer("inv_freq", RopeInverseFrequencies(c));
+}
+
+torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids,
+                                      const torch::Tensor& attention_mask) {
+  const int64_t b = input_ids.size(0), t = input_ids.size(1);
+  const auto device = input_ids.device();
+  torch::Tensor real =
+      attention_mask.defined()
+          ? attention_mask.to(torch::kBool)
+          : torch::ones({b, t}, torch::TensorOptions().dtype(torch::kBool).device(device));
+  // Positions count real tokens only, so a left-padded sequence sees the same positions as
+  // an unpadded one.
+  torch::Tensor positions = (real.to(torch::kLong).cumsum(1) - 1).clamp_min(0).to(torch::kFloat);
+  torch::Tensor freqs =
+      positions.unsqueeze(-1) * inv_freq_.to(device).view({1, 1, -1});  // (B, T, D/2)
+  torch::Tensor emb = torch::cat({freqs, freqs}, -1);
+  torch::Tensor h = embed_tokens->forward(input_ids);
+  torch::Tensor cos = emb.cos().to(h.scalar_type()), sin = emb.sin().to(h.scalar_type());
+  // Additive mask (B, 1, 1, T, T): a query sees earlier-or-same real keys.
+  torch::Tensor causal =
+      torch::ones({t, t}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
+  torch::Tensor allowed = causal.view({1, t, t}).logical_and(real.view({b, 1, t}));
+  const double lowest = std::numeric_limits<float>::lowest();
+  torch::Tensor mask = torch::zeros({b, t, t}, h.options())
+                           .masked_fill_(allowed.logical_not(), lowest)
+                           .view({b, 1, 1, t, t});
+  for (const auto& layer : *layers) h = layer->as<DecoderLayerImpl>()->forward(h, cos, sin, mask);
+  return norm->forward(h);
+}
+
+LlamaImpl::LlamaImpl(const ModelConfig& c) : config_(c) {
+  model = register_module("model", LlamaModel(c));
+  if (c.sequence_classification) {
+    score = register_module("score", adapters::Linear(c.hidden_size, c.num_labels, false));
+    score->weight.requires_grad_(true);  // the trained head, saved as a module to save
+  } else if (!c.tie_word_embeddings) {
+    lm_head = register_module("lm_head", adapters::Linear(c.hidden_size, c.vocab_size, false));
+  }
+}
+
+torch::Tensor LlamaImpl::Hidden(const torch::Tensor& input_ids,
+                                const torch::Tensor& attention_mask) {
+  return model->forward(input_ids, attention_mask);
+}
+
+torch::Tensor LlamaImpl::Head(const torch::Tensor& hidden) {
+  if (score) return score->forward(hidden);
+  if (lm_head) return lm_head->forward(hidden);
+  return F::linear(hidden, model->embed_tokens->weight);  // tied embeddings
+}
+
+torch::Tensor LastTokenIndex(const torch::Tensor& attention_mask) {
+  const int64_t t = attention_mask.size(1);
+  torch::Tensor pos = torch::arange(t, attention_mask.options().dtype(torch::kLong)).view({1, t});
+  return (pos * attention_mask.to(torch::kLong)).amax(1);
+}
+
+torch::Tensor LlamaImpl::forward(const torch::Tensor& input_ids,
+                                 const torch::Tensor& attention_mask) {
+  torch::Tensor h = Hidden(input_ids, attention_mask);
+  if (!score) return Head(h);
+  torch::Tensor mask = attention_mask.defined() ? attention_mask : torch::ones_like(input_ids);
+  torch::Tensor last = LastTokenIndex(mask);
+  torch::Tensor pooled = h.index({torch::arange(h.size(0), last.options()), last});
+  return Head(pooled);
+}
+
+}  // namespace peftd::model

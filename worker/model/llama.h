@@ -1,0 +1,107 @@
+// The LLaMA family (Llama 2/3, Mistral, Qwen2, TinyLlama, SmolLM) in LibTorch, with Hugging Face
+// module names so parameter names equal checkpoint keys and adapter keys match PEFT:
+// model.embed_tokens, model.layers.N.self_attn.{q,k,v,o}_proj,
+// model.layers.N.mlp.{gate,up,down}_proj, model.layers.N.{input,post_attention}_layernorm,
+// model.norm, lm_head (causal LM) or score (sequence classification). Every projection is an
+// adapters::Linear so adapters can attach.
+#ifndef PEFTD_WORKER_MODEL_LLAMA_H_
+#define PEFTD_WORKER_MODEL_LLAMA_H_
+
+#include <torch/torch.h>
+
+#include "adapters/linear.h"
+#include "worker/model/model_config.h"
+
+namespace peftd::model {
+
+// RoPE inverse frequencies (head_dim / 2), HF's default or llama3-scaled computation, float32.
+torch::Tensor RopeInverseFrequencies(const ModelConfig& config);
+
+class RmsNormImpl : public torch::nn::Module {
+ public:
+  RmsNormImpl(int64_t hidden, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RmsNorm);
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const ModelConfig& config);
+  // x (B, T, hidden); cos/sin (B, T, head_dim); mask additive (B, 1, 1, T, T).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask);
+  adapters::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  int64_t heads_, kv_heads_, head_dim_;
+};
+TORCH_MODULE(Attention);
+
+class MlpImpl : public torch::nn::Module {
+ public:
+  explicit MlpImpl(const ModelConfig& config);
+  torch::Tensor forward(const torch::Tensor& x);
+  adapters::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit DecoderLayerImpl(const ModelConfig& config);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask);
+  Attention self_attn{nullptr};
+  Mlp mlp{nullptr};
+  RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+// The decoder stack ("model." in HF names).
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  explicit LlamaModelImpl(const ModelConfig& config);
+  // input_ids (B, T) int64; attention_mask (B, T) with 1 for real tokens (undefined = all real).
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RmsNorm norm{nullptr};
+
+ private:
+  ModelConfig config_;
+  torch::Tensor inv_freq_;
+};
+TORCH_MODULE(LlamaModel);
+
+// The decoder plus its head: lm_head (causal LM; absent when tied to embed_tokens) or score.
+class LlamaImpl : public torch::nn::Module {
+ public:
+  explicit LlamaImpl(const ModelConfig& config);
+
+  // Final hidden states (B, T, hidden).
+  torch::Tensor Hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  // Vocabulary logits (causal LM) or class logits (classification) of hidden states (..., hidden).
+  torch::Tensor Head(const torch::Tensor& hidden);
+  // Logits of every position: (B, T, vocab), or (B, num_labels) of the last real token.
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+
+  const ModelConfig& config() const { return config_; }
+  LlamaModel model{nullptr};
+  adapters::Linear lm_head{nullptr};  // null when tied or for classification
+  adapters::Linear score{nullptr};    // classification only; trainable
+
+ private:
+  ModelConfig config_;
+};
+TORCH_MODULE(Llama);
+
+// Index of the last real token of every sequence (B), from the attention mask (right or left
+// padding).
+torch::Tensor LastTokenIndex(const torch::Tensor& attention_mask);
+
+}  // namespace peftd::model
+
+#endif  // PEFTD_WORKER_MODEL_LLAMA_H_

@@ -1,0 +1,199 @@
+#include "worker/model/model_config.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "nlohmann/json.hpp"
+
+namespace peftd::model {
+namespace {
+
+using nlohmann::json;
+
+const char* const kArchitectures[] = {
+    "LlamaForCausalLM",   "LlamaForSequenceClassification",
+    "MistralForCausalLM", "MistralForSequenceClassification",
+    "Qwen2ForCausalLM",   "Qwen2ForSequenceClassification",
+};
+
+absl::Status Bad(const std::string& field, const std::string& why) {
+  return absl::InvalidArgumentError(absl::StrCat("config.json: ", field, ": ", why));
+}
+
+template <typename T>
+absl::Status Get(const json& j, const char* key, T* out, bool required) {
+  if (!j.contains(key) || j[key].is_null()) {
+    return required ? Bad(key, "missing") : absl::OkStatus();
+  }
+  try {
+    *out = j[key].get<T>();
+  } catch (const json::exception&) {
+    return Bad(key, "has the wrong type");
+  }
+  return absl::OkStatus();
+}
+
+// Token ids may be a number or a list (Llama 3 lists several EOS ids): keep the first.
+absl::Status GetTokenId(const json& j, const char* key, int64_t* out) {
+  if (!j.contains(key) || j[key].is_null()) return absl::OkStatus();
+  const json& v = j[key];
+  if (v.is_number_integer()) {
+    *out = v.get<int64_t>();
+  } else if (v.is_array() && !v.empty() && v[0].is_number_integer()) {
+    *out = v[0].get<int64_t>();
+  } else {
+    return Bad(key, "must be an integer or a list of integers");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int64_t ModelConfig::NumParameters() const {
+  const int64_t kv = num_key_value_heads * head_dim;
+  const int64_t q = num_attention_heads * head_dim;
+  int64_t layer = hidden_size * q + 2 * hidden_size * kv + q * hidden_size  // attention
+                  + 3 * hidden_size * intermediate_size                     // mlp
+                  + 2 * hidden_size;                                        // norms
+  if (attention_bias) layer += q + 2 * kv;
+  int64_t total = vocab_size * hidden_size + num_hidden_layers * layer + hidden_size;
+  if (sequence_classification) {
+    total += num_labels * hidden_size;
+  } else if (!tie_word_embeddings) {
+    total += vocab_size * hidden_size;
+  }
+  return total;
+}
+
+absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return absl::InvalidArgumentError("config.json: not a JSON object");
+  ModelConfig c;
+  std::vector<std::string> archs;
+  RETURN_IF_ERROR(Get(j, "architectures", &archs, true));
+  if (archs.empty()) return Bad("architectures", "empty");
+  c.architecture = archs[0];
+  bool known = false;
+  for (const char* a : kArchitectures) known = known || c.architecture == a;
+  if (!known) {
+    return Bad("architectures",
+               absl::StrCat("'", c.architecture,
+                            "' is not supported (supported: the Llama, Mistral and Qwen2 "
+                            "causal-LM and sequence-classification heads)"));
+  }
+  c.sequence_classification = c.architecture.find("SequenceClassification") != std::string::npos;
+  RETURN_IF_ERROR(Get(j, "model_type", &c.model_type, false));
+  RETURN_IF_ERROR(Get(j, "vocab_size", &c.vocab_size, true));
+  RETURN_IF_ERROR(Get(j, "hidden_size", &c.hidden_size, true));
+  RETURN_IF_ERROR(Get(j, "intermediate_size", &c.intermediate_size, true));
+  RETURN_IF_ERROR(Get(j, "num_hidden_layers", &c.num_hidden_layers, true));
+  RETURN_IF_ERROR(Get(j, "num_attention_heads", &c.num_attention_heads, true));
+  c.num_key_value_heads = c.num_attention_heads;
+  RETURN_IF_ERROR(Get(j, "num_key_value_heads", &c.num_key_value_heads, false));
+  RETURN_IF_ERROR(Get(j, "rms_norm_eps", &c.rms_norm_eps, false));
+  RETURN_IF_ERROR(Get(j, "rope_theta", &c.rope_theta, false));
+  RETURN_IF_ERROR(Get(j, "max_position_embeddings", &c.max_position_embeddings, false));
+  RETURN_IF_ERROR(Get(j, "tie_word_embeddings", &c.tie_word_embeddings, false));
+  RETURN_IF_ERROR(Get(j, "torch_dtype", &c.torch_dtype, false));
+  c.attention_bias = c.model_type == "qwen2" || c.architecture.rfind("Qwen2", 0) == 0;
+  RETURN_IF_ERROR(Get(j, "attention_bias", &c.attention_bias, false));
+  RETURN_IF_ERROR(GetTokenId(j, "bos_token_id", &c.bos_token_id));
+  RETURN_IF_ERROR(GetTokenId(j, "eos_token_id", &c.eos_token_id));
+  RETURN_IF_ERROR(GetTokenId(j, "pad_token_id", &c.pad_token_id));
+  for (const char* f : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                        "num_attention_heads", "num_key_value_heads"}) {
+    if (j.contains(f) && j[f].is_number() && j[f].get<double>() < 1) return Bad(f, "must be >= 1");
+  }
+  if (c.num_attention_heads % c.num_key_value_heads != 0) {
+    return Bad("num_key_value_heads",
+               absl::StrCat(c.num_key_value_heads, " does not divide num_attention_heads ",
+                            c.num_attention_heads));
+  }
+  c.head_dim = c.hidden_size / c.num_attention_heads;
+  RETURN_IF_ERROR(Get(j, "head_dim", &c.head_dim, false));
+  if (c.head_dim < 2 || c.head_dim % 2 != 0)
+    return Bad("head_dim", "must be even and >= 2 (RoPE rotates pairs)");
+  if (!j.contains("head_dim") && c.hidden_size % c.num_attention_heads != 0) {
+    return Bad("num_attention_heads", "does not divide hidden_size");
+  }
+  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+    const json& rs = j["rope_scaling"];
+    std::string type = rs.value("rope_type", rs.value("type", std::string()));
+    if (type == "llama3") {
+      Llama3RopeScaling s;
+      RETURN_IF_ERROR(Get(rs, "factor", &s.factor, true));
+      RETURN_IF_ERROR(Get(rs, "low_freq_factor", &s.low_freq_factor, true));
+      RETURN_IF_ERROR(Get(rs, "high_freq_factor", &s.high_freq_factor, true));
+      RETURN_IF_ERROR(
+          Get(rs, "original_max_position_embeddings", &s.original_max_position_embeddings, true));
+      c.llama3_rope = s;
+    } else if (type != "default") {
+      return Bad("rope_scaling", absl::StrCat("rope_type '", type,
+                                              "' is not supported (supported: default, llama3)"));
+    }
+  }
+  if (c.sequence_classification) {
+    if (j.contains("id2label") && j["id2label"].is_object()) {
+      c.num_labels = static_cast<int64_t>(j["id2label"].size());
+      c.id2label.resize(c.num_labels);
+      for (const auto& [k, v] : j["id2label"].items()) {
+        const int64_t idx = std::atoll(k.c_str());
+        if (idx < 0 || idx >= c.num_labels || !v.is_string())
+          return Bad("id2label", "keys must be 0..n-1");
+        c.id2label[idx] = v.get<std::string>();
+      }
+    }
+    RETURN_IF_ERROR(Get(j, "num_labels", &c.num_labels, false));
+  }
+  return c;
+}
+
+absl::StatusOr<ModelConfig> ReadModelConfig(const std::string& model_dir) {
+  const std::string path = (std::filesystem::path(model_dir) / "config.json").string();
+  std::ifstream in(path);
+  if (!in)
+    return absl::NotFoundError(
+        absl::StrCat(path, ": not found (is ", model_dir, " a Hugging Face model folder?)"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto c = ParseModelConfig(ss.str());
+  if (!c.ok()) return Annotate(c.status(), model_dir);
+  return c;
+}
+
+std::string ModelConfigJson(const ModelConfig& c) {
+  json j = {{"architectures", {c.architecture}},
+            {"model_type", c.model_type},
+            {"vocab_size", c.vocab_size},
+            {"hidden_size", c.hidden_size},
+            {"intermediate_size", c.intermediate_size},
+            {"num_hidden_layers", c.num_hidden_layers},
+            {"num_attention_heads", c.num_attention_heads},
+            {"num_key_value_heads", c.num_key_value_heads},
+            {"head_dim", c.head_dim},
+            {"rms_norm_eps", c.rms_norm_eps},
+            {"rope_theta", c.rope_theta},
+            {"max_position_embeddings", c.max_position_embeddings},
+            {"tie_word_embeddings", c.tie_word_embeddings},
+            {"attention_bias", c.attention_bias},
+            {"hidden_act", "silu"},
+            {"torch_dtype", c.torch_dtype.empty() ? "float32" : c.torch_dtype},
+            {"bos_token_id", c.bos_token_id},
+            {"eos_token_id", c.eos_token_id}};
+  if (c.pad_token_id >= 0) j["pad_token_id"] = c.pad_token_id;
+  if (c.llama3_rope) {
+    j["rope_scaling"] = {
+        {"rope_type", "llama3"},
+        {"factor", c.llama3_rope->factor},
+        {"low_freq_factor", c.llama3_rope->low_freq_factor},
+        {"high_freq_factor", c.llama3_rope->high_freq_factor},
+        {"original_max_position_embeddings", c.llama3_rope->original_max_position_embeddings}};
+  }
+  return j.dump(2);
+}
+
+}  // namespace peftd::model

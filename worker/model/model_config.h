@@ -1,0 +1,58 @@
+// The architecture part of a Hugging Face config.json for the LLaMA family (Llama 2/3, Mistral,
+// Qwen2, TinyLlama, SmolLM). LibTorch-free, so the server can list and validate models too.
+#ifndef PEFTD_WORKER_MODEL_MODEL_CONFIG_H_
+#define PEFTD_WORKER_MODEL_MODEL_CONFIG_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace peftd::model {
+
+// rope_scaling {"rope_type": "llama3", ...} (Llama 3.1+).
+struct Llama3RopeScaling {
+  double factor = 8.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_max_position_embeddings = 8192;
+};
+
+struct ModelConfig {
+  std::string architecture;  // e.g. "LlamaForCausalLM"
+  std::string model_type;    // "llama", "mistral", "qwen2"
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;
+  int64_t head_dim = 0;
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  std::optional<Llama3RopeScaling> llama3_rope;
+  int64_t max_position_embeddings = 2048;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;           // q/k/v bias (Qwen2: true, without o_proj bias)
+  bool sequence_classification = false;  // *ForSequenceClassification
+  int64_t num_labels = 2;
+  std::vector<std::string> id2label;
+  std::string torch_dtype;  // as written ("bfloat16", ...)
+  int64_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1;
+
+  // Parameters of the base model (embeddings, layers, norm, head).
+  int64_t NumParameters() const;
+};
+
+// Parses config.json text; InvalidArgument naming the field for unknown architectures, missing
+// or inconsistent fields (heads not dividing hidden size, unsupported rope_scaling, ...).
+absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text);
+absl::StatusOr<ModelConfig> ReadModelConfig(const std::string& model_dir);
+// config.json text for `config` (what make-tiny-model writes).
+std::string ModelConfigJson(const ModelConfig& config);
+
+}  // namespace peftd::model
+
+#endif  // PEFTD_WORKER_MODEL_MODEL_CONFIG_H_

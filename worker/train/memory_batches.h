@@ -1,0 +1,59 @@
+// Batches from examples held in memory: the deterministic, resumable order every batch source
+// follows (a seeded shuffle per epoch; position = epoch and index).
+#ifndef PEFTD_WORKER_TRAIN_MEMORY_BATCHES_H_
+#define PEFTD_WORKER_TRAIN_MEMORY_BATCHES_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "worker/train/batch.h"
+
+namespace peftd::train {
+
+// One tokenized example: ids, and labels aligned with them (HF convention: the loss of position t
+// predicts labels[t + 1]; −100 = no loss) or a class label.
+struct Example {
+  std::vector<int64_t> input_ids;
+  std::vector<int64_t> labels;  // causal LM; empty = same as input_ids
+  int64_t class_label = -1;     // SEQ_CLS
+};
+
+// Pads a list of examples to the longest (right padding with `pad_id`) into a Batch.
+Batch Collate(const std::vector<const Example*>& examples, int64_t pad_id, bool classification);
+
+class MemoryBatchSource : public BatchSource {
+ public:
+  MemoryBatchSource(std::vector<Example> examples, int64_t batch_size, int64_t pad_id,
+                    uint64_t seed, bool classification = false);
+  Batch Next() override;
+  double Epoch() const override;
+  int64_t BatchesPerEpoch() const override;
+  std::map<std::string, int64_t> Position() const override;
+  absl::Status Restore(const std::map<std::string, int64_t>& position) override;
+
+ private:
+  void Shuffle();
+  std::vector<Example> examples_;
+  int64_t batch_size_, pad_id_;
+  uint64_t seed_;
+  bool classification_;
+  std::vector<size_t> order_;
+  int64_t epoch_ = 0, index_ = 0;  // next batch: order_[index_ * batch_size_ ...] of epoch_
+};
+
+class MemoryEvalSource : public EvalSource {
+ public:
+  MemoryEvalSource(std::vector<Example> examples, int64_t batch_size, int64_t pad_id,
+                   bool classification = false);
+  int64_t NumBatches() const override;
+  Batch Get(int64_t index) const override;
+
+ private:
+  std::vector<Example> examples_;
+  int64_t batch_size_, pad_id_;
+  bool classification_;
+};
+
+}  // namespace peftd::train
+
+#endif  // PEFTD_WORKER_TRAIN_MEMORY_BATCHES_H_

@@ -1,0 +1,66 @@
+#include "worker/train/peft_llama.h"
+
+namespace peftd::train {
+
+namespace F = torch::nn::functional;
+
+PeftLlama::PeftLlama(model::Llama model, std::unique_ptr<adapters::PeftModel> peft)
+    : model_(std::move(model)), peft_(std::move(peft)) {}
+
+LossOutput PeftLlama::Forward(const Batch& batch) {
+  const auto device = model_->model->embed_tokens->weight.device();
+  torch::Tensor ids = batch.input_ids.to(device);
+  torch::Tensor mask = batch.attention_mask.to(device);
+  torch::Tensor labels = batch.labels.to(device);
+  peft_->gate_context().token_mask = mask;
+  LossOutput out;
+  if (model_->config().sequence_classification) {
+    torch::Tensor logits = model_->forward(ids, mask);
+    out.loss_sum =
+        F::cross_entropy(logits, labels, F::CrossEntropyFuncOptions().reduction(torch::kSum));
+    out.correct = logits.argmax(-1).eq(labels).sum().item<int64_t>();
+    return out;
+  }
+  torch::Tensor hidden = model_->Hidden(ids, mask);
+  const int64_t t = ids.size(1);
+  // Position j predicts labels[j + 1]; project only the positions that carry a label.
+  torch::Tensor targets = labels.narrow(1, 1, t - 1);
+  torch::Tensor selected = targets.ne(-100);
+  torch::Tensor h = hidden.narrow(1, 0, t - 1).index({selected});
+  torch::Tensor logits = model_->Head(h);
+  out.loss_sum = F::cross_entropy(logits, targets.index({selected}),
+                                  F::CrossEntropyFuncOptions().reduction(torch::kSum));
+  return out;
+}
+
+std::vector<TrainableTensor> PeftLlama::Trainable() {
+  std::vector<TrainableTensor> out;
+  for (auto& [name, t] : peft_->TrainableTensors()) {
+    // As HF Trainer: no weight decay on biases (and HUT's β, a bias).
+    const bool decay =
+        name.find("bias") == std::string::npos && name.find("hut_beta") == std::string::npos;
+    out.push_back({name, t, decay});
+  }
+  return out;
+}
+
+void PeftLlama::FillStepMetrics(StepMetrics* m) {
+  m->gate_sparsity_by_module = peft_->TakeGateSparsity();
+  m->gate_tau_by_module = peft_->GateTaus();
+  double sum = 0;
+  for (const auto& [k, v] : m->gate_sparsity_by_module) sum += v;
+  m->gate_sparsity =
+      m->gate_sparsity_by_module.empty() ? 0 : sum / m->gate_sparsity_by_module.size();
+  m->adalora_rank_by_module = peft_->AdaLoraRanks();
+  m->adadhp_active_modules = peft_->AdaDhpActiveModules();
+}
+
+void PeftLlama::EndEval(EvalMetrics* m) {
+  m->gate_sparsity_by_module = peft_->EvalGateSparsity();
+  double sum = 0;
+  for (const auto& [k, v] : m->gate_sparsity_by_module) sum += v;
+  m->gate_sparsity =
+      m->gate_sparsity_by_module.empty() ? 0 : sum / m->gate_sparsity_by_module.size();
+}
+
+}  // namespace peftd::train
