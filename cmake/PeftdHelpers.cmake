@@ -96,3 +96,13 @@ function(peftd_glob_tests)
     endif()
   endforeach()
 endfunction()
+
+# peftd_link_jemalloc(TARGET): link jemalloc (when installed) with pages kept across steps
+# (cmake/jemalloc_conf.cc). For executables that train.
+function(peftd_link_jemalloc target)
+  find_library(JEMALLOC_LIB jemalloc)
+  if(JEMALLOC_LIB)
+    target_sources(${target} PRIVATE ${PROJECT_SOURCE_DIR}/cmake/jemalloc_conf.cc)
+    target_link_libraries(${target} PRIVATE ${JEMALLOC_LIB})
+  endif()
+endfunction()

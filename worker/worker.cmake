@@ -11,7 +11,4 @@ add_executable(peftd-worker ${CMAKE_CURRENT_SOURCE_DIR}/main.cc)
 target_link_libraries(peftd-worker PRIVATE peftd_worker)
 peftd_use_torch_pch(peftd-worker)
 # A malloc that keeps its memory: glibc's default re-faults every page of a big model each step.
-find_library(JEMALLOC_LIB jemalloc)
-if(JEMALLOC_LIB)
-  target_link_libraries(peftd-worker PRIVATE ${JEMALLOC_LIB})
-endif()
+peftd_link_jemalloc(peftd-worker)
