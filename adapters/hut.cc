@@ -57,7 +57,7 @@ std::pair<torch::Tensor, torch::Tensor> HutAdapter::Unmerged(const torch::Tensor
   torch::NoGradGuard no_grad;
   const torch::Tensor row = hut_gamma * hut_B.mean(0);
   torch::Tensor w = weight / row.unsqueeze(1) / hut_A.mean(1).unsqueeze(0);
-  // Merged() always produces a bias (β); the original had none when it comes back as β alone.
+  // Merged() always produces a bias (β); when the layer had none, LinearImpl::Unmerge drops it.
   torch::Tensor b = (bias - hut_beta) / hut_gamma;
   return {w, b};
 }

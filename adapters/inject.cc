@@ -108,8 +108,18 @@ ParameterCount CountParameters(torch::nn::Module& model) {
       if (p.requires_grad()) n += p.numel();
     }
     count.trainable_by_module[name] = n;
+    int64_t all = 0;
+    for (const auto& p : linear->parameters()) all += p.numel();
+    count.total_by_module[name] = all;
   }
   return count;
+}
+
+double ParameterCount::module_percent(const std::string& name) const {
+  auto t = trainable_by_module.find(name);
+  auto a = total_by_module.find(name);
+  if (t == trainable_by_module.end() || a == total_by_module.end() || a->second == 0) return 0.0;
+  return 100.0 * t->second / a->second;
 }
 
 }  // namespace peftd::adapters

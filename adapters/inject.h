@@ -47,7 +47,10 @@ struct ParameterCount {
   int64_t trainable = 0;  // elements with requires_grad
   int64_t total = 0;      // every parameter element, frozen base included
   std::map<std::string, int64_t> trainable_by_module;  // adapted module -> its adapter's count
+  std::map<std::string, int64_t> total_by_module;      // adapted module -> W0, b0 and adapter
   double trainable_percent() const { return total ? 100.0 * trainable / total : 0.0; }
+  // 100·trainable/total of one adapted module; 0 for a name that is not adapted.
+  double module_percent(const std::string& name) const;
 };
 ParameterCount CountParameters(torch::nn::Module& model);
 

@@ -39,7 +39,9 @@ absl::Status LinearImpl::Merge() {
     if (bias.defined()) {
       bias.copy_(b);
     } else {
+      // HUT's β gives a bias-free layer one; Unmerge removes it again.
       bias = register_parameter("bias", b.detach().clone(), /*requires_grad=*/false);
+      bias_added_by_merge_ = true;
     }
   }
   merged_ = true;
@@ -51,13 +53,21 @@ absl::Status LinearImpl::Unmerge() {
   torch::NoGradGuard no_grad;
   auto [w, b] = adapter_->Unmerged(weight, bias);
   weight.copy_(w);
-  if (b.defined() && bias.defined()) bias.copy_(b);
+  if (bias_added_by_merge_) {
+    parameters_.erase("bias");  // protected in torch::nn::Module; there is no unregister_parameter
+    bias = torch::Tensor();
+    bias_added_by_merge_ = false;
+  } else if (b.defined() && bias.defined()) {
+    bias.copy_(b);
+  }
   merged_ = false;
   return absl::OkStatus();
 }
 
 void LinearImpl::Detach() {
   if (!adapter_) return;
+  // A merged layer goes back to W0 first: without its adapter it could never be unmerged.
+  if (merged_) (void)Unmerge();
   unregister_module(adapter_name_);
   adapter_.reset();
   adapter_name_.clear();

@@ -64,13 +64,15 @@ class LinearImpl : public torch::nn::Module {
   // Registers `adapter` as the child module `name` (e.g. "lora"); forward then calls it.
   // A Linear holds at most one adapter; attaching a second replaces the first.
   void Attach(std::shared_ptr<Adapter> adapter, const std::string& name);
+  // Removes the adapter (unmerging first when merged).
   void Detach();
   const std::shared_ptr<Adapter>& adapter() const { return adapter_; }
 
   // Folds the adapter into weight (and bias); forward then is the plain linear. FailedPrecondition
   // when there is no adapter, it is already merged, or the adapter cannot be merged (gated).
   absl::Status Merge();
-  // Restores W0 (and b0) from the merged weights; the adapter is active again.
+  // Restores W0 (and b0) from the merged weights, up to rounding; the adapter is active again.
+  // A bias that Merge() had to add (HUT's β on a bias-free layer) is removed.
   absl::Status Unmerge();
   bool merged() const { return merged_; }
 
@@ -86,6 +88,7 @@ class LinearImpl : public torch::nn::Module {
   std::shared_ptr<Adapter> adapter_;
   std::string adapter_name_;
   bool merged_ = false;
+  bool bias_added_by_merge_ = false;  // the layer had no bias before Merge()
 };
 TORCH_MODULE(Linear);
 

@@ -41,7 +41,8 @@ json ConfigJson(PeftModel& peft, const std::map<std::string, torch::Tensor>& mod
   const AdapterConfig& c = peft.config();
   json j;
   j["peft_type"] = PeftType(c);
-  j["peftd_method"] = MethodName(c.method);
+  // Only fields PEFT knows: PEFT before 0.14 refuses a config with an unknown key (TypeError in
+  // LoraConfig.__init__), so our method is told by peft_type (+ use_dora) alone.
   j["task_type"] = c.task_type;
   j["base_model_name_or_path"] = c.base_model_name_or_path;
   j["inference_mode"] = true;
@@ -49,8 +50,8 @@ json ConfigJson(PeftModel& peft, const std::map<std::string, torch::Tensor>& mod
   if (c.targets.target_modules.size() == 1 && c.targets.target_modules[0].rfind("re:", 0) == 0) {
     j["target_modules"] = c.targets.target_modules[0].substr(3);  // PEFT: a string is a regex
   }
-  j["exclude_modules"] =
-      c.targets.exclude_modules.empty() ? json(nullptr) : json(c.targets.exclude_modules);
+  // exclude_modules exists since PEFT 0.14: written only when used, for the same reason.
+  if (!c.targets.exclude_modules.empty()) j["exclude_modules"] = c.targets.exclude_modules;
   j["layers_to_transform"] =
       c.targets.layers_to_transform.empty() ? json(nullptr) : json(c.targets.layers_to_transform);
   // Modules listed in the config plus those whose tensors are saved ("score.weight" -> "score").

@@ -66,6 +66,11 @@ TEST(InjectAdapters, ReportsWhatItWrappedAndRefusesNoMatch) {
   EXPECT_EQ(c.trainable, 2 * (4 + 3));
   EXPECT_EQ(c.total, 16 + 12 + 14);
   EXPECT_NEAR(c.trainable_percent(), 100.0 * 14 / 42, 1e-12);
+  EXPECT_EQ(c.trainable_by_module.at("b"), 14);
+  EXPECT_EQ(c.total_by_module.at("b"), 12 + 14);
+  EXPECT_NEAR(c.module_percent("b"), 100.0 * 14 / 26, 1e-12);
+  EXPECT_EQ(c.trainable_by_module.count("a"), 0u);
+  EXPECT_EQ(c.module_percent("a"), 0.0);
   auto none = InjectAdapters(*m, {.target_modules = {"c"}, .exclude_modules = {"a"}},
                              [](const std::string&, LinearImpl& l) {
                                return std::make_shared<LoraAdapter>(l, LoraOptions{});

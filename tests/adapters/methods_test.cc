@@ -190,6 +190,29 @@ TEST_P(MethodTest, MergedForwardEqualsUnmergedAndUnmergeRestoresW0) {
   EXPECT_TRUE(torch::allclose(base->forward(x), unmerged, 1e-5, 1e-5));
 }
 
+TEST_P(MethodTest, MergeWithoutBiasLeavesNoBiasBehind) {
+  Linear base = MakeBase(torch::kFloat, /*with_bias=*/false);
+  const torch::Tensor w0 = base->weight.clone();
+  auto adapter = GetParam().make(*base);
+  Perturb(*adapter);
+  base->Attach(adapter, "adapter");
+  const auto names_before = base->named_parameters(/*recurse=*/false).keys();
+  torch::Tensor x = Input(torch::kFloat);
+  torch::Tensor unmerged = base->forward(x).detach();
+  ASSERT_TRUE(base->Merge().ok());
+  EXPECT_TRUE(torch::allclose(base->forward(x), unmerged, 1e-5, 1e-5)) << GetParam().name;
+  ASSERT_TRUE(base->Unmerge().ok());
+  EXPECT_FALSE(base->bias.defined()) << GetParam().name;
+  EXPECT_EQ(base->named_parameters(/*recurse=*/false).keys(), names_before);
+  EXPECT_TRUE(torch::allclose(base->weight, w0, 1e-5, 1e-6)) << GetParam().name;
+  // Detaching a merged layer hands back W0, not the merged weight.
+  ASSERT_TRUE(base->Merge().ok());
+  base->Detach();
+  EXPECT_FALSE(base->merged());
+  EXPECT_FALSE(base->bias.defined());
+  EXPECT_TRUE(torch::allclose(base->weight, w0, 1e-5, 1e-6)) << GetParam().name;
+}
+
 TEST_P(MethodTest, ExportImportIsBitExact) {
   Linear base = MakeBase(torch::kFloat);
   auto adapter = GetParam().make(*base);
@@ -271,6 +294,24 @@ TEST(Dora, ReusesTheBaseOutputWithoutDropout) {
   torch::Tensor v = base->weight + 2.0 * adapter->lora_B.matmul(adapter->lora_A);
   torch::Tensor w = (adapter->magnitude / v.norm(2, 1)).unsqueeze(1) * v;
   EXPECT_TRUE(torch::allclose(reuse, x.matmul(w.t()) + base->bias, 1e-12, 1e-12));
+  // The general path (dropout on, so x̃·W0ᵀ is recomputed) with p = 1e-12 keeps every element
+  // and scales by 1/(1 − 1e-12): it must agree with the reuse path to that precision.
+  auto general =
+      std::make_shared<DoraAdapter>(*base, LoraOptions{.r = kRank, .alpha = 6, .dropout = 1e-12});
+  {
+    torch::NoGradGuard no_grad;  // the same double tensors (ExportTensors would round to fp32)
+    general->lora_A.copy_(adapter->lora_A);
+    general->lora_B.copy_(adapter->lora_B);
+    general->magnitude.copy_(adapter->magnitude);
+  }
+  general->train();
+  torch::Tensor recomputed = general->Forward(x, base->weight, base->bias);
+  EXPECT_TRUE(torch::allclose(recomputed, reuse, 1e-9, 1e-9));
+  EXPECT_FALSE(torch::equal(recomputed, reuse)) << "the two paths should differ in rounding only";
+  // Delta on the reuse path (base given) equals h − base of the general path.
+  torch::Tensor plain = torch::nn::functional::linear(x, base->weight, base->bias);
+  EXPECT_TRUE(torch::allclose(adapter->Delta(x, plain, base->weight, base->bias) + plain,
+                              recomputed, 1e-9, 1e-9));
 }
 
 TEST(Dora, ZeroRowDoesNotGiveNaN) {

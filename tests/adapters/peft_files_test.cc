@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "adapters/safetensors_torch.h"
 #include "nlohmann/json.hpp"
@@ -170,6 +171,23 @@ TEST_P(PeftFilesTest, KeysShapesAndConfigFields) {
       EXPECT_EQ(c["init_lora_weights"], true);
       if (kind == MethodKind::kDora)
         EXPECT_EQ(shape(v + "lora_magnitude_vector"), (std::vector<int64_t>{kKv}));
+      {
+        // Every field METHODS.md lists, and nothing LoraConfig does not know (PEFT < 0.14
+        // raises TypeError on an unknown key).
+        const std::set<std::string> listed = {"peft_type",       "r",
+                                              "lora_alpha",      "lora_dropout",
+                                              "target_modules",  "bias",
+                                              "use_dora",        "use_rslora",
+                                              "fan_in_fan_out",  "init_lora_weights",
+                                              "rank_pattern",    "alpha_pattern",
+                                              "modules_to_save", "base_model_name_or_path",
+                                              "task_type",       "inference_mode"};
+        std::set<std::string> known = listed;
+        known.insert("layers_to_transform");
+        if (gated) known.insert("token_gate");  // ours: a gated adapter is not a PEFT one
+        for (const auto& f : listed) EXPECT_TRUE(c.contains(f)) << f;
+        for (const auto& [k, value] : c.items()) EXPECT_TRUE(known.count(k)) << "unknown " << k;
+      }
       EXPECT_EQ(tensors->size(), kind == MethodKind::kDora ? 12u : 8u);
       break;
     case MethodKind::kAdaLora:
