@@ -6,17 +6,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "worker/data/example.h"
 #include "worker/train/batch.h"
 
 namespace peftd::train {
 
-// One tokenized example: ids, and labels aligned with them (HF convention: the loss of position t
-// predicts labels[t + 1]; −100 = no loss) or a class label.
-struct Example {
-  std::vector<int64_t> input_ids;
-  std::vector<int64_t> labels;  // causal LM; empty = same as input_ids
-  int64_t class_label = -1;     // SEQ_CLS
-};
+using data::Example;
 
 // Pads a list of examples to the longest (right padding with `pad_id`) into a Batch.
 Batch Collate(const std::vector<const Example*>& examples, int64_t pad_id, bool classification);
