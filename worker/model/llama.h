@@ -10,7 +10,7 @@
 #include <torch/torch.h>
 
 #include "adapters/linear.h"
-#include "worker/model/model_config.h"
+#include "common/model_config.h"
 
 namespace peftd::model {
 

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "worker/model/model_config.h"
+#include "common/model_config.h"
 
 namespace peftd::model {
 

@@ -1,7 +1,7 @@
 // The architecture part of a Hugging Face config.json for the LLaMA family (Llama 2/3, Mistral,
 // Qwen2, TinyLlama, SmolLM). LibTorch-free, so the server can list and validate models too.
-#ifndef PEFTD_WORKER_MODEL_MODEL_CONFIG_H_
-#define PEFTD_WORKER_MODEL_MODEL_CONFIG_H_
+#ifndef PEFTD_COMMON_MODEL_CONFIG_H_
+#define PEFTD_COMMON_MODEL_CONFIG_H_
 
 #include <cstdint>
 #include <optional>
@@ -55,4 +55,4 @@ std::string ModelConfigJson(const ModelConfig& config);
 
 }  // namespace peftd::model
 
-#endif  // PEFTD_WORKER_MODEL_MODEL_CONFIG_H_
+#endif  // PEFTD_COMMON_MODEL_CONFIG_H_

@@ -1,4 +1,4 @@
-#include "worker/model/model_config.h"
+#include "common/model_config.h"
 
 #include <filesystem>
 #include <fstream>
