@@ -14,8 +14,8 @@ PACKAGES=(
   # RPC and storage
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev
   libsqlitecpp-dev libsqlite3-dev prometheus-cpp-dev
-  # parsing, tokenizers, CLI, logging
-  nlohmann-json3-dev libre2-dev libsentencepiece-dev libcli11-dev libspdlog-dev
+  # parsing, tokenizers, CLI (and its YAML job files), logging
+  nlohmann-json3-dev libre2-dev libsentencepiece-dev libcli11-dev libspdlog-dev libyaml-cpp-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev prometheus python3-torch python3-numpy
 )
