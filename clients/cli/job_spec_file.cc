@@ -27,7 +27,7 @@ namespace {
 using google::protobuf::Descriptor;
 using google::protobuf::EnumDescriptor;
 using google::protobuf::FieldDescriptor;
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;
 
 // Field path ("lora.r", "target_modules[1]") -> 1-based line, for YAML files.
 using LineMap = std::map<std::string, int>;

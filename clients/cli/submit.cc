@@ -192,7 +192,8 @@ void AddSubmitCommand(CLI::App& app, Cli& cli, Action* action) {
   AddOptional(sub, "--request-id", f.request_id,
               "Idempotency key (default: a random one, printed); resubmitting with the same id "
               "never creates a second job");
-  sub->add_flag("--watch", args->watch, "Follow the job until it ends (exit code: see below)");
+  sub->add_flag("--watch", args->watch,
+                "Follow the job until it ends (exit 0 SUCCEEDED, 7 FAILED, 8 CANCELLED)");
   sub->add_option("--reconnect-timeout", args->watch_options.reconnect_timeout_seconds,
                   "With --watch: seconds to keep trying to get a dropped stream back");
   sub->callback(

@@ -19,8 +19,7 @@ using SteadyClock = std::chrono::steady_clock;
 
 // Codes of a stream that broke rather than ended: a restarted server, a dropped connection.
 bool IsTransient(grpc::StatusCode code) {
-  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::ABORTED ||
-         code == grpc::StatusCode::INTERNAL || code == grpc::StatusCode::UNKNOWN;
+  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::ABORTED;
 }
 
 int ExitCodeForState(v1::JobState state) {

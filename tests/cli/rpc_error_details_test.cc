@@ -1,0 +1,52 @@
+// Field violations decoded from grpc-status-details-bin: google.rpc.BadRequest and
+// peftd.v1.DatasetLineError, in order; anything else (or garbage) yields none.
+#include "clients/cli/rpc_error_details.h"
+
+#include <gtest/gtest.h>
+
+#include "fake_job_service.h"
+
+namespace peftd::cli {
+namespace {
+
+TEST(FieldViolations, BadRequestInOrder) {
+  std::string details = testing::BadRequestDetails(
+      3, "2 bad lines", {{"line 2: text", "missing"}, {"", "file is empty after line 9"}});
+  auto v = FieldViolations(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "x", details));
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].field, "line 2: text");
+  EXPECT_EQ(v[0].description, "missing");
+  EXPECT_EQ(v[1].field, "");
+  EXPECT_EQ(v[1].description, "file is empty after line 9");
+}
+
+TEST(FieldViolations, DatasetLineErrors) {
+  using google::protobuf::UnknownFieldSet;
+  v1::DatasetLineError e;
+  e.set_line(7);
+  e.set_field("messages[1].role");
+  e.set_reason("must be system, user or assistant");
+  UnknownFieldSet any;
+  any.AddLengthDelimited(1, "type.googleapis.com/peftd.v1.DatasetLineError");
+  any.AddLengthDelimited(2, e.SerializeAsString());
+  std::string any_bytes;
+  any.SerializeToString(&any_bytes);
+  UnknownFieldSet status;
+  status.AddVarint(1, 3);
+  status.AddLengthDelimited(3, any_bytes);
+  std::string details;
+  status.SerializeToString(&details);
+  auto v = FieldViolations(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "x", details));
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].field, "line 7: messages[1].role");
+  EXPECT_EQ(v[0].description, "must be system, user or assistant");
+}
+
+TEST(FieldViolations, NoneWithoutOrWithUnreadableDetails) {
+  EXPECT_TRUE(FieldViolations(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "x")).empty());
+  EXPECT_TRUE(FieldViolations(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "x", "\xff\xff\xff"))
+                  .empty());
+}
+
+}  // namespace
+}  // namespace peftd::cli
