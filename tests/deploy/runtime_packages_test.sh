@@ -42,7 +42,9 @@ for p in "${listed[@]}"; do
     echo "runtime_packages_test: no apt lists (apt-get update): cannot check that '$p' exists"
     continue
   fi
-  if ! apt-cache policy "$p" | grep -q 'Candidate: [^(]'; then
+  # Captured first: `grep -q` would close the pipe early and pipefail turn that into a failure.
+  policy="$(apt-cache policy "$p" 2>/dev/null)"
+  if ! grep -q 'Candidate: [^(]' <<<"$policy"; then
     echo "runtime_packages_test: '$p' is not a Debian package (apt-cache policy has no candidate)"
     status=1
   fi
