@@ -30,9 +30,9 @@ absl::StatusOr<std::string> ResolveModelPath(const std::string& root, const std:
 absl::StatusOr<std::vector<v1::Model>> ListModels(const std::string& root);
 
 // When `<root>/tiny-llama` is missing, creates the root (owner-only) and runs
-// `<worker_binary> make-tiny-model <root>/tiny-llama.tmp.<pid>`, then renames it into place (atomic;
-// a concurrent creator winning the rename is fine). FailedPrecondition naming --worker-binary
-// when the binary is missing or fails.
+// `<worker_binary> make-tiny-model <root>/tiny-llama.tmp.<pid>`, then renames it into place
+// (atomic; a concurrent creator winning the rename is fine). FailedPrecondition naming
+// --worker-binary when the binary is missing or fails.
 absl::Status EnsureBuiltinModel(const std::string& root, const std::string& worker_binary);
 
 }  // namespace peftd::server

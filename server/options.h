@@ -27,9 +27,9 @@ struct ServerOptions {
 
   // --- storage and models ---
   std::string data_dir = "./peftd-data";  // SQLite database and blobs
-  std::string model_root;    // resolved: <data_dir>/models when not given
-  std::string examples_dir;  // resolved: the first of <exe>/../share/peftd/examples,
-                             // <exe>/../../examples, ./examples that exists; "" = none
+  std::string model_root;                 // resolved: <data_dir>/models when not given
+  std::string examples_dir;               // resolved: the first of <exe>/../share/peftd/examples,
+                                          // <exe>/../../examples, ./examples that exists; "" = none
 
   // --- local workers ---
   int local_workers = 1;                 // peftd-worker children to spawn and supervise
@@ -54,7 +54,7 @@ struct ServerOptions {
   absl::Duration shutdown_grace = absl::Seconds(10);     // SIGTERM -> SIGKILL of workers, RPC drain
 
   // --- limits ---
-  int64_t max_dataset_bytes = int64_t{1} << 30;  // one uploaded dataset
+  int64_t max_dataset_bytes = int64_t{1} << 30;   // one uploaded dataset
   int64_t max_message_bytes = int64_t{16} << 20;  // one gRPC message (both directions)
 
   // --- logging ---

@@ -38,8 +38,8 @@ class ChildProcess {
   virtual pid_t pid() const = 0;
   // Non-blocking: the exit status once the child has ended (reaping it), else nullopt.
   virtual std::optional<ExitStatus> Poll() = 0;
-  virtual void Terminate() = 0;  // SIGTERM
-  virtual void Kill() = 0;       // SIGKILL
+  virtual void Terminate() = 0;  // SIGTERM to the child's process group
+  virtual void Kill() = 0;       // SIGKILL to the child's process group
 };
 
 class ProcessLauncher {

@@ -40,10 +40,10 @@ struct WorkerSupervisorOptions {
   std::string model_root;  // passed as --model-root when set
   std::string cache_dir;   // children get --cache-dir <cache_dir>/local-<i> when set
 
-  absl::Duration min_backoff = absl::Seconds(1);   // delay before the first restart
-  absl::Duration max_backoff = absl::Seconds(60);  // cap of the doubling delay
+  absl::Duration min_backoff = absl::Seconds(1);    // delay before the first restart
+  absl::Duration max_backoff = absl::Seconds(60);   // cap of the doubling delay
   absl::Duration stable_after = absl::Seconds(60);  // a child that ran this long resets backoff
-  absl::Duration stop_grace = absl::Seconds(10);   // SIGTERM -> SIGKILL
+  absl::Duration stop_grace = absl::Seconds(10);    // SIGTERM -> SIGKILL
   absl::Duration poll_interval = absl::Milliseconds(100);
   // Run the monitor loop on a thread of its own (production). Tests of the fake launcher turn it
   // off and drive PollOnce() with a fake clock.
@@ -105,6 +105,11 @@ class WorkerSupervisor {
   bool stopping_ = false;                         // guarded by mu_
   std::thread monitor_;
 };
+
+// The address local children dial for a server bound to `listen` on `bound_port`: wildcard hosts
+// (0.0.0.0, [::], empty) become loopback (127.0.0.1, [::1]); "unix:" addresses are kept as they
+// are.
+std::string LocalDialAddress(const std::string& listen, int bound_port);
 
 // The delay before restart number `consecutive_failures` (1-based): min * 2^(n-1), capped.
 absl::Duration RestartBackoff(int consecutive_failures, absl::Duration min, absl::Duration max);
