@@ -346,8 +346,8 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   ASSIGN_OR_RETURN(o.shutdown_grace, ParsePositiveDuration("shutdown-grace", shutdown_grace));
   if (o.lease_timeout <= o.heartbeat_interval) {
     return FlagError("lease-timeout",
-                     absl::StrCat("(", lease, ") must be longer than --heartbeat-interval (",
-                                  heartbeat, "); about 3 heartbeats is usual"));
+                     absl::StrCat(lease, " must be longer than --heartbeat-interval ", heartbeat,
+                                  " (about 3 heartbeats is usual)"));
   }
 
   // --- security ---
