@@ -159,6 +159,30 @@ TEST_F(SupervisorTest, InlineTokenGoesThroughTheEnvironmentAndGpusCanBeHidden) {
   EXPECT_TRUE(plain->SpecFor(0).env.empty()) << "no GPU known: CUDA_VISIBLE_DEVICES untouched";
 }
 
+TEST_F(SupervisorTest, InlineTokenIsWrittenToAPrivateFileForTheChildren) {
+  const fs::path cache =
+      fs::temp_directory_path() / absl::StrCat("peftd_supervisor_token_", ::getpid());
+  fs::remove_all(cache);
+  auto o = Options(2);
+  o.auth_token = "tok-inline";
+  o.cache_dir = cache.string();
+  auto sup = Make(o);
+  ASSERT_TRUE(sup->Start().ok());
+  const std::string file = (cache / "token").string();
+  EXPECT_THAT(launcher_->launched[1].spec.argv,
+              ElementsAre("/bin/sh", "--server", "127.0.0.1:5555", "--worker-id", "local-1",
+                          "--token-file", file, "--cache-dir", (cache / "local-1").string()));
+  EXPECT_EQ(launcher_->launched[1].spec.env.count("PEFTD_TOKEN"), 0u);
+  std::ifstream in(file);
+  const std::string content((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(content, "tok-inline");
+  EXPECT_EQ(fs::status(file).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(fs::status(cache).permissions() & fs::perms::all, fs::perms::owner_all);
+  sup->Stop();
+  fs::remove_all(cache);
+}
+
 TEST_F(SupervisorTest, StartLaunchesEveryWorker) {
   auto sup = Make(Options(2));
   ASSERT_TRUE(sup->Start().ok());
