@@ -17,7 +17,7 @@ PACKAGES=(
   # parsing, tokenizers, CLI, logging
   nlohmann-json3-dev libre2-dev libsentencepiece-dev libcli11-dev libspdlog-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev googletest libbenchmark-dev prometheus python3-torch python3-numpy
+  libgtest-dev libgmock-dev googletest libbenchmark-dev prometheus openssl python3-torch python3-numpy
 )
 
 missing=()
