@@ -22,8 +22,9 @@ GROUP[libs]="libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compi
   libjemalloc-dev"
 # developer tools: fuzzing (clang + libFuzzer runtime) and formatting
 GROUP[dev]="clang-14 libclang-rt-14-dev clang-format"
-# tests and benchmarks (prometheus ships promtool; python3-yaml parses the deploy manifests)
-GROUP[tests]="libgtest-dev libgmock-dev googletest libbenchmark-dev prometheus python3-torch
+# tests and benchmarks (prometheus ships promtool; openssl makes test certificates; python3-yaml
+# parses the deploy manifests)
+GROUP[tests]="libgtest-dev libgmock-dev googletest libbenchmark-dev prometheus openssl python3-torch
   python3-numpy python3-yaml"
 ALL_GROUPS="build torch libs dev tests"
 
