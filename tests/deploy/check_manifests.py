@@ -95,8 +95,10 @@ def check_compose(src):
     wcmd = worker.get("command", [])
     if flag_value(wcmd, "--server") != f"peftd:{grpc_port}":
         bad(f"compose.yaml: the worker must dial peftd:{grpc_port} (--server)")
-    if "peftd-worker" not in " ".join(worker.get("entrypoint", [])):
-        bad("compose.yaml: the worker service must run peftd-worker")
+    if "peftd-worker" not in " ".join(worker.get("entrypoint", [])) or \
+            "--token-file" not in " ".join(worker.get("entrypoint", [])):
+        bad("compose.yaml: the worker service must run peftd-worker with a --token-file (it has no "
+            "environment fallback for the token)")
     env = peftd.get("environment", {})
     if "PEFTD_AUTH_TOKEN" not in env or "PEFTD_TOKEN" not in worker.get("environment", {}):
         bad("compose.yaml: the server needs PEFTD_AUTH_TOKEN and the worker PEFTD_TOKEN")
