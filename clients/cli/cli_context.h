@@ -45,6 +45,7 @@ class Cli {
   // first RPC; an unreadable token or TLS file is an InvalidArgument naming the flag.
   absl::Status Connect();
   v1::JobService::Stub& stub() { return *stub_; }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
 
   // A context with the bearer token and, for unary calls (or when --timeout is given), the
   // deadline.

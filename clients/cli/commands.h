@@ -21,6 +21,7 @@ void AddWatchCommand(CLI::App& app, Cli& cli, Action* action);     // watch
 void AddDownloadCommand(CLI::App& app, Cli& cli, Action* action);  // download
 void AddDatasetCommands(CLI::App& app, Cli& cli, Action* action);  // datasets upload|validate|list
 void AddModelCommands(CLI::App& app, Cli& cli, Action* action);    // models list
+void AddHealthCommand(CLI::App& app, Cli& cli, Action* action);    // health
 
 }  // namespace peftd::cli
 

@@ -138,8 +138,11 @@ int RunDownload(Cli& cli, const DownloadArgs& args) {
                           header.sha256(), "); nothing was written, try again"));
   }
 
+  // "-o my-adapter/" names the folder my-adapter.
+  std::string output = args.output;
+  while (output.size() > 1 && output.back() == '/') output.pop_back();
   const fs::path target =
-      args.output.empty() ? fs::path(SafeName(header.name(), args.id)) : fs::path(args.output);
+      output.empty() ? fs::path(SafeName(header.name(), args.id)) : fs::path(output);
   std::error_code ec;
   if (fs::exists(target, ec) && !args.force) {
     return Refuse(cli, absl::StrCat(target.string(), " already exists: pass --force to replace ",

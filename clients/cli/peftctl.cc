@@ -77,6 +77,7 @@ int RunPeftctl(int argc, const char* const* argv, std::ostream& out, std::ostrea
   AddDownloadCommand(app, cli, &action);
   AddDatasetCommands(app, cli, &action);
   AddModelCommands(app, cli, &action);
+  AddHealthCommand(app, cli, &action);
 
   try {
     app.parse(argc, argv);

@@ -377,6 +377,18 @@ TEST_F(CommandsTest, UsageErrorsExit2) {
   EXPECT_TRUE(absl::StrContains(r.out, "7  the watched job ended FAILED")) << r.out;
 }
 
+TEST_F(CommandsTest, HealthIsTheStandardCheck) {
+  RunResult r = Run({"health"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "peftd at " + server_.address() + ": SERVING\n");
+  server_.SetServing(false);
+  r = Run({"health", "--json"});
+  EXPECT_EQ(r.code, 6);
+  EXPECT_EQ(ParseJson(r)["status"], "NOT_SERVING");
+  r = Run({"health", "--service", "no.such.Service"});
+  EXPECT_EQ(r.code, 3);  // the default health service answers NOT_FOUND for unknown services
+}
+
 TEST(Unreachable, SaysWhatToDo) {
   RunResult r = RunCli({"--server", "127.0.0.1:1", "list"});
   EXPECT_EQ(r.code, 6);

@@ -52,12 +52,16 @@ class DownloadTest : public ::testing::Test {
 };
 
 TEST_F(DownloadTest, VerifiedExtractedIntoTheFolder) {
-  RunResult r = Run({"download", "j-1", "-o", (dir_ / "out").string()});
+  // A trailing slash names the same folder (docs write `-o my-adapter/`).
+  RunResult r = Run({"download", "j-1", "-o", (dir_ / "out").string() + "/"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(Read(dir_ / "out" / "adapter_config.json"), "{\"r\": 8}");
   EXPECT_EQ(Read(dir_ / "out" / "adapter_model.safetensors"), std::string(5000, 'w'));
   EXPECT_TRUE(absl::StrContains(r.out, "(2 files,")) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "verified")) << r.out;
+  int entries = 0;
+  for (const auto& e : fs::directory_iterator(dir_)) entries += e.path().filename() != "src";
+  EXPECT_EQ(entries, 1);  // no temp folder left
 }
 
 TEST_F(DownloadTest, DefaultFolderIsTheServersNameAndJsonDescribesIt) {

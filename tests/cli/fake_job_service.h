@@ -5,6 +5,7 @@
 
 #include <google/protobuf/unknown_field_set.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 
 #include <filesystem>
 #include <map>
@@ -321,6 +322,7 @@ class FakeJobService final : public v1::JobService::Service {
 class FakeServer {
  public:
   FakeServer() {
+    grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(&service);
@@ -328,6 +330,7 @@ class FakeServer {
   }
   ~FakeServer() { server_->Shutdown(); }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  void SetServing(bool serving) { server_->GetHealthCheckService()->SetServingStatus(serving); }
 
   FakeJobService service;
 

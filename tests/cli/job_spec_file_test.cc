@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "fake_job_service.h"
 
@@ -178,6 +179,26 @@ TEST(JobSpecFile, LoadPicksTheFormatByExtensionOrContent) {
   auto missing = LoadJobSpecFile((dir / "nope.yaml").string());
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(absl::StrContains(missing.status().message(), "nope.yaml"));
+}
+
+// The example of docs/job-spec.md ("Writing a job") parses and means what the page says.
+TEST(JobSpecFile, TheDocumentedExampleParses) {
+  std::ifstream in(std::string(PEFTD_SOURCE_DIR) + "/docs/job-spec.md");
+  ASSERT_TRUE(in) << "docs/job-spec.md";
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string doc = ss.str();
+  size_t start = doc.find("```yaml\n");
+  ASSERT_NE(start, std::string::npos);
+  start += 8;
+  const std::string yaml = doc.substr(start, doc.find("```", start) - start);
+  auto spec = ParseJobSpec(yaml, "docs/job-spec.md", JobFileFormat::kYaml);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->method(), v1::LORA);
+  EXPECT_EQ(spec->lora().r(), 16);
+  EXPECT_TRUE(spec->token_gate().enabled());
+  EXPECT_EQ(spec->target_modules_size(), 4);
+  EXPECT_EQ(spec->lr_schedule(), v1::COSINE);
 }
 
 }  // namespace
