@@ -7,8 +7,10 @@
 #include <fstream>
 #include <ostream>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "clients/cli/exit_codes.h"
 #include "clients/cli/rpc_error_details.h"
@@ -91,9 +93,26 @@ int Cli::Fail(const grpc::Status& status, absl::string_view doing) {
       err_ << "error: permission denied while " << doing << ": " << message << "\n";
       break;
     default: {
-      err_ << "error: " << doing << ": " << message << "\n";
-      for (const FieldViolation& v : FieldViolations(status)) {
-        err_ << "  " << (v.field.empty() ? "" : v.field + ": ") << v.description << "\n";
+      // peftd lists the bad lines in the message too ("train.jsonl: 2 bad lines: line 3: ...;
+      // line 7: ..."): keep its head, then one violation a line.
+      const std::vector<FieldViolation> violations = FieldViolations(status);
+      std::string headline = message;
+      if (!violations.empty() && !violations[0].description.empty()) {
+        size_t at = message.find(violations[0].description);
+        if (at != std::string::npos && at > 0) {
+          headline = std::string(absl::StripTrailingAsciiWhitespace(message.substr(0, at)));
+          while (!headline.empty() && (headline.back() == ':' || headline.back() == ';')) {
+            headline.pop_back();
+          }
+        }
+      }
+      err_ << "error: " << doing << ": " << headline << "\n";
+      for (const FieldViolation& v : violations) {
+        // A description that already names its field or line stands alone.
+        const bool named = v.field.empty() || absl::StartsWith(v.description, v.field) ||
+                           absl::StartsWith(v.description, "line ");
+        std::string line = named ? v.description : v.field + ": " + v.description;
+        if (line != headline) err_ << "  " << line << "\n";
       }
       break;
     }

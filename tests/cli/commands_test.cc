@@ -138,8 +138,10 @@ TEST_F(CommandsTest, SubmitPrintsEveryBadLineOfTheDataset) {
   std::string train = Write("train.jsonl", "{\"text\": \"ok\"}\nBAD\n{\"text\": \"ok\"}\nBAD\n");
   RunResult r = Run({"submit", "--model", "m", "--method", "lora", "--train", train});
   EXPECT_EQ(r.code, 4);
-  EXPECT_TRUE(absl::StrContains(r.err, "line 2: text: must be a non-empty string")) << r.err;
-  EXPECT_TRUE(absl::StrContains(r.err, "line 4: text: must be a non-empty string")) << r.err;
+  EXPECT_EQ(r.err, "error: uploading " + train +
+                       ": train.jsonl: 2 bad lines\n"
+                       "  line 2: field \"text\": must be a non-empty string\n"
+                       "  line 4: field \"text\": must be a non-empty string\n");
   EXPECT_TRUE(server_.service.creates.empty());
 }
 
@@ -257,7 +259,10 @@ TEST_F(CommandsTest, DatasetsUploadAndList) {
   std::string bad = Write("bad.jsonl", "BAD\n");
   r = Run({"datasets", "upload", bad});
   EXPECT_EQ(r.code, 4);
-  EXPECT_TRUE(absl::StrContains(r.err, "line 1: text: must be a non-empty string")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err,
+                                "bad.jsonl: 1 bad lines\n  line 1: field \"text\": must be "
+                                "a non-empty string\n  fix those lines"))
+      << r.err;
 
   {
     std::lock_guard<std::mutex> lock(server_.service.mu);

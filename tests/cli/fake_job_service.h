@@ -243,11 +243,16 @@ class FakeJobService final : public v1::JobService::Service {
     for (absl::string_view line : absl::StrSplit(bytes, '\n', absl::SkipEmpty())) {
       ++line_no;
       if (absl::StrContains(line, "BAD")) {
-        bad.push_back({absl::StrCat("line ", line_no, ": text"), "must be a non-empty string"});
+        bad.push_back(
+            {absl::StrCat("line ", line_no, ": text"),
+             absl::StrCat("line ", line_no, ": field \"text\": must be a non-empty string")});
       }
     }
     if (!bad.empty()) {
-      std::string message = absl::StrCat(header.filename(), ": ", bad.size(), " bad lines");
+      // As peftd words it: every bad line in the message, and each as a field violation.
+      std::string message = absl::StrCat(header.filename(), ": ", bad.size(), " bad lines: ");
+      for (const auto& [field, description] : bad) absl::StrAppend(&message, description, "; ");
+      absl::StrAppend(&message, "fix the file and upload it again");
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message,
                           BadRequestDetails(3, message, bad));
     }

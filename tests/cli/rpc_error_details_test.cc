@@ -48,5 +48,22 @@ TEST(FieldViolations, NoneWithoutOrWithUnreadableDetails) {
                   .empty());
 }
 
+// A spec refusal as peftd sends it: the message starts with the field, the violation repeats it.
+TEST(FailOutput, NoRepeatedLines) {
+  testing::FakeServer server;
+  std::string details =
+      testing::BadRequestDetails(3, "lora.r: must be >= 1", {{"lora.r", "lora.r: must be >= 1"}});
+  server.service.forced =
+      grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lora.r: must be >= 1", details);
+  auto r = testing::RunCli({"--server", server.address(), "get", "j-1"});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_EQ(r.err, "error: getting job j-1: lora.r: must be >= 1\n");
+  // A violation whose description does not name its field gets the field in front.
+  details = testing::BadRequestDetails(3, "bad spec", {{"max_steps", "must be >= 0"}});
+  server.service.forced = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad spec", details);
+  r = testing::RunCli({"--server", server.address(), "get", "j-1"});
+  EXPECT_EQ(r.err, "error: getting job j-1: bad spec\n  max_steps: must be >= 0\n");
+}
+
 }  // namespace
 }  // namespace peftd::cli
