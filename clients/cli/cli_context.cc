@@ -53,6 +53,7 @@ absl::Status Cli::Connect() {
   auto channel = MakeChannelOrError(channel_options);
   if (!channel.ok()) return channel.status();
   channel_ = *std::move(channel);
+  tls_ = UsesTls(channel_options);
   stub_ = v1::JobService::NewStub(channel_);
   return absl::OkStatus();
 }
@@ -75,6 +76,14 @@ int Cli::Fail(const grpc::Status& status, absl::string_view doing) {
       err_ << "error: cannot reach peftd at " << server << " while " << doing
            << ": is the server running? (--server / PEFTD_SERVER)";
       if (!message.empty()) err_ << "\n  (" << message << ")";
+      if (tls_) {
+        err_ << "\n  with TLS, also check --tls-ca (the CA of the server's certificate), "
+                "--tls-cert/--tls-key (servers that require a client certificate) and "
+                "--tls-server-name (when the certificate names another host)";
+      } else if (absl::StrContains(message, "Socket closed") ||
+                 absl::StrContains(absl::AsciiStrToLower(message), "handshake")) {
+        err_ << "\n  if the server uses TLS, pass --tls-ca";
+      }
       err_ << "\n";
       break;
     case grpc::StatusCode::DEADLINE_EXCEEDED:

@@ -69,6 +69,7 @@ class Cli {
   bool out_is_tty_;
   bool err_is_tty_;
   int terminal_width_;
+  bool tls_ = false;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::JobService::Stub> stub_;
 };

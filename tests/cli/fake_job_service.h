@@ -326,10 +326,11 @@ class FakeJobService final : public v1::JobService::Service {
 // The fake on 127.0.0.1 with a port the kernel picks.
 class FakeServer {
  public:
-  FakeServer() {
+  explicit FakeServer(
+      std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials()) {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.AddListeningPort("127.0.0.1:0", credentials, &port_);
     builder.RegisterService(&service);
     server_ = builder.BuildAndStart();
   }
