@@ -14,8 +14,8 @@ PACKAGES=(
   # RPC and storage
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev
   libsqlitecpp-dev libsqlite3-dev prometheus-cpp-dev
-  # parsing, tokenizers, CLI, logging
-  nlohmann-json3-dev libre2-dev libsentencepiece-dev libcli11-dev libspdlog-dev
+  # parsing, tokenizers (ICU: Unicode normalization for NFC normalizers), CLI, logging
+  nlohmann-json3-dev libre2-dev libsentencepiece-dev libicu-dev libcli11-dev libspdlog-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev prometheus python3-torch python3-numpy
 )
