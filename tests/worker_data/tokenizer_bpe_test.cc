@@ -38,7 +38,8 @@ TEST(BpeTest, LowerRankMergesFirst) {
 
 TEST(BpeTest, PairFormEqualsStringForm) {
   auto s = Load({{"model", Bpe(kAbcVocab, {"a b", "ab c"})}});
-  auto p = Load({{"model", Bpe(kAbcVocab, {{"a", "b"}, {"ab", "c"}})}});
+  auto p = Load({{"model", Bpe(kAbcVocab,
+                               json::array({json::array({"a", "b"}), json::array({"ab", "c"})}))}});
   EXPECT_EQ(s->Encode("abcab"), (Ids{5, 3}));
   EXPECT_EQ(p->Encode("abcab"), (Ids{5, 3}));
 }

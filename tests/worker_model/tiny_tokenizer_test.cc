@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "worker/data/tokenizer.h"
@@ -41,6 +42,24 @@ TEST(TinyTokenizerTest, LoadsAndRoundTrips) {
   EXPECT_EQ(ids.front(), s.bos_id);
   EXPECT_EQ(ids.back(), s.eos_id);
   EXPECT_EQ(t.Decode(ids, /*skip_special=*/true), "hi");
+  fs::remove_all(dir);
+}
+
+// libsentencepiece bundles protobuf-lite and clashes with LibTorch's libprotobuf when linked into
+// the same process; it is dlopen'ed in isolation instead (worker/data/sentencepiece_raw.h). This
+// test runs in a LibTorch process, so it would crash without that.
+TEST(TinyTokenizerTest, SentencePieceLoadsInALibTorchProcess) {
+  const char* env = std::getenv("PEFTD_FIXTURES");
+  const fs::path model = fs::path(env != nullptr && *env ? env : PEFTD_FIXTURES_DIR) /
+                         "tok-llama2" / "tokenizer.model";
+  const fs::path dir = fs::temp_directory_path() / ("peftd_tiny_sp_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::copy_file(model, dir / "tokenizer.model");
+  auto tok = data::LoadTokenizer(dir.string());
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_EQ((*tok)->Encode("Hello world"), (std::vector<int64_t>{15043, 3186}));
+  EXPECT_EQ((*tok)->Decode({15043, 3186}), "Hello world");
   fs::remove_all(dir);
 }
 

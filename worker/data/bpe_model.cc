@@ -1,13 +1,13 @@
 #include "worker/data/bpe_model.h"
 
 #include <algorithm>
+#include <mutex>
+#include <shared_mutex>
 #include <utility>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 #include "worker/data/bpe_byte_level.h"
@@ -40,7 +40,7 @@ class BpeWordCache {
  public:
   bool Lookup(std::string_view word, std::vector<int64_t>* ids) const {
     Shard& s = shards_[ShardOf(word)];
-    absl::ReaderMutexLock lock(&s.mu);
+    std::shared_lock<std::shared_mutex> lock(s.mu);
     auto it = s.map.find(Av(word));
     if (it == s.map.end()) return false;
     ids->insert(ids->end(), it->second.begin(), it->second.end());
@@ -48,15 +48,17 @@ class BpeWordCache {
   }
   void Insert(std::string_view word, const int64_t* ids, size_t n) const {
     Shard& s = shards_[ShardOf(word)];
-    absl::MutexLock lock(&s.mu);
+    std::unique_lock<std::shared_mutex> lock(s.mu);
     if (s.map.size() >= kMaxCacheEntriesPerShard) return;
     s.map.try_emplace(std::string(word), ids, ids + n);
   }
 
  private:
   struct Shard {
-    absl::Mutex mu;
-    absl::flat_hash_map<std::string, std::vector<int32_t>> map ABSL_GUARDED_BY(mu);
+    // std::shared_mutex, not absl::Mutex: Debian's Abseil is built with deadlock detection,
+    // which showed up in profiles of this per-word lock.
+    std::shared_mutex mu;
+    absl::flat_hash_map<std::string, std::vector<int32_t>> map;  // guarded by mu
   };
   static size_t ShardOf(std::string_view word) { return absl::HashOf(Av(word)) % kCacheShards; }
   mutable std::array<Shard, kCacheShards> shards_;
