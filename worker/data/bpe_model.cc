@@ -27,6 +27,7 @@ constexpr int kCacheShards = 16;
 constexpr size_t kMaxCacheEntriesPerShard = 16384;
 // Ids are dense in real vocabularies; this bounds memory for hostile files.
 constexpr int64_t kMaxIdSlack = 1 << 16;
+constexpr size_t kMaxKeptSymbols = 1 << 16;
 
 absl::string_view Av(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
@@ -306,6 +307,8 @@ void BpeModel::Encode(std::string_view word, bool byte_level, std::vector<int64_
   for (const Symbol& s : syms) {
     if (s.alive) ids->push_back(s.id);
   }
+  // A whole-document word (Llama-2's legacy layout has no pre-tokenizer) must not pin its buffer.
+  if (syms.capacity() > kMaxKeptSymbols) std::vector<Symbol>().swap(syms);
   if (cacheable) cache_->Insert(word, ids->data() + first, ids->size() - first);
 }
 
