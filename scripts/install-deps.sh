@@ -19,8 +19,7 @@ GROUP[torch]="libtorch-dev libopenblas0-openmp"
 GROUP[libs]="libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libssl-dev libsqlitecpp-dev libsqlite3-dev prometheus-cpp-dev
   nlohmann-json3-dev libre2-dev libsentencepiece-dev libicu-dev libcli11-dev libyaml-cpp-dev
-  libspdlog-dev
-  libjemalloc-dev"
+  libspdlog-dev libjemalloc-dev"
 # developer tools: fuzzing (clang + libFuzzer runtime) and formatting
 GROUP[dev]="clang-14 libclang-rt-14-dev clang-format"
 # tests and benchmarks (prometheus ships promtool; openssl makes test certificates; python3-yaml
