@@ -84,7 +84,7 @@ std::string FormatJobDetails(const v1::Job& job, absl::Time now) {
   if (!spec.validation_dataset_id().empty()) add("validation", spec.validation_dataset_id());
   add("labels", Labels(job));
   if (!job.request_id().empty()) add("request id", job.request_id());
-  add("progress", SummarizeProgress(p));
+  add("progress", p.step() == 0 && p.total_steps() == 0 ? "not started" : SummarizeProgress(p));
   if (p.learning_rate() > 0) add("learning rate", absl::StrFormat("%.3g", p.learning_rate()));
   if (p.tokens_seen() > 0) add("tokens seen", FormatCount(static_cast<double>(p.tokens_seen())));
   if (job.trainable_parameters() > 0) {
@@ -162,6 +162,8 @@ std::string FormatOutcome(const v1::Job& job) {
       return text;
     }
     case v1::CANCELLED:
+      if (p.step() == 0)
+        return absl::StrCat("job ", job.id(), " cancelled before training started");
       return absl::StrCat("job ", job.id(), " cancelled at step ", StepText(p));
     default:
       return absl::StrCat("job ", job.id(), " is ", StateWithPhase(job.state(), job.phase()));
