@@ -624,6 +624,11 @@ void Scheduler::Shutdown() {
   events_cv_.notify_all();
 }
 
+bool Scheduler::shutting_down() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return shutdown_;
+}
+
 // --- Writing ------------------------------------------------------------------------------------
 
 v1::JobEvent Scheduler::EventLocked(const v1::Job& job, v1::JobEvent::Level level,

@@ -109,6 +109,7 @@ class Scheduler {
   void Tick();
   // Wakes every WaitForEvents; later calls return at once.
   void Shutdown();
+  bool shutting_down();
 
  private:
   struct Lease {
