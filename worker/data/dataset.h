@@ -61,10 +61,11 @@ struct LoadedDataset {
 
 // Reads and validates the whole file first. With errors (and !skip_bad_lines): InvalidArgument
 // whose message lists the bad lines ("train.jsonl: 2 bad lines: line 3: field \"completion\":
-// missing; ...") and `errors` (if non-null) receives them all (up to 100). Records longer than
-// max_seq_len are truncated (counted) or, with truncate=false, are errors naming the line and the
-// token count. A format that does not fit the task, an unknown chat template, or no valid record
-// at all is InvalidArgument too; an unreadable file is NOT_FOUND / PERMISSION_DENIED.
+// missing; ...") and `errors` (if non-null) receives them all, in line order (with skip_bad_lines
+// too, for the job's log). Records longer than max_seq_len are truncated (counted) or, with
+// truncate=false, are errors naming the line and the token count. A format that does not fit the
+// task, an unknown chat template, or no valid record at all is InvalidArgument too; an unreadable
+// file is NOT_FOUND / PERMISSION_DENIED.
 absl::StatusOr<LoadedDataset> LoadDataset(const std::string& path, const Tokenizer& tokenizer,
                                           const DatasetOptions& options,
                                           std::vector<LineError>* errors = nullptr);
