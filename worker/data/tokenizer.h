@@ -1,7 +1,8 @@
 // The tokenizer contract every dataset and the model use: text to ids and back, with the special
-// tokens a model folder declares. Implementations: Hugging Face tokenizer.json (byte-level BPE as in
-// GPT-2 / Llama 3 / Qwen2, Metaspace BPE with byte fallback as in Llama 2 / Mistral / TinyLlama) and
-// SentencePiece tokenizer.model. LibTorch-free. Loaded tokenizers are immutable and thread-safe.
+// tokens a model folder declares. Implementations: Hugging Face tokenizer.json (byte-level BPE as
+// in GPT-2 / Llama 3 / Qwen2, Metaspace BPE with byte fallback as in Llama 2 / Mistral / TinyLlama)
+// and SentencePiece tokenizer.model. LibTorch-free. Loaded tokenizers are immutable and
+// thread-safe.
 #ifndef PEFTD_WORKER_DATA_TOKENIZER_H_
 #define PEFTD_WORKER_DATA_TOKENIZER_H_
 
