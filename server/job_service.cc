@@ -1,42 +1,20 @@
 #include "server/job_service.h"
 
-#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "common/status_grpc.h"
 #include "google/protobuf/util/time_util.h"
-#include "google/rpc/error_details.pb.h"
 #include "server/auth.h"
 #include "server/blob_streams.h"
 #include "server/dataset_upload.h"
+#include "server/field_violation.h"
 #include "server/job_state.h"
 #include "server/model_root.h"
 
 namespace peftd::server {
 namespace {
 
-constexpr char kBadRequestUrl[] = "type.googleapis.com/google.rpc.BadRequest";
 constexpr int kWatchBatch = 100;
-
-// Spec errors read "field: what"; give clients the field as a BadRequest violation too.
-absl::Status WithFieldViolation(absl::Status st) {
-  if (st.code() != absl::StatusCode::kInvalidArgument && st.code() != absl::StatusCode::kNotFound &&
-      st.code() != absl::StatusCode::kAlreadyExists) {
-    return st;
-  }
-  const absl::string_view msg = st.message();
-  const size_t colon = msg.find(": ");
-  if (colon == absl::string_view::npos ||
-      msg.substr(0, colon).find(' ') != absl::string_view::npos) {
-    return st;
-  }
-  google::rpc::BadRequest details;
-  auto* v = details.add_field_violations();
-  v->set_field(std::string(msg.substr(0, colon)));
-  v->set_description(std::string(msg.substr(colon + 2)));
-  st.SetPayload(kBadRequestUrl, absl::Cord(details.SerializeAsString()));
-  return st;
-}
 
 }  // namespace
 

@@ -12,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "server/options.h"
 #include "server/peftd_server.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
 
 namespace {
 
@@ -39,11 +41,18 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   umask(077);  // the job store and blobs are the users' data: owner-only, like the data dir
 
+  // Logs go to stderr: stdout's first line is the machine-readable "listening" line.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("peftd"));
   auto options = peftd::server::ParseServerOptions(argc, argv);
   if (!options.ok()) {
     std::fprintf(stderr, "peftd: %s\n", std::string(options.status().message()).c_str());
     return 2;
   }
+  if (!options->exit_message.empty()) {  // --help, --version
+    std::printf("%s", options->exit_message.c_str());
+    return 0;
+  }
+  spdlog::set_level(spdlog::level::from_str(options->log_level));
   auto server = peftd::server::PeftdServer::Start(*options);
   if (!server.ok()) {
     std::fprintf(stderr, "peftd: %s\n", server.status().ToString().c_str());
@@ -59,8 +68,8 @@ int main(int argc, char** argv) {
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  std::fprintf(stderr, "peftd: %s received; shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  spdlog::info("{} received; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
   (*server)->Stop();
-  std::fprintf(stderr, "peftd: stopped\n");
+  spdlog::info("stopped");
   return 0;
 }

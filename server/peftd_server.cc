@@ -5,11 +5,11 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "google/protobuf/util/time_util.h"
+#include "server/dataset_upload.h"
 #include "server/job_service.h"
 #include "server/metrics.h"
 #include "server/metrics_observer.h"
@@ -17,6 +17,7 @@
 #include "server/tls.h"
 #include "server/worker_service.h"
 #include "server/worker_supervisor.h"
+#include "spdlog/spdlog.h"
 
 namespace peftd::server {
 namespace {
@@ -32,23 +33,41 @@ absl::Status MakePrivateDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadToken(const ServerOptions& o) {
-  if (o.auth_token_file.empty()) return o.auth_token;
-  std::ifstream in(o.auth_token_file);
-  if (!in)
-    return absl::NotFoundError(absl::StrCat("--auth-token-file: cannot read ", o.auth_token_file));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string token(absl::StripAsciiWhitespace(ss.str()));
-  if (token.empty()) return absl::InvalidArgumentError("--auth-token-file: the file is empty");
-  return token;
-}
-
-// "host:port" with the bound port in place of the requested one.
-std::string BoundAddress(const std::string& listen, int port) {
-  std::string host = listen.substr(0, listen.rfind(':'));
-  if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
-  return absl::StrCat(host, ":", port);
+// Offers the example datasets (DESIGN.md "Embedded default") as if they had been uploaded: same
+// validation, same sha256-derived ids. A bad example is logged and skipped, never fatal.
+void ImportExampleDatasets(const std::string& examples_dir, Scheduler& scheduler,
+                           storage::BlobStore& blobs) {
+  if (examples_dir.empty()) return;
+  std::error_code ec;
+  for (const fs::path& dir : {fs::path(examples_dir), fs::path(examples_dir) / "datasets"}) {
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      if (entry.path().extension() != ".jsonl") continue;
+      std::ifstream in(entry.path(), std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
+      const std::string name = entry.path().filename().string();
+      DatasetUploadValidator validator;
+      validator.Feed(bytes);
+      validator.Finish();
+      absl::Status st = validator.ToStatus(name);
+      absl::StatusOr<std::string> sha = st.ok() ? blobs.Put(bytes) : st;
+      if (sha.ok()) {
+        v1::Dataset ds;
+        ds.set_id(DatasetIdOf(*sha));
+        ds.set_sha256(*sha);
+        ds.set_size_bytes(static_cast<int64_t>(bytes.size()));
+        ds.set_lines(validator.lines());
+        ds.set_filename(name);
+        ds.set_format(validator.format());
+        *ds.mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+        st = scheduler.RecordDataset(ds).status();
+        if (st.ok()) spdlog::info("example dataset {} is {}", name, ds.id());
+      } else {
+        st = sha.status();
+      }
+      if (!st.ok()) spdlog::warn("example dataset {} skipped: {}", name, std::string(st.message()));
+    }
+  }
 }
 
 }  // namespace
@@ -57,13 +76,14 @@ absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOpti
                                                                 const Clock* clock) {
   std::unique_ptr<PeftdServer> s(new PeftdServer());
   s->clock_ = clock;
+  s->shutdown_grace_ = options.shutdown_grace;
   RETURN_IF_ERROR(MakePrivateDir(options.data_dir));
   const std::string model_root = options.model_root.empty()
                                      ? (fs::path(options.data_dir) / "models").string()
                                      : options.model_root;
   std::error_code ec;
   fs::create_directories(model_root, ec);
-  ASSIGN_OR_RETURN(std::string token, ReadToken(options));
+  const std::string& token = options.auth_token;  // ParseServerOptions read --auth-token-file
 
   ASSIGN_OR_RETURN(s->store_,
                    storage::JobStore::Open((fs::path(options.data_dir) / "peftd.db").string()));
@@ -81,11 +101,12 @@ absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOpti
   ASSIGN_OR_RETURN(s->scheduler_, Scheduler::Create(s->store_.get(), s->blobs_.get(), clock, sched,
                                                     s->observer_.get()));
 
+  ImportExampleDatasets(options.examples_dir, *s->scheduler_, *s->blobs_);
+
   ServiceOptions svc;
   svc.auth_token = token;
   svc.model_root = model_root;
   svc.max_dataset_bytes = options.max_dataset_bytes;
-  svc.max_upload_bytes = options.max_upload_bytes;
   s->job_service_ = std::make_unique<JobServiceImpl>(s->scheduler_.get(), s->blobs_.get(), svc);
   s->worker_service_ =
       std::make_unique<WorkerServiceImpl>(s->scheduler_.get(), s->blobs_.get(), svc);
@@ -96,8 +117,8 @@ absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOpti
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.listen, creds, &port);
-  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
-  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   builder.RegisterService(s->job_service_.get());
   builder.RegisterService(s->worker_service_.get());
   s->grpc_server_ = builder.BuildAndStart();
@@ -105,7 +126,7 @@ absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOpti
     return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", options.listen,
                                                " (in use, or not a host:port?)"));
   }
-  s->grpc_address_ = BoundAddress(options.listen, port);
+  s->grpc_address_ = LocalDialAddress(options.listen, port);
   if (auto* health = s->grpc_server_->GetHealthCheckService()) {
     health->SetServingStatus("peftd.v1.JobService", true);
     health->SetServingStatus("peftd.v1.WorkerService", true);
@@ -114,17 +135,16 @@ absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOpti
   if (!options.metrics_listen.empty()) {
     ASSIGN_OR_RETURN(s->metrics_server_,
                      MetricsServer::Start(options.metrics_listen, *s->metrics_));
-    s->metrics_address_ = BoundAddress(options.metrics_listen, s->metrics_server_->port());
+    s->metrics_address_ = LocalDialAddress(options.metrics_listen, s->metrics_server_->port());
   }
 
   const absl::Duration tick = std::min(absl::Seconds(1), options.heartbeat_interval / 2);
   s->tick_thread_ = std::thread([srv = s.get(), tick] { srv->TickLoop(tick); });
 
   if (options.local_workers > 0) {
-    if (!options.worker_binary.empty()) {
-      RETURN_IF_ERROR(EnsureBuiltinModel(model_root, options.worker_binary));
-    }
-    s->supervisor_ = std::make_unique<WorkerSupervisor>(options, s->grpc_address_);
+    RETURN_IF_ERROR(EnsureBuiltinModel(model_root, options.worker_binary));
+    s->supervisor_ = std::make_unique<WorkerSupervisor>(
+        SupervisorOptionsFrom(options, s->grpc_address_), /*launcher=*/nullptr);
     RETURN_IF_ERROR(s->supervisor_->Start());
   }
   return s;

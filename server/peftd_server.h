@@ -37,7 +37,8 @@ class PeftdServer {
 
   // Stops accepting calls, lets running ones end within `grace` (watch streams are told to
   // resume later), then stops the worker children and the tick thread. Idempotent.
-  void Stop(absl::Duration grace = absl::Seconds(5));
+  void Stop(absl::Duration grace);
+  void Stop() { Stop(shutdown_grace_); }
 
   const std::string& grpc_address() const { return grpc_address_; }
   // Empty when metrics are off (--metrics-listen "").
@@ -61,6 +62,7 @@ class PeftdServer {
   std::unique_ptr<WorkerSupervisor> supervisor_;
   std::string grpc_address_;
   std::string metrics_address_;
+  absl::Duration shutdown_grace_ = absl::Seconds(10);
 
   std::mutex mu_;
   std::condition_variable stop_cv_;

@@ -9,6 +9,7 @@
 #include "common/job_spec.h"
 #include "common/status.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "server/field_violation.h"
 #include "server/job_state.h"
 #include "server/model_root.h"
 
@@ -144,7 +145,8 @@ absl::Status Scheduler::ValidateRequest(const v1::CreateJobRequest& req, v1::Job
   }
   *spec = WithDefaults(req.spec());
   RETURN_IF_ERROR(ValidateJobSpec(*spec));
-  RETURN_IF_ERROR(ResolveModelPath(options_.model_root, spec->base_model()).status());
+  RETURN_IF_ERROR(WithFieldViolation(
+      ResolveModelPath(options_.model_root, spec->base_model()).status(), "base_model"));
   auto check_dataset = [&](const char* field, const std::string& id) -> absl::Status {
     auto ds = store_->GetDataset(id);
     if (absl::IsNotFound(ds.status())) {
@@ -584,6 +586,7 @@ absl::Status Scheduler::LoseLeaseLocked(const std::string& job_id, const std::st
                             v1::JobEvent::ERROR);
   }
   job.set_attempt(attempt + 1);
+  observer_->JobRemoved(job_id);  // the lost attempt's live series must not linger
   return TransitionLocked(job, v1::QUEUED,
                           absl::StrCat("attempt ", attempt, " lost (", why, "); queued as attempt ",
                                        attempt + 1, ", resuming ", ResumeText(job)),
