@@ -299,25 +299,39 @@ absl::StatusOr<JobPage> JobStore::ListJobs(const JobQuery& query) {
     ASSIGN_OR_RETURN(before, DecodePageToken(query.page_token));
   }
   return Guarded("listing jobs", [&]() -> absl::StatusOr<JobPage> {
-    std::string sql = "SELECT seq, job FROM jobs WHERE 1";
-    if (before > 0) absl::StrAppend(&sql, " AND seq < ?");
+    // With a label filter the first label drives the scan: job_labels' primary key (key, value,
+    // job_seq) yields exactly the matching jobs, newest first, so a rare label costs a few rows
+    // instead of a walk over every job. Other labels are primary-key probes.
+    const bool by_label = !query.labels.empty();
+    std::string sql = by_label ? "SELECT jobs.seq, jobs.job FROM job_labels l0 JOIN jobs ON "
+                                 "jobs.seq = l0.job_seq WHERE l0.key = ? AND l0.value = ?"
+                               : "SELECT jobs.seq, jobs.job FROM jobs WHERE 1";
+    const char* seq_column = by_label ? "l0.job_seq" : "jobs.seq";
+    if (before > 0) absl::StrAppend(&sql, " AND ", seq_column, " < ?");
     if (!query.states.empty()) {
       std::vector<std::string> marks(query.states.size(), "?");
-      absl::StrAppend(&sql, " AND state IN (", absl::StrJoin(marks, ","), ")");
+      absl::StrAppend(&sql, " AND jobs.state IN (", absl::StrJoin(marks, ","), ")");
     }
-    for (size_t i = 0; i < query.labels.size(); ++i) {
-      absl::StrAppend(&sql, " AND seq IN (SELECT job_seq FROM job_labels WHERE key = ? AND ",
-                      "value = ?)");
+    for (size_t i = 1; i < query.labels.size(); ++i) {
+      absl::StrAppend(&sql,
+                      " AND EXISTS (SELECT 1 FROM job_labels l WHERE l.key = ? AND l.value = ? "
+                      "AND l.job_seq = jobs.seq)");
     }
-    absl::StrAppend(&sql, " ORDER BY seq DESC LIMIT ?");
+    absl::StrAppend(&sql, " ORDER BY ", seq_column, " DESC LIMIT ?");
     std::lock_guard<std::mutex> lock(mu_);
     SQLite::Statement q(*db_, sql);
     int i = 1;
+    auto label = query.labels.begin();
+    if (by_label) {
+      q.bind(i++, label->first);
+      q.bind(i++, label->second);
+      ++label;
+    }
     if (before > 0) q.bind(i++, before);
     for (v1::JobState s : query.states) q.bind(i++, static_cast<int>(s));
-    for (const auto& [key, value] : query.labels) {
-      q.bind(i++, key);
-      q.bind(i++, value);
+    for (; label != query.labels.end(); ++label) {
+      q.bind(i++, label->first);
+      q.bind(i++, label->second);
     }
     q.bind(i++, query.page_size + 1);  // one more tells whether a next page exists
     JobPage page;
