@@ -328,7 +328,7 @@ absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const v1::RegisterReque
             job, v1::JobEvent::INFO,
             absl::StrCat("worker ", req.worker_id(), " re-claimed attempt ", lease.attempt)));
         update.job = std::move(job);
-        RETURN_IF_ERROR(CommitLocked(update.job.state(), std::move(update)));
+        RETURN_IF_ERROR(CommitSameStateLocked(std::move(update)));
       }
     } else {
       RETURN_IF_ERROR(LoseLeaseLocked(
@@ -370,7 +370,7 @@ absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRe
     RETURN_IF_ERROR(RecordReportLocked(job, report, &update.events));
     if (job.state() == v1::CANCELLING) resp.add_cancel_job_ids(job.id());
     update.job = std::move(job);
-    RETURN_IF_ERROR(CommitLocked(update.job.state(), std::move(update)));
+    RETURN_IF_ERROR(CommitSameStateLocked(std::move(update)));
   }
   for (int i = 0; i < req.free_slots() && !queue_.empty(); ++i) {
     ASSIGN_OR_RETURN(v1::Lease lease, LeaseNextLocked(req.worker_id()));
@@ -441,7 +441,7 @@ absl::Status Scheduler::RecordCheckpoint(const std::string& job_id, int attempt,
                   absl::StrCat("checkpoint of step ", step, " saved (", size_bytes, " bytes)")));
   update.checkpoint = cp;
   update.job = std::move(job);
-  return CommitLocked(update.job.state(), std::move(update));
+  return CommitSameStateLocked(std::move(update));
 }
 
 absl::StatusOr<v1::Checkpoint> Scheduler::FindCheckpoint(const std::string& job_id,
@@ -476,7 +476,7 @@ absl::Status Scheduler::RecordAdapter(const std::string& job_id, int attempt, bo
                                " bytes, sha256 ", ShortSha(sha256), ")")));
   update.artifact = storage::Artifact{job_id, merged ? "merged" : "adapter", sha256, size_bytes};
   update.job = std::move(job);
-  return CommitLocked(update.job.state(), std::move(update));
+  return CommitSameStateLocked(std::move(update));
 }
 
 absl::Status Scheduler::CompleteJob(const v1::CompleteJobRequest& req) {
@@ -659,6 +659,13 @@ absl::Status Scheduler::TransitionLocked(v1::Job& job, v1::JobState to, const st
   extra.events.push_back(EventLocked(job, level, message));
   extra.job = job;
   return CommitLocked(from, std::move(extra));
+}
+
+absl::Status Scheduler::CommitSameStateLocked(storage::JobUpdate update) {
+  // Not CommitLocked(update.job.state(), std::move(update)): argument evaluation order would let
+  // the move happen first.
+  const v1::JobState state = update.job.state();
+  return CommitLocked(state, std::move(update));
 }
 
 absl::Status Scheduler::CommitLocked(v1::JobState from, storage::JobUpdate update) {

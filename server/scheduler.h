@@ -132,6 +132,8 @@ class Scheduler {
   // Writes `job` (whose state may have changed from `from`) and `events` in one transaction and
   // updates the in-memory queue, leases and counts. Requires mu_.
   absl::Status CommitLocked(v1::JobState from, storage::JobUpdate update);
+  // CommitLocked for an update that does not change the job's state (progress, records).
+  absl::Status CommitSameStateLocked(storage::JobUpdate update);
   v1::JobEvent EventLocked(const v1::Job& job, v1::JobEvent::Level level,
                            const std::string& message) const;
   absl::Status TransitionLocked(v1::Job& job, v1::JobState to, const std::string& message,

@@ -1,8 +1,11 @@
 // The real `peftd` on 127.0.0.1 port 0, driven through JobService by a client stub and through
 // WorkerService by a scripted fake worker: the whole life of a job, kill -9 and restart, 50
 // concurrent clients with repeated request ids, bad datasets and specs, tokens, SIGTERM.
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <filesystem>
@@ -43,6 +46,27 @@ fs::path FreshDir(const std::string& name) {
 std::vector<std::string> FastArgs(const fs::path& dir) {
   return {"--model-root=" + (dir / "models").string(), "--heartbeat-interval=200ms",
           "--lease-timeout=1s", "--restart-grace=2s"};
+}
+
+// GET http://HOST:PORT/metrics with a plain socket (the Prometheus text the server exposes).
+std::string Scrape(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string request = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  (void)!write(fd, request.data(), request.size());
+  std::string response;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) response.append(buf, n);
+  close(fd);
+  return response;
 }
 
 template <typename Pred>
@@ -275,6 +299,12 @@ TEST(PeftdServer, SubmitLeaseProgressUploadSucceedDownload) {
 
   ASSERT_TRUE(worker.Heartbeat(0, {FakeWorker::Report(lease, 2)}, &hb).ok());
   EXPECT_EQ(hb.drop_job_ids_size(), 0);
+  // The heartbeat's numbers are on /metrics while the job runs.
+  const std::string live = Scrape(server.metrics_address());
+  EXPECT_TRUE(absl::StrContains(live, "peftd_train_loss{job_id=\"" + job.id()) ||
+              absl::StrContains(live, "job_id=\"" + job.id() + "\""))
+      << live;
+  EXPECT_TRUE(absl::StrContains(live, "peftd_jobs{state=\"running\"} 1")) << live;
   ASSERT_TRUE(worker.Upload(true, job.id(), 1, 2, "checkpoint-bytes").ok());
   // A body that does not match its announced sha256 is refused and not recorded.
   EXPECT_EQ(worker.Upload(true, job.id(), 1, 3, "other", Sha256Hex("x")).error_code(),
@@ -302,6 +332,12 @@ TEST(PeftdServer, SubmitLeaseProgressUploadSucceedDownload) {
 
   v1::Job done = Get(*jobs, job.id());
   EXPECT_EQ(done.state(), v1::SUCCEEDED);
+  // ...and dropped once it ended.
+  const std::string after = Scrape(server.metrics_address());
+  EXPECT_FALSE(absl::StrContains(after, "job_id=\"" + job.id() + "\"")) << after;
+  EXPECT_TRUE(
+      absl::StrContains(after, "peftd_jobs_finished_total{method=\"lora\",state=\"succeeded\"} 1"))
+      << after;
   EXPECT_EQ(done.adapter_sha256(), Sha256Hex(*tar));
 
   // WatchJob from the start replays every event and ends with the final state.

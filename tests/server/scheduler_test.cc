@@ -135,6 +135,18 @@ TEST_F(SchedulerTest, ObserversSeeCountsWorkersQueueWaitsAndTheEnd) {
   EXPECT_DOUBLE_EQ(observer_.queue_waits[0], 3.0);
   EXPECT_EQ(observer_.workers["busy"], 1);
   EXPECT_EQ(observer_.counts[v1::RUNNING], 1);
+  // Updates that keep the state (reports, records) leave the counts alone.
+  v1::HeartbeatRequest report;
+  report.set_worker_id("w1");
+  auto* r = report.add_reports();
+  r->set_job_id(job->id());
+  r->set_attempt(1);
+  r->mutable_progress()->set_step(3);
+  ASSERT_EQ(scheduler_->Heartbeat(report)->drop_job_ids_size(), 0);
+  ASSERT_TRUE(scheduler_->RecordCheckpoint(job->id(), 1, 3, std::string(64, 'a'), 10).ok());
+  ASSERT_TRUE(scheduler_->RecordAdapter(job->id(), 1, false, std::string(64, 'b'), 10).ok());
+  EXPECT_EQ(observer_.counts[v1::RUNNING], 1);
+  EXPECT_EQ(observer_.counts[v1::QUEUED], 0);
   ASSERT_TRUE(scheduler_->CancelJob(job->id()).ok());
   v1::CompleteJobRequest done;
   done.set_worker_id("w1");
