@@ -96,6 +96,8 @@ class MetricsServer {
   // Unavailable naming the address (and --metrics-listen) when it cannot bind.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& addr,
                                                               Metrics& metrics);
+  // Stops serving. After a scrape this can take up to 2 s: civetweb's listener polls in 2 s
+  // quanta and is joined here.
   ~MetricsServer();
   // The bound port (the real one when `addr` asked for port 0).
   int port() const { return port_; }

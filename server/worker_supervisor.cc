@@ -1,15 +1,18 @@
 #include "server/worker_supervisor.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status.h"
 
 namespace peftd::server {
 namespace {
@@ -80,8 +83,9 @@ LaunchSpec WorkerSupervisor::SpecFor(int index) const {
   const std::string id = absl::StrCat("local-", index);
   LaunchSpec spec;
   spec.argv = {options_.worker_binary, "--server", options_.server_address, "--worker-id", id};
-  if (!options_.token_file.empty()) {
-    spec.argv.insert(spec.argv.end(), {"--token-file", options_.token_file});
+  const std::string token_file = ChildTokenFile();
+  if (!token_file.empty()) {
+    spec.argv.insert(spec.argv.end(), {"--token-file", token_file});
   } else if (!options_.auth_token.empty()) {
     spec.env["PEFTD_TOKEN"] = options_.auth_token;
   }
@@ -100,6 +104,47 @@ LaunchSpec WorkerSupervisor::SpecFor(int index) const {
   return spec;
 }
 
+std::string WorkerSupervisor::ChildTokenFile() const {
+  if (!options_.token_file.empty()) return options_.token_file;
+  if (!options_.auth_token.empty() && !options_.cache_dir.empty()) {
+    return options_.cache_dir + "/token";
+  }
+  return "";
+}
+
+absl::Status WorkerSupervisor::WriteTokenFile() const {
+  const std::string path = ChildTokenFile();
+  if (path.empty() || path == options_.token_file) return absl::OkStatus();
+  std::error_code ec;
+  if (std::filesystem::create_directories(options_.cache_dir, ec)) {
+    std::filesystem::permissions(options_.cache_dir, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::replace, ec);
+  }
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--data-dir: cannot create \"", options_.cache_dir, "\": ", ec.message()));
+  }
+  // Written under a temp name created 0600 and renamed: the token is never readable by others,
+  // not even for a moment, and a worker never reads half of it.
+  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot write the workers' token file \"", tmp, "\": ", std::strerror(errno)));
+  }
+  const std::string& token = options_.auth_token;
+  const bool written =
+      ::write(fd, token.data(), token.size()) == static_cast<ssize_t>(token.size());
+  const bool closed = ::close(fd) == 0;
+  if (!written || !closed || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot write the workers' token file \"", path, "\": ", why));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WorkerSupervisor::Start() {
   struct stat st;
   if (::stat(options_.worker_binary.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
@@ -109,6 +154,7 @@ absl::Status WorkerSupervisor::Start() {
         "\" is not an executable file; build peftd-worker next to peftd, pass its path, or run "
         "with --local-workers 0 and start remote workers with `peftd-worker --server HOST:PORT`"));
   }
+  RETURN_IF_ERROR(WriteTokenFile());
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (started_) return absl::FailedPreconditionError("worker supervisor already started");

@@ -5,8 +5,10 @@
 // Child command line:
 //   <worker_binary> --server <server_address> --worker-id local-<i> [--token-file F]
 //                   [--model-root R] [--cache-dir <cache_dir>/local-<i>] <extra_args...>
-// Environment: PEFTD_TOKEN=<token> when a token is set without a file (the environment of a process
-// is readable by its owner only, unlike argv). CUDA_VISIBLE_DEVICES=<gpus[i % n]> when GPUs are
+// A token given inline (--auth-token / PEFTD_AUTH_TOKEN) never goes on argv, which every user can
+// read: Start() writes it to <cache_dir>/token (0600) and children get --token-file for it; with
+// no cache_dir it goes in the child's environment as PEFTD_TOKEN (owner-readable only).
+// Environment: CUDA_VISIBLE_DEVICES=<gpus[i % n]> when GPUs are
 // known; "" (hides every GPU) with hide_gpus; untouched when no GPU is known, so an undetected
 // device setup (containers) still reaches the worker as the parent saw it.
 #ifndef PEFTD_SERVER_WORKER_SUPERVISOR_H_
@@ -36,7 +38,7 @@ struct WorkerSupervisorOptions {
   std::vector<std::string> gpus;
   bool hide_gpus = false;
   std::string token_file;  // passed as --token-file
-  std::string auth_token;  // passed as PEFTD_TOKEN when token_file is empty
+  std::string auth_token;  // when token_file is empty: <cache_dir>/token, else PEFTD_TOKEN
   std::string model_root;  // passed as --model-root when set
   std::string cache_dir;   // children get --cache-dir <cache_dir>/local-<i> when set
 
@@ -52,8 +54,8 @@ struct WorkerSupervisorOptions {
   std::function<void(absl::Duration)> sleep = [](absl::Duration d) { absl::SleepFor(d); };
 };
 
-// The supervisor options for `server_address` from the parsed server flags. The token is passed
-// by file when --auth-token-file was given, else through the environment.
+// The supervisor options for `server_address` from the parsed server flags (cache_dir =
+// <data_dir>/workers, stop_grace = --shutdown-grace).
 WorkerSupervisorOptions SupervisorOptionsFrom(const ServerOptions& options,
                                               const std::string& server_address);
 
@@ -77,7 +79,8 @@ class WorkerSupervisor {
   WorkerSupervisor& operator=(const WorkerSupervisor&) = delete;
 
   // Checks the worker binary (FailedPrecondition naming --worker-binary when it is not an
-  // executable file) and launches the children (from the monitor thread when there is one).
+  // executable file), writes the token file when needed, and launches the children (from the
+  // monitor thread when there is one).
   absl::Status Start();
   // SIGTERM to every child, SIGKILL to those still alive after stop_grace, all reaped; no restart
   // afterwards. Idempotent, thread-safe.
@@ -88,11 +91,14 @@ class WorkerSupervisor {
 
   // The child's command line and environment (exposed for tests and logs).
   LaunchSpec SpecFor(int index) const;
+  // The --token-file children get ("" = none): token_file, or the one Start() writes.
+  std::string ChildTokenFile() const;
 
  private:
   struct Child;
   void MonitorLoop();
   void LaunchLocked(Child& child);  // requires mu_
+  absl::Status WriteTokenFile() const;
 
   const WorkerSupervisorOptions options_;
   std::unique_ptr<ProcessLauncher> launcher_;
