@@ -1,5 +1,7 @@
 // The one conversion between absl::Status and grpc::Status. Canonical codes have the same numbers
-// in both, so the code is carried over unchanged and the message kept verbatim.
+// in both, so the code is carried over unchanged and the message kept verbatim. Payloads of the
+// absl::Status (keyed by type URL, e.g. "type.googleapis.com/google.rpc.BadRequest") become the
+// details of a google.rpc.Status in the gRPC status's error_details, and back.
 #ifndef PEFTD_COMMON_STATUS_GRPC_H_
 #define PEFTD_COMMON_STATUS_GRPC_H_
 

@@ -191,7 +191,7 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
       ->envname("PEFTD_METRICS_LISTEN")
       ->group("Network");
   app.add_option("--port-file", o.port_file,
-                 "write the bound gRPC port to this file once serving (for --listen ...:0)")
+                 "once serving, write \"grpc=HOST:PORT metrics=HOST:PORT\" (the first stdout line) here")
       ->group("Network");
 
   app.add_option("--data-dir", o.data_dir, "database, blobs and worker caches (created 0700)")

@@ -23,7 +23,7 @@ struct ServerOptions {
   // --- network ---
   std::string listen = "127.0.0.1:50051";         // gRPC (JobService, WorkerService, health)
   std::string metrics_listen = "127.0.0.1:9464";  // Prometheus /metrics; "" = no endpoint
-  std::string port_file;  // when set, main writes the bound gRPC port there (for port 0)
+  std::string port_file;  // main writes "grpc=HOST:PORT metrics=HOST:PORT\n" there once serving
 
   // --- storage and models ---
   std::string data_dir = "./peftd-data";  // SQLite database and blobs

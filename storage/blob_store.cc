@@ -20,6 +20,11 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr char kTempPrefix[] = ".tmp-";
+void (*crash_hook)(const char* point) = nullptr;
+
+void CrashPoint(const char* point) {
+  if (crash_hook != nullptr) crash_hook(point);
+}
 
 absl::Status WriteAndSync(const std::string& path, absl::string_view bytes) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -49,6 +54,8 @@ void SyncDir(const std::string& dir) {
 }
 
 }  // namespace
+
+void SetBlobStoreCrashHookForTest(void (*hook)(const char* point)) { crash_hook = hook; }
 
 bool IsSha256Hex(absl::string_view s) {
   if (s.size() != 64) return false;
@@ -95,9 +102,11 @@ absl::StatusOr<std::string> BlobStore::Adopt(const std::string& path, const std:
     fs::remove(path, ec);
     return sha;
   }
+  CrashPoint("before-rename");
   fs::rename(path, PathOf(sha), ec);
   if (ec) return absl::InternalError(absl::StrCat("storing blob ", sha, ": ", ec.message()));
   SyncDir(root_);
+  CrashPoint("after-rename");
   return sha;
 }
 

@@ -35,6 +35,11 @@ class BlobStore {
   std::string root_;
 };
 
+// Test hook for crash tests: when set, Adopt calls it with "before-rename" once the file is
+// complete and synced but not yet under its blob name, and with "after-rename" once it is (a test
+// _exit()s from it to simulate a crash there). Not thread-safe; null in production.
+void SetBlobStoreCrashHookForTest(void (*hook)(const char* point));
+
 // Whether `s` is 64 lowercase hex digits.
 bool IsSha256Hex(absl::string_view s);
 

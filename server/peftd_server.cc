@@ -1,0 +1,183 @@
+#include "server/peftd_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "google/protobuf/util/time_util.h"
+#include "server/dataset_upload.h"
+#include "server/job_service.h"
+#include "server/metrics.h"
+#include "server/metrics_observer.h"
+#include "server/model_root.h"
+#include "server/tls.h"
+#include "server/worker_service.h"
+#include "server/worker_supervisor.h"
+#include "spdlog/spdlog.h"
+
+namespace peftd::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::Status MakePrivateDir(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat("creating ", dir, ": ", ec.message()));
+  fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat("chmod 700 ", dir, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+// Offers the example datasets (DESIGN.md "Embedded default") as if they had been uploaded: same
+// validation, same sha256-derived ids. A bad example is logged and skipped, never fatal.
+void ImportExampleDatasets(const std::string& examples_dir, Scheduler& scheduler,
+                           storage::BlobStore& blobs) {
+  if (examples_dir.empty()) return;
+  std::error_code ec;
+  for (const fs::path& dir : {fs::path(examples_dir), fs::path(examples_dir) / "datasets"}) {
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      if (entry.path().extension() != ".jsonl") continue;
+      std::ifstream in(entry.path(), std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
+      const std::string name = entry.path().filename().string();
+      DatasetUploadValidator validator;
+      validator.Feed(bytes);
+      validator.Finish();
+      absl::Status st = validator.ToStatus(name);
+      absl::StatusOr<std::string> sha = st.ok() ? blobs.Put(bytes) : st;
+      if (sha.ok()) {
+        v1::Dataset ds;
+        ds.set_id(DatasetIdOf(*sha));
+        ds.set_sha256(*sha);
+        ds.set_size_bytes(static_cast<int64_t>(bytes.size()));
+        ds.set_lines(validator.lines());
+        ds.set_filename(name);
+        ds.set_format(validator.format());
+        *ds.mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+        st = scheduler.RecordDataset(ds).status();
+        if (st.ok()) spdlog::info("example dataset {} is {}", name, ds.id());
+      } else {
+        st = sha.status();
+      }
+      if (!st.ok()) spdlog::warn("example dataset {} skipped: {}", name, std::string(st.message()));
+    }
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOptions& options,
+                                                                const Clock* clock) {
+  std::unique_ptr<PeftdServer> s(new PeftdServer());
+  s->clock_ = clock;
+  s->shutdown_grace_ = options.shutdown_grace;
+  RETURN_IF_ERROR(MakePrivateDir(options.data_dir));
+  const std::string model_root = options.model_root.empty()
+                                     ? (fs::path(options.data_dir) / "models").string()
+                                     : options.model_root;
+  std::error_code ec;
+  fs::create_directories(model_root, ec);
+  const std::string& token = options.auth_token;  // ParseServerOptions read --auth-token-file
+
+  ASSIGN_OR_RETURN(s->store_,
+                   storage::JobStore::Open((fs::path(options.data_dir) / "peftd.db").string()));
+  ASSIGN_OR_RETURN(storage::BlobStore blobs,
+                   storage::BlobStore::Open((fs::path(options.data_dir) / "blobs").string()));
+  s->blobs_ = std::make_unique<storage::BlobStore>(std::move(blobs));
+  s->metrics_ = std::make_unique<Metrics>();
+  s->observer_ = std::make_unique<MetricsObserver>(s->metrics_.get());
+
+  SchedulerOptions sched;
+  sched.model_root = model_root;
+  sched.heartbeat_interval = options.heartbeat_interval;
+  sched.lease_timeout = options.lease_timeout;
+  sched.restart_grace = options.restart_grace;
+  ASSIGN_OR_RETURN(s->scheduler_, Scheduler::Create(s->store_.get(), s->blobs_.get(), clock, sched,
+                                                    s->observer_.get()));
+
+  ImportExampleDatasets(options.examples_dir, *s->scheduler_, *s->blobs_);
+
+  ServiceOptions svc;
+  svc.auth_token = token;
+  svc.model_root = model_root;
+  svc.max_dataset_bytes = options.max_dataset_bytes;
+  s->job_service_ = std::make_unique<JobServiceImpl>(s->scheduler_.get(), s->blobs_.get(), svc);
+  s->worker_service_ =
+      std::make_unique<WorkerServiceImpl>(s->scheduler_.get(), s->blobs_.get(), svc);
+
+  ASSIGN_OR_RETURN(auto creds, MakeServerCredentials(options));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.listen, creds, &port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.RegisterService(s->job_service_.get());
+  builder.RegisterService(s->worker_service_.get());
+  s->grpc_server_ = builder.BuildAndStart();
+  if (s->grpc_server_ == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", options.listen,
+                                               " (in use, or not a host:port?)"));
+  }
+  s->grpc_address_ = LocalDialAddress(options.listen, port);
+  if (auto* health = s->grpc_server_->GetHealthCheckService()) {
+    health->SetServingStatus("peftd.v1.JobService", true);
+    health->SetServingStatus("peftd.v1.WorkerService", true);
+  }
+
+  if (!options.metrics_listen.empty()) {
+    ASSIGN_OR_RETURN(s->metrics_server_,
+                     MetricsServer::Start(options.metrics_listen, *s->metrics_));
+    s->metrics_address_ = LocalDialAddress(options.metrics_listen, s->metrics_server_->port());
+  }
+
+  const absl::Duration tick = std::min(absl::Seconds(1), options.heartbeat_interval / 2);
+  s->tick_thread_ = std::thread([srv = s.get(), tick] { srv->TickLoop(tick); });
+
+  if (options.local_workers > 0) {
+    RETURN_IF_ERROR(EnsureBuiltinModel(model_root, options.worker_binary));
+    s->supervisor_ = std::make_unique<WorkerSupervisor>(
+        SupervisorOptionsFrom(options, s->grpc_address_), /*launcher=*/nullptr);
+    RETURN_IF_ERROR(s->supervisor_->Start());
+  }
+  return s;
+}
+
+PeftdServer::~PeftdServer() { Stop(absl::ZeroDuration()); }
+
+void PeftdServer::TickLoop(absl::Duration every) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopped_) {
+    stop_cv_.wait_for(lock, absl::ToChronoNanoseconds(every), [this] { return stopped_; });
+    if (stopped_) break;
+    lock.unlock();
+    scheduler_->Tick();
+    lock.lock();
+  }
+}
+
+void PeftdServer::Stop(absl::Duration grace) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  stop_cv_.notify_all();
+  if (scheduler_) scheduler_->Shutdown();  // watch streams end with "resume later"
+  if (grpc_server_) {
+    grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    grpc_server_->Wait();
+  }
+  if (supervisor_) supervisor_->Stop();
+  if (tick_thread_.joinable()) tick_thread_.join();
+  metrics_server_.reset();
+}
+
+}  // namespace peftd::server

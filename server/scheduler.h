@@ -1,0 +1,172 @@
+// The scheduler (DESIGN.md "The job", issue 5): accepts jobs, queues them FIFO, leases them to
+// workers through heartbeats, fences stale attempts, requeues jobs whose worker went silent and
+// recovers leases after a restart. Every state change goes through CheckTransition (job_state.h)
+// and is written with its event in one store transaction. Time comes only from the Clock; Tick()
+// expires leases (a thread calls it in production, tests call it after advancing a FakeClock).
+//
+// The interface speaks proto messages and absl::Status only; the gRPC services translate.
+// Thread-safe: one mutex serializes every change (the store's writes are serialized anyway).
+#ifndef PEFTD_SERVER_SCHEDULER_H_
+#define PEFTD_SERVER_SCHEDULER_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "peftd/v1/jobs.pb.h"
+#include "peftd/v1/worker.pb.h"
+#include "server/scheduler_observer.h"
+#include "storage/blob_store.h"
+#include "storage/job_store.h"
+
+namespace peftd::server {
+
+struct SchedulerOptions {
+  std::string model_root;  // JobSpec.base_model resolves under it
+  absl::Duration heartbeat_interval = absl::Seconds(2);
+  absl::Duration lease_timeout = absl::Seconds(6);  // ~3 missed heartbeats
+  // After a restart, how long the jobs that were running wait for their worker to re-register
+  // and re-claim them before they are requeued.
+  absl::Duration restart_grace = absl::Seconds(30);
+  // New job ids; default "job-" + 16 random hex digits (tests make them deterministic).
+  std::function<std::string()> new_job_id;
+};
+
+class Scheduler {
+ public:
+  // Loads the jobs that are not final from `store`: QUEUED ones go back in the queue, RUNNING and
+  // CANCELLING ones keep their lease for restart_grace. `store`, `blobs`, `clock` and `observer`
+  // (nullable) must outlive the scheduler.
+  static absl::StatusOr<std::unique_ptr<Scheduler>> Create(storage::JobStore* store,
+                                                           storage::BlobStore* blobs,
+                                                           const Clock* clock,
+                                                           SchedulerOptions options,
+                                                           SchedulerObserver* observer = nullptr);
+  ~Scheduler();
+
+  // --- JobService -------------------------------------------------------------------------------
+
+  // Validates (InvalidArgument / NotFound naming the field; nothing stored) and queues a job.
+  // Idempotent by request_id: the same id with the same spec returns the same job, with another
+  // spec AlreadyExists; concurrent duplicates create exactly one job.
+  absl::StatusOr<v1::Job> CreateJob(const v1::CreateJobRequest& request);
+  absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
+  // Newest first; page_size defaults to 50, at most 1000.
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
+  // Idempotent: QUEUED -> CANCELLED now; RUNNING -> CANCELLING (the worker hears of it in its
+  // next heartbeat reply); CANCELLING or final: returned unchanged.
+  absl::StatusOr<v1::Job> CancelJob(const std::string& job_id);
+  absl::StatusOr<std::vector<v1::JobEvent>> ListJobEvents(const std::string& job_id,
+                                                          int64_t after_event_id, int page_size);
+  absl::StatusOr<std::vector<v1::Checkpoint>> ListCheckpoints(const std::string& job_id);
+  // Blocks until the job has an event after `after_event_id`, or is final, or `max_wait` (real
+  // time: a poll interval for the caller to notice a cancelled stream) passed, or Shutdown().
+  void WaitForEvents(const std::string& job_id, int64_t after_event_id, absl::Duration max_wait);
+
+  // Records an uploaded dataset (its bytes already in the blob store). Same id: no-op.
+  absl::StatusOr<v1::Dataset> RecordDataset(const v1::Dataset& dataset);
+  absl::StatusOr<std::vector<v1::Dataset>> ListDatasets();
+  // The adapter (or merged model) of a SUCCEEDED job: FailedPrecondition before that.
+  absl::StatusOr<storage::Artifact> GetArtifact(const std::string& job_id, bool merged);
+
+  // --- WorkerService ----------------------------------------------------------------------------
+
+  // Records the worker and re-claims the jobs in running_job_ids that are still leased to it;
+  // jobs leased to it that it no longer lists are requeued at once (it restarted).
+  absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request);
+  // Records reports of current attempts (stale ones come back in drop_job_ids), refreshes their
+  // leases, returns cancellations and new leases for free slots. NotFound for an unregistered
+  // worker (it must Register first).
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
+  // OK when (job_id, attempt) is the job's current lease (fencing for uploads and fetches);
+  // FailedPrecondition naming the current attempt otherwise.
+  absl::Status CheckLease(const std::string& job_id, int attempt);
+  // A checkpoint whose bytes are in the blob store.
+  absl::Status RecordCheckpoint(const std::string& job_id, int attempt, int64_t step,
+                                const std::string& sha256, int64_t size_bytes);
+  // The checkpoint a lease resumes from (FetchCheckpoint): NotFound unless the job recorded it.
+  absl::StatusOr<v1::Checkpoint> FindCheckpoint(const std::string& job_id,
+                                                const std::string& sha256);
+  // Whether a dataset with these bytes was uploaded (FetchDataset).
+  absl::StatusOr<bool> IsDataset(const std::string& sha256);
+  absl::Status RecordAdapter(const std::string& job_id, int attempt, bool merged,
+                             const std::string& sha256, int64_t size_bytes);
+  // Final report of an attempt. Idempotent for a repeated identical report.
+  absl::Status CompleteJob(const v1::CompleteJobRequest& request);
+
+  // Expires leases whose worker was silent for lease_timeout (restart_grace after a restart):
+  // back to QUEUED with attempt + 1, or FAILED past max_attempts; CANCELLING ones become
+  // CANCELLED. Marks silent workers lost.
+  void Tick();
+  // Wakes every WaitForEvents; later calls return at once.
+  void Shutdown();
+  bool shutting_down();
+
+ private:
+  struct Lease {
+    std::string worker_id;
+    int attempt = 0;
+    absl::Time expires;
+    bool awaiting_reclaim = false;  // recovered after a restart, not re-claimed yet
+  };
+  struct Worker {
+    v1::RegisterRequest registration;
+    absl::Time last_seen;
+    bool lost = false;
+  };
+
+  Scheduler(storage::JobStore* store, storage::BlobStore* blobs, const Clock* clock,
+            SchedulerOptions options, SchedulerObserver* observer);
+  absl::Status Recover();
+  absl::Status ValidateRequest(const v1::CreateJobRequest& request, v1::JobSpec* spec);
+
+  // Writes `job` (whose state may have changed from `from`) and `events` in one transaction and
+  // updates the in-memory queue, leases and counts. Requires mu_.
+  absl::Status CommitLocked(v1::JobState from, storage::JobUpdate update);
+  // CommitLocked for an update that does not change the job's state (progress, records).
+  absl::Status CommitSameStateLocked(storage::JobUpdate update);
+  v1::JobEvent EventLocked(const v1::Job& job, v1::JobEvent::Level level,
+                           const std::string& message) const;
+  absl::Status TransitionLocked(v1::Job& job, v1::JobState to, const std::string& message,
+                                v1::JobEvent::Level level = v1::JobEvent::INFO,
+                                storage::JobUpdate extra = {});
+  absl::Status LoseLeaseLocked(const std::string& job_id, const std::string& why);
+  absl::Status RecordReportLocked(v1::Job& job, const v1::ProgressReport& report,
+                                  std::vector<v1::JobEvent>* events);
+  absl::StatusOr<v1::Lease> LeaseNextLocked(const std::string& worker_id);
+  absl::Status CheckLeaseLocked(const std::string& job_id, int attempt) const;
+  void PublishCountsLocked();
+  void PublishWorkersLocked();
+
+  storage::JobStore* const store_;
+  storage::BlobStore* const blobs_;
+  const Clock* const clock_;
+  const SchedulerOptions options_;
+  SchedulerObserver* const observer_;
+  SchedulerObserver null_observer_;
+
+  std::mutex mu_;
+  std::condition_variable events_cv_;
+  bool shutdown_ = false;         // guarded by mu_
+  int64_t event_generation_ = 0;  // guarded by mu_; bumped on every new event
+  // The queue, FIFO by submission order (a requeued job keeps its place).
+  std::set<std::pair<int64_t, std::string>> queue_;  // guarded by mu_; (order, job id)
+  std::map<std::string, int64_t> queue_key_;         // guarded by mu_; job id -> order
+  int64_t next_order_ = 0;                           // guarded by mu_
+  std::map<std::string, Lease> leases_;              // guarded by mu_; RUNNING and CANCELLING jobs
+  std::map<std::string, Worker> workers_;            // guarded by mu_
+  std::map<v1::JobState, int64_t> counts_;           // guarded by mu_
+};
+
+}  // namespace peftd::server
+
+#endif  // PEFTD_SERVER_SCHEDULER_H_

@@ -1,0 +1,129 @@
+// The job store (DESIGN.md "Storage"): jobs, their event logs, datasets, checkpoints, artifacts and
+// workers in one SQLite file through SQLiteCpp. WAL mode, busy_timeout, foreign keys on; the
+// schema is migrated step by step by PRAGMA user_version when the file is opened.
+//
+// Rows hold the serialized proto (the Job exactly as the server knows it) plus the indexed columns
+// that queries need (state, request_id, insertion order, labels). The store holds no policy: the
+// scheduler decides what a job becomes and hands the store the new row together with its events,
+// which Apply() writes in ONE transaction, so a crash never separates a state change from its log.
+//
+// Thread-safe: one connection guarded by a mutex (SQLite serializes writers anyway; the queries are
+// index lookups of well under a millisecond).
+#ifndef PEFTD_STORAGE_JOB_STORE_H_
+#define PEFTD_STORAGE_JOB_STORE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "peftd/v1/job.pb.h"
+#include "peftd/v1/worker.pb.h"
+
+namespace SQLite {
+class Database;
+}
+
+namespace peftd::storage {
+
+// The schema version this build writes. Older files are migrated on Open; newer ones refused.
+inline constexpr int kSchemaVersion = 3;
+
+struct JobQuery {
+  int page_size = 50;                         // 1..1000 (the caller applies defaults and limits)
+  std::string page_token;                     // from a previous JobPage; empty = newest first
+  std::vector<v1::JobState> states;           // empty = all
+  std::map<std::string, std::string> labels;  // all must match
+};
+
+struct JobPage {
+  std::vector<v1::Job> jobs;    // newest first
+  std::string next_page_token;  // empty on the last page
+};
+
+// A stored build artifact of a job (the adapter archive, or the merged model archive).
+struct Artifact {
+  std::string job_id;
+  std::string kind;  // "adapter" or "merged"
+  std::string sha256;
+  int64_t size_bytes = 0;
+};
+
+// One write of a job: its new row, the events that explain it, and an optional checkpoint or
+// artifact record. Applied in one transaction.
+struct JobUpdate {
+  v1::Job job;
+  std::vector<v1::JobEvent> events;  // ids are assigned by the store
+  std::optional<v1::Checkpoint> checkpoint;
+  std::optional<Artifact> artifact;
+};
+
+class JobStore {
+ public:
+  // Opens (creating when missing) the database at `path` and migrates it to `target_version`
+  // (tests pass an older version to build a file as an older peftd left it).
+  // FailedPrecondition when the file's version is newer than this build knows.
+  static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path,
+                                                        int target_version = kSchemaVersion);
+  ~JobStore();
+  JobStore(const JobStore&) = delete;
+  JobStore& operator=(const JobStore&) = delete;
+
+  int schema_version();
+
+  // Inserts a new job (state, ids and times set by the caller) with its first events. When a job
+  // with the same non-empty request_id exists, nothing is written, that job is returned and
+  // `*existed` is set: concurrent inserts of one request_id yield exactly one job.
+  absl::StatusOr<v1::Job> InsertJob(const v1::Job& job, std::vector<v1::JobEvent> events,
+                                    bool* existed);
+  // Writes `update` in one transaction; returns its events with their assigned ids.
+  // NotFound when the job does not exist.
+  absl::StatusOr<std::vector<v1::JobEvent>> Apply(const JobUpdate& update);
+
+  absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
+  absl::StatusOr<JobPage> ListJobs(const JobQuery& query);
+  // Jobs not in a final state, oldest first (for restart recovery).
+  absl::StatusOr<std::vector<v1::Job>> ListActiveJobs();
+  absl::StatusOr<std::map<v1::JobState, int64_t>> CountJobsByState();
+
+  // Events of a job with id > after_event_id, oldest first, at most `limit`.
+  absl::StatusOr<std::vector<v1::JobEvent>> ListEvents(const std::string& job_id,
+                                                       int64_t after_event_id, int limit);
+
+  absl::StatusOr<std::vector<v1::Checkpoint>> ListCheckpoints(const std::string& job_id);
+  absl::StatusOr<std::optional<Artifact>> GetArtifact(const std::string& job_id,
+                                                      const std::string& kind);
+
+  // Records a dataset; storing the same id again is a no-op that returns the stored row.
+  absl::StatusOr<v1::Dataset> InsertDataset(const v1::Dataset& dataset);
+  absl::StatusOr<v1::Dataset> GetDataset(const std::string& dataset_id);
+  absl::StatusOr<std::optional<v1::Dataset>> FindDatasetBySha256(const std::string& sha256);
+  absl::StatusOr<std::vector<v1::Dataset>> ListDatasets();
+
+  // Worker registrations, for inspection across restarts.
+  absl::Status UpsertWorker(const v1::RegisterRequest& worker, absl::Time last_seen);
+  absl::StatusOr<std::vector<v1::RegisterRequest>> ListWorkers();
+
+ private:
+  explicit JobStore(std::unique_ptr<SQLite::Database> db);
+  absl::StatusOr<v1::Job> GetJobLocked(const std::string& job_id);
+  std::vector<v1::JobEvent> AppendEventsLocked(const std::string& job_id,
+                                               std::vector<v1::JobEvent> events);
+  void WriteLabelsLocked(int64_t seq, const v1::Job& job);
+
+  std::mutex mu_;
+  std::unique_ptr<SQLite::Database> db_;  // guarded by mu_
+};
+
+// Opaque page tokens of ListJobs (exposed for tests of malformed tokens).
+std::string EncodePageToken(int64_t seq);
+absl::StatusOr<int64_t> DecodePageToken(const std::string& token);
+
+}  // namespace peftd::storage
+
+#endif  // PEFTD_STORAGE_JOB_STORE_H_

@@ -1,0 +1,168 @@
+// Scheduler behaviour that scenarios cannot express: concurrency, waiting and what observers see.
+#include "server/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+
+namespace peftd::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+class RecordingObserver : public SchedulerObserver {
+ public:
+  void JobSubmitted(v1::Method m) override { ++submitted; }
+  void JobFinished(v1::Method m, v1::JobState s) override { finished.push_back(s); }
+  void JobsByState(const std::map<v1::JobState, int64_t>& c) override { counts = c; }
+  void Workers(const std::map<std::string, int64_t>& c) override { workers = c; }
+  void QueueWait(double s) override { queue_waits.push_back(s); }
+  void JobRemoved(const std::string& id) override { removed.push_back(id); }
+  int submitted = 0;
+  std::vector<v1::JobState> finished;
+  std::map<v1::JobState, int64_t> counts;
+  std::map<std::string, int64_t> workers;
+  std::vector<double> queue_waits;
+  std::vector<std::string> removed;
+};
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           absl::StrCat("peftd_sched_",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name(), getpid());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "models" / "tiny");
+    std::ofstream(dir_ / "models" / "tiny" / "config.json") << "{}";
+    store_ = std::move(*storage::JobStore::Open((dir_ / "jobs.db").string()));
+    blobs_ = std::make_unique<storage::BlobStore>(
+        std::move(*storage::BlobStore::Open((dir_ / "blobs").string())));
+    SchedulerOptions o;
+    o.model_root = (dir_ / "models").string();
+    scheduler_ = std::move(*Scheduler::Create(store_.get(), blobs_.get(), &clock_, o, &observer_));
+    v1::Dataset ds;
+    ds.set_id("ds-1");
+    ds.set_sha256(*blobs_->Put("{\"text\": \"x\"}\n"));
+    ds.set_format("text");
+    ASSERT_TRUE(scheduler_->RecordDataset(ds).ok());
+  }
+  void TearDown() override {
+    scheduler_.reset();
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+  static v1::CreateJobRequest Request(const std::string& request_id) {
+    v1::CreateJobRequest r;
+    r.set_request_id(request_id);
+    r.mutable_spec()->set_base_model("tiny");
+    r.mutable_spec()->set_method(v1::LORA);
+    r.mutable_spec()->set_training_dataset_id("ds-1");
+    return r;
+  }
+
+  fs::path dir_;
+  FakeClock clock_;
+  RecordingObserver observer_;
+  std::unique_ptr<storage::JobStore> store_;
+  std::unique_ptr<storage::BlobStore> blobs_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+TEST_F(SchedulerTest, ConcurrentDuplicateSubmitsCreateExactlyOneJobPerRequestId) {
+  constexpr int kThreads = 50, kIds = 5;
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::map<int, std::set<std::string>> ids;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kIds; ++i) {
+        const int rid = (i + t) % kIds;
+        auto job = scheduler_->CreateJob(Request(absl::StrCat("r", rid)));
+        std::lock_guard<std::mutex> lock(mu);
+        ids[rid].insert(job.ok() ? job->id() : job.status().ToString());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int rid = 0; rid < kIds; ++rid) EXPECT_EQ(ids[rid].size(), 1u) << "request id r" << rid;
+  EXPECT_EQ(observer_.submitted, kIds);
+  EXPECT_EQ(observer_.counts[v1::QUEUED], kIds);
+}
+
+TEST_F(SchedulerTest, WaitForEventsWakesWhenTheJobChanges) {
+  auto job = scheduler_->CreateJob(Request(""));
+  ASSERT_TRUE(job.ok());
+  auto events = scheduler_->ListJobEvents(job->id(), 0, 100);
+  ASSERT_EQ(events->size(), 1u);
+  const int64_t last = events->back().id();
+  std::atomic<bool> woke{false};
+  // Without a wake-up this waits for an hour and the test times out.
+  std::thread waiter([&] {
+    scheduler_->WaitForEvents(job->id(), last, absl::Hours(1));
+    woke = true;
+  });
+  while (!woke) {
+    ASSERT_TRUE(scheduler_->CancelJob(job->id()).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  waiter.join();
+  EXPECT_EQ(scheduler_->ListJobEvents(job->id(), last, 100)->size(), 1u);
+  // A final job with nothing new: returns at once.
+  scheduler_->WaitForEvents(job->id(), last + 1000, absl::Hours(1));
+}
+
+TEST_F(SchedulerTest, ObserversSeeCountsWorkersQueueWaitsAndTheEnd) {
+  auto job = scheduler_->CreateJob(Request(""));
+  ASSERT_TRUE(job.ok());
+  v1::RegisterRequest reg;
+  reg.set_worker_id("w1");
+  ASSERT_TRUE(scheduler_->Register(reg).ok());
+  EXPECT_EQ(observer_.workers["idle"], 1);
+  clock_.Advance(absl::Seconds(3));
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("w1");
+  hb.set_free_slots(1);
+  auto resp = scheduler_->Heartbeat(hb);
+  ASSERT_EQ(resp->leases_size(), 1);
+  ASSERT_EQ(observer_.queue_waits.size(), 1u);
+  EXPECT_DOUBLE_EQ(observer_.queue_waits[0], 3.0);
+  EXPECT_EQ(observer_.workers["busy"], 1);
+  EXPECT_EQ(observer_.counts[v1::RUNNING], 1);
+  // Updates that keep the state (reports, records) leave the counts alone.
+  v1::HeartbeatRequest report;
+  report.set_worker_id("w1");
+  auto* r = report.add_reports();
+  r->set_job_id(job->id());
+  r->set_attempt(1);
+  r->mutable_progress()->set_step(3);
+  ASSERT_EQ(scheduler_->Heartbeat(report)->drop_job_ids_size(), 0);
+  ASSERT_TRUE(scheduler_->RecordCheckpoint(job->id(), 1, 3, std::string(64, 'a'), 10).ok());
+  ASSERT_TRUE(scheduler_->RecordAdapter(job->id(), 1, false, std::string(64, 'b'), 10).ok());
+  EXPECT_EQ(observer_.counts[v1::RUNNING], 1);
+  EXPECT_EQ(observer_.counts[v1::QUEUED], 0);
+  ASSERT_TRUE(scheduler_->CancelJob(job->id()).ok());
+  v1::CompleteJobRequest done;
+  done.set_worker_id("w1");
+  done.set_job_id(job->id());
+  done.set_attempt(1);
+  done.set_final_state(v1::CANCELLED);
+  ASSERT_TRUE(scheduler_->CompleteJob(done).ok());
+  EXPECT_EQ(observer_.counts[v1::CANCELLED], 1);
+  EXPECT_EQ(observer_.counts[v1::RUNNING], 0);
+  EXPECT_EQ(observer_.finished, std::vector<v1::JobState>{v1::CANCELLED});
+  EXPECT_EQ(observer_.removed, std::vector<std::string>{job->id()});
+  EXPECT_EQ(observer_.workers["idle"], 1);
+  clock_.Advance(absl::Seconds(7));
+  scheduler_->Tick();
+  EXPECT_EQ(observer_.workers["lost"], 1);
+}
+
+}  // namespace
+}  // namespace peftd::server
