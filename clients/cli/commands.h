@@ -20,8 +20,10 @@ void AddJobCommands(CLI::App& app, Cli& cli, Action* action);      // list, get,
 void AddWatchCommand(CLI::App& app, Cli& cli, Action* action);     // watch
 void AddDownloadCommand(CLI::App& app, Cli& cli, Action* action);  // download
 void AddDatasetCommands(CLI::App& app, Cli& cli, Action* action);  // datasets upload|validate|list
-void AddModelCommands(CLI::App& app, Cli& cli, Action* action);    // models list
-void AddHealthCommand(CLI::App& app, Cli& cli, Action* action);    // health
+// `datasets validate`, on the `datasets` group (called by AddDatasetCommands).
+void AddDatasetValidateCommand(CLI::App& datasets, Cli& cli, Action* action);
+void AddModelCommands(CLI::App& app, Cli& cli, Action* action);  // models list
+void AddHealthCommand(CLI::App& app, Cli& cli, Action* action);  // health
 
 }  // namespace peftd::cli
 

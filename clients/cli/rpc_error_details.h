@@ -17,8 +17,7 @@ struct FieldViolation {
 };
 
 // The violations in `status`'s details, in order. Empty when there are no details or they cannot
-// be decoded. Decoded from the wire format directly: the google.rpc protos are not installed,
-// and the two messages involved are tiny and frozen.
+// be decoded.
 std::vector<FieldViolation> FieldViolations(const grpc::Status& status);
 
 }  // namespace peftd::cli

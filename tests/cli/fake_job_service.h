@@ -3,7 +3,6 @@
 #ifndef PEFTD_TESTS_CLI_FAKE_JOB_SERVICE_H_
 #define PEFTD_TESTS_CLI_FAKE_JOB_SERVICE_H_
 
-#include <google/protobuf/unknown_field_set.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
@@ -21,37 +20,28 @@
 #include "absl/strings/str_split.h"
 #include "clients/cli/peftctl.h"
 #include "common/sha256.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 #include "peftd/v1/jobs.grpc.pb.h"
 
 namespace peftd::cli::testing {
 
-// A google.rpc.Status carrying one google.rpc.BadRequest, in wire format.
+// A serialized google.rpc.Status carrying one google.rpc.BadRequest.
 inline std::string BadRequestDetails(int code, const std::string& message,
                                      const std::vector<std::pair<std::string, std::string>>& v) {
-  using google::protobuf::UnknownFieldSet;
-  UnknownFieldSet bad_request;
+  google::rpc::BadRequest bad_request;
   for (const auto& [field, description] : v) {
-    UnknownFieldSet violation;
-    violation.AddLengthDelimited(1, field);
-    violation.AddLengthDelimited(2, description);
-    std::string bytes;
-    violation.SerializeToString(&bytes);
-    bad_request.AddLengthDelimited(1, bytes);
+    auto* violation = bad_request.add_field_violations();
+    violation->set_field(field);
+    violation->set_description(description);
   }
-  std::string bad_request_bytes;
-  bad_request.SerializeToString(&bad_request_bytes);
-  UnknownFieldSet any;
-  any.AddLengthDelimited(1, "type.googleapis.com/google.rpc.BadRequest");
-  any.AddLengthDelimited(2, bad_request_bytes);
-  std::string any_bytes;
-  any.SerializeToString(&any_bytes);
-  UnknownFieldSet status;
-  status.AddVarint(1, code);
-  status.AddLengthDelimited(2, message);
-  status.AddLengthDelimited(3, any_bytes);
-  std::string out;
-  status.SerializeToString(&out);
-  return out;
+  google::rpc::Status status;
+  status.set_code(code);
+  status.set_message(message);
+  auto* any = status.add_details();
+  any->set_type_url("type.googleapis.com/google.rpc.BadRequest");
+  any->set_value(bad_request.SerializeAsString());
+  return status.SerializeAsString();
 }
 
 inline google::protobuf::Timestamp Ts(int64_t seconds) {

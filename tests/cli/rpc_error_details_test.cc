@@ -21,21 +21,15 @@ TEST(FieldViolations, BadRequestInOrder) {
 }
 
 TEST(FieldViolations, DatasetLineErrors) {
-  using google::protobuf::UnknownFieldSet;
   v1::DatasetLineError e;
   e.set_line(7);
   e.set_field("messages[1].role");
   e.set_reason("must be system, user or assistant");
-  UnknownFieldSet any;
-  any.AddLengthDelimited(1, "type.googleapis.com/peftd.v1.DatasetLineError");
-  any.AddLengthDelimited(2, e.SerializeAsString());
-  std::string any_bytes;
-  any.SerializeToString(&any_bytes);
-  UnknownFieldSet status;
-  status.AddVarint(1, 3);
-  status.AddLengthDelimited(3, any_bytes);
-  std::string details;
-  status.SerializeToString(&details);
+  google::rpc::Status status;
+  auto* any = status.add_details();
+  any->set_type_url("type.googleapis.com/peftd.v1.DatasetLineError");
+  any->set_value(e.SerializeAsString());
+  std::string details = status.SerializeAsString();
   auto v = FieldViolations(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "x", details));
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0].field, "line 7: messages[1].role");
