@@ -109,10 +109,10 @@ int Cli::Fail(const grpc::Status& status, absl::string_view doing) {
       if (!violations.empty() && !violations[0].description.empty()) {
         size_t at = message.find(violations[0].description);
         if (at != std::string::npos && at > 0) {
-          headline = std::string(absl::StripTrailingAsciiWhitespace(message.substr(0, at)));
-          while (!headline.empty() && (headline.back() == ':' || headline.back() == ';')) {
-            headline.pop_back();
-          }
+          std::string head(absl::StripTrailingAsciiWhitespace(message.substr(0, at)));
+          while (!head.empty() && (head.back() == ':' || head.back() == ';')) head.pop_back();
+          // "lora.r: must be >= 1" with the violation {lora.r, must be >= 1} stays whole.
+          if (head != violations[0].field) headline = head;
         }
       }
       err_ << "error: " << doing << ": " << headline << "\n";

@@ -52,6 +52,13 @@ TEST(FailOutput, NoRepeatedLines) {
   auto r = testing::RunCli({"--server", server.address(), "get", "j-1"});
   EXPECT_EQ(r.code, 4);
   EXPECT_EQ(r.err, "error: getting job j-1: lora.r: must be >= 1\n");
+  // As peftd sends spec refusals: the message is "field: description".
+  details = testing::BadRequestDetails(3, "lora.r: must be >= 1, got -3",
+                                       {{"lora.r", "must be >= 1, got -3"}});
+  server.service.forced =
+      grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lora.r: must be >= 1, got -3", details);
+  r = testing::RunCli({"--server", server.address(), "get", "j-1"});
+  EXPECT_EQ(r.err, "error: getting job j-1: lora.r: must be >= 1, got -3\n");
   // A violation whose description does not name its field gets the field in front.
   details = testing::BadRequestDetails(3, "bad spec", {{"max_steps", "must be >= 0"}});
   server.service.forced = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad spec", details);
