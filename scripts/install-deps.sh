@@ -14,12 +14,12 @@ GROUP[build]="build-essential cmake ninja-build pkg-config ccache git"
 # LibTorch (CPU) and a real BLAS: without libopenblas0-openmp LibTorch falls back to the
 # reference BLAS, ~13x slower on a 512x512 matmul.
 GROUP[torch]="libtorch-dev libopenblas0-openmp"
-# RPC and storage; parsing, tokenizers (ICU: NFC normalizers), CLI, logging; a malloc that keeps its memory (glibc's
-# re-faults every page of a 100M model each step)
+# RPC and storage; parsing, tokenizers (ICU: NFC normalizers), CLI (and its YAML job files),
+# logging; a malloc that keeps its memory (glibc's re-faults every page of a 100M model each step)
 GROUP[libs]="libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libssl-dev libsqlitecpp-dev libsqlite3-dev prometheus-cpp-dev
-  nlohmann-json3-dev libre2-dev libsentencepiece-dev libicu-dev libcli11-dev libspdlog-dev
-  libjemalloc-dev"
+  nlohmann-json3-dev libre2-dev libsentencepiece-dev libicu-dev libcli11-dev libyaml-cpp-dev
+  libspdlog-dev libjemalloc-dev"
 # developer tools: fuzzing (clang + libFuzzer runtime) and formatting
 GROUP[dev]="clang-14 libclang-rt-14-dev clang-format"
 # tests and benchmarks (prometheus ships promtool; openssl makes test certificates; python3-yaml

@@ -1,0 +1,211 @@
+// peftctl download: the adapter (or merged model) of a job, verified, then moved into place.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <ostream>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "clients/cli/commands.h"
+#include "clients/cli/exit_codes.h"
+#include "clients/cli/format.h"
+#include "clients/cli/progress_bar.h"
+#include "common/sha256.h"
+#include "common/tar.h"
+#include "nlohmann/json.hpp"
+
+namespace peftd::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The archive is held in memory until verified; past this the server's header is not believed.
+constexpr int64_t kMaxArchiveBytes = int64_t{64} << 30;
+
+struct DownloadArgs {
+  std::string id;
+  std::string output;  // -o: the adapter folder; default ./<name from the server>
+  bool merged = false;
+  bool force = false;
+};
+
+// A folder name from the server, kept to one plain path component.
+std::string SafeName(const std::string& name, const std::string& job_id) {
+  std::string out;
+  for (char c : name) {
+    out +=
+        (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
+  }
+  if (out.empty() || out == "." || out == ".." || out[0] == '.') out = "adapter-" + job_id;
+  return out;
+}
+
+std::string TempSibling(const fs::path& target, const char* what) {
+  std::random_device rd;
+  return (target.parent_path() /
+          absl::StrFormat(".%s.%s-%d-%08x", target.filename().string(), what, ::getpid(), rd()))
+      .string();
+}
+
+int Refuse(Cli& cli, const std::string& message) {
+  cli.err() << "error: " << message << "\n";
+  return kExitError;
+}
+
+int RunDownload(Cli& cli, const DownloadArgs& args) {
+  const std::string what = args.merged ? "merged model" : "adapter";
+  const std::string doing = "downloading the " + what + " of job " + args.id;
+  // Refuse before transferring anything when the target is known up front.
+  if (!args.output.empty() && fs::exists(args.output) && !args.force) {
+    return Refuse(cli, absl::StrCat(args.output, " already exists: pass --force to replace it, ",
+                                    "or -o another folder"));
+  }
+  auto context = cli.NewContext(/*stream=*/true);
+  v1::DownloadAdapterRequest request;
+  request.set_job_id(args.id);
+  request.set_merged(args.merged);
+  auto reader = cli.stub().DownloadAdapter(context.get(), request);
+
+  v1::DownloadAdapterChunk message;
+  v1::DownloadAdapterChunk::Header header;
+  bool have_header = false;
+  std::string archive;
+  Sha256 sha;
+  const bool show_progress = cli.err_is_tty() && !cli.json();
+  const auto start = std::chrono::steady_clock::now();
+  std::string problem;
+  while (reader->Read(&message)) {
+    if (message.has_header()) {
+      if (have_header) {
+        problem = "the server sent a second header";
+        break;
+      }
+      header = message.header();
+      have_header = true;
+      if (header.size_bytes() < 0 || header.size_bytes() > kMaxArchiveBytes) {
+        problem =
+            absl::StrCat("the server announced an archive of ", header.size_bytes(), " bytes");
+        break;
+      }
+      archive.reserve(static_cast<size_t>(std::min<int64_t>(header.size_bytes(), 256 << 20)));
+      continue;
+    }
+    if (!have_header) {
+      problem = "the server sent bytes before the header";
+      break;
+    }
+    archive += message.chunk();
+    sha.Update(message.chunk());
+    if (static_cast<int64_t>(archive.size()) > header.size_bytes()) {
+      problem = absl::StrCat("the server sent more than the ", header.size_bytes(),
+                             " bytes it announced");
+      break;
+    }
+    if (show_progress) {
+      double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      cli.err() << "\r\x1b[2K"
+                << RenderTransfer(what, static_cast<int64_t>(archive.size()), header.size_bytes(),
+                                  elapsed, cli.terminal_width() - 1);
+      cli.err().flush();
+    }
+  }
+  if (show_progress) cli.err() << "\r\x1b[2K";
+  if (!problem.empty()) {
+    context->TryCancel();
+    reader->Finish();
+    return Refuse(cli, absl::StrCat(doing, ": ", problem, "; nothing was written"));
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return cli.Fail(status, doing);
+  if (!have_header) return Refuse(cli, doing + ": the server sent no header; nothing was written");
+
+  // Verify before touching the disk: a corrupt transfer leaves nothing behind.
+  const int64_t size = static_cast<int64_t>(archive.size());
+  if (size != header.size_bytes()) {
+    return Refuse(cli, absl::StrCat(doing, ": got ", size, " bytes, the server announced ",
+                                    header.size_bytes(), "; nothing was written, try again"));
+  }
+  const std::string digest = sha.HexDigest();
+  if (digest != header.sha256()) {
+    return Refuse(
+        cli, absl::StrCat(doing, ": sha256 mismatch (got ", digest, ", the server ", "announced ",
+                          header.sha256(), "); nothing was written, try again"));
+  }
+
+  // "-o my-adapter/" names the folder my-adapter.
+  std::string output = args.output;
+  while (output.size() > 1 && output.back() == '/') output.pop_back();
+  const fs::path target =
+      output.empty() ? fs::path(SafeName(header.name(), args.id)) : fs::path(output);
+  std::error_code ec;
+  if (fs::exists(target, ec) && !args.force) {
+    return Refuse(cli, absl::StrCat(target.string(), " already exists: pass --force to replace ",
+                                    "it, or -o another folder"));
+  }
+  const fs::path absolute = fs::absolute(target, ec);
+  fs::create_directories(absolute.parent_path(), ec);
+  // Extract next to the target, then rename: the folder appears whole or not at all.
+  const std::string temp = TempSibling(absolute, "partial");
+  absl::Status extracted = UntarToDirectory(archive, temp);
+  if (!extracted.ok()) {
+    fs::remove_all(temp, ec);
+    return Refuse(cli, absl::StrCat(doing, ": ", extracted.message(), "; nothing was written"));
+  }
+  std::string old;
+  if (fs::exists(absolute, ec)) {
+    old = TempSibling(absolute, "old");
+    fs::rename(absolute, old, ec);
+    if (ec) {
+      fs::remove_all(temp, ec);
+      return Refuse(cli, absl::StrCat("cannot replace ", target.string(), ": ", ec.message()));
+    }
+  }
+  fs::rename(temp, absolute, ec);
+  if (ec) {
+    std::error_code ignored;
+    if (!old.empty()) fs::rename(old, absolute, ignored);
+    fs::remove_all(temp, ignored);
+    return Refuse(cli, absl::StrCat("cannot write ", target.string(), ": ", ec.message()));
+  }
+  if (!old.empty()) fs::remove_all(old, ec);
+
+  std::vector<std::string> files;
+  for (const auto& entry : fs::recursive_directory_iterator(absolute, ec)) {
+    if (entry.is_regular_file()) files.push_back(fs::relative(entry.path(), absolute).string());
+  }
+  std::sort(files.begin(), files.end());
+  if (cli.json()) {
+    nlohmann::json j = {{"job_id", args.id},     {"path", target.string()}, {"name", header.name()},
+                        {"merged", args.merged}, {"size_bytes", size},      {"sha256", digest},
+                        {"files", files}};
+    cli.out() << j.dump(2) << "\n";
+  } else {
+    cli.out() << "downloaded the " << what << " of job " << args.id << " to " << target.string()
+              << " (" << files.size() << (files.size() == 1 ? " file, " : " files, ")
+              << FormatBytes(size) << ", sha256 " << digest.substr(0, 12) << ", verified)\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddDownloadCommand(CLI::App& app, Cli& cli, Action* action) {
+  auto args = std::make_shared<DownloadArgs>();
+  CLI::App* sub = app.add_subcommand(
+      "download", "Download a job's adapter folder (size and sha256 verified before writing)");
+  sub->add_option("ID", args->id, "Job id")->required();
+  sub->add_option("-o,--output", args->output,
+                  "The adapter folder to create (default: ./<name given by the server>)");
+  sub->add_flag("--merged", args->merged, "The merged full model instead (export_merged jobs)");
+  sub->add_flag("--force", args->force, "Replace the folder if it exists");
+  sub->callback(
+      [&cli, action, args] { action->run = [&cli, args] { return RunDownload(cli, *args); }; });
+}
+
+}  // namespace peftd::cli

@@ -1,0 +1,173 @@
+#include "clients/cli/jobs_view.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "clients/cli/format.h"
+#include "clients/cli/progress_bar.h"
+
+namespace peftd::cli {
+namespace {
+
+double Seconds(const google::protobuf::Timestamp& t) { return t.seconds() + t.nanos() * 1e-9; }
+bool IsSet(const google::protobuf::Timestamp& t) { return t.seconds() != 0 || t.nanos() != 0; }
+
+std::string StepText(const v1::JobProgress& p) {
+  if (p.total_steps() > 0) return absl::StrCat(p.step(), "/", p.total_steps());
+  return p.step() > 0 ? std::to_string(p.step()) : "-";
+}
+
+std::string Labels(const v1::Job& job) {
+  std::vector<std::string> parts;
+  for (const auto& [k, v] : job.labels()) parts.push_back(k + "=" + v);
+  std::sort(parts.begin(), parts.end());
+  return parts.empty() ? "-" : absl::StrJoin(parts, ", ");
+}
+
+std::string ErrorText(const v1::JobError& e) {
+  std::string text = e.message();
+  if (!e.field().empty()) absl::StrAppend(&text, " (field ", e.field(), ")");
+  if (e.line() > 0) absl::StrAppend(&text, " (line ", e.line(), ")");
+  return text;
+}
+
+}  // namespace
+
+std::string StateWithPhase(v1::JobState state, v1::JobPhase phase) {
+  std::string text = StateName(state);
+  if ((state == v1::RUNNING || state == v1::CANCELLING) && phase != v1::JOB_PHASE_UNSPECIFIED) {
+    absl::StrAppend(&text, "/", PhaseName(phase));
+  }
+  return text;
+}
+
+std::string MethodLabel(const v1::JobSpec& spec) {
+  std::string name = MethodName(spec.method());
+  if (spec.token_gate().enabled() && spec.method() != v1::METHOD_UNSPECIFIED) name += "_s";
+  return name;
+}
+
+std::vector<std::string> JobListHeader() {
+  return {"ID", "NAME", "STATE", "METHOD", "STEP", "LOSS", "AGE"};
+}
+
+std::vector<std::string> JobListRow(const v1::Job& job, absl::Time now) {
+  const auto& p = job.progress();
+  return {job.id(),
+          job.display_name().empty() ? "-" : job.display_name(),
+          StateWithPhase(job.state(), job.phase()),
+          MethodLabel(job.spec()),
+          StepText(p),
+          FormatLoss(p.train_loss(), p.step() > 0),
+          FormatAge(job.create_time(), now)};
+}
+
+std::string FormatJobDetails(const v1::Job& job, absl::Time now) {
+  const auto& spec = job.spec();
+  const auto& p = job.progress();
+  std::vector<std::vector<std::string>> rows;
+  auto add = [&](const std::string& key, const std::string& value) {
+    rows.push_back({key + ":", value});
+  };
+  add("id", job.id());
+  if (!job.display_name().empty()) add("name", job.display_name());
+  add("state", StateWithPhase(job.state(), job.phase()));
+  add("attempt",
+      absl::StrCat(job.attempt(), " of ", spec.max_attempts() > 0 ? spec.max_attempts() : 3));
+  add("model", spec.base_model().empty() ? "-" : spec.base_model());
+  add("method", MethodLabel(spec));
+  add("task", spec.task() == v1::SEQ_CLS ? absl::StrCat("seq_cls (", spec.num_labels(), " labels)")
+                                         : "causal_lm");
+  add("train", spec.training_dataset_id().empty() ? "-" : spec.training_dataset_id());
+  if (!spec.validation_dataset_id().empty()) add("validation", spec.validation_dataset_id());
+  add("labels", Labels(job));
+  if (!job.request_id().empty()) add("request id", job.request_id());
+  add("progress", p.step() == 0 && p.total_steps() == 0 ? "not started" : SummarizeProgress(p));
+  if (p.learning_rate() > 0) add("learning rate", absl::StrFormat("%.3g", p.learning_rate()));
+  if (p.tokens_seen() > 0) add("tokens seen", FormatCount(static_cast<double>(p.tokens_seen())));
+  if (job.trainable_parameters() > 0) {
+    double pct = job.total_parameters() > 0
+                     ? 100.0 * job.trainable_parameters() / job.total_parameters()
+                     : 0;
+    add("trainable",
+        absl::StrFormat("%s of %s parameters (%.3f%%)",
+                        FormatCount(static_cast<double>(job.trainable_parameters())),
+                        FormatCount(static_cast<double>(job.total_parameters())), pct));
+  }
+  if (!job.worker_id().empty()) add("worker", job.worker_id());
+  add("created", absl::StrCat(FormatTime(job.create_time()), " (",
+                              FormatAge(job.create_time(), now), " ago)"));
+  if (IsSet(job.start_time())) add("started", FormatTime(job.start_time()));
+  if (IsSet(job.end_time())) {
+    std::string ended = FormatTime(job.end_time());
+    if (IsSet(job.start_time())) {
+      absl::StrAppend(&ended, " (ran ",
+                      FormatDuration(Seconds(job.end_time()) - Seconds(job.start_time())), ")");
+    }
+    add("ended", ended);
+  }
+  if (job.checkpoints_size() > 0) {
+    const auto& last = job.checkpoints(job.checkpoints_size() - 1);
+    add("checkpoints", absl::StrCat(job.checkpoints_size(), " (newest at step ", last.step(), ")"));
+  }
+  if (!job.adapter_sha256().empty()) {
+    add("adapter",
+        absl::StrCat(FormatBytes(job.adapter_size_bytes()), ", sha256 ", job.adapter_sha256()));
+  }
+  if (job.state() == v1::FAILED) {
+    add("error", ErrorText(job.error()));
+    if (job.error().blame() != v1::JobError::BLAME_UNSPECIFIED) {
+      add("blame", job.error().blame() == v1::JobError::USER ? "user (fix the spec or data)"
+                                                             : "system (retrying may help)");
+    }
+  }
+  return FormatTable(rows);
+}
+
+std::string FormatEventLine(const v1::JobEvent& e) {
+  std::string level =
+      e.level() == v1::JobEvent::LEVEL_UNSPECIFIED ? "INFO" : v1::JobEvent::Level_Name(e.level());
+  std::string line = absl::StrFormat("%s  %-7s  %s", FormatTime(e.time()), level,
+                                     StateWithPhase(e.state(), e.phase()));
+  if (!e.message().empty()) absl::StrAppend(&line, "  ", e.message());
+  if (e.has_progress()) absl::StrAppend(&line, "  ", SummarizeProgress(e.progress()));
+  return line;
+}
+
+std::string FormatOutcome(const v1::Job& job) {
+  const auto& p = job.progress();
+  std::string took;
+  if (IsSet(job.start_time()) && IsSet(job.end_time())) {
+    took = " in " + FormatDuration(Seconds(job.end_time()) - Seconds(job.start_time()));
+  }
+  switch (job.state()) {
+    case v1::SUCCEEDED: {
+      std::string text = absl::StrCat("job ", job.id(), " succeeded", took, ": ", StepText(p),
+                                      " steps, loss ", FormatLoss(p.train_loss(), p.step() > 0));
+      if (p.has_eval()) absl::StrAppend(&text, ", eval loss ", FormatLoss(p.eval_loss()));
+      absl::StrAppend(&text, "\n  next: peftctl download ", job.id());
+      return text;
+    }
+    case v1::FAILED: {
+      std::string text = absl::StrCat("job ", job.id(), " failed", took, " (attempt ",
+                                      job.attempt(), "): ", ErrorText(job.error()));
+      if (job.error().blame() == v1::JobError::USER) {
+        absl::StrAppend(&text, "\n  the spec or the data is at fault: fix it and submit again");
+      } else if (job.error().blame() == v1::JobError::SYSTEM) {
+        absl::StrAppend(&text, "\n  an infrastructure failure: submitting again may succeed");
+      }
+      absl::StrAppend(&text, "\n  details: peftctl events ", job.id());
+      return text;
+    }
+    case v1::CANCELLED:
+      if (p.step() == 0)
+        return absl::StrCat("job ", job.id(), " cancelled before training started");
+      return absl::StrCat("job ", job.id(), " cancelled at step ", StepText(p));
+    default:
+      return absl::StrCat("job ", job.id(), " is ", StateWithPhase(job.state(), job.phase()));
+  }
+}
+
+}  // namespace peftd::cli

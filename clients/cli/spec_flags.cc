@@ -1,0 +1,191 @@
+#include "clients/cli/spec_flags.h"
+
+#include <google/protobuf/descriptor.h>
+
+#include <random>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "common/status.h"
+
+namespace peftd::cli {
+namespace {
+
+// The value of enum `E` named `name` (case-insensitive, '-' for '_'), never the 0 value.
+template <typename E>
+absl::StatusOr<E> ParseEnum(const google::protobuf::EnumDescriptor* d, absl::string_view name,
+                            absl::string_view what) {
+  std::string upper =
+      absl::AsciiStrToUpper(absl::StrReplaceAll(absl::StripAsciiWhitespace(name), {{"-", "_"}}));
+  const auto* value = d->FindValueByName(upper);
+  if (value != nullptr && value->number() != 0) return static_cast<E>(value->number());
+  std::vector<std::string> names;
+  for (int i = 0; i < d->value_count(); ++i) {
+    if (d->value(i)->number() != 0) names.push_back(absl::AsciiStrToLower(d->value(i)->name()));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown ", what, " '", name, "': one of ", absl::StrJoin(names, ", ")));
+}
+
+absl::Status MethodParamsFromFlags(const SubmitFlags& f, v1::JobSpec* spec) {
+  if (!f.rank && !f.alpha && !f.dropout) return absl::OkStatus();
+  switch (spec->method()) {
+    case v1::LORA:
+    case v1::DORA: {
+      auto* p = spec->mutable_lora();
+      if (f.rank) p->set_r(*f.rank);
+      if (f.alpha) p->set_alpha(static_cast<float>(*f.alpha));
+      if (f.dropout) p->set_dropout(static_cast<float>(*f.dropout));
+      return absl::OkStatus();
+    }
+    case v1::ADALORA: {
+      auto* p = spec->mutable_adalora();
+      if (f.rank) p->set_target_r(*f.rank);
+      if (f.alpha) p->set_alpha(static_cast<float>(*f.alpha));
+      if (f.dropout) p->set_dropout(static_cast<float>(*f.dropout));
+      return absl::OkStatus();
+    }
+    case v1::HUT:
+      if (f.alpha || f.dropout) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(f.alpha ? "--alpha" : "--dropout", ": hut has no such parameter"));
+      }
+      spec->mutable_hut()->set_r(*f.rank);
+      return absl::OkStatus();
+    case v1::ADADHP:
+      return absl::InvalidArgumentError(
+          absl::StrCat(f.rank    ? "--rank"
+                       : f.alpha ? "--alpha"
+                                 : "--dropout",
+                       ": adadhp has no rank, alpha or dropout (set adadhp.* in a job file)"));
+    default:
+      return absl::InvalidArgumentError(
+          "--rank/--alpha/--dropout: give --method too (or method in the job file)");
+  }
+}
+
+// The method_params case that belongs to `method`.
+v1::JobSpec::MethodParamsCase ParamsCaseOf(v1::Method method) {
+  switch (method) {
+    case v1::LORA:
+    case v1::DORA:
+      return v1::JobSpec::kLora;
+    case v1::ADALORA:
+      return v1::JobSpec::kAdalora;
+    case v1::HUT:
+      return v1::JobSpec::kHut;
+    case v1::ADADHP:
+      return v1::JobSpec::kAdadhp;
+    default:
+      return v1::JobSpec::METHOD_PARAMS_NOT_SET;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Method> ParseMethod(absl::string_view name) {
+  return ParseEnum<v1::Method>(v1::Method_descriptor(), name, "method");
+}
+absl::StatusOr<v1::TaskType> ParseTask(absl::string_view name) {
+  return ParseEnum<v1::TaskType>(v1::TaskType_descriptor(), name, "task");
+}
+absl::StatusOr<v1::LrSchedule> ParseSchedule(absl::string_view name) {
+  return ParseEnum<v1::LrSchedule>(v1::LrSchedule_descriptor(), name, "schedule");
+}
+absl::StatusOr<v1::JobState> ParseState(absl::string_view name) {
+  return ParseEnum<v1::JobState>(v1::JobState_descriptor(), name, "state");
+}
+
+absl::StatusOr<std::pair<std::string, std::string>> ParseLabel(absl::string_view text,
+                                                               absl::string_view flag) {
+  size_t eq = text.find('=');
+  if (eq == absl::string_view::npos || eq == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": '", text, "' is not key=value (e.g. ", flag, " team=nlp)"));
+  }
+  return std::make_pair(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));
+}
+
+std::string RandomRequestId() {
+  std::random_device rd;
+  std::mt19937_64 rng((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  return absl::StrFormat("r-%016x", rng());
+}
+
+absl::Status ApplySubmitFlags(const SubmitFlags& f, v1::CreateJobRequest* request) {
+  v1::JobSpec* spec = request->mutable_spec();
+  if (f.model) spec->set_base_model(*f.model);
+  if (f.method) {
+    auto method = ParseMethod(*f.method);
+    if (!method.ok()) return Annotate(method.status(), "--method");
+    if (*method != spec->method() && spec->method_params_case() != ParamsCaseOf(*method)) {
+      spec->clear_method_params();
+    }
+    spec->set_method(*method);
+  }
+  RETURN_IF_ERROR(MethodParamsFromFlags(f, spec));
+  if (f.gate) spec->mutable_token_gate()->set_enabled(*f.gate);
+  if (f.gate_s) {
+    spec->mutable_token_gate()->set_enabled(true);
+    spec->mutable_token_gate()->set_s(*f.gate_s);
+  }
+  if (f.gate_lambda) {
+    spec->mutable_token_gate()->set_enabled(true);
+    spec->mutable_token_gate()->set_lambda(*f.gate_lambda);
+  }
+  if (!f.target_modules.empty()) {
+    spec->clear_target_modules();
+    for (const std::string& entry : f.target_modules) {
+      // A regex ("re:...") may hold commas; everything else is a comma-separated list.
+      if (absl::StartsWith(entry, "re:")) {
+        spec->add_target_modules(entry);
+        continue;
+      }
+      for (absl::string_view m : absl::StrSplit(entry, ',', absl::SkipWhitespace())) {
+        spec->add_target_modules(std::string(absl::StripAsciiWhitespace(m)));
+      }
+    }
+  }
+  if (f.task) {
+    auto task = ParseTask(*f.task);
+    if (!task.ok()) return Annotate(task.status(), "--task");
+    spec->set_task(*task);
+  }
+  if (f.num_labels) spec->set_num_labels(*f.num_labels);
+  if (f.train) spec->set_training_dataset_id(*f.train);
+  if (f.val) spec->set_validation_dataset_id(*f.val);
+  if (f.chat_template) spec->set_chat_template(*f.chat_template);
+  if (f.epochs) spec->set_epochs(*f.epochs);
+  if (f.steps) spec->set_max_steps(*f.steps);
+  if (f.batch_size) spec->set_batch_size(*f.batch_size);
+  if (f.grad_accum) spec->set_gradient_accumulation_steps(*f.grad_accum);
+  if (f.lr) spec->set_learning_rate(*f.lr);
+  if (f.schedule) {
+    auto schedule = ParseSchedule(*f.schedule);
+    if (!schedule.ok()) return Annotate(schedule.status(), "--schedule");
+    spec->set_lr_schedule(*schedule);
+  }
+  if (f.warmup_ratio) spec->set_warmup_ratio(*f.warmup_ratio);
+  if (f.warmup_steps) spec->set_warmup_steps(*f.warmup_steps);
+  if (f.weight_decay) spec->set_weight_decay(*f.weight_decay);
+  if (f.max_seq_len) spec->set_max_seq_len(*f.max_seq_len);
+  if (f.seed) spec->set_seed(*f.seed);
+  if (f.eval_interval) spec->set_eval_interval_steps(*f.eval_interval);
+  if (f.checkpoint_interval) spec->set_checkpoint_interval_steps(*f.checkpoint_interval);
+  if (f.max_attempts) spec->set_max_attempts(*f.max_attempts);
+  if (f.export_merged) spec->set_export_merged(*f.export_merged);
+  if (f.name) request->set_display_name(*f.name);
+  if (f.request_id) request->set_request_id(*f.request_id);
+  for (const std::string& label : f.labels) {
+    ASSIGN_OR_RETURN(auto kv, ParseLabel(label, "--label"));
+    (*request->mutable_labels())[kv.first] = kv.second;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace peftd::cli

@@ -1,0 +1,168 @@
+// Submit flags onto a CreateJobRequest: each flag sets its field, overrides a job file, and the
+// method's own parameters follow --method.
+#include "clients/cli/spec_flags.h"
+
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+
+namespace peftd::cli {
+namespace {
+
+TEST(ApplySubmitFlags, EveryCommonFlagSetsItsField) {
+  SubmitFlags f;
+  f.model = "tiny-llama";
+  f.method = "DoRA";
+  f.rank = 16;
+  f.alpha = 32;
+  f.dropout = 0.1;
+  f.gate_s = 1e-4;
+  f.train = "ds-aaaa";
+  f.val = "ds-bbbb";
+  f.steps = 200;
+  f.epochs = 2;
+  f.lr = 1e-3;
+  f.schedule = "cosine";
+  f.batch_size = 4;
+  f.grad_accum = 2;
+  f.task = "seq_cls";
+  f.num_labels = 3;
+  f.max_attempts = 5;
+  f.seed = 9;
+  f.target_modules = {"q_proj, k_proj", "re:.*\\.(o|v)_proj"};
+  f.labels = {"team=nlp", "run=a=b"};
+  f.name = "my job";
+  f.request_id = "r-1";
+  v1::CreateJobRequest req;
+  ASSERT_TRUE(ApplySubmitFlags(f, &req).ok());
+  const auto& s = req.spec();
+  EXPECT_EQ(s.base_model(), "tiny-llama");
+  EXPECT_EQ(s.method(), v1::DORA);
+  EXPECT_EQ(s.lora().r(), 16);
+  EXPECT_FLOAT_EQ(s.lora().alpha(), 32);
+  EXPECT_FLOAT_EQ(s.lora().dropout(), 0.1f);
+  EXPECT_TRUE(s.token_gate().enabled());
+  EXPECT_DOUBLE_EQ(s.token_gate().s(), 1e-4);
+  EXPECT_EQ(s.training_dataset_id(), "ds-aaaa");
+  EXPECT_EQ(s.validation_dataset_id(), "ds-bbbb");
+  EXPECT_EQ(s.max_steps(), 200);
+  EXPECT_EQ(s.epochs(), 2);
+  EXPECT_DOUBLE_EQ(s.learning_rate(), 1e-3);
+  EXPECT_EQ(s.lr_schedule(), v1::COSINE);
+  EXPECT_EQ(s.batch_size(), 4);
+  EXPECT_EQ(s.gradient_accumulation_steps(), 2);
+  EXPECT_EQ(s.task(), v1::SEQ_CLS);
+  EXPECT_EQ(s.num_labels(), 3);
+  EXPECT_EQ(s.max_attempts(), 5);
+  EXPECT_EQ(s.seed(), 9u);
+  ASSERT_EQ(s.target_modules_size(), 3);
+  EXPECT_EQ(s.target_modules(0), "q_proj");
+  EXPECT_EQ(s.target_modules(1), "k_proj");
+  EXPECT_EQ(s.target_modules(2), "re:.*\\.(o|v)_proj");
+  EXPECT_EQ(req.labels().at("team"), "nlp");
+  EXPECT_EQ(req.labels().at("run"), "a=b");
+  EXPECT_EQ(req.display_name(), "my job");
+  EXPECT_EQ(req.request_id(), "r-1");
+}
+
+TEST(ApplySubmitFlags, FlagsOverrideTheFileAndLeaveTheRest) {
+  v1::CreateJobRequest req;
+  req.mutable_spec()->set_base_model("from-file");
+  req.mutable_spec()->set_method(v1::LORA);
+  req.mutable_spec()->mutable_lora()->set_r(4);
+  req.mutable_spec()->mutable_lora()->set_alpha(8);
+  req.mutable_spec()->set_max_steps(10);
+  req.mutable_spec()->add_target_modules("q_proj");
+  req.mutable_spec()->mutable_token_gate()->set_enabled(true);
+  SubmitFlags f;
+  f.steps = 99;
+  f.rank = 32;
+  f.gate = false;
+  f.target_modules = {"o_proj"};
+  ASSERT_TRUE(ApplySubmitFlags(f, &req).ok());
+  EXPECT_EQ(req.spec().base_model(), "from-file");
+  EXPECT_EQ(req.spec().max_steps(), 99);
+  EXPECT_EQ(req.spec().lora().r(), 32);
+  EXPECT_FLOAT_EQ(req.spec().lora().alpha(), 8);
+  EXPECT_FALSE(req.spec().token_gate().enabled());
+  ASSERT_EQ(req.spec().target_modules_size(), 1);
+  EXPECT_EQ(req.spec().target_modules(0), "o_proj");
+}
+
+TEST(ApplySubmitFlags, RankFollowsTheMethod) {
+  struct Case {
+    const char* method;
+    v1::JobSpec::MethodParamsCase params;
+  };
+  for (const Case& c : {Case{"lora", v1::JobSpec::kLora}, Case{"adalora", v1::JobSpec::kAdalora},
+                        Case{"hut", v1::JobSpec::kHut}}) {
+    SubmitFlags f;
+    f.method = c.method;
+    f.rank = 6;
+    v1::CreateJobRequest req;
+    ASSERT_TRUE(ApplySubmitFlags(f, &req).ok()) << c.method;
+    EXPECT_EQ(req.spec().method_params_case(), c.params) << c.method;
+  }
+  SubmitFlags f;
+  f.method = "adalora";
+  f.rank = 6;
+  v1::CreateJobRequest req;
+  ASSERT_TRUE(ApplySubmitFlags(f, &req).ok());
+  EXPECT_EQ(req.spec().adalora().target_r(), 6);
+}
+
+TEST(ApplySubmitFlags, ChangingTheMethodDropsTheOtherMethodsParams) {
+  v1::CreateJobRequest req;
+  req.mutable_spec()->set_method(v1::LORA);
+  req.mutable_spec()->mutable_lora()->set_r(4);
+  SubmitFlags f;
+  f.method = "hut";
+  ASSERT_TRUE(ApplySubmitFlags(f, &req).ok());
+  EXPECT_EQ(req.spec().method_params_case(), v1::JobSpec::METHOD_PARAMS_NOT_SET);
+  // LoRA -> DoRA keeps them: DoRA uses the lora parameters.
+  req.mutable_spec()->set_method(v1::LORA);
+  req.mutable_spec()->mutable_lora()->set_r(4);
+  f.method = "dora";
+  ASSERT_TRUE(ApplySubmitFlags(f, &req).ok());
+  EXPECT_EQ(req.spec().lora().r(), 4);
+}
+
+TEST(ApplySubmitFlags, RefusalsNameTheFlag) {
+  auto error = [](SubmitFlags f) {
+    v1::CreateJobRequest req;
+    absl::Status s = ApplySubmitFlags(f, &req);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    return std::string(s.message());
+  };
+  SubmitFlags f;
+  f.method = "lorra";
+  EXPECT_EQ(error(f), "--method: unknown method 'lorra': one of lora, dora, adalora, hut, adadhp");
+  f = {};
+  f.method = "adadhp";
+  f.rank = 4;
+  EXPECT_TRUE(absl::StartsWith(error(f), "--rank: adadhp has no rank")) << error(f);
+  f = {};
+  f.rank = 4;
+  EXPECT_TRUE(absl::StrContains(error(f), "give --method")) << error(f);
+  f = {};
+  f.task = "regression";
+  EXPECT_EQ(error(f), "--task: unknown task 'regression': one of causal_lm, seq_cls");
+  f = {};
+  f.labels = {"novalue"};
+  EXPECT_EQ(error(f), "--label: 'novalue' is not key=value (e.g. --label team=nlp)");
+}
+
+TEST(ParseState, CaseInsensitive) {
+  EXPECT_EQ(*ParseState("Running"), v1::RUNNING);
+  EXPECT_FALSE(ParseState("job_state_unspecified").ok());
+}
+
+TEST(RandomRequestId, DistinctAndShaped) {
+  std::string a = RandomRequestId(), b = RandomRequestId();
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a.size(), 18u);
+  EXPECT_TRUE(absl::StartsWith(a, "r-"));
+}
+
+}  // namespace
+}  // namespace peftd::cli
