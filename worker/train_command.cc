@@ -135,19 +135,19 @@ json SummaryJson(const JobOutputs& r) {
             {"total_parameters", r.total_parameters},
             {"stopped_early", r.stopped_early},
             {"adapter_dir", r.adapter_dir},
-            {"train_records", r.train_stats.records},
-            {"train_tokens", r.train_stats.tokens},
-            {"train_truncated_records", r.train_stats.truncated_records},
-            {"train_skipped_lines", r.train_stats.skipped_lines}};
+            {"train_records", r.train_stats.records()},
+            {"train_tokens", r.train_stats.tokens()},
+            {"train_truncated_records", r.train_stats.truncated_records()},
+            {"train_skipped_lines", r.train_stats.skipped_lines()}};
   if (!r.merged_dir.empty()) j["merged_dir"] = r.merged_dir;
   if (r.resumed_from_step) j["resumed_from_step"] = *r.resumed_from_step;
   if (r.initial_eval_loss) j["initial_eval_loss"] = *r.initial_eval_loss;
   if (r.final_eval_loss) j["final_eval_loss"] = *r.final_eval_loss;
   if (r.final_eval_accuracy) j["final_eval_accuracy"] = *r.final_eval_accuracy;
   if (r.final_gate_sparsity > 0) j["final_gate_sparsity"] = r.final_gate_sparsity;
-  if (r.validation_stats.records > 0) {
-    j["validation_records"] = r.validation_stats.records;
-    j["validation_tokens"] = r.validation_stats.tokens;
+  if (r.validation_stats.records() > 0) {
+    j["validation_records"] = r.validation_stats.records();
+    j["validation_tokens"] = r.validation_stats.tokens();
   }
   return j;
 }
