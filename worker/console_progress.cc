@@ -21,10 +21,9 @@ std::string FormatDuration(double seconds) {
 }
 
 std::string ProgressLine(const train::StepMetrics& m, std::optional<double> eval_loss) {
-  std::string line =
-      absl::StrFormat("step %d/%d  loss %.4f  eval %s  lr %.2e  %.0f tok/s", m.step, m.total_steps,
-                      m.loss, eval_loss ? absl::StrFormat("%.4f", *eval_loss) : "-",
-                      m.learning_rate, m.tokens_per_second);
+  std::string line = absl::StrFormat(
+      "step %d/%d  loss %.4f  eval %s  lr %.2e  %.0f tok/s", m.step, m.total_steps, m.loss,
+      eval_loss ? absl::StrFormat("%.4f", *eval_loss) : "-", m.learning_rate, m.tokens_per_second);
   if (!m.gate_sparsity_by_module.empty()) {
     absl::StrAppendFormat(&line, "  sparsity %.3f", m.gate_sparsity);
   }
@@ -36,7 +35,8 @@ std::string ProgressLine(const train::StepMetrics& m, std::optional<double> eval
   if (m.adadhp_active_modules >= 0) {
     absl::StrAppendFormat(&line, "  active %d", m.adadhp_active_modules);
   }
-  absl::StrAppend(&line, "  ETA ", m.step >= m.total_steps ? "0:00" : FormatDuration(m.eta_seconds));
+  absl::StrAppend(&line, "  ETA ",
+                  m.step >= m.total_steps ? "0:00" : FormatDuration(m.eta_seconds));
   return line;
 }
 

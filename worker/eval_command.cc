@@ -64,9 +64,8 @@ absl::StatusOr<EvalResult> RunEvalImpl(const EvalCommandOptions& o) {
   const int64_t batch = static_cast<int64_t>(rows->size());
   int64_t seq = 1;
   for (const auto& r : *rows) seq = std::max<int64_t>(seq, static_cast<int64_t>(r.size()));
-  const int64_t pad = config.pad_token_id >= 0 && config.pad_token_id < config.vocab_size
-                          ? config.pad_token_id
-                          : 0;
+  const int64_t pad =
+      config.pad_token_id >= 0 && config.pad_token_id < config.vocab_size ? config.pad_token_id : 0;
   torch::Tensor ids = torch::full({batch, seq}, pad, torch::kLong);
   torch::Tensor mask = torch::zeros({batch, seq}, torch::kLong);
   for (int64_t b = 0; b < batch; ++b) {
@@ -102,8 +101,8 @@ absl::StatusOr<EvalResult> RunEvalImpl(const EvalCommandOptions& o) {
     }
   }
   if (!o.dump_logits.empty()) {
-    RETURN_IF_ERROR(adapters::SaveTensors(o.dump_logits, {{"logits", logits}, {"attention_mask", mask}},
-                                          {{"format", "pt"}}));
+    RETURN_IF_ERROR(adapters::SaveTensors(
+        o.dump_logits, {{"logits", logits}, {"attention_mask", mask}}, {{"format", "pt"}}));
   }
   return result;
 }

@@ -14,9 +14,8 @@ absl::StatusOr<v1::JobSpec> ParseJobSpecJson(const std::string& text, const std:
   options.ignore_unknown_fields = false;
   const auto st = google::protobuf::util::JsonStringToMessage(text, &spec, options);
   if (!st.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, ": not a valid job spec: ", std::string(st.message().data(),
-                                                                   st.message().size())));
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": not a valid job spec: ", std::string(st.message().data(), st.message().size())));
   }
   return spec;
 }

@@ -49,7 +49,9 @@ void JsonLogSink::Write(const std::string& type, json fields) {
   std::fflush(file_);
 }
 
-void JsonLogSink::OnPhase(train::Phase phase) { Write("phase", {{"phase", train::PhaseName(phase)}}); }
+void JsonLogSink::OnPhase(train::Phase phase) {
+  Write("phase", {{"phase", train::PhaseName(phase)}});
+}
 
 void JsonLogSink::OnStep(const train::StepMetrics& m) {
   json j = {{"step", m.step},

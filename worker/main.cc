@@ -7,10 +7,10 @@
 //                                                      logits of a model + adapter
 //   make-tiny-model DIR [--shards N] [--bf16]          write the deterministic tiny LLaMA folder
 //   demo [--dir DIR] [--steps N] [--json]              train the tiny model with every method
-#include <CLI/CLI.hpp>
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <fstream>
 #include <iostream>
@@ -60,8 +60,7 @@ int RunDemoCommand(const std::string& dir, int64_t steps, int threads, bool json
     std::cout << absl::StrFormat(
         "%-10s %10.4f %10.4f %12d %8.2f%% %9s %10.0f\n", r.variant, r.initial_eval_loss,
         r.final_eval_loss, r.trainable_parameters, r.trainable_percent,
-        r.gate_sparsity >= 0 ? absl::StrFormat("%.3f", r.gate_sparsity) : "-",
-        r.tokens_per_second);
+        r.gate_sparsity >= 0 ? absl::StrFormat("%.3f", r.gate_sparsity) : "-", r.tokens_per_second);
   }
   std::cout << "adapters (HF PEFT layout) in " << dir << "/adapters/\n";
   return 0;
@@ -105,8 +104,9 @@ int main(int argc, char** argv) {
   train_cmd->add_flag("--resume", train.resume, "continue from the newest checkpoint in --out");
   train_cmd->add_option("--json-log", train.json_log,
                         "JSON-lines log (default <out>/train_log.jsonl; '-' for none)");
-  train_cmd->add_option("--print-every", train.print_every,
-                        "progress line every N steps when stderr is not a terminal (default 10)")
+  train_cmd
+      ->add_option("--print-every", train.print_every,
+                   "progress line every N steps when stderr is not a terminal (default 10)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
 
   peftd::worker::EvalCommandOptions eval;

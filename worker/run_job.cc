@@ -36,9 +36,12 @@ using train::Phase;
 constexpr char kBuiltinModel[] = "tiny-llama";
 constexpr char kCheckpointPrefix[] = "step-";
 // Files of a model folder that a merged export carries over unchanged.
-constexpr const char* kTokenizerFiles[] = {"tokenizer.json",          "tokenizer.model",
-                                           "tokenizer_config.json",   "special_tokens_map.json",
-                                           "generation_config.json",  "vocab.json",
+constexpr const char* kTokenizerFiles[] = {"tokenizer.json",
+                                           "tokenizer.model",
+                                           "tokenizer_config.json",
+                                           "special_tokens_map.json",
+                                           "generation_config.json",
+                                           "vocab.json",
                                            "merges.txt"};
 
 class NullSink : public train::ProgressSink {};
@@ -74,16 +77,16 @@ std::string ListModels(const fs::path& root) {
 absl::Status WriteBuiltinModel(const fs::path& dir) {
   std::error_code ec;
   fs::create_directories(dir.parent_path(), ec);
-  const fs::path tmp = dir.parent_path() / absl::StrCat(".", dir.filename().string(), ".tmp-",
-                                                        ::getpid());
+  const fs::path tmp =
+      dir.parent_path() / absl::StrCat(".", dir.filename().string(), ".tmp-", ::getpid());
   fs::remove_all(tmp, ec);
   RETURN_IF_ERROR(model::WriteTinyModel(tmp.string()));
   fs::rename(tmp, dir, ec);
   if (ec) {
     fs::remove_all(tmp);
     if (!fs::exists(dir / "config.json")) {
-      return absl::InternalError(absl::StrCat("writing the built-in model into ", dir.string(),
-                                              ": ", ec.message()));
+      return absl::InternalError(
+          absl::StrCat("writing the built-in model into ", dir.string(), ": ", ec.message()));
     }
   }
   return absl::OkStatus();
@@ -180,10 +183,10 @@ std::string UnmergeableReason(adapters::PeftModel& peft) {
     if (!linear->bias.defined()) bias_free.push_back(name);
   }
   if (bias_free.empty()) return "";
-  return absl::StrCat("HUT's beta would add a bias to bias-free layers (", bias_free.front(),
-                      bias_free.size() > 1 ? absl::StrCat(" and ", bias_free.size() - 1, " more")
-                                           : std::string(),
-                      ") that the base model's config.json cannot declare");
+  return absl::StrCat(
+      "HUT's beta would add a bias to bias-free layers (", bias_free.front(),
+      bias_free.size() > 1 ? absl::StrCat(" and ", bias_free.size() - 1, " more") : std::string(),
+      ") that the base model's config.json cannot declare");
 }
 
 // The merged model folder: config.json of the trained model, the tokenizer files, and the
@@ -232,12 +235,11 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   *batch_size = spec.batch_size();
   ASSIGN_OR_RETURN(const std::string model_dir, ResolveBaseModel(in.model_root, spec.base_model()));
   const std::string model_what = absl::StrCat("base_model '", spec.base_model(), "'");
-  ASSIGN_OR_RETURN(model::ModelConfig config,
-                   [&]() -> absl::StatusOr<model::ModelConfig> {
-                     auto c = model::ReadModelConfig(model_dir);
-                     if (!c.ok()) return Annotate(c.status(), model_what);
-                     return c;
-                   }());
+  ASSIGN_OR_RETURN(model::ModelConfig config, [&]() -> absl::StatusOr<model::ModelConfig> {
+    auto c = model::ReadModelConfig(model_dir);
+    if (!c.ok()) return Annotate(c.status(), model_what);
+    return c;
+  }());
   absl::StatusOr<std::unique_ptr<data::Tokenizer>> tokenizer = data::LoadTokenizer(model_dir);
   if (!tokenizer.ok()) return Annotate(tokenizer.status(), model_what);
 
@@ -288,15 +290,15 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
       extra = absl::StrCat("; AdaDHP keeps ", c.adadhp.target_num, " modules from step ",
                            c.adadhp.tfinal);
     }
-    sink->OnLog(LogLevel::kInfo,
-                absl::StrFormat("%s%s on %d modules of %s (%s): %d trainable of %d parameters "
-                                "(%.4f%%); %d steps of %d x %d sequences; device %s, %d threads%s",
-                                adapters::MethodName(c.method), c.gate ? "_S" : "",
-                                peft->module_names().size(), spec.base_model(),
-                                config.architecture, count.trainable, count.total,
-                                count.trainable_percent(), total_steps, plan.batch_size,
-                                plan.trainer.gradient_accumulation_steps, load.device.str(),
-                                plan.num_threads, extra));
+    sink->OnLog(
+        LogLevel::kInfo,
+        absl::StrFormat("%s%s on %d modules of %s (%s): %d trainable of %d parameters "
+                        "(%.4f%%); %d steps of %d x %d sequences; device %s, %d threads%s",
+                        adapters::MethodName(c.method), c.gate ? "_S" : "",
+                        peft->module_names().size(), spec.base_model(), config.architecture,
+                        count.trainable, count.total, count.trainable_percent(), total_steps,
+                        plan.batch_size, plan.trainer.gradient_accumulation_steps,
+                        load.device.str(), plan.num_threads, extra));
   }
   int64_t pad_id = (*tokenizer)->special().pad_id;
   if (pad_id < 0) pad_id = config.pad_token_id;
@@ -304,12 +306,11 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   if (pad_id < 0 || pad_id >= config.vocab_size) pad_id = 0;  // masked out: any valid id works
 
   train::PeftLlama trainable(*llama, std::move(peft));
-  train::MemoryBatchSource source(std::move(train_set.examples), plan.batch_size, pad_id,
-                                  plan.seed, plan.classification);
+  train::MemoryBatchSource source(std::move(train_set.examples), plan.batch_size, pad_id, plan.seed,
+                                  plan.classification);
   std::optional<train::MemoryEvalSource> eval;
   if (validation_set) {
-    eval.emplace(std::move(validation_set->examples), plan.batch_size, pad_id,
-                 plan.classification);
+    eval.emplace(std::move(validation_set->examples), plan.batch_size, pad_id, plan.classification);
   }
   train::TrainerOptions trainer_options = plan.trainer;
   const fs::path work(in.work_dir);
@@ -346,8 +347,7 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   if (plan.classification) modules_to_save["score.weight"] = trainable.model()->score->weight;
   const fs::path adapter_tmp = work / "adapter.tmp";
   fs::remove_all(adapter_tmp, ec);
-  RETURN_IF_ERROR(
-      adapters::SaveAdapter(trainable.peft(), adapter_tmp.string(), modules_to_save));
+  RETURN_IF_ERROR(adapters::SaveAdapter(trainable.peft(), adapter_tmp.string(), modules_to_save));
   if (IsCancelled(cancelled)) return CancelledWhile("exporting the adapter");
   RETURN_IF_ERROR(Publish(adapter_tmp, work / "adapter"));
   out.adapter_dir = (work / "adapter").string();
@@ -387,8 +387,7 @@ absl::StatusOr<std::string> ResolveBaseModel(const std::string& model_root,
   }
   fs::path root = fs::weakly_canonical(fs::absolute(model_root, ec), ec);
   const fs::path given(base_model);
-  const fs::path candidate =
-      fs::weakly_canonical(given.is_absolute() ? given : root / given, ec);
+  const fs::path candidate = fs::weakly_canonical(given.is_absolute() ? given : root / given, ec);
   if (!Inside(candidate, root)) {
     return absl::InvalidArgumentError(absl::StrCat("base_model: '", base_model,
                                                    "' is outside the model root ", root.string(),
@@ -408,8 +407,8 @@ absl::StatusOr<std::string> ResolveBaseModel(const std::string& model_root,
   const fs::path real_root = fs::canonical(root, ec);
   if (ec || !Inside(real, real_root)) {
     return absl::InvalidArgumentError(absl::StrCat("base_model: '", base_model,
-                                                   "' leads outside the model root ",
-                                                   root.string(), " (through a symlink)"));
+                                                   "' leads outside the model root ", root.string(),
+                                                   " (through a symlink)"));
   }
   return real.string();
 }
@@ -455,9 +454,9 @@ absl::StatusOr<JobOutputs> RunJob(const JobInputs& inputs, train::ProgressSink* 
     }
     return absl::InternalError(absl::StrCat("LibTorch error: ", what));
   } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "out of memory with batch_size ", batch_size,
-        ": lower batch_size (and raise gradient_accumulation_steps) or max_seq_len"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("out of memory with batch_size ", batch_size,
+                     ": lower batch_size (and raise gradient_accumulation_steps) or max_seq_len"));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("unexpected error: ", e.what()));
   }

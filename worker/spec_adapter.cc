@@ -106,11 +106,10 @@ absl::StatusOr<RunPlan> PlanRun(const v1::JobSpec& spec, int64_t train_records,
     s.total_step = total;
     // METHODS.md, AdaLoRA budget: the pruning window (tinit, T - tfinal] must not be empty.
     if (p.tinit() >= total - p.tfinal()) {
-      return FieldError(
-          "adalora.tinit",
-          absl::StrCat("tinit (", p.tinit(), ") must be < total steps - tfinal (", total, " - ",
-                       p.tfinal(), " = ", total - p.tfinal(),
-                       "): no step would prune; lower tinit/tfinal or train longer"));
+      return FieldError("adalora.tinit",
+                        absl::StrCat("tinit (", p.tinit(), ") must be < total steps - tfinal (",
+                                     total, " - ", p.tfinal(), " = ", total - p.tfinal(),
+                                     "): no step would prune; lower tinit/tfinal or train longer"));
     }
   }
   if (spec.has_hut()) a.hut.r = spec.hut().r();
@@ -119,8 +118,7 @@ absl::StatusOr<RunPlan> PlanRun(const v1::JobSpec& spec, int64_t train_records,
     a.adadhp.target_num = p.target_num();
     a.adadhp.tinit = p.tinit();
     // job.proto: tfinal defaults to 80% of the total steps (and stays after tinit).
-    a.adadhp.tfinal =
-        p.tfinal() > 0 ? p.tfinal() : std::max<int64_t>(p.tinit() + 1, total * 4 / 5);
+    a.adadhp.tfinal = p.tfinal() > 0 ? p.tfinal() : std::max<int64_t>(p.tinit() + 1, total * 4 / 5);
     a.adadhp.delta_t = p.delta_t();
     a.adadhp.beta1 = p.beta1();
     a.adadhp.beta2 = p.beta2();

@@ -58,9 +58,8 @@ absl::StatusOr<Prepared> Prepare(const TrainCommandOptions& o) {
   Prepared p;
   ASSIGN_OR_RETURN(v1::JobSpec spec, ReadJobFile(o.job_file));
   const fs::path job_dir = fs::absolute(fs::path(o.job_file)).parent_path();
-  p.out = fs::absolute(o.out_dir.empty()
-                           ? fs::path(fs::path(o.job_file).stem().string() + "-out")
-                           : fs::path(o.out_dir))
+  p.out = fs::absolute(o.out_dir.empty() ? fs::path(fs::path(o.job_file).stem().string() + "-out")
+                                         : fs::path(o.out_dir))
               .lexically_normal();
   JobInputs& in = p.inputs;
   in.job_id = fs::path(o.job_file).stem().string();
@@ -106,21 +105,23 @@ absl::StatusOr<Prepared> Prepare(const TrainCommandOptions& o) {
 }
 
 std::string Summary(const JobOutputs& r) {
-  std::string s = absl::StrFormat("done: %d/%d steps, %d tokens in %s; train loss %.4f", r.steps,
-                                  r.total_steps, r.tokens_seen, FormatDuration(r.train_seconds),
-                                  r.final_train_loss);
+  std::string s =
+      absl::StrFormat("done: %d/%d steps, %d tokens in %s; train loss %.4f", r.steps, r.total_steps,
+                      r.tokens_seen, FormatDuration(r.train_seconds), r.final_train_loss);
   if (r.final_eval_loss) {
     absl::StrAppend(&s, "; eval loss ",
                     r.initial_eval_loss ? absl::StrFormat("%.4f -> ", *r.initial_eval_loss) : "",
                     absl::StrFormat("%.4f", *r.final_eval_loss));
   }
   if (r.final_eval_accuracy) absl::StrAppendFormat(&s, ", accuracy %.4f", *r.final_eval_accuracy);
-  if (r.final_gate_sparsity > 0) absl::StrAppendFormat(&s, "; gate sparsity %.3f", r.final_gate_sparsity);
+  if (r.final_gate_sparsity > 0)
+    absl::StrAppendFormat(&s, "; gate sparsity %.3f", r.final_gate_sparsity);
   if (r.stopped_early) absl::StrAppend(&s, " (stopped early)");
-  absl::StrAppendFormat(&s, "\ntrainable parameters: %d of %d (%.4f%%)\nadapter: %s\n",
-                        r.trainable_parameters, r.total_parameters,
-                        r.total_parameters ? 100.0 * r.trainable_parameters / r.total_parameters : 0.0,
-                        r.adapter_dir);
+  absl::StrAppendFormat(
+      &s, "\ntrainable parameters: %d of %d (%.4f%%)\nadapter: %s\n", r.trainable_parameters,
+      r.total_parameters,
+      r.total_parameters ? 100.0 * r.trainable_parameters / r.total_parameters : 0.0,
+      r.adapter_dir);
   if (!r.merged_dir.empty()) absl::StrAppend(&s, "merged model: ", r.merged_dir, "\n");
   return s;
 }
@@ -157,14 +158,16 @@ json SummaryJson(const JobOutputs& r) {
 int RunTrainCommand(const TrainCommandOptions& options, const std::atomic<bool>* cancelled) {
   absl::StatusOr<Prepared> prepared = Prepare(options);
   if (!prepared.ok()) {
-    std::fprintf(stderr, "peftd-worker train: %s\n", std::string(prepared.status().message()).c_str());
+    std::fprintf(stderr, "peftd-worker train: %s\n",
+                 std::string(prepared.status().message()).c_str());
     return kExitFailed;
   }
   std::unique_ptr<JsonLogSink> log;
   if (prepared->log_path != "-") {
     auto opened = JsonLogSink::Open(prepared->log_path, options.resume);
     if (!opened.ok()) {
-      std::fprintf(stderr, "peftd-worker train: %s\n", std::string(opened.status().message()).c_str());
+      std::fprintf(stderr, "peftd-worker train: %s\n",
+                   std::string(opened.status().message()).c_str());
       return kExitFailed;
     }
     log = std::move(*opened);
@@ -209,12 +212,12 @@ int RunTrainCommand(const TrainCommandOptions& options, const std::atomic<bool>*
       if (newest) j["checkpoint"] = *newest;
       log->Write("cancelled", std::move(j));
     }
-    std::fprintf(stderr, "peftd-worker train: %s.%s\n", std::string(st.message()).c_str(),
-                 newest ? absl::StrCat(" Checkpoint: ", *newest,
-                                       "\ncontinue with: peftd-worker train ", options.job_file,
-                                       " --out ", prepared->out.string(), " --resume")
-                              .c_str()
-                        : "");
+    std::fprintf(
+        stderr, "peftd-worker train: %s.%s\n", std::string(st.message()).c_str(),
+        newest ? absl::StrCat(" Checkpoint: ", *newest, "\ncontinue with: peftd-worker train ",
+                              options.job_file, " --out ", prepared->out.string(), " --resume")
+                     .c_str()
+               : "");
     return kExitCancelled;
   }
   if (log) {

@@ -14,10 +14,10 @@ namespace peftd::worker {
 
 struct TrainCommandOptions {
   std::string job_file;
-  std::string model_root;  // empty: base_model is a path relative to the job file
-  std::string out_dir;     // empty: ./<job file stem>-out
-  bool resume = false;     // continue from the newest checkpoint in out_dir
-  std::string json_log;    // empty: <out_dir>/train_log.jsonl ("-" = none)
+  std::string model_root;   // empty: base_model is a path relative to the job file
+  std::string out_dir;      // empty: ./<job file stem>-out
+  bool resume = false;      // continue from the newest checkpoint in out_dir
+  std::string json_log;     // empty: <out_dir>/train_log.jsonl ("-" = none)
   int64_t print_every = 0;  // progress line every N steps when stderr is not a terminal; 0 = auto
 };
 

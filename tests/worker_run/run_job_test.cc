@@ -78,8 +78,8 @@ TEST(ResolveBaseModel, StaysInsideTheModelRoot) {
   EXPECT_EQ(fs::path(*ok), fs::canonical(root / "models" / "m"));
   EXPECT_TRUE(ResolveBaseModel(models, (root / "models" / "m").string()).ok());
 
-  for (const std::string& escape : {std::string("../outside"), (root / "outside").string(),
-                                    std::string("m/../../outside")}) {
+  for (const std::string& escape :
+       {std::string("../outside"), (root / "outside").string(), std::string("m/../../outside")}) {
     absl::StatusOr<std::string> bad = ResolveBaseModel(models, escape);
     EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << escape;
     EXPECT_NE(bad.status().message().find("outside the model root"), std::string::npos)
@@ -138,8 +138,8 @@ TEST(RunJob, TrainsExportsAndReports) {
 
   // The merged folder is a complete HF model whose logits are the adapted model's.
   ASSERT_FALSE(out->merged_dir.empty());
-  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json",
-                        "model.safetensors"}) {
+  for (const char* f :
+       {"config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"}) {
     EXPECT_TRUE(fs::exists(fs::path(out->merged_dir) / f)) << f;
   }
   const std::string base = (Root() / "models" / "tiny").string();
@@ -154,8 +154,8 @@ TEST(RunJob, TrainsExportsAndReports) {
   (*merged)->eval();
   torch::Tensor ids = torch::arange(1, 21, torch::kLong).view({2, 10});
   torch::Tensor mask = torch::ones_like(ids);
-  EXPECT_TRUE(torch::allclose((*adapted)->forward(ids, mask), (*merged)->forward(ids, mask),
-                              1e-4, 1e-4));
+  EXPECT_TRUE(
+      torch::allclose((*adapted)->forward(ids, mask), (*merged)->forward(ids, mask), 1e-4, 1e-4));
 }
 
 TEST(RunJob, ClassificationReportsAccuracyAndSavesTheHead) {

@@ -40,7 +40,8 @@ inline void WriteEndingLabels(const fs::path& path, int records, int seed) {
   std::ofstream out(path);
   for (int i = 0; i < records; ++i) {
     std::string s;
-    for (int j = 0; j < 10; ++j) s.push_back(static_cast<char>('a' + (seed * 13 + i * 7 + j * 3) % 20));
+    for (int j = 0; j < 10; ++j)
+      s.push_back(static_cast<char>('a' + (seed * 13 + i * 7 + j * 3) % 20));
     const int label = (i + seed) % 2;
     s += label ? " x" : " o";
     out << nlohmann::json{{"text", s}, {"label", label}}.dump() << "\n";

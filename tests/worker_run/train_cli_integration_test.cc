@@ -33,8 +33,10 @@ const std::string kWorker = std::string(PEFTD_BINARY_DIR) + "/worker/peftd-worke
 pid_t Spawn(const std::vector<std::string>& args, const fs::path& log_prefix) {
   const pid_t pid = fork();
   if (pid == 0) {
-    const int out = open((log_prefix.string() + ".stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int err = open((log_prefix.string() + ".stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int out =
+        open((log_prefix.string() + ".stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err =
+        open((log_prefix.string() + ".stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(out, 1);
     dup2(err, 2);
     std::vector<char*> argv;
@@ -192,8 +194,8 @@ TEST_F(TrainCli, LoraWritesLogAndPeftAdapter) {
 }
 
 TEST_F(TrainCli, GatedLoraReportsSparsityAndTau) {
-  const fs::path job = WriteJob(
-      "lora_s", {{"token_gate", {{"enabled", true}, {"s", 1e-3}, {"lambda", 1e-4}}}});
+  const fs::path job =
+      WriteJob("lora_s", {{"token_gate", {{"enabled", true}, {"s", 1e-3}, {"lambda", 1e-4}}}});
   const fs::path out = *dir_ / "lora_s-out";
   std::string err;
   ASSERT_EQ(Run({"train", job.string(), "--out", out.string()}, *dir_ / "lora_s", &err), 0) << err;
@@ -299,11 +301,11 @@ TEST_F(TrainCli, EvalDumpsTheLogitsOfTheAdaptedModel) {
   const fs::path ids = *dir_ / "ids.json";
   testing::WriteFile(ids, "[[1, 2, 3, 4, 5, 6, 7], [9, 8, 7], [100, 200, 300, 400, 500]]");
   const fs::path dump = *dir_ / "logits.safetensors";
-  ASSERT_EQ(Run({"eval", "--model", (*dir_ / "tiny").string(), "--adapter",
-                 (out / "adapter").string(), "--inputs", ids.string(), "--dump-logits",
-                 dump.string(), "--loss"},
-                *dir_ / "eval", &err),
-            0)
+  ASSERT_EQ(
+      Run({"eval", "--model", (*dir_ / "tiny").string(), "--adapter", (out / "adapter").string(),
+           "--inputs", ids.string(), "--dump-logits", dump.string(), "--loss"},
+          *dir_ / "eval", &err),
+      0)
       << err;
   EXPECT_NE(err.find("loss "), std::string::npos) << err;
   auto dumped = adapters::LoadTensors(dump.string());
@@ -322,8 +324,8 @@ TEST_F(TrainCli, EvalDumpsTheLogitsOfTheAdaptedModel) {
   ASSERT_TRUE(peft.ok()) << peft.status();
   torch::NoGradGuard no_grad;
   (*model)->eval();
-  const std::vector<std::vector<int64_t>> rows = {{1, 2, 3, 4, 5, 6, 7}, {9, 8, 7},
-                                                  {100, 200, 300, 400, 500}};
+  const std::vector<std::vector<int64_t>> rows = {
+      {1, 2, 3, 4, 5, 6, 7}, {9, 8, 7}, {100, 200, 300, 400, 500}};
   for (size_t b = 0; b < rows.size(); ++b) {
     const int64_t t = static_cast<int64_t>(rows[b].size());
     torch::Tensor x = torch::tensor(rows[b], torch::kLong).view({1, t});
@@ -357,14 +359,14 @@ TEST_F(TrainCli, BadJobFilesNameTheField) {
   const fs::path typo = *dir_ / "typo.json";
   testing::WriteFile(typo, R"({"base_model": "tiny", "method": "LORA", "lerning_rate": 0.1,
                               "training_dataset_id": "train.jsonl"})");
-  EXPECT_EQ(Run({"train", typo.string(), "--out", (*dir_ / "typo-out").string()}, *dir_ / "typo",
-                &err),
-            1);
+  EXPECT_EQ(
+      Run({"train", typo.string(), "--out", (*dir_ / "typo-out").string()}, *dir_ / "typo", &err),
+      1);
   EXPECT_NE(err.find("lerning_rate"), std::string::npos) << err;
 
   const fs::path bad_r = WriteJob("bad_r", {{"lora", {{"r", 0}, {"alpha", -1}}}});
-  EXPECT_EQ(Run({"train", bad_r.string(), "--out", (*dir_ / "bad_r-out").string()},
-                *dir_ / "bad_r", &err),
+  EXPECT_EQ(Run({"train", bad_r.string(), "--out", (*dir_ / "bad_r-out").string()}, *dir_ / "bad_r",
+                &err),
             1);
   EXPECT_NE(err.find("lora.alpha"), std::string::npos) << err;
 

@@ -172,8 +172,8 @@ absl::StatusOr<LoadedDataset> LoadDataset(const std::string& path, const Tokeniz
   if (!errs.empty() && !options.skip_bad_lines) {
     std::vector<std::string> parts;
     for (const auto& e : errs)
-      parts.push_back(absl::StrCat("line ", e.line, e.field.empty() ? "" : " field \"" + e.field + "\"",
-                                   ": ", e.reason));
+      parts.push_back(absl::StrCat(
+          "line ", e.line, e.field.empty() ? "" : " field \"" + e.field + "\"", ": ", e.reason));
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": ", errs.size(), " bad lines: ", absl::StrJoin(parts, "; ")));
   }

@@ -261,7 +261,8 @@ absl::Status Trainer::SaveCheckpoint(int64_t step, bool even_if_cancelled) {
                             {"evals_without_improvement", evals_without_improvement_},
                             {"data_position", train_->Position()}};
   file.metadata["trainer"] = trainer.dump();
-  if (Cancelled() && !even_if_cancelled) return absl::CancelledError("cancelled while checkpointing");
+  if (Cancelled() && !even_if_cancelled)
+    return absl::CancelledError("cancelled while checkpointing");
   RETURN_IF_ERROR(WriteTensorFile((tmp_dir / "checkpoint.safetensors").string(), file));
   fs::remove_all(final_dir, ec);
   fs::rename(tmp_dir, final_dir, ec);
