@@ -63,7 +63,7 @@ std::string Slurp(const fs::path& p) {
 }
 
 // Runs to the end; returns the exit code, with stderr in `err`.
-int Run(const std::vector<std::string>& args, const fs::path& log_prefix, std::string* err) {
+int RunWorker(const std::vector<std::string>& args, const fs::path& log_prefix, std::string* err) {
   const int rc = WaitExit(Spawn(args, log_prefix));
   if (err) *err = Slurp(log_prefix.string() + ".stderr") + Slurp(log_prefix.string() + ".stdout");
   return rc;
@@ -99,7 +99,8 @@ class TrainCli : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new fs::path(FreshDir("train_cli"));
     std::string err;
-    ASSERT_EQ(Run({"make-tiny-model", (*dir_ / "tiny").string()}, *dir_ / "make", &err), 0) << err;
+    ASSERT_EQ(RunWorker({"make-tiny-model", (*dir_ / "tiny").string()}, *dir_ / "make", &err), 0)
+        << err;
     testing::WriteAlphabetText(*dir_ / "train.jsonl", 48, 1);
     testing::WriteAlphabetText(*dir_ / "valid.jsonl", 16, 2);
     testing::WriteEndingLabels(*dir_ / "cls_train.jsonl", 64, 1);
@@ -136,7 +137,8 @@ TEST_F(TrainCli, LoraWritesLogAndPeftAdapter) {
   const fs::path job = WriteJob("lora");
   const fs::path out = *dir_ / "lora-out";
   std::string err;
-  ASSERT_EQ(Run({"train", job.string(), "--out", out.string()}, *dir_ / "lora", &err), 0) << err;
+  ASSERT_EQ(RunWorker({"train", job.string(), "--out", out.string()}, *dir_ / "lora", &err), 0)
+      << err;
   EXPECT_NE(err.find("adapter: " + (out / "adapter").string()), std::string::npos) << err;
   EXPECT_NE(err.find("step 40/40"), std::string::npos) << err;  // the progress line
 
@@ -189,7 +191,8 @@ TEST_F(TrainCli, LoraWritesLogAndPeftAdapter) {
   EXPECT_TRUE(fs::exists(out / "job.json"));
 
   // Training into the same folder again without --resume is refused, naming the way out.
-  ASSERT_EQ(Run({"train", job.string(), "--out", out.string()}, *dir_ / "lora_again", &err), 1);
+  ASSERT_EQ(RunWorker({"train", job.string(), "--out", out.string()}, *dir_ / "lora_again", &err),
+            1);
   EXPECT_NE(err.find("--resume"), std::string::npos) << err;
 }
 
@@ -198,7 +201,8 @@ TEST_F(TrainCli, GatedLoraReportsSparsityAndTau) {
       WriteJob("lora_s", {{"token_gate", {{"enabled", true}, {"s", 1e-3}, {"lambda", 1e-4}}}});
   const fs::path out = *dir_ / "lora_s-out";
   std::string err;
-  ASSERT_EQ(Run({"train", job.string(), "--out", out.string()}, *dir_ / "lora_s", &err), 0) << err;
+  ASSERT_EQ(RunWorker({"train", job.string(), "--out", out.string()}, *dir_ / "lora_s", &err), 0)
+      << err;
   EXPECT_NE(err.find("sparsity"), std::string::npos) << err;
   const auto log = ReadLog(out / "train_log.jsonl");
   for (const auto& s : OfType(log, "step")) {
@@ -225,12 +229,14 @@ TEST_F(TrainCli, GatedLoraReportsSparsityAndTau) {
 // one page: the run blocks on its log until the test reads it, so it cannot get far past the
 // checkpoint (nor finish) before the kill, however fast the machine.
 TEST_F(TrainCli, KillAfterCheckpointThenResumeReproducesTheLosses) {
-  const json extra = {{"max_steps", 40}, {"eval_interval_steps", 0}, {"checkpoint_interval_steps", 4}};
+  const json extra = {
+      {"max_steps", 40}, {"eval_interval_steps", 0}, {"checkpoint_interval_steps", 4}};
   const fs::path job = WriteJob("resume", extra);
   std::string err;
   // Uninterrupted reference.
   const fs::path ref = *dir_ / "resume-ref";
-  ASSERT_EQ(Run({"train", job.string(), "--out", ref.string()}, *dir_ / "ref", &err), 0) << err;
+  ASSERT_EQ(RunWorker({"train", job.string(), "--out", ref.string()}, *dir_ / "ref", &err), 0)
+      << err;
   const auto ref_losses = StepLosses(ReadLog(ref / "train_log.jsonl"));
   ASSERT_EQ(ref_losses.size(), 40u);
 
@@ -270,9 +276,9 @@ TEST_F(TrainCli, KillAfterCheckpointThenResumeReproducesTheLosses) {
   ASSERT_FALSE(before_kill.empty());
   for (const auto& [step, loss] : before_kill) EXPECT_EQ(loss, ref_losses.at(step)) << step;
 
-  ASSERT_EQ(Run({"train", job.string(), "--out", out.string(), "--resume", "--json-log",
-                 (*dir_ / "resumed.jsonl").string()},
-                *dir_ / "resumed", &err),
+  ASSERT_EQ(RunWorker({"train", job.string(), "--out", out.string(), "--resume", "--json-log",
+                       (*dir_ / "resumed.jsonl").string()},
+                      *dir_ / "resumed", &err),
             0)
       << err;
   const auto resumed_log = ReadLog(*dir_ / "resumed.jsonl");
@@ -296,16 +302,16 @@ TEST_F(TrainCli, EvalDumpsTheLogitsOfTheAdaptedModel) {
   const fs::path job = WriteJob("for_eval", {{"max_steps", 6}, {"eval_interval_steps", 0}});
   const fs::path out = *dir_ / "for_eval-out";
   std::string err;
-  ASSERT_EQ(Run({"train", job.string(), "--out", out.string()}, *dir_ / "for_eval", &err), 0)
+  ASSERT_EQ(RunWorker({"train", job.string(), "--out", out.string()}, *dir_ / "for_eval", &err), 0)
       << err;
   const fs::path ids = *dir_ / "ids.json";
   testing::WriteFile(ids, "[[1, 2, 3, 4, 5, 6, 7], [9, 8, 7], [100, 200, 300, 400, 500]]");
   const fs::path dump = *dir_ / "logits.safetensors";
-  ASSERT_EQ(
-      Run({"eval", "--model", (*dir_ / "tiny").string(), "--adapter", (out / "adapter").string(),
-           "--inputs", ids.string(), "--dump-logits", dump.string(), "--loss"},
-          *dir_ / "eval", &err),
-      0)
+  ASSERT_EQ(RunWorker({"eval", "--model", (*dir_ / "tiny").string(), "--adapter",
+                       (out / "adapter").string(), "--inputs", ids.string(), "--dump-logits",
+                       dump.string(), "--loss"},
+                      *dir_ / "eval", &err),
+            0)
       << err;
   EXPECT_NE(err.find("loss "), std::string::npos) << err;
   auto dumped = adapters::LoadTensors(dump.string());
@@ -344,7 +350,8 @@ TEST_F(TrainCli, ClassificationReportsAccuracy) {
                                         {"eval_interval_steps", 8}});
   const fs::path out = *dir_ / "cls-out";
   std::string err;
-  ASSERT_EQ(Run({"train", job.string(), "--out", out.string()}, *dir_ / "cls", &err), 0) << err;
+  ASSERT_EQ(RunWorker({"train", job.string(), "--out", out.string()}, *dir_ / "cls", &err), 0)
+      << err;
   EXPECT_NE(err.find("accuracy"), std::string::npos) << err;
   const auto log = ReadLog(out / "train_log.jsonl");
   const auto evals = OfType(log, "eval");
@@ -359,22 +366,22 @@ TEST_F(TrainCli, BadJobFilesNameTheField) {
   const fs::path typo = *dir_ / "typo.json";
   testing::WriteFile(typo, R"({"base_model": "tiny", "method": "LORA", "lerning_rate": 0.1,
                               "training_dataset_id": "train.jsonl"})");
-  EXPECT_EQ(
-      Run({"train", typo.string(), "--out", (*dir_ / "typo-out").string()}, *dir_ / "typo", &err),
-      1);
+  EXPECT_EQ(RunWorker({"train", typo.string(), "--out", (*dir_ / "typo-out").string()},
+                      *dir_ / "typo", &err),
+            1);
   EXPECT_NE(err.find("lerning_rate"), std::string::npos) << err;
 
   const fs::path bad_r = WriteJob("bad_r", {{"lora", {{"r", 0}, {"alpha", -1}}}});
-  EXPECT_EQ(Run({"train", bad_r.string(), "--out", (*dir_ / "bad_r-out").string()}, *dir_ / "bad_r",
-                &err),
+  EXPECT_EQ(RunWorker({"train", bad_r.string(), "--out", (*dir_ / "bad_r-out").string()},
+                      *dir_ / "bad_r", &err),
             1);
   EXPECT_NE(err.find("lora.alpha"), std::string::npos) << err;
 
   const fs::path bad_line = *dir_ / "bad_line.jsonl";
   testing::WriteFile(bad_line, "{\"text\": \"abcdef\"}\nnot json\n");
   const fs::path bad_data = WriteJob("bad_data", {{"training_dataset_id", "bad_line.jsonl"}});
-  EXPECT_EQ(Run({"train", bad_data.string(), "--out", (*dir_ / "bad_data-out").string()},
-                *dir_ / "bad_data", &err),
+  EXPECT_EQ(RunWorker({"train", bad_data.string(), "--out", (*dir_ / "bad_data-out").string()},
+                      *dir_ / "bad_data", &err),
             1);
   EXPECT_NE(err.find("line 2"), std::string::npos) << err;
 }
