@@ -106,7 +106,10 @@ class TrainCli : public ::testing::Test {
     testing::WriteEndingLabels(*dir_ / "cls_train.jsonl", 64, 1);
     testing::WriteEndingLabels(*dir_ / "cls_valid.jsonl", 32, 2);
   }
-  static void TearDownTestSuite() { delete dir_; }
+  static void TearDownTestSuite() {
+    fs::remove_all(*dir_);
+    delete dir_;
+  }
 
   // A LoRA job on q, v and down_proj; `extra` is merged over it.
   static fs::path WriteJob(const std::string& name, const json& extra = json::object()) {
