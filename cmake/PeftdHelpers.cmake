@@ -15,16 +15,18 @@ function(peftd_library name)
 endfunction()
 
 # One precompiled <torch/torch.h> shared by every LibTorch target (it dominates their compile time).
+# GCC refuses a PCH built with other macros, and -pthread defines _REENTRANT: gRPC, protobuf and
+# RE2 hand -pthread to whatever links them, so every LibTorch target (and the PCH) takes it.
 function(peftd_use_torch_pch target)
   if(NOT TARGET peftd_torch_pch)
     add_library(peftd_torch_pch STATIC ${PROJECT_SOURCE_DIR}/cmake/torch_pch.cc)
     target_link_libraries(peftd_torch_pch PUBLIC ${TORCH_LIBRARIES})
-    target_compile_options(peftd_torch_pch PRIVATE -Wall -Wextra -Wno-unused-parameter)
+    target_compile_options(peftd_torch_pch PRIVATE -Wall -Wextra -Wno-unused-parameter -pthread)
     target_precompile_headers(peftd_torch_pch PRIVATE <torch/torch.h>)
   endif()
   target_link_libraries(${target} PUBLIC ${TORCH_LIBRARIES})
   target_precompile_headers(${target} REUSE_FROM peftd_torch_pch)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter -pthread)
 endfunction()
 
 # peftd_test(NAME SOURCES ... DEPS ... LABELS unit|integration|slow [TORCH] [TIMEOUT s])

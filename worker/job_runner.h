@@ -32,6 +32,18 @@ struct JobOutputs {
   v1::DatasetStats validation_stats;
   int64_t trainable_parameters = 0;
   int64_t total_parameters = 0;
+  // How the run went (the standalone `train` command prints them).
+  int64_t steps = 0;  // optimizer steps done, those before a resume included
+  int64_t total_steps = 0;
+  int64_t tokens_seen = 0;
+  std::optional<int64_t> resumed_from_step;
+  double final_train_loss = 0;
+  std::optional<double> initial_eval_loss;  // before the first step (not after a resume)
+  std::optional<double> final_eval_loss;
+  std::optional<double> final_eval_accuracy;  // SEQ_CLS
+  double final_gate_sparsity = 0;             // on the validation set, gated runs
+  bool stopped_early = false;
+  double train_seconds = 0;  // this process's training time
 };
 
 // Runs a job; returns CANCELLED when `cancelled` was set. Errors carry the canonical code that

@@ -1,34 +1,146 @@
-// peftd-worker: the training process. Subcommands:
-//   make-tiny-model DIR [--shards N] [--bf16]   write the deterministic tiny LLaMA-shaped HF folder
-//   demo [--dir DIR] [--steps N] [--json]       train the tiny model with every method and gate
-#include <CLI/CLI.hpp>
+// peftd-worker: the training process. Every flag and its default is here.
+//   peftd-worker --server ADDR [--token T | --token-file F] [--worker-id ID] [--cache-dir D]
+//                [--model-root D] [--slots N]          pull jobs from a peftd server
+//   train JOB.json [--model-root D] [--out DIR] [--resume] [--json-log FILE] [--print-every N]
+//                                                      run one job with no server
+//   eval --model DIR [--adapter DIR] --inputs IDS.json [--dump-logits OUT] [--loss]
+//                                                      logits of a model + adapter
+//   make-tiny-model DIR [--shards N] [--bf16]          write the deterministic tiny LLaMA folder
+//   demo [--dir DIR] [--steps N] [--json]              train the tiny model with every method
 #include <torch/torch.h>
+#include <unistd.h>
 
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "worker/demo_run.h"
+#include "worker/eval_command.h"
+#include "worker/lease_loop.h"
+#include "worker/model/hf_loader.h"
 #include "worker/model/tiny_model.h"
+#include "worker/run_job.h"
+#include "worker/signal_watch.h"
+#include "worker/train_command.h"
+
+namespace {
+
+constexpr int kExitCancelled = 130;
+
+int RunDemoCommand(const std::string& dir, int64_t steps, int threads, bool json_out) {
+  auto rows = peftd::worker::RunDemo(dir, steps, threads);
+  if (!rows.ok()) {
+    std::cerr << "peftd-worker demo: " << rows.status().message() << "\n";
+    return 1;
+  }
+  if (json_out) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& r : *rows) {
+      j.push_back({{"variant", r.variant},
+                   {"initial_eval_loss", r.initial_eval_loss},
+                   {"final_eval_loss", r.final_eval_loss},
+                   {"trainable_parameters", r.trainable_parameters},
+                   {"trainable_percent", r.trainable_percent},
+                   {"gate_sparsity", r.gate_sparsity},
+                   {"tokens_per_second", r.tokens_per_second},
+                   {"adapter_dir", r.adapter_dir}});
+    }
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << absl::StrFormat("%-10s %10s %10s %12s %9s %9s %10s\n", "method", "eval@0",
+                               "eval@end", "trainable", "percent", "sparsity", "tokens/s");
+  for (const auto& r : *rows) {
+    std::cout << absl::StrFormat(
+        "%-10s %10.4f %10.4f %12d %8.2f%% %9s %10.0f\n", r.variant, r.initial_eval_loss,
+        r.final_eval_loss, r.trainable_parameters, r.trainable_percent,
+        r.gate_sparsity >= 0 ? absl::StrFormat("%.3f", r.gate_sparsity) : "-", r.tokens_per_second);
+  }
+  std::cout << "adapters (HF PEFT layout) in " << dir << "/adapters/\n";
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"peftd-worker: trains parameter-efficient adapters with LibTorch"};
-  app.require_subcommand(1);
+  CLI::App app{
+      "peftd-worker: trains parameter-efficient adapters with LibTorch.\n"
+      "With --server it pulls jobs from a peftd scheduler; the subcommands work without one."};
+  app.require_subcommand(0, 1);
+
+  peftd::worker::LeaseLoopOptions lease;
+  std::string token_file;
+  app.add_option("--server", lease.server, "peftd address (host:port) to pull jobs from");
+  auto* token = app.add_option("--token", lease.auth_token, "bearer token the server expects");
+  app.add_option("--token-file", token_file, "file holding the bearer token")
+      ->check(CLI::ExistingFile)
+      ->excludes(token);
+  app.add_option("--worker-id", lease.worker_id, "stable worker id (default: hostname-pid)");
+  app.add_option("--cache-dir", lease.cache_dir, "datasets and job scratch folders")
+      ->capture_default_str();
+  lease.model_root = "./peftd-data/models";
+  app.add_option("--model-root", lease.model_root, "folder the jobs' base_model names resolve in")
+      ->capture_default_str();
+  app.add_option("--slots", lease.slots, "jobs run at once")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+
+  peftd::worker::TrainCommandOptions train;
+  auto* train_cmd = app.add_subcommand("train", "run one job file with no server");
+  train_cmd->add_option("job", train.job_file, "job file: a JobSpec in protobuf JSON")
+      ->required()
+      ->check(CLI::ExistingFile);
+  train_cmd->add_option("--model-root", train.model_root,
+                        "resolve base_model as a name under this folder (default: a path "
+                        "relative to the job file)");
+  train_cmd->add_option("--out", train.out_dir,
+                        "output folder: checkpoints, adapter, log (default ./<job>-out)");
+  train_cmd->add_flag("--resume", train.resume, "continue from the newest checkpoint in --out");
+  train_cmd->add_option("--json-log", train.json_log,
+                        "JSON-lines log (default <out>/train_log.jsonl; '-' for none)");
+  train_cmd
+      ->add_option("--print-every", train.print_every,
+                   "progress line every N steps when stderr is not a terminal (default 10)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+
+  peftd::worker::EvalCommandOptions eval;
+  auto* eval_cmd = app.add_subcommand("eval", "logits of a model with an adapter applied");
+  eval_cmd->add_option("--model", eval.model_dir, "HF model folder")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  eval_cmd->add_option("--adapter", eval.adapter_dir, "adapter folder to apply")
+      ->check(CLI::ExistingDirectory);
+  eval_cmd->add_option("--inputs", eval.inputs_file, "ids.json: [[token ids...], ...]")
+      ->required()
+      ->check(CLI::ExistingFile);
+  eval_cmd->add_option("--dump-logits", eval.dump_logits,
+                       "write logits and attention_mask to this .safetensors file");
+  eval_cmd->add_flag("--loss", eval.print_loss, "print the mean next-token loss");
+  eval_cmd->add_option("--threads", eval.threads, "CPU threads (default: all cores)")
+      ->check(CLI::Range(1, 1024));
 
   std::string tiny_dir;
   int shards = 1;
   bool bf16 = false;
-  auto* tiny = app.add_subcommand("make-tiny-model", "write the deterministic tiny LLaMA-shaped HF model folder");
+  auto* tiny = app.add_subcommand("make-tiny-model",
+                                  "write the deterministic tiny LLaMA-shaped HF model folder");
   tiny->add_option("dir", tiny_dir, "output folder")->required();
-  tiny->add_option("--shards", shards, "number of safetensors shards (1 = model.safetensors)")->check(CLI::Range(1, 64));
+  tiny->add_option("--shards", shards, "number of safetensors shards (1 = model.safetensors)")
+      ->check(CLI::Range(1, 64));
   tiny->add_flag("--bf16", bf16, "store the weights as BF16");
 
   std::string demo_dir = "./peftd-demo";
   int64_t steps = 60;
   int threads = static_cast<int>(std::thread::hardware_concurrency());
   bool json_out = false;
-  auto* demo = app.add_subcommand("demo", "train the tiny model with every method, with and without the token gate");
+  auto* demo = app.add_subcommand(
+      "demo", "train the tiny model with every method, with and without the token gate");
   demo->add_option("--dir", demo_dir, "working folder (model, adapters)");
   demo->add_option("--steps", steps, "optimizer steps per run")->check(CLI::Range(2, 100000));
   demo->add_option("--threads", threads, "CPU threads")->check(CLI::Range(1, 1024));
@@ -45,30 +157,40 @@ int main(int argc, char** argv) {
     std::cout << "wrote " << tiny_dir << "\n";
     return 0;
   }
-  auto rows = peftd::worker::RunDemo(demo_dir, steps, threads);
-  if (!rows.ok()) {
-    std::cerr << "peftd-worker demo: " << rows.status().message() << "\n";
-    return 1;
+  if (*demo) return RunDemoCommand(demo_dir, steps, threads, json_out);
+  if (*eval_cmd) return peftd::worker::RunEvalCommand(eval);
+
+  // Long runs: SIGINT / SIGTERM stop them cleanly. Blocked before any LibTorch or gRPC thread
+  // exists, so that only the watcher receives them.
+  peftd::worker::BlockTerminationSignals();
+  if (*train_cmd) {
+    std::atomic<bool> cancelled{false};
+    peftd::worker::SignalWatcher watcher([&](int, int count) {
+      if (count > 1) _exit(kExitCancelled);
+      cancelled = true;
+      const char msg[] = "\nstopping after this step (a checkpoint is kept); again to quit now\n";
+      (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+    });
+    return peftd::worker::RunTrainCommand(train, &cancelled);
   }
-  if (json_out) {
-    nlohmann::json j = nlohmann::json::array();
-    for (const auto& r : *rows) {
-      j.push_back({{"variant", r.variant}, {"initial_eval_loss", r.initial_eval_loss},
-                   {"final_eval_loss", r.final_eval_loss}, {"trainable_parameters", r.trainable_parameters},
-                   {"trainable_percent", r.trainable_percent}, {"gate_sparsity", r.gate_sparsity},
-                   {"tokens_per_second", r.tokens_per_second}, {"adapter_dir", r.adapter_dir}});
-    }
-    std::cout << j.dump(2) << "\n";
-    return 0;
+  if (app.count("--server") == 0) {
+    std::cerr << app.help() << "\npeftd-worker: give --server ADDR or a subcommand\n";
+    return 2;
   }
-  std::cout << absl::StrFormat("%-10s %10s %10s %12s %9s %9s %10s\n", "method", "eval@0", "eval@end", "trainable",
-                               "percent", "sparsity", "tokens/s");
-  for (const auto& r : *rows) {
-    std::cout << absl::StrFormat("%-10s %10.4f %10.4f %12d %8.2f%% %9s %10.0f\n", r.variant, r.initial_eval_loss,
-                                 r.final_eval_loss, r.trainable_parameters, r.trainable_percent,
-                                 r.gate_sparsity >= 0 ? absl::StrFormat("%.3f", r.gate_sparsity) : "-",
-                                 r.tokens_per_second);
+  if (!token_file.empty()) {
+    std::ifstream in(token_file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    lease.auth_token = std::string(absl::StripAsciiWhitespace(ss.str()));
   }
-  std::cout << "adapters (HF PEFT layout) in " << demo_dir << "/adapters/\n";
+  lease.device = peftd::model::DefaultDevice().str();
+  peftd::worker::LeaseLoop loop(lease, peftd::worker::MakeJobRunner());
+  peftd::worker::SignalWatcher watcher([&](int, int count) {
+    if (count > 1) _exit(kExitCancelled);
+    loop.Stop();
+  });
+  std::cerr << "peftd-worker: pulling jobs from " << lease.server << " (model root "
+            << lease.model_root << ", " << lease.slots << " slot(s), " << lease.device << ")\n";
+  loop.Run();
   return 0;
 }

@@ -46,7 +46,10 @@ absl::Status LoadWeights(LlamaImpl& model, const safetensors::ShardedFiles& file
   for (const auto& name : files.names()) {
     if (used.count(name)) continue;
     if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;
-    if (name == "lm_head.weight" && model.config().tie_word_embeddings) continue;
+    if (name == "lm_head.weight" &&
+        (model.config().tie_word_embeddings || model.config().sequence_classification)) {
+      continue;
+    }
     unexpected.push_back(name);
   }
   if (!unexpected.empty()) {
@@ -60,6 +63,15 @@ absl::Status LoadWeights(LlamaImpl& model, const safetensors::ShardedFiles& file
 
 absl::StatusOr<Llama> LoadLlama(const std::string& model_dir, const LoadOptions& options) {
   ASSIGN_OR_RETURN(ModelConfig config, ReadModelConfig(model_dir));
+  if (options.num_labels > 0) {
+    config.sequence_classification = true;
+    config.num_labels = options.num_labels;
+    if (config.id2label.size() != static_cast<size_t>(options.num_labels)) config.id2label.clear();
+    const size_t pos = config.architecture.find("ForCausalLM");
+    if (pos != std::string::npos) {
+      config.architecture.replace(pos, 11, "ForSequenceClassification");
+    }
+  }
   Llama model(config);
   ASSIGN_OR_RETURN(safetensors::ShardedFiles files, safetensors::ShardedFiles::OpenDir(model_dir));
   RETURN_IF_ERROR(Annotate(LoadWeights(*model, files, options.seed), model_dir));

@@ -18,6 +18,10 @@ struct LoadOptions {
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;
   uint64_t seed = 42;  // initialises a classification head the checkpoint lacks
+  // > 0: build a sequence-classification model with this many classes whatever config.json says
+  // (a causal-LM checkpoint's lm_head is then ignored and `score` initialised, as HF's
+  // AutoModelForSequenceClassification does).
+  int64_t num_labels = 0;
 };
 
 // cuda:0 when LibTorch sees a GPU, else the CPU.

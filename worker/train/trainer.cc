@@ -79,9 +79,17 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
   auto window_start = Clock::now();
   int64_t last_batch_size = 0;
 
+  int64_t saved_step = steps_at_start;  // newest step with a checkpoint on disk
+  auto cancelled_here = [&](const std::string& where) -> absl::Status {
+    if (options_.checkpoint_on_cancel && !options_.checkpoint_dir.empty() && step_ > saved_step) {
+      RETURN_IF_ERROR(SaveCheckpoint(step_, /*even_if_cancelled=*/true));
+    }
+    return absl::CancelledError(absl::StrCat("cancelled ", where, "at step ", step_));
+  };
+
   try {
     while (step_ < options_.total_steps) {
-      if (Cancelled()) return absl::CancelledError(absl::StrCat("cancelled at step ", step_));
+      if (Cancelled()) return cancelled_here("");
       const double lr = LearningRate(options_.lr, step_);
 
       std::vector<Batch> micro;
@@ -97,7 +105,11 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
       const double denom = static_cast<double>(std::max<int64_t>(targets, 1));
       double step_loss_sum = 0;
       for (size_t i = 0; i < micro.size(); ++i) {
-        if (Cancelled()) return absl::CancelledError(absl::StrCat("cancelled at step ", step_));
+        // With checkpoint_on_cancel the step runs to its end: the data position of a half step
+        // cannot be checkpointed.
+        if (Cancelled() && !options_.checkpoint_on_cancel) {
+          return absl::CancelledError(absl::StrCat("cancelled at step ", step_));
+        }
         last_batch_size = micro[i].input_ids.size(0);
         LossOutput out = model_->Forward(micro[i]);
         torch::Tensor loss = out.loss_sum / denom;
@@ -153,7 +165,9 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
           eval_ &&
           ((options_.eval_interval_steps > 0 && step_ % options_.eval_interval_steps == 0) || last);
       if (eval_now) {
-        ASSIGN_OR_RETURN(EvalMetrics em, Evaluate(step_));
+        absl::StatusOr<EvalMetrics> evaluated = Evaluate(step_);
+        if (absl::IsCancelled(evaluated.status())) return cancelled_here("during evaluation ");
+        ASSIGN_OR_RETURN(EvalMetrics em, std::move(evaluated));
         result.final_eval_loss = em.loss;
         if (em.accuracy >= 0) result.final_eval_accuracy = em.accuracy;
         result.final_gate_sparsity = em.gate_sparsity;
@@ -174,6 +188,7 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
       if (options_.checkpoint_interval_steps > 0 && !options_.checkpoint_dir.empty() &&
           step_ % options_.checkpoint_interval_steps == 0 && !last) {
         RETURN_IF_ERROR(SaveCheckpoint(step_));
+        saved_step = step_;
       }
     }
   } catch (const c10::Error& e) {
@@ -218,7 +233,7 @@ absl::StatusOr<EvalMetrics> Trainer::Evaluate(int64_t step) {
   return metrics;
 }
 
-absl::Status Trainer::SaveCheckpoint(int64_t step) {
+absl::Status Trainer::SaveCheckpoint(int64_t step, bool even_if_cancelled) {
   if (sink_) sink_->OnPhase(Phase::kCheckpointing);
   const fs::path root(options_.checkpoint_dir);
   const fs::path final_dir = root / StepDirName(step);
@@ -246,7 +261,8 @@ absl::Status Trainer::SaveCheckpoint(int64_t step) {
                             {"evals_without_improvement", evals_without_improvement_},
                             {"data_position", train_->Position()}};
   file.metadata["trainer"] = trainer.dump();
-  if (Cancelled()) return absl::CancelledError("cancelled while checkpointing");
+  if (Cancelled() && !even_if_cancelled)
+    return absl::CancelledError("cancelled while checkpointing");
   RETURN_IF_ERROR(WriteTensorFile((tmp_dir / "checkpoint.safetensors").string(), file));
   fs::remove_all(final_dir, ec);
   fs::rename(tmp_dir, final_dir, ec);

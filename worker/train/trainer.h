@@ -69,6 +69,10 @@ struct TrainerOptions {
   uint64_t seed = 42;
   // Report to the sink every N steps (the window's metrics are averaged).
   int64_t log_every_steps = 1;
+  // When the cancel flag is seen, finish the step under way and checkpoint it before returning
+  // CANCELLED (the standalone `train` command: Ctrl-C keeps the work for --resume). Off: return
+  // at the next micro-batch.
+  bool checkpoint_on_cancel = false;
 };
 
 struct TrainResult {
@@ -97,7 +101,7 @@ class Trainer {
   absl::StatusOr<EvalMetrics> Evaluate(int64_t step);
 
  private:
-  absl::Status SaveCheckpoint(int64_t step);
+  absl::Status SaveCheckpoint(int64_t step, bool even_if_cancelled = false);
   absl::Status LoadCheckpoint(const std::string& dir);
   bool Cancelled() const { return cancelled_ && cancelled_->load(std::memory_order_relaxed); }
   void Log(LogLevel level, const std::string& message);
