@@ -1,24 +1,52 @@
 #!/usr/bin/env bash
 # Installs exactly the Debian 12 packages peftd needs. Idempotent: when nothing is missing it only
 # asks dpkg and returns in well under a second.
+#
+#   scripts/install-deps.sh                      every group (a developer machine, CI)
+#   scripts/install-deps.sh --groups build,torch,libs   what building the binaries needs (the
+#                                                Docker build stage; Dockerfile.cuda leaves out
+#                                                torch, it brings its own CUDA LibTorch)
 set -euo pipefail
 
-PACKAGES=(
-  # toolchain
-  build-essential cmake ninja-build pkg-config ccache git clang-14 libclang-rt-14-dev clang-format
-  # LibTorch (CPU) and a real BLAS: without libopenblas0-openmp LibTorch falls back to the
-  # reference BLAS, ~13x slower on a 512x512 matmul.
-  libtorch-dev libopenblas0-openmp
-  # a malloc that keeps its memory: glibc's re-faults every page of a 100M model each step
-  libjemalloc-dev
-  # RPC and storage
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev
-  libsqlitecpp-dev libsqlite3-dev prometheus-cpp-dev
-  # parsing, tokenizers, CLI, logging
-  nlohmann-json3-dev libre2-dev libsentencepiece-dev libcli11-dev libspdlog-dev
-  # tests and benchmarks
-  libgtest-dev libgmock-dev googletest libbenchmark-dev prometheus python3-torch python3-numpy
-)
+declare -A GROUP
+# toolchain for building the binaries
+GROUP[build]="build-essential cmake ninja-build pkg-config ccache git"
+# LibTorch (CPU) and a real BLAS: without libopenblas0-openmp LibTorch falls back to the
+# reference BLAS, ~13x slower on a 512x512 matmul.
+GROUP[torch]="libtorch-dev libopenblas0-openmp"
+# RPC and storage; parsing, tokenizers (ICU: NFC normalizers), CLI, logging; a malloc that keeps its memory (glibc's
+# re-faults every page of a 100M model each step)
+GROUP[libs]="libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  libssl-dev libsqlitecpp-dev libsqlite3-dev prometheus-cpp-dev
+  nlohmann-json3-dev libre2-dev libsentencepiece-dev libicu-dev libcli11-dev libspdlog-dev
+  libjemalloc-dev"
+# developer tools: fuzzing (clang + libFuzzer runtime) and formatting
+GROUP[dev]="clang-14 libclang-rt-14-dev clang-format"
+# tests and benchmarks (prometheus ships promtool; openssl makes test certificates; python3-yaml
+# parses the deploy manifests)
+GROUP[tests]="libgtest-dev libgmock-dev googletest libbenchmark-dev prometheus openssl python3-torch
+  python3-numpy python3-yaml"
+ALL_GROUPS="build torch libs dev tests"
+
+groups="$ALL_GROUPS"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --groups) groups="${2//,/ }"; shift 2 ;;
+    --groups=*) groups="${1#--groups=}"; groups="${groups//,/ }"; shift ;;
+    *) echo "install-deps: unknown argument '$1' (usage: install-deps.sh [--groups ${ALL_GROUPS// /,}])" >&2
+       exit 2 ;;
+  esac
+done
+
+PACKAGES=()
+for g in $groups; do
+  if [ -z "${GROUP[$g]+set}" ]; then
+    echo "install-deps: unknown group '$g' (known: $ALL_GROUPS)" >&2
+    exit 2
+  fi
+  # shellcheck disable=SC2206  # word splitting of the group's list is the point
+  PACKAGES+=(${GROUP[$g]})
+done
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the small seed inputs of the fuzz targets into fuzz/seeds/ (run once; outputs committed)."""
+"""Writes the small seed inputs of the fuzz targets into fuzz/seeds/ (run once; outputs committed).
+
+Every seed is made here from scratch (no third-party files)."""
 import json
 import os
 import struct
@@ -83,3 +85,132 @@ os.makedirs(d, exist_ok=True)
 for name, data in seeds.items():
     with open(os.path.join(d, name), "wb") as f:
         f.write(data)
+
+
+# fuzz_tokenizer_json: small tokenizer.json files covering every supported component.
+def byte_char(b):
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    if b in printable:
+        return chr(b)
+    return chr(256 + [x for x in range(256) if x not in printable].index(b))
+
+
+def byte_level_vocab(words):
+    vocab = {byte_char(b): b for b in range(256)}
+    merges = []
+    for w in words:
+        syms = [byte_char(b) for b in w.encode()]
+        while len(syms) > 1:
+            a, b = syms[0], syms[1]
+            if a + b not in vocab:
+                vocab[a + b] = len(vocab)
+                merges.append([a, b])
+            syms = [a + b] + syms[2:]
+    return vocab, merges
+
+
+def added(i, content, **kw):
+    t = {"id": i, "content": content, "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": False, "special": True}
+    t.update(kw)
+    return t
+
+
+bl_vocab, bl_merges = byte_level_vocab([" the", " world", "Hello", " it", "'s", " 123", "ing"])
+n = len(bl_vocab)
+llama3_regex = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+byte_level_decoder = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+tok_seeds = {
+    "gpt2_style": {
+        "version": "1.0", "added_tokens": [added(n, "<|endoftext|>", lstrip=True, rstrip=True,
+                                                 single_word=True, normalized=True)],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+        "post_processor": {"type": "ByteLevel"},
+        "decoder": byte_level_decoder,
+        "model": {"type": "BPE", "unk_token": None, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": bl_vocab, "merges": [" ".join(m) for m in bl_merges]},
+    },
+    "llama3_style": {
+        "version": "1.0", "added_tokens": [added(n, "<|begin_of_text|>"), added(n + 1, "<|eot_id|>")],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": llama3_regex}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]},
+        "post_processor": {"type": "TemplateProcessing",
+                           "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                                      {"Sequence": {"id": "A", "type_id": 0}}],
+                           "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [n]}}},
+        "decoder": byte_level_decoder,
+        "model": {"type": "BPE", "ignore_merges": True, "vocab": bl_vocab, "merges": bl_merges},
+    },
+    "qwen2_style": {
+        "added_tokens": [added(n, "<|im_start|>"), added(n + 1, "<|im_end|>")],
+        "normalizer": {"type": "NFC"},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": llama3_regex.replace(r"\p{N}{1,3}", r"\p{N}")},
+             "behavior": "Isolated", "invert": False},
+            {"type": "Digits", "individual_digits": True},
+            {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]},
+        "decoder": {"type": "ByteLevel"},
+        "model": {"type": "BPE", "vocab": bl_vocab, "merges": bl_merges},
+    },
+}
+
+sp = "\u2581"
+sp_vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+for b in range(256):
+    sp_vocab["<0x%02X>" % b] = len(sp_vocab)
+sp_merges = []
+for w in [sp + "Hello", sp + "world", sp + "it", "'s", sp + "end"]:
+    cur = w[0]
+    sp_vocab.setdefault(cur, len(sp_vocab))
+    for ch in w[1:]:
+        sp_vocab.setdefault(ch, len(sp_vocab))
+        if cur + ch not in sp_vocab:
+            sp_vocab[cur + ch] = len(sp_vocab)
+            sp_merges.append(cur + " " + ch)
+        cur += ch
+sp_decoder = {"type": "Sequence", "decoders": [
+    {"type": "Replace", "pattern": {"String": sp}, "content": " "}, {"type": "ByteFallback"},
+    {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
+sp_model = {"type": "BPE", "unk_token": "<unk>", "fuse_unk": True, "byte_fallback": True,
+            "vocab": sp_vocab, "merges": sp_merges}
+tok_seeds["llama2_legacy"] = {
+    "added_tokens": [added(0, "<unk>"), added(1, "<s>"), added(2, "</s>")],
+    "normalizer": {"type": "Sequence", "normalizers": [
+        {"type": "Prepend", "prepend": sp},
+        {"type": "Replace", "pattern": {"String": " "}, "content": sp}]},
+    "pre_tokenizer": None,
+    "post_processor": {"type": "TemplateProcessing",
+                       "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                                  {"Sequence": {"id": "A", "type_id": 0}}],
+                       "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+    "decoder": sp_decoder,
+    "model": sp_model,
+}
+tok_seeds["metaspace_first"] = {
+    "added_tokens": [added(1, "<s>"), added(2, "</s>", lstrip=True)],
+    "normalizer": {"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "Strip"},
+                                                       {"type": "Replace", "pattern": {"Regex": r"\s+"},
+                                                        "content": " "}]},
+    "pre_tokenizer": {"type": "Metaspace", "replacement": sp, "prepend_scheme": "first", "split": False},
+    "decoder": {"type": "Metaspace", "replacement": sp, "prepend_scheme": "first", "split": False},
+    "model": sp_model,
+}
+tok_seeds["split_behaviours"] = {
+    "normalizer": {"type": "Lowercase"},
+    "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithNext", "invert": False},
+        {"type": "Split", "pattern": {"Regex": r"\d+"}, "behavior": "Contiguous", "invert": True},
+        {"type": "Split", "pattern": {"String": "l"}, "behavior": "MergedWithPrevious"},
+        {"type": "Split", "pattern": {"Regex": r"!"}, "behavior": "Removed"}]},
+    "model": {"type": "BPE", "vocab": sp_vocab, "merges": [m.split(" ") for m in sp_merges],
+              "byte_fallback": True},
+}
+d = os.path.join(root, "fuzz_tokenizer_json")
+os.makedirs(d, exist_ok=True)
+for name, tok in tok_seeds.items():
+    with open(os.path.join(d, name + ".json"), "w", encoding="utf-8") as f:
+        json.dump(tok, f, ensure_ascii=False)

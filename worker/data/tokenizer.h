@@ -32,9 +32,11 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
 
   // Ids of `text` without BOS/EOS (HF `add_special_tokens=False`). Added and special tokens
-  // written in the text (e.g. "<|im_start|>") are recognised as single ids.
+  // written in the text (e.g. "<|im_start|>") are recognised as single ids. Never fails: bytes
+  // that are not valid UTF-8 are encoded as bytes where the model can (byte-level, byte fallback).
   virtual std::vector<int64_t> Encode(std::string_view text) const = 0;
-  // Text of `ids`; special tokens are dropped when `skip_special` is set.
+  // Text of `ids` (valid UTF-8; undecodable bytes become U+FFFD as in HF); special tokens are
+  // dropped when `skip_special` is set, ids outside the vocabulary are skipped.
   virtual std::string Decode(const std::vector<int64_t>& ids, bool skip_special = false) const = 0;
   // Size of the id space (the largest id + 1, added tokens included).
   virtual int64_t VocabSize() const = 0;
@@ -44,8 +46,10 @@ class Tokenizer {
 };
 
 // Loads the tokenizer of a Hugging Face model folder: tokenizer.json when present, else
-// tokenizer.model (SentencePiece); tokenizer_config.json, when present, sets the special tokens.
-// Errors name the file and the field that is wrong.
+// tokenizer.model (SentencePiece); tokenizer_config.json, when present, sets the special tokens
+// (bos/eos/pad_token as strings or {"content": ...}, add_bos_token, add_eos_token). Without it,
+// or for flags it leaves out, tokenizer.json's post_processor decides (a TemplateProcessing that
+// starts with a special token adds BOS). Errors name the file and the field that is wrong.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& model_dir);
 
 }  // namespace peftd::data

@@ -1,0 +1,262 @@
+// Flags, defaults, environment fallbacks and validation of `peftd`.
+#include "server/options.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+namespace peftd::server {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+class OptionsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // The developer's shell may export some; the tests must not depend on it.
+    for (const char* v :
+         {"PEFTD_LISTEN", "PEFTD_METRICS_LISTEN", "PEFTD_DATA_DIR", "PEFTD_MODEL_ROOT",
+          "PEFTD_LOCAL_WORKERS", "PEFTD_WORKER_BINARY", "PEFTD_GPUS", "PEFTD_AUTH_TOKEN",
+          "PEFTD_AUTH_TOKEN_FILE", "PEFTD_TLS_CERT", "PEFTD_TLS_KEY", "PEFTD_TLS_CLIENT_CA",
+          "PEFTD_EXAMPLES_DIR", "PEFTD_LOG_LEVEL"}) {
+      unsetenv(v);
+    }
+    dir_ = fs::temp_directory_path() /
+           ("peftd_options_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    unsetenv("PEFTD_LISTEN");
+    unsetenv("PEFTD_AUTH_TOKEN");
+    fs::remove_all(dir_);
+  }
+
+  absl::StatusOr<ServerOptions> Parse(std::vector<std::string> args) {
+    args.insert(args.begin(), "peftd");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    return ParseServerOptions(static_cast<int>(args.size()), argv.data());
+  }
+
+  std::string WriteFile(const std::string& name, const std::string& content, mode_t mode) {
+    const std::string path = (dir_ / name).string();
+    std::ofstream(path) << content;
+    ::chmod(path.c_str(), mode);
+    return path;
+  }
+
+  // The status of parsing `args`, which must fail, mentioning `flag`.
+  void ExpectRefused(std::vector<std::string> args, const std::string& flag) {
+    auto o = Parse(args);
+    ASSERT_FALSE(o.ok()) << "accepted: " << args[0];
+    EXPECT_THAT(std::string(o.status().message()), HasSubstr(flag)) << o.status();
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(OptionsTest, DefaultsAreTheDocumentedOnes) {
+  auto o = Parse({"--gpus", "none"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->listen, "127.0.0.1:50051");
+  EXPECT_EQ(o->metrics_listen, "127.0.0.1:9464");
+  EXPECT_EQ(o->data_dir, "./peftd-data");
+  EXPECT_EQ(o->model_root, "./peftd-data/models");
+  EXPECT_EQ(o->local_workers, 1);
+  EXPECT_EQ(o->heartbeat_interval, absl::Seconds(2));
+  EXPECT_EQ(o->lease_timeout, absl::Seconds(6));
+  EXPECT_EQ(o->restart_grace, absl::Seconds(30));
+  EXPECT_EQ(o->max_dataset_bytes, int64_t{1} << 30);
+  EXPECT_EQ(o->max_message_bytes, int64_t{16} << 20);
+  EXPECT_EQ(o->log_level, "info");
+  EXPECT_TRUE(o->auth_token.empty());
+  EXPECT_TRUE(o->exit_message.empty());
+  // Next to the running executable (this test binary here).
+  EXPECT_EQ(o->worker_binary, ExecutableDir() + "/peftd-worker");
+  EXPECT_FALSE(ExecutableDir().empty());
+}
+
+TEST_F(OptionsTest, HelpListsEveryFlagWithItsDefault) {
+  auto o = Parse({"--help"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  const std::string& help = o->exit_message;
+  for (const char* flag : {"--listen",
+                           "--metrics-listen",
+                           "--port-file",
+                           "--data-dir",
+                           "--model-root",
+                           "--examples-dir",
+                           "--max-dataset-bytes",
+                           "--max-message-bytes",
+                           "--local-workers",
+                           "--worker-binary",
+                           "--worker-arg",
+                           "--gpus",
+                           "--heartbeat-interval",
+                           "--lease-timeout",
+                           "--restart-grace",
+                           "--shutdown-grace",
+                           "--auth-token",
+                           "--auth-token-file",
+                           "--tls-cert",
+                           "--tls-key",
+                           "--tls-client-ca",
+                           "--log-level",
+                           "--version"}) {
+    EXPECT_THAT(help, HasSubstr(flag));
+  }
+  for (const char* value : {"127.0.0.1:50051", "127.0.0.1:9464", "./peftd-data", "1GiB", "16MiB",
+                            "2s", "6s", "30s", "info", "auto", "PEFTD_AUTH_TOKEN"}) {
+    EXPECT_THAT(help, HasSubstr(value));
+  }
+}
+
+TEST_F(OptionsTest, VersionIsPrinted) {
+  auto o = Parse({"--version"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_THAT(o->exit_message, HasSubstr("peftd "));
+}
+
+TEST_F(OptionsTest, FlagsOverrideDefaultsAndDeriveTheModelRoot) {
+  auto o = Parse({"--listen",
+                  "127.0.0.1:0",
+                  "--metrics-listen",
+                  "off",
+                  "--data-dir",
+                  "/srv/p",
+                  "--local-workers",
+                  "3",
+                  "--worker-binary",
+                  "/opt/w",
+                  "--worker-arg=--threads=2",
+                  "--worker-arg",
+                  "-v",
+                  "--gpus",
+                  "0, 2",
+                  "--heartbeat-interval",
+                  "500ms",
+                  "--lease-timeout",
+                  "2s",
+                  "--max-dataset-bytes",
+                  "10MiB",
+                  "--log-level",
+                  "DEBUG",
+                  "--port-file",
+                  "/tmp/p"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->listen, "127.0.0.1:0");
+  EXPECT_EQ(o->metrics_listen, "");
+  EXPECT_EQ(o->model_root, "/srv/p/models");
+  EXPECT_EQ(o->local_workers, 3);
+  EXPECT_EQ(o->worker_binary, "/opt/w");
+  EXPECT_EQ(o->worker_args, (std::vector<std::string>{"--threads=2", "-v"}));
+  EXPECT_EQ(o->gpus, (std::vector<std::string>{"0", "2"}));
+  EXPECT_FALSE(o->hide_gpus);
+  EXPECT_EQ(o->heartbeat_interval, absl::Milliseconds(500));
+  EXPECT_EQ(o->max_dataset_bytes, 10 << 20);
+  EXPECT_EQ(o->log_level, "debug");
+  EXPECT_EQ(o->port_file, "/tmp/p");
+
+  auto explicit_root = Parse({"--data-dir", "/a", "--model-root", "/b"});
+  ASSERT_TRUE(explicit_root.ok());
+  EXPECT_EQ(explicit_root->model_root, "/b");
+}
+
+TEST_F(OptionsTest, GpusNoneHidesEveryGpu) {
+  auto o = Parse({"--gpus", "none"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_TRUE(o->hide_gpus);
+  EXPECT_TRUE(o->gpus.empty());
+}
+
+TEST_F(OptionsTest, EnvironmentIsAFallbackAndFlagsWin) {
+  setenv("PEFTD_LISTEN", "127.0.0.1:7000", 1);
+  setenv("PEFTD_AUTH_TOKEN", "from-env", 1);
+  auto o = Parse({});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->listen, "127.0.0.1:7000");
+  EXPECT_EQ(o->auth_token, "from-env");
+  auto f = Parse({"--listen", "127.0.0.1:7001"});
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->listen, "127.0.0.1:7001");
+}
+
+TEST_F(OptionsTest, TokenFileWinsOverTheTokenFlag) {
+  const std::string path = WriteFile("token", "  s3cret\n", 0600);
+  auto o = Parse({"--auth-token", "flag-token", "--auth-token-file", path});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->auth_token, "s3cret");
+  EXPECT_EQ(o->auth_token_file, path);
+}
+
+TEST_F(OptionsTest, WorldReadableTokenFileIsRefusedWithTheFix) {
+  const std::string path = WriteFile("token", "s3cret\n", 0644);
+  auto o = Parse({"--auth-token-file", path});
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(o.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(o.status().message()), HasSubstr("--auth-token-file"));
+  EXPECT_THAT(std::string(o.status().message()), HasSubstr("chmod 600"));
+}
+
+TEST_F(OptionsTest, EmptyOrMissingTokenFileIsRefused) {
+  ExpectRefused({"--auth-token-file", WriteFile("empty", "\n", 0600)}, "is empty");
+  ExpectRefused({"--auth-token-file", (dir_ / "nope").string()}, "--auth-token-file");
+  ExpectRefused({"--auth-token-file", WriteFile("two", "a\nb\n", 0600)}, "more than one line");
+}
+
+TEST_F(OptionsTest, InvalidValuesNameTheFlag) {
+  ExpectRefused({"--local-workers", "-1"}, "--local-workers");
+  ExpectRefused({"--local-workers", "many"}, "--local-workers");
+  ExpectRefused({"--listen", "localhost"}, "--listen");
+  ExpectRefused({"--listen", "127.0.0.1:70000"}, "--listen");
+  ExpectRefused({"--metrics-listen", "9464x"}, "--metrics-listen");
+  ExpectRefused({"--heartbeat-interval", "soon"}, "--heartbeat-interval");
+  ExpectRefused({"--heartbeat-interval", "0s"}, "--heartbeat-interval");
+  ExpectRefused({"--lease-timeout", "1s"}, "--lease-timeout");
+  ExpectRefused({"--restart-grace", "-3s"}, "--restart-grace");
+  ExpectRefused({"--max-message-bytes", "1KiB"}, "--max-message-bytes");
+  ExpectRefused({"--max-dataset-bytes", "lots"}, "--max-dataset-bytes");
+  ExpectRefused({"--max-dataset-bytes", "0"}, "--max-dataset-bytes");
+  ExpectRefused({"--log-level", "loud"}, "--log-level");
+  ExpectRefused({"--tls-cert", "/c.pem"}, "--tls-key");
+  ExpectRefused({"--tls-key", "/k.pem"}, "--tls-cert");
+  ExpectRefused({"--tls-client-ca", "/ca.pem"}, "--tls-client-ca");
+  ExpectRefused({"--gpus", "0,,1"}, "--gpus");
+  ExpectRefused({"--examples-dir", (dir_ / "none").string()}, "--examples-dir");
+  ExpectRefused({"--no-such-flag"}, "--no-such-flag");
+  ExpectRefused({"--auth-token", "has space"}, "--auth-token");
+}
+
+TEST_F(OptionsTest, ExplicitExamplesDirIsKept) {
+  auto o = Parse({"--examples-dir", dir_.string()});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->examples_dir, dir_.string());
+}
+
+TEST(ParseByteSize, UnitsAreBinary) {
+  EXPECT_EQ(*ParseByteSize("1000"), 1000);
+  EXPECT_EQ(*ParseByteSize("512KiB"), 512 << 10);
+  EXPECT_EQ(*ParseByteSize("16MiB"), 16 << 20);
+  EXPECT_EQ(*ParseByteSize("16mb"), 16 << 20);
+  EXPECT_EQ(*ParseByteSize("1G"), int64_t{1} << 30);
+  EXPECT_EQ(*ParseByteSize(" 2 GiB "), int64_t{2} << 30);
+  EXPECT_FALSE(ParseByteSize("").ok());
+  EXPECT_FALSE(ParseByteSize("GiB").ok());
+  EXPECT_FALSE(ParseByteSize("1.5GiB").ok());
+  EXPECT_FALSE(ParseByteSize("3 parsecs").ok());
+  EXPECT_FALSE(ParseByteSize("99999999999TiB").ok());
+}
+
+}  // namespace
+}  // namespace peftd::server

@@ -1,0 +1,119 @@
+// LoadTokenizer: which file of a model folder is the tokenizer, and how tokenizer_config.json
+// overrides the special tokens the tokenizer file declares.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "nlohmann/json.hpp"
+#include "worker/data/sentencepiece_tokenizer.h"
+#include "worker/data/tokenizer.h"
+#include "worker/data/tokenizer_json.h"
+
+namespace peftd::data {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+absl::StatusOr<std::string> ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path.string(), ": cannot be read"));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path.string(), ": read error"));
+  return ss.str();
+}
+
+absl::Status ConfigError(const std::string& field, const std::string& message) {
+  return absl::InvalidArgumentError(absl::StrCat("tokenizer_config.json: ", field, " ", message));
+}
+
+// A special-token field of tokenizer_config.json: "<s>", {"content": "<s>", ...}, or null.
+// Sets *id (-1 for null) when the field is present.
+absl::Status SpecialField(const json& config, const char* key, const Tokenizer& tokenizer,
+                          int64_t* id) {
+  auto it = config.find(key);
+  if (it == config.end()) return absl::OkStatus();
+  const json& v = *it;
+  if (v.is_null()) {
+    *id = -1;
+    return absl::OkStatus();
+  }
+  std::string content;
+  if (v.is_string()) {
+    content = v.get<std::string>();
+  } else if (v.is_object() && v.contains("content") && v["content"].is_string()) {
+    content = v["content"].get<std::string>();
+  } else {
+    return ConfigError(key, "must be a token string or {\"content\": \"...\"}");
+  }
+  const std::optional<int64_t> found = tokenizer.TokenToId(content);
+  if (!found) {
+    return ConfigError(key, absl::StrCat("\"", content,
+                                         "\" is not a token of the tokenizer; fix the name or "
+                                         "use the tokenizer files of the same model"));
+  }
+  *id = *found;
+  return absl::OkStatus();
+}
+
+absl::Status BoolConfig(const json& config, const char* key, bool* value) {
+  auto it = config.find(key);
+  if (it == config.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_boolean()) return ConfigError(key, "must be true or false");
+  *value = it->get<bool>();
+  return absl::OkStatus();
+}
+
+absl::Status ApplyConfig(const std::string& text, TokenizerBase* tokenizer) {
+  json config;
+  try {
+    config = json::parse(text);
+  } catch (const json::parse_error& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer_config.json: not valid JSON at byte ", e.byte));
+  }
+  if (!config.is_object()) return ConfigError("(top level)", "must be an object");
+  SpecialTokens* s = tokenizer->mutable_special();
+  RETURN_IF_ERROR(SpecialField(config, "bos_token", *tokenizer, &s->bos_id));
+  RETURN_IF_ERROR(SpecialField(config, "eos_token", *tokenizer, &s->eos_id));
+  RETURN_IF_ERROR(SpecialField(config, "pad_token", *tokenizer, &s->pad_id));
+  RETURN_IF_ERROR(BoolConfig(config, "add_bos_token", &s->add_bos));
+  RETURN_IF_ERROR(BoolConfig(config, "add_eos_token", &s->add_eos));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& model_dir) {
+  const fs::path dir(model_dir);
+  std::unique_ptr<TokenizerBase> tokenizer;
+  std::error_code ec;
+  if (fs::exists(dir / "tokenizer.json", ec)) {
+    ASSIGN_OR_RETURN(const std::string text, ReadFile(dir / "tokenizer.json"));
+    auto parsed = TokenizerFromJson(text);
+    if (!parsed.ok()) return Annotate(parsed.status(), model_dir);
+    tokenizer = std::move(*parsed);
+  } else if (fs::exists(dir / "tokenizer.model", ec)) {
+    ASSIGN_OR_RETURN(tokenizer, LoadSentencePieceTokenizer((dir / "tokenizer.model").string()));
+  } else {
+    return absl::NotFoundError(
+        absl::StrCat(model_dir,
+                     ": has neither tokenizer.json nor tokenizer.model; copy the tokenizer "
+                     "files of the model into the folder"));
+  }
+  if (fs::exists(dir / "tokenizer_config.json", ec)) {
+    ASSIGN_OR_RETURN(const std::string text, ReadFile(dir / "tokenizer_config.json"));
+    const absl::Status applied = ApplyConfig(text, tokenizer.get());
+    if (!applied.ok()) return Annotate(applied, model_dir);
+  }
+  SpecialTokens* s = tokenizer->mutable_special();
+  if (s->pad_id < 0) s->pad_id = s->eos_id;
+  s->add_bos = s->add_bos && s->bos_id >= 0;
+  s->add_eos = s->add_eos && s->eos_id >= 0;
+  return std::unique_ptr<Tokenizer>(std::move(tokenizer));
+}
+
+}  // namespace peftd::data
