@@ -247,13 +247,18 @@ std::optional<LineError> ParseAs(json& obj, Format format, const RecordOptions& 
 }
 
 // "syntax error while parsing value - invalid literal; last read: 'tru'" out of nlohmann's
-// "[json.exception.parse_error.101] parse error at line 1, column 4: syntax error ...".
+// "[json.exception.parse_error.101] parse error at line 1, column 4: syntax error ...", and
+// "number overflow parsing '1e999'" out of "[json.exception.out_of_range.406] number ...".
 std::string ParserMessage(const char* what) {
   std::string_view w(what);
-  size_t at = w.find("parse error");
+  const size_t at = w.find("parse error");
   if (at != std::string_view::npos) {
-    size_t colon = w.find(": ", at);
+    const size_t colon = w.find(": ", at);
     if (colon != std::string_view::npos) return std::string(w.substr(colon + 2));
+  }
+  if (!w.empty() && w[0] == '[') {
+    const size_t close = w.find("] ");
+    if (close != std::string_view::npos) return std::string(w.substr(close + 2));
   }
   return std::string(w);
 }
@@ -329,6 +334,8 @@ std::optional<LineError> ParseLine(std::string_view line, Format expected, int64
   } catch (const json::parse_error& e) {
     return Error("",
                  absl::StrCat("invalid JSON at column ", e.byte, ": ", ParserMessage(e.what())));
+  } catch (const json::exception& e) {  // e.g. out_of_range: a number too large for a double
+    return Error("", absl::StrCat("invalid JSON: ", ParserMessage(e.what())));
   }
   if (!obj.is_object()) {
     return Error("", absl::StrCat("expected a JSON object, got ", TypeOf(obj)));

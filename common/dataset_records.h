@@ -135,7 +135,6 @@ class RecordValidator {
   ValidationResult result_;
   std::string pending_;               // the current line's bytes so far
   bool pending_too_long_ = false;     // the current line passed max_line_bytes
-  bool at_start_ = true;              // no byte seen yet (for the UTF-8 BOM)
   std::vector<int64_t> empty_lines_;  // empty lines not yet followed by a record
   int64_t format_line_ = 0;           // line of the record that set result_.format
   absl::Status stream_error_;

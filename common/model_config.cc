@@ -36,6 +36,23 @@ absl::Status Get(const json& j, const char* key, T* out, bool required) {
   return absl::OkStatus();
 }
 
+// Integers are read as integers only (nlohmann would truncate 2.5 and overflow on 1e30), within
+// +-2^31 so that no later arithmetic on them can overflow.
+absl::Status Get(const json& j, const char* key, int64_t* out, bool required) {
+  constexpr int64_t kMaxInt = int64_t{1} << 31;
+  if (!j.contains(key) || j[key].is_null()) {
+    return required ? Bad(key, "missing") : absl::OkStatus();
+  }
+  const json& v = j[key];
+  if (!v.is_number_integer()) return Bad(key, "has the wrong type (expected an integer)");
+  if ((v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(kMaxInt)) ||
+      (!v.is_number_unsigned() && (v.get<int64_t>() > kMaxInt || v.get<int64_t>() < -kMaxInt))) {
+    return Bad(key, absl::StrCat(v.dump(), " is out of range"));
+  }
+  *out = v.get<int64_t>();
+  return absl::OkStatus();
+}
+
 // Token ids may be a number or a list (Llama 3 lists several EOS ids): keep the first.
 absl::Status GetTokenId(const json& j, const char* key, int64_t* out) {
   if (!j.contains(key) || j[key].is_null()) return absl::OkStatus();
@@ -104,9 +121,19 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text) {
   RETURN_IF_ERROR(GetTokenId(j, "bos_token_id", &c.bos_token_id));
   RETURN_IF_ERROR(GetTokenId(j, "eos_token_id", &c.eos_token_id));
   RETURN_IF_ERROR(GetTokenId(j, "pad_token_id", &c.pad_token_id));
-  for (const char* f : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                        "num_attention_heads", "num_key_value_heads"}) {
-    if (j.contains(f) && j[f].is_number() && j[f].get<double>() < 1) return Bad(f, "must be >= 1");
+  // Upper bounds far above any real model keep NumParameters() inside int64.
+  const struct {
+    const char* name;
+    int64_t value, max;
+  } dims[] = {{"vocab_size", c.vocab_size, int64_t{1} << 24},
+              {"hidden_size", c.hidden_size, int64_t{1} << 17},
+              {"intermediate_size", c.intermediate_size, int64_t{1} << 20},
+              {"num_hidden_layers", c.num_hidden_layers, int64_t{1} << 12},
+              {"num_attention_heads", c.num_attention_heads, int64_t{1} << 12},
+              {"num_key_value_heads", c.num_key_value_heads, int64_t{1} << 12}};
+  for (const auto& d : dims) {
+    if (d.value < 1) return Bad(d.name, "must be >= 1");
+    if (d.value > d.max) return Bad(d.name, absl::StrCat(d.value, " is over the limit of ", d.max));
   }
   if (c.num_attention_heads % c.num_key_value_heads != 0) {
     return Bad("num_key_value_heads",
@@ -115,14 +142,20 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text) {
   }
   c.head_dim = c.hidden_size / c.num_attention_heads;
   RETURN_IF_ERROR(Get(j, "head_dim", &c.head_dim, false));
-  if (c.head_dim < 2 || c.head_dim % 2 != 0)
-    return Bad("head_dim", "must be even and >= 2 (RoPE rotates pairs)");
+  if (c.head_dim < 2 || c.head_dim % 2 != 0 || c.head_dim > (int64_t{1} << 12))
+    return Bad("head_dim", "must be even, >= 2 (RoPE rotates pairs) and <= 4096");
   if (!j.contains("head_dim") && c.hidden_size % c.num_attention_heads != 0) {
     return Bad("num_attention_heads", "does not divide hidden_size");
   }
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     const json& rs = j["rope_scaling"];
-    std::string type = rs.value("rope_type", rs.value("type", std::string()));
+    if (!rs.is_object()) return Bad("rope_scaling", "must be an object");
+    std::string type;
+    for (const char* key : {"type", "rope_type"}) {  // rope_type wins when both are given
+      if (!rs.contains(key)) continue;
+      if (!rs[key].is_string()) return Bad("rope_scaling", absl::StrCat(key, " must be a string"));
+      type = rs[key].get<std::string>();
+    }
     if (type == "llama3") {
       Llama3RopeScaling s;
       RETURN_IF_ERROR(Get(rs, "factor", &s.factor, true));
@@ -148,6 +181,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text) {
       }
     }
     RETURN_IF_ERROR(Get(j, "num_labels", &c.num_labels, false));
+    if (c.num_labels < 1) return Bad("num_labels", "must be >= 1");
   }
   return c;
 }

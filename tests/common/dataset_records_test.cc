@@ -55,6 +55,7 @@ const BadLine kBadLines[] = {
     {"", R"({"text": tru})", "", "invalid JSON at column 13: syntax error"},
     {"", R"({"text": "a"} {"text": "b"})", "", "invalid JSON at column 15"},
     {"", "{\"text\": \"a\xff\"}", "", "ill-formed UTF-8"},
+    {"", R"({"text": "a", "n": 1e999})", "", "invalid JSON: number overflow parsing '1e999'"},
     {"", R"(["text"])", "", "expected a JSON object, got an array"},
     {"", R"("text")", "", "expected a JSON object, got a string"},
     {"", R"({})", "", "no record field: expected \"text\""},

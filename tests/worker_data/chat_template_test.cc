@@ -87,7 +87,7 @@ TEST(ChatTemplate, PlainUsesRoleNamesAndEndsWithEos) {
   EXPECT_EQ(RenderChatText(t, kChat),
             "System: Be brief.\nUser: Hi\nAssistant: Hello!\nUser: 2+2?\nAssistant: 4\n");
   RenderedChat r = t.Render(kChat);
-  EXPECT_EQ(Trainable(r), "[Hello!\n][4\n]");
+  EXPECT_EQ(Trainable(r), "[ Hello!\n][ 4\n]");
   EXPECT_TRUE(r.append_eos);
   EXPECT_TRUE(r.eos_trainable);
   // A conversation that ends with the user: the EOS after it is not the model's to learn.

@@ -123,7 +123,7 @@ TEST(Dataset, MessagesPlainEndsWithATrainableEos) {
                   R"( {"role": "assistant", "content": "A"}]})",
                   options);
   EXPECT_EQ(e.input_ids, Cat({{kBos}, FakeIds("User: U\nAssistant: A\n"), {kEos}}));
-  EXPECT_EQ(e.labels, Cat({{kNo}, Ignored("User: U\nAssistant: "), FakeIds("A\n"), {kEos}}));
+  EXPECT_EQ(e.labels, Cat({{kNo}, Ignored("User: U\nAssistant:"), FakeIds(" A\n"), {kEos}}));
 }
 
 TEST(Dataset, LongRecordsAreTruncatedAndCounted) {
@@ -308,10 +308,9 @@ std::string Gsm8kAsPromptCompletion(int copies = 1) {
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) {
     json q = json::parse(line);
-    lines.push_back(json{
-        {"prompt", "Question: " + q["question"].get<std::string>() + "\nAnswer: "},
-        {"completion",
-         q["answer"]}}.dump());
+    lines.push_back(json{{"prompt", "Question: " + q["question"].get<std::string>() + "\nAnswer:"},
+                         {"completion", " " + q["answer"].get<std::string>()}}
+                        .dump());
   }
   for (int c = 0; c < copies; ++c) {
     for (const auto& l : lines) out += l + "\n";
@@ -434,7 +433,7 @@ TEST(DatasetFixtures, SelfInstructAsMessages) {
         want = want.substr(0, want.find_last_not_of(" \n\t\r") + 1);
         want = want.substr(want.find_first_not_of(" \n\t\r")) + "<|eot_id|>";
       }
-      if (std::string(tmpl) == "plain") want += "\n</s>";
+      if (std::string(tmpl) == "plain") want = " " + want + "\n</s>";
       ASSERT_EQ(tokenizer.Decode(trained), want) << "record " << k;
     }
   }

@@ -69,5 +69,35 @@ TEST(ModelConfig, RefusalsNameTheField) {
       std::string::npos);
 }
 
+// Inputs the config fuzzer (fuzz/fuzz_model_config.cc) reaches: each was undefined behaviour
+// (float-to-int overflow, INT64_MIN % -1, NumParameters() overflow) before it was refused.
+TEST(ModelConfig, RefusesNumbersThatWouldOverflow) {
+  const std::string base =
+      R"("architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 8, "num_hidden_layers": 1)";
+  auto err = [&](const std::string& fields) {
+    auto c = ParseModelConfig("{" + base + ", " + fields + "}");
+    return c.ok() ? std::string("accepted") : std::string(c.status().message());
+  };
+  EXPECT_EQ(err(R"("vocab_size": 1e30, "num_attention_heads": 4)"),
+            "config.json: vocab_size: has the wrong type (expected an integer)");
+  EXPECT_EQ(err(R"("vocab_size": 8, "num_attention_heads": 9223372036854775808,)"
+                R"( "num_key_value_heads": 18446744073709551615)"),
+            "config.json: num_attention_heads: 9223372036854775808 is out of range");
+  EXPECT_EQ(err(R"("vocab_size": 2000000000, "num_attention_heads": 4)"),
+            "config.json: vocab_size: 2000000000 is over the limit of 16777216");
+  EXPECT_EQ(err(R"("vocab_size": 8, "num_attention_heads": 4, "head_dim": 8192)"),
+            "config.json: head_dim: must be even, >= 2 (RoPE rotates pairs) and <= 4096");
+  // These threw out of the parser (a crash of the server listing models).
+  EXPECT_EQ(err(R"("vocab_size": 8, "num_attention_heads": 4, "rope_scaling": 2)"),
+            "config.json: rope_scaling: must be an object");
+  EXPECT_EQ(err(R"("vocab_size": 8, "num_attention_heads": 4, "rope_scaling": {"type": 1})"),
+            "config.json: rope_scaling: type must be a string");
+  auto biggest = ParseModelConfig(R"({"architectures": ["LlamaForCausalLM"], "vocab_size": 16777216,
+      "hidden_size": 131072, "intermediate_size": 1048576, "num_hidden_layers": 4096,
+      "num_attention_heads": 4096, "head_dim": 4096})");
+  ASSERT_TRUE(biggest.ok()) << biggest.status();
+  EXPECT_GT(biggest->NumParameters(), 0);
+}
+
 }  // namespace
 }  // namespace peftd::model

@@ -77,7 +77,10 @@ class Plain : public ChatTemplate {
     RenderedChat out;
     for (const Message& m : messages) {
       const bool trainable = IsAssistant(m);
-      Add(&out, m.role == "system" ? "System: " : trainable ? "Assistant: " : "User: ", false);
+      // The space after "Assistant:" is trained with the answer: byte-level BPE encodes " word"
+      // as one token, which the model has to produce.
+      Add(&out, m.role == "system" ? "System: " : trainable ? "Assistant:" : "User: ", false);
+      if (trainable) Add(&out, " ", true);
       Add(&out, m.content, trainable);
       Add(&out, "\n", trainable);
     }

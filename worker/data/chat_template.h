@@ -13,7 +13,9 @@
 //           (for models without chat tokens, e.g. the built-in tiny model)
 //
 // Trainable: chatml "{content}<|im_end|>" (not the "\n" after it), llama3 "{content}<|eot_id|>",
-// plain "{content}\n" and the final EOS when the last turn is the assistant's.
+// plain " {content}\n" (the space after "Assistant:" included) and the final EOS when the last
+// turn is the assistant's. Segments are cut where tokenizers split anyway (at special tokens, after
+// a newline, before a space), so encoding them one by one usually gives the whole string's ids.
 #ifndef PEFTD_WORKER_DATA_CHAT_TEMPLATE_H_
 #define PEFTD_WORKER_DATA_CHAT_TEMPLATE_H_
 

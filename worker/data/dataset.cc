@@ -36,6 +36,57 @@ void Append(std::vector<int64_t>* to, const std::vector<int64_t>& from) {
   to->insert(to->end(), from.begin(), from.end());
 }
 
+// Appends the ids of the segments' texts encoded as ONE string (what the model sees at inference,
+// and what HF apply_chat_template(tokenize=True) and TRL's prompt+completion give), and labels
+// that keep the ids of trainable segments. A segment's tokens end where the encoding of the text
+// up to its end stops matching the whole encoding, so a token spanning a boundary (a merge, or a
+// SentencePiece word-start mark) goes to the later segment. When encoding each segment alone
+// already gives the whole string's ids (byte-level BPE at these boundaries) that is used, which
+// costs two encodings instead of one per boundary.
+void EncodeSegments(const Tokenizer& tokenizer, const std::vector<ChatSegment>& segments,
+                    std::vector<int64_t>* ids, std::vector<int64_t>* labels) {
+  std::string text;
+  for (const ChatSegment& s : segments) text += s.text;
+  const std::vector<int64_t> whole = tokenizer.Encode(text);
+  const size_t n = segments.size();
+  std::vector<size_t> ends(n, whole.size());  // token end of each segment within `whole`
+  bool exact = false;
+  if (n > 2) {
+    size_t at = 0;
+    exact = true;
+    for (size_t k = 0; k < n && exact; ++k) {
+      const std::vector<int64_t> part = tokenizer.Encode(segments[k].text);
+      exact = at + part.size() <= whole.size() &&
+              std::equal(part.begin(), part.end(), whole.begin() + at);
+      at += part.size();
+      ends[k] = at;
+    }
+    exact = exact && at == whole.size();
+  }
+  if (!exact) {
+    std::string prefix;
+    size_t previous = 0;
+    for (size_t k = 0; k + 1 < n; ++k) {
+      prefix += segments[k].text;
+      const std::vector<int64_t> head = tokenizer.Encode(prefix);
+      const size_t limit = std::min(head.size(), whole.size());
+      size_t common = 0;
+      while (common < limit && head[common] == whole[common]) ++common;
+      ends[k] = std::max(previous, common);
+      previous = ends[k];
+    }
+    ends[n - 1] = whole.size();
+  }
+  size_t begin = 0;
+  for (size_t k = 0; k < n; ++k) {
+    for (size_t t = begin; t < ends[k]; ++t) {
+      labels->push_back(segments[k].trainable ? whole[t] : kIgnore);
+    }
+    begin = ends[k];
+  }
+  Append(ids, whole);
+}
+
 struct Parsed {
   int64_t line;
   Record record;
@@ -138,12 +189,12 @@ absl::StatusOr<Example> RecordTokenizer::Tokenize(const Record& record, bool* tr
       if (eos) ids.push_back(special.eos_id);
       break;  // labels stay empty: every token is a target
     case Format::kPromptCompletion: {
-      if (bos) ids.push_back(special.bos_id);
-      Append(&ids, tokenizer_->Encode(record.prompt));
-      labels.assign(ids.size(), kIgnore);
-      const std::vector<int64_t> completion = tokenizer_->Encode(record.completion);
-      Append(&ids, completion);
-      Append(&labels, completion);
+      if (bos) {
+        ids.push_back(special.bos_id);
+        labels.push_back(kIgnore);
+      }
+      EncodeSegments(*tokenizer_, {{record.prompt, false}, {record.completion, true}}, &ids,
+                     &labels);
       if (eos) {
         ids.push_back(special.eos_id);
         labels.push_back(special.eos_id);
@@ -156,15 +207,7 @@ absl::StatusOr<Example> RecordTokenizer::Tokenize(const Record& record, bool* tr
         ids.push_back(special.bos_id);
         labels.push_back(kIgnore);
       }
-      for (const ChatSegment& segment : chat.segments) {
-        const std::vector<int64_t> t = tokenizer_->Encode(segment.text);
-        Append(&ids, t);
-        if (segment.trainable) {
-          Append(&labels, t);
-        } else {
-          labels.resize(labels.size() + t.size(), kIgnore);
-        }
-      }
+      EncodeSegments(*tokenizer_, chat.segments, &ids, &labels);
       if (chat.append_eos && eos) {
         ids.push_back(special.eos_id);
         labels.push_back(chat.eos_trainable ? special.eos_id : kIgnore);

@@ -7,8 +7,10 @@
 //   messages           the chat template's segments        loss on assistant turns only
 //                      (chat_template.h), [BOS] unless the template writes its own
 // BOS is prepended when tokenizer.special().add_bos; EOS is appended whenever the model has one
-// (so the model learns to stop). Prompt and completion are encoded separately, so the
-// completion's first token never merges with the prompt's last one.
+// (so the model learns to stop). A record's text is encoded as one string, as HF does
+// (apply_chat_template(tokenize=True), TRL for prompt + completion): the ids are those the model
+// sees at inference. The loss starts where the encoding of the prompt alone stops matching; a
+// token that spans the boundary is trained (write "Answer:" + " 42", not "Answer: " + "42").
 // Sequence classification (class_label set, labels empty):
 //   classification       [BOS] text [EOS if add_eos]
 //   classification_pair  [BOS] text [EOS if add_eos] SEP text_pair [EOS if add_eos]
