@@ -310,8 +310,7 @@ absl::StatusOr<LoadedDataset> Assemble(ValidationResult validation, std::vector<
   if (out.examples.empty()) {
     return absl::InvalidArgumentError(
         summary.bad_lines > 0
-            ? absl::StrCat(file, ": no valid records (", summary.bad_lines,
-                           " bad lines skipped): ", DescribeErrors(file, summary, 3))
+            ? absl::StrCat(DescribeErrors(file, summary, 3), " (no valid records left)")
             : DescribeErrors(file, summary));
   }
   return out;
