@@ -44,8 +44,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
   return grpc::SslCredentials(ssl);
 }
 
-grpc::ChannelArguments Arguments(const ChannelOptions& options) {
-  grpc::ChannelArguments args;
+grpc::ChannelArguments Arguments(const ChannelOptions& options, grpc::ChannelArguments args = {}) {
   if (!options.tls_server_name.empty()) {
     args.SetSslTargetNameOverride(options.tls_server_name);
   }
@@ -63,9 +62,14 @@ bool UsesTls(const ChannelOptions& options) {
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannelOrError(const ChannelOptions& options) {
+  return MakeChannelOrError(options, grpc::ChannelArguments());
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannelOrError(const ChannelOptions& options,
+                                                                  grpc::ChannelArguments args) {
   auto creds = Credentials(options);
   if (!creds.ok()) return creds.status();
-  return grpc::CreateCustomChannel(options.address, *creds, Arguments(options));
+  return grpc::CreateCustomChannel(options.address, *creds, Arguments(options, std::move(args)));
 }
 
 std::shared_ptr<grpc::Channel> MakeChannel(const ChannelOptions& options) {

@@ -33,6 +33,10 @@ std::shared_ptr<grpc::Channel> MakeChannel(const ChannelOptions& options);
 // As MakeChannel, but a TLS file that cannot be read (or a cert without its key) is an
 // InvalidArgument naming the file and the option.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannelOrError(const ChannelOptions& options);
+// As above, starting from the caller's channel arguments (e.g. the worker's reconnect backoff);
+// the TLS name override and the message size limits are added to them.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannelOrError(const ChannelOptions& options,
+                                                                  grpc::ChannelArguments args);
 
 // Adds "authorization: Bearer <token>" metadata to `context` when `token` is not empty. Metadata,
 // not call credentials: gRPC C++ refuses call credentials on insecure channels.

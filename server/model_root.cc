@@ -215,7 +215,10 @@ absl::Status EnsureBuiltinModel(const std::string& root, const std::string& work
   const fs::path tmp = fs::path(root) / absl::StrCat(kBuiltinModelName, ".tmp.", ::getpid());
   fs::remove_all(tmp, ec);
   spdlog::info("generating the built-in model {} with {}", target.string(), worker_binary);
-  auto exit = RunAndWait({{worker_binary, "make-tiny-model", tmp.string()}, {}});
+  LaunchSpec make;
+  make.argv = {worker_binary, "make-tiny-model", tmp.string()};
+  make.stdout_to_stderr = true;
+  auto exit = RunAndWait(make);
   if (!exit.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("--worker-binary: ", exit.status().message(),

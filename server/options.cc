@@ -93,6 +93,21 @@ std::string DefaultExamplesDir() {
 
 }  // namespace
 
+std::string DefaultWorkerBinary(const std::string& exe_dir) {
+  if (exe_dir.empty()) return "peftd-worker";
+  // Installed side by side (bin/peftd, bin/peftd-worker), or a build tree (server/peftd,
+  // worker/peftd-worker).
+  for (const std::string& candidate :
+       {exe_dir + "/peftd-worker", exe_dir + "/../worker/peftd-worker"}) {
+    if (::access(candidate.c_str(), X_OK) == 0) {
+      std::error_code ec;
+      const fs::path canonical = fs::weakly_canonical(candidate, ec);
+      return ec ? candidate : canonical.string();
+    }
+  }
+  return exe_dir + "/peftd-worker";  // the error names where it was expected
+}
+
 std::string ExecutableDir() {
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
@@ -190,8 +205,9 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
                  "Prometheus /metrics address (HOST:PORT; \"off\" disables)")
       ->envname("PEFTD_METRICS_LISTEN")
       ->group("Network");
-  app.add_option("--port-file", o.port_file,
-                 "once serving, write \"grpc=HOST:PORT metrics=HOST:PORT\" (the first stdout line) here")
+  app.add_option(
+         "--port-file", o.port_file,
+         "once serving, write \"grpc=HOST:PORT metrics=HOST:PORT\" (the first stdout line) here")
       ->group("Network");
 
   app.add_option("--data-dir", o.data_dir, "database, blobs and worker caches (created 0700)")
@@ -218,7 +234,8 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
       ->group("Workers");
   app.add_option("--worker-binary", o.worker_binary,
                  "worker executable for --local-workers and the built-in model "
-                 "[default: peftd-worker next to peftd]")
+                 "[default: peftd-worker next to peftd, or ../worker/peftd-worker in a build "
+                 "tree]")
       ->envname("PEFTD_WORKER_BINARY")
       ->group("Workers");
   app.add_option("--worker-arg", o.worker_args,
@@ -322,10 +339,7 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
     return FlagError("local-workers", absl::StrCat("must be between 0 and ", kMaxLocalWorkers,
                                                    ", got ", o.local_workers));
   }
-  if (o.worker_binary.empty()) {
-    const std::string dir = ExecutableDir();
-    o.worker_binary = dir.empty() ? "peftd-worker" : dir + "/peftd-worker";
-  }
+  if (o.worker_binary.empty()) o.worker_binary = DefaultWorkerBinary(ExecutableDir());
   const std::string gpus_lower = absl::AsciiStrToLower(absl::StripAsciiWhitespace(gpus));
   if (gpus_lower == "none") {
     o.hide_gpus = true;

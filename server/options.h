@@ -33,7 +33,7 @@ struct ServerOptions {
 
   // --- local workers ---
   int local_workers = 1;                 // peftd-worker children to spawn and supervise
-  std::string worker_binary;             // resolved: peftd-worker next to the running peftd
+  std::string worker_binary;             // resolved: DefaultWorkerBinary(ExecutableDir())
   std::vector<std::string> worker_args;  // appended to every child's command line
   // Resolved GPU list, one entry per device handed out round-robin as CUDA_VISIBLE_DEVICES
   // ("0", "1" or UUIDs). From --gpus, else detected (server/gpu_detect.h); empty = none.
@@ -77,6 +77,11 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
 // Directory of the running executable (/proc/self/exe), "" when unknown.
 std::string ExecutableDir();
+
+// The worker binary for a peftd in `exe_dir`: the first executable of <exe_dir>/peftd-worker
+// (installed side by side) and <exe_dir>/../worker/peftd-worker (the build tree), else
+// <exe_dir>/peftd-worker; "peftd-worker" when exe_dir is empty.
+std::string DefaultWorkerBinary(const std::string& exe_dir);
 
 }  // namespace peftd::server
 

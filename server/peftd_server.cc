@@ -24,6 +24,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// How long open RPCs get to finish on shutdown before they are cancelled.
+constexpr absl::Duration kRpcDrain = absl::Seconds(1);
+
 absl::Status MakePrivateDir(const std::string& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -170,9 +173,17 @@ void PeftdServer::Stop(absl::Duration grace) {
     stopped_ = true;
   }
   stop_cv_.notify_all();
+  if (grpc_server_ != nullptr) {
+    // Load balancers and `peftctl health` see NOT_SERVING while the rest drains.
+    if (auto* health = grpc_server_->GetHealthCheckService()) health->Shutdown();
+  }
   if (scheduler_) scheduler_->Shutdown();  // watch streams end with "resume later"
   if (grpc_server_) {
-    grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    // Unary calls end within milliseconds and watch streams end above; what is still open after
+    // kRpcDrain is a stream whose client sends or reads slowly or not at all (an upload left
+    // half-way, a health Watch). Those are cut (the client sees UNAVAILABLE and retries) instead
+    // of holding the shutdown for the whole grace, which is for the local workers.
+    grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + std::min(grace, kRpcDrain)));
     grpc_server_->Wait();
   }
   if (supervisor_) supervisor_->Stop();

@@ -35,8 +35,9 @@ class PeftdServer {
                                                             const Clock* clock = Clock::Real());
   ~PeftdServer();
 
-  // Stops accepting calls, lets running ones end within `grace` (watch streams are told to
-  // resume later), then stops the worker children and the tick thread. Idempotent.
+  // Stops accepting calls (health turns NOT_SERVING), ends watch streams (told to resume later),
+  // gives the other open calls up to 1 s (never more than `grace`) before cancelling them, then
+  // stops the worker children (SIGKILL after `grace`) and the tick thread. Idempotent.
   void Stop(absl::Duration grace);
   void Stop() { Stop(shutdown_grace_); }
 

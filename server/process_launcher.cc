@@ -106,6 +106,7 @@ class RealLauncher final : public ProcessLauncher {
       sigemptyset(&none);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);
       ::signal(SIGPIPE, SIG_DFL);
+      if (spec.stdout_to_stderr) ::dup2(STDERR_FILENO, STDOUT_FILENO);
       ::execve(argv[0], argv.data(), envp.data());
       const int err = errno;
       (void)!::write(pipefd[1], &err, sizeof(err));

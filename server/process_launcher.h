@@ -29,6 +29,9 @@ struct LaunchSpec {
   std::vector<std::string> argv;  // argv[0] is the executable path (no PATH search)
   // Added to (or replacing in) the parent's environment; std::nullopt removes the variable.
   std::map<std::string, std::optional<std::string>> env;
+  // The child's stdout goes to our stderr: peftd's stdout carries only its machine-readable
+  // "listening" line, which a child writing first would displace.
+  bool stdout_to_stderr = false;
 };
 
 // A started child. Destroying the handle does not stop the process.

@@ -586,6 +586,10 @@ absl::Status Scheduler::LoseLeaseLocked(const std::string& job_id, const std::st
                             v1::JobEvent::ERROR);
   }
   job.set_attempt(attempt + 1);
+  // Steps past the newest checkpoint die with the attempt: the next one resumes there, so the
+  // job's progress (and its progress events) never show a step that no attempt will keep.
+  const v1::Checkpoint* resume = NewestCheckpoint(job);
+  job.mutable_progress()->set_step(resume == nullptr ? 0 : resume->step());
   observer_->JobRemoved(job_id);  // the lost attempt's live series must not linger
   return TransitionLocked(job, v1::QUEUED,
                           absl::StrCat("attempt ", attempt, " lost (", why, "); queued as attempt ",

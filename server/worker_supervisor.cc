@@ -23,6 +23,14 @@ constexpr char kUnset[] = "<unset>";
 constexpr absl::Duration kReapPoll = absl::Milliseconds(10);
 constexpr int kMaxReapPolls = 500;
 
+// True when `args` already sets `flag` ("--flag value" or "--flag=value").
+bool HasFlag(const std::vector<std::string>& args, absl::string_view flag) {
+  for (const std::string& a : args) {
+    if (a == flag || absl::StartsWith(a, absl::StrCat(flag, "="))) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 struct WorkerSupervisor::Child {
@@ -66,6 +74,13 @@ WorkerSupervisorOptions SupervisorOptionsFrom(const ServerOptions& options,
   s.token_file = options.auth_token_file;
   s.auth_token = options.auth_token;
   s.model_root = options.model_root;
+  if (!options.tls_cert.empty()) {
+    s.tls_ca = options.tls_cert;
+    if (!options.tls_client_ca.empty()) {
+      s.tls_cert = options.tls_cert;
+      s.tls_key = options.tls_key;
+    }
+  }
   s.cache_dir = options.data_dir + "/workers";
   s.stop_grace = options.shutdown_grace;
   return s;
@@ -83,11 +98,21 @@ LaunchSpec WorkerSupervisor::SpecFor(int index) const {
   const std::string id = absl::StrCat("local-", index);
   LaunchSpec spec;
   spec.argv = {options_.worker_binary, "--server", options_.server_address, "--worker-id", id};
+  spec.stdout_to_stderr = true;
   const std::string token_file = ChildTokenFile();
   if (!token_file.empty()) {
     spec.argv.insert(spec.argv.end(), {"--token-file", token_file});
   } else if (!options_.auth_token.empty()) {
     spec.env["PEFTD_TOKEN"] = options_.auth_token;
+  }
+  const std::vector<std::string>& extra = options_.extra_args;
+  if (!options_.tls_ca.empty() && !HasFlag(extra, "--tls-ca")) {
+    spec.argv.insert(spec.argv.end(), {"--tls-ca", options_.tls_ca});
+  }
+  if (!options_.tls_cert.empty() && !options_.tls_key.empty() && !HasFlag(extra, "--tls-cert") &&
+      !HasFlag(extra, "--tls-key")) {
+    spec.argv.insert(spec.argv.end(),
+                     {"--tls-cert", options_.tls_cert, "--tls-key", options_.tls_key});
   }
   if (!options_.model_root.empty()) {
     spec.argv.insert(spec.argv.end(), {"--model-root", options_.model_root});
@@ -251,14 +276,16 @@ void WorkerSupervisor::Stop() {
   }
   wake_.notify_all();
   // Joining the monitor thread ends the thread that launched the children, so the kernel sends
-  // them PR_SET_PDEATHSIG's SIGTERM right now; the explicit SIGTERM below covers the rest.
+  // them PR_SET_PDEATHSIG's SIGTERM right now. Without a monitor thread we send it ourselves; never
+  // both: a second SIGTERM tells peftd-worker to quit at once, skipping its orderly stop.
+  const bool kernel_signalled = monitor_.joinable();
   if (monitor_.joinable()) monitor_.join();
 
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<Child*> alive;
   for (auto& c : children_) {
     if (c->process != nullptr) {
-      c->process->Terminate();
+      if (!kernel_signalled) c->process->Terminate();
       alive.push_back(c.get());
     }
   }

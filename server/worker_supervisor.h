@@ -4,7 +4,14 @@
 //
 // Child command line:
 //   <worker_binary> --server <server_address> --worker-id local-<i> [--token-file F]
+//                   [--tls-ca CA [--tls-cert C --tls-key K]]
 //                   [--model-root R] [--cache-dir <cache_dir>/local-<i>] <extra_args...>
+// A TLS server's children dial it over TLS: --tls-ca is the server's own --tls-cert (right for a
+// self-signed certificate) and, when the server requires client certificates, --tls-cert/--tls-key
+// are the server's own pair. A --tls-* flag the operator put in extra_args (--worker-arg) replaces
+// the one the supervisor would add, e.g. --worker-arg=--tls-ca=ca.pem for a CA-signed certificate.
+// Their stdout goes to the server's stderr, with their logs: the server's stdout carries only its
+// machine-readable "listening" line.
 // A token given inline (--auth-token / PEFTD_AUTH_TOKEN) never goes on argv, which every user can
 // read: Start() writes it to <cache_dir>/token (0600) and children get --token-file for it; with
 // no cache_dir it goes in the child's environment as PEFTD_TOKEN (owner-readable only).
@@ -40,7 +47,10 @@ struct WorkerSupervisorOptions {
   std::string token_file;  // passed as --token-file
   std::string auth_token;  // when token_file is empty: <cache_dir>/token, else PEFTD_TOKEN
   std::string model_root;  // passed as --model-root when set
-  std::string cache_dir;   // children get --cache-dir <cache_dir>/local-<i> when set
+  std::string tls_ca;      // passed as --tls-ca when set (unless extra_args has it)
+  std::string tls_cert;    // passed as --tls-cert / --tls-key when both set (ditto)
+  std::string tls_key;
+  std::string cache_dir;  // children get --cache-dir <cache_dir>/local-<i> when set
 
   absl::Duration min_backoff = absl::Seconds(1);    // delay before the first restart
   absl::Duration max_backoff = absl::Seconds(60);   // cap of the doubling delay
@@ -55,7 +65,7 @@ struct WorkerSupervisorOptions {
 };
 
 // The supervisor options for `server_address` from the parsed server flags (cache_dir =
-// <data_dir>/workers, stop_grace = --shutdown-grace).
+// <data_dir>/workers, stop_grace = --shutdown-grace; TLS as described at the top).
 WorkerSupervisorOptions SupervisorOptionsFrom(const ServerOptions& options,
                                               const std::string& server_address);
 

@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
 #include "common/status.h"
 #include "common/status_grpc.h"
+#include "common/status_payload.h"
 #include "common/tar.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -175,12 +177,21 @@ class LeaseLoop::Reporter : public train::ProgressSink {
   ActiveJob* job_;
 };
 
+ChannelOptions ChannelOptionsOf(const LeaseLoopOptions& options) {
+  ChannelOptions c;
+  c.address = options.server;
+  c.token = options.auth_token;
+  c.tls_ca_file = options.tls_ca_file;
+  c.tls_cert_file = options.tls_cert_file;
+  c.tls_key_file = options.tls_key_file;
+  c.tls_server_name = options.tls_server_name;
+  return c;
+}
+
 LeaseLoop::LeaseLoop(LeaseLoopOptions options, JobRunner runner)
     : options_(std::move(options)), runner_(std::move(runner)) {
   if (options_.worker_id.empty()) options_.worker_id = DefaultWorkerId();
-  auto creds = options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials();
   grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
   // Reconnect on our own backoff schedule, not gRPC's (up to 2 minutes by default), so a
   // restarted server sees its workers again within seconds.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
@@ -189,7 +200,10 @@ LeaseLoop::LeaseLoop(LeaseLoopOptions options, JobRunner runner)
               static_cast<int>(absl::ToInt64Milliseconds(options_.min_backoff)));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
               static_cast<int>(absl::ToInt64Milliseconds(options_.max_backoff)));
-  channel_ = grpc::CreateCustomChannel(options_.server, creds, args);
+  const ChannelOptions channel = ChannelOptionsOf(options_);
+  auto made = MakeChannelOrError(channel, args);
+  // Same fallback as MakeChannel: a TLS channel that fails its handshake, never plaintext.
+  channel_ = made.ok() ? *std::move(made) : MakeChannel(channel);
   stub_ = v1::WorkerService::NewStub(channel_);
 }
 
@@ -207,9 +221,36 @@ LeaseLoop::~LeaseLoop() {
 
 void LeaseLoop::SetupContext(grpc::ClientContext* ctx, absl::Duration deadline) const {
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-  if (!options_.auth_token.empty()) {
-    ctx->AddMetadata("authorization", "Bearer " + options_.auth_token);
+  AddAuth(ctx, options_.auth_token);
+}
+
+void LeaseLoop::ReportConnectionError(const grpc::Status& st) {
+  // Once per distinct error, not once per retry: a worker that cannot connect (server down, TLS,
+  // token) says why without flooding its log.
+  const bool refused = st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+                       st.error_code() == grpc::StatusCode::PERMISSION_DENIED;
+  const std::string what = absl::StrCat(refused ? "refused by " : "cannot reach ", options_.server,
+                                        ": ", st.error_message());
+  if (what == last_connection_error_) return;
+  last_connection_error_ = what;
+  std::cerr << "peftd-worker: " << what;
+  switch (st.error_code()) {
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+      std::cerr << " (check --token, --token-file or PEFTD_TOKEN)";
+      break;
+    case grpc::StatusCode::UNAVAILABLE:
+      if (!UsesTls(ChannelOptionsOf(options_))) {
+        std::cerr << " (is peftd running there? if it serves TLS, pass --tls-ca)";
+      } else {
+        std::cerr << " (is peftd running there? with TLS check --tls-ca, --tls-server-name and, "
+                     "for mutual TLS, --tls-cert/--tls-key)";
+      }
+      break;
+    default:
+      break;
   }
+  std::cerr << "; retrying\n";
 }
 
 void LeaseLoop::SleepFor(absl::Duration d) {
@@ -277,7 +318,14 @@ bool LeaseLoop::Register() {
   grpc::ClientContext ctx;
   SetupContext(&ctx, kRpcDeadline);
   grpc::Status st = stub_->Register(&ctx, req, &resp);
-  if (!st.ok()) return false;
+  if (!st.ok()) {
+    ReportConnectionError(st);
+    return false;
+  }
+  if (!last_connection_error_.empty()) {
+    std::cerr << "peftd-worker: registered with " << options_.server << "\n";
+    last_connection_error_.clear();
+  }
   if (resp.heartbeat_interval_ms() > 0) {
     heartbeat_interval_ = absl::Milliseconds(resp.heartbeat_interval_ms());
   }
@@ -309,6 +357,8 @@ bool LeaseLoop::HeartbeatOnce() {
   SetupContext(&ctx, kRpcDeadline);
   grpc::Status st = stub_->Heartbeat(&ctx, req, &resp);
   if (!st.ok()) {
+    // NOT_FOUND: a restarted server that does not know us yet; registering again is routine.
+    if (st.error_code() != grpc::StatusCode::NOT_FOUND) ReportConnectionError(st);
     // Keep the undelivered events for the next beat, and register again: a restarted server
     // does not know us.
     for (auto& [job, report] : sent) {
@@ -493,6 +543,8 @@ void LeaseLoop::Complete(ActiveJob& job, const absl::StatusOr<JobOutputs>& resul
     req.mutable_error()->set_code(static_cast<int>(outcome.code()));
     req.mutable_error()->set_message(std::string(outcome.message()));
     req.mutable_error()->set_blame(BlameFor(outcome.code()));
+    req.mutable_error()->set_field(FieldOf(outcome));
+    req.mutable_error()->set_line(LineOf(outcome));
   }
   {
     std::lock_guard<std::mutex> lock(job.mu);

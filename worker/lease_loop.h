@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "absl/time/time.h"
+#include "common/grpc_channel.h"
 #include "peftd/v1/worker.grpc.pb.h"
 #include "worker/job_runner.h"
 
@@ -26,7 +27,11 @@ namespace peftd::worker {
 struct LeaseLoopOptions {
   std::string server = "127.0.0.1:50051";
   std::string auth_token;  // sent as "authorization: Bearer <token>" when set
-  std::shared_ptr<grpc::ChannelCredentials> credentials;  // insecure when null
+  // TLS as peftctl's --tls-* flags (common/grpc_channel.h): any of them turns TLS on.
+  std::string tls_ca_file;
+  std::string tls_cert_file;  // client certificate (mutual TLS), with tls_key_file
+  std::string tls_key_file;
+  std::string tls_server_name;
   std::string worker_id;                           // stable across restarts; default hostname + pid
   std::string cache_dir = "./peftd-worker-cache";  // datasets by sha256, job scratch folders
   std::string model_root;                          // where base_model resolves
@@ -36,8 +41,13 @@ struct LeaseLoopOptions {
   absl::Duration max_backoff = absl::Seconds(10);
 };
 
+// The channel options (address, token, TLS files) of `options`, for common/grpc_channel.h.
+ChannelOptions ChannelOptionsOf(const LeaseLoopOptions& options);
+
 class LeaseLoop {
  public:
+  // An unreadable TLS file gives a loop whose calls fail (a TLS handshake error, never plaintext):
+  // check the options first with MakeChannelOrError(ChannelOptionsOf(options)).
   LeaseLoop(LeaseLoopOptions options, JobRunner runner);
   ~LeaseLoop();
 
@@ -65,6 +75,8 @@ class LeaseLoop {
   void Complete(ActiveJob& job, const absl::StatusOr<JobOutputs>& result);
   void ReapFinished();
   void SetupContext(grpc::ClientContext* ctx, absl::Duration deadline) const;
+  // Logs a failed Register / Heartbeat to stderr, once per distinct error (Run's thread only).
+  void ReportConnectionError(const grpc::Status& st);
   void SleepFor(absl::Duration d);
 
   LeaseLoopOptions options_;
@@ -72,6 +84,7 @@ class LeaseLoop {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   absl::Duration heartbeat_interval_ = absl::Seconds(2);
+  std::string last_connection_error_;  // Run's thread only
 
   std::mutex mu_;
   std::condition_variable wake_;

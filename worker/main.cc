@@ -1,6 +1,8 @@
 // peftd-worker: the training process. Every flag and its default is here.
-//   peftd-worker --server ADDR [--token T | --token-file F] [--worker-id ID] [--cache-dir D]
-//                [--model-root D] [--slots N]          pull jobs from a peftd server
+//   peftd-worker --server ADDR [--token T | --token-file F] [--tls-ca F] [--tls-cert F --tls-key F]
+//                [--tls-server-name N] [--worker-id ID] [--cache-dir D] [--model-root D]
+//                [--slots N]                           pull jobs from a peftd server
+//                (no --token / --token-file: the token is PEFTD_TOKEN when set, as for peftctl)
 //   train JOB.json [--model-root D] [--out DIR] [--resume] [--json-log FILE] [--print-every N]
 //                                                      run one job with no server
 //   eval --model DIR [--adapter DIR] --inputs IDS.json [--dump-logits OUT] [--loss]
@@ -12,6 +14,7 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -77,10 +80,18 @@ int main(int argc, char** argv) {
   peftd::worker::LeaseLoopOptions lease;
   std::string token_file;
   app.add_option("--server", lease.server, "peftd address (host:port) to pull jobs from");
-  auto* token = app.add_option("--token", lease.auth_token, "bearer token the server expects");
+  auto* token = app.add_option("--token", lease.auth_token,
+                               "bearer token the server expects (or --token-file, or PEFTD_TOKEN)");
   app.add_option("--token-file", token_file, "file holding the bearer token")
       ->check(CLI::ExistingFile)
       ->excludes(token);
+  app.add_option("--tls-ca", lease.tls_ca_file,
+                 "PEM file of the CA that signed the server (turns TLS on)");
+  app.add_option("--tls-cert", lease.tls_cert_file,
+                 "client certificate PEM (mutual TLS, with --tls-key)");
+  app.add_option("--tls-key", lease.tls_key_file, "client private key PEM");
+  app.add_option("--tls-server-name", lease.tls_server_name,
+                 "name to check in the server certificate (default: the host of --server)");
   app.add_option("--worker-id", lease.worker_id, "stable worker id (default: hostname-pid)");
   app.add_option("--cache-dir", lease.cache_dir, "datasets and job scratch folders")
       ->capture_default_str();
@@ -182,6 +193,19 @@ int main(int argc, char** argv) {
     std::stringstream ss;
     ss << in.rdbuf();
     lease.auth_token = std::string(absl::StripAsciiWhitespace(ss.str()));
+    if (lease.auth_token.empty()) {
+      std::cerr << "peftd-worker: --token-file: '" << token_file << "' is empty\n";
+      return 2;
+    }
+  } else if (lease.auth_token.empty()) {
+    // Same order as peftctl: flag, file, then the environment (what --local-workers children get
+    // when the server has no data dir to write a token file into).
+    if (const char* env = std::getenv("PEFTD_TOKEN")) lease.auth_token = env;
+  }
+  if (auto channel = peftd::MakeChannelOrError(peftd::worker::ChannelOptionsOf(lease));
+      !channel.ok()) {
+    std::cerr << "peftd-worker: " << channel.status().message() << "\n";
+    return 2;
   }
   lease.device = peftd::model::DefaultDevice().str();
   peftd::worker::LeaseLoop loop(lease, peftd::worker::MakeJobRunner());
@@ -189,7 +213,9 @@ int main(int argc, char** argv) {
     if (count > 1) _exit(kExitCancelled);
     loop.Stop();
   });
-  std::cerr << "peftd-worker: pulling jobs from " << lease.server << " (model root "
+  std::cerr << "peftd-worker: pulling jobs from " << lease.server
+            << (peftd::UsesTls(peftd::worker::ChannelOptionsOf(lease)) ? " over TLS" : "")
+            << (lease.auth_token.empty() ? "" : " with a token") << " (model root "
             << lease.model_root << ", " << lease.slots << " slot(s), " << lease.device << ")\n";
   loop.Run();
   return 0;

@@ -15,6 +15,7 @@
 #include "common/job_spec.h"
 #include "common/model_config.h"
 #include "common/status.h"
+#include "common/status_payload.h"
 #include "nlohmann/json.hpp"
 #include "worker/data/dataset.h"
 #include "worker/data/tokenizer.h"
@@ -111,7 +112,11 @@ absl::StatusOr<data::LoadedDataset> ReadDataset(const char* field, const std::st
   if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(what, ": no file"));
   std::vector<data::LineError> errors;
   absl::StatusOr<data::LoadedDataset> loaded = data::LoadDataset(path, tokenizer, options, &errors);
-  if (!loaded.ok()) return Annotate(loaded.status(), what);
+  if (!loaded.ok()) {
+    // The job's error names the dataset field and its first bad line (JobError.field / .line).
+    absl::Status st = WithField(Annotate(loaded.status(), what), field);
+    return errors.empty() ? st : WithLine(st, errors.front().line);
+  }
   const data::DatasetStats& s = loaded->stats;
   sink->OnLog(LogLevel::kInfo,
               absl::StrFormat("%s: %d records (%s), %d tokens, %d truncated to max_seq_len %d",

@@ -4,6 +4,7 @@
 #ifndef PEFTD_TESTS_INTEGRATION_PEFTD_PROCESS_H_
 #define PEFTD_TESTS_INTEGRATION_PEFTD_PROCESS_H_
 
+#include <fcntl.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
@@ -38,6 +39,10 @@ class PeftdProcess {
     pid_ = fork();
     if (pid_ < 0) return Fail(error, "fork");
     if (pid_ == 0) {
+      if (!log_file_.empty()) {
+        const int log = open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (log >= 0) dup2(log, STDERR_FILENO);
+      }
       dup2(out[1], STDOUT_FILENO);
       close(out[0]);
       close(out[1]);
@@ -89,6 +94,12 @@ class PeftdProcess {
     return -1;
   }
 
+  // Options for the next Start(): the CA the server certificate is checked with (TLS on), and a
+  // file peftd's stderr (its log and its local workers') is appended to.
+  void set_tls_root(std::string pem) { tls_root_pem_ = std::move(pem); }
+  void set_log_file(std::string path) { log_file_ = std::move(path); }
+  pid_t pid() const { return pid_; }
+
   const std::string& address() const { return address_; }
   const std::string& metrics_address() const { return metrics_address_; }
   const std::string& first_line() const { return first_line_; }
@@ -99,7 +110,12 @@ class PeftdProcess {
     // A fresh channel per call site: channels to one address must not share a subchannel that
     // a killed server left in backoff.
     args.SetInt("grpc.use_local_subchannel_pool", 1);
-    return grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
+    if (tls_root_pem_.empty()) {
+      return grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
+    }
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = tls_root_pem_;
+    return grpc::CreateCustomChannel(address_, grpc::SslCredentials(ssl), args);
   }
 
  private:
@@ -157,6 +173,7 @@ class PeftdProcess {
   std::string data_dir_;
   std::vector<std::string> args_;
   pid_t pid_ = -1;
+  std::string tls_root_pem_, log_file_;
   std::string first_line_, address_, metrics_address_;
 };
 

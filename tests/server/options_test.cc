@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -85,6 +86,26 @@ TEST_F(OptionsTest, DefaultsAreTheDocumentedOnes) {
   // Next to the running executable (this test binary here).
   EXPECT_EQ(o->worker_binary, ExecutableDir() + "/peftd-worker");
   EXPECT_FALSE(ExecutableDir().empty());
+}
+
+TEST(DefaultWorkerBinary, NextToPeftdThenTheBuildTreeLayout) {
+  const fs::path root =
+      fs::temp_directory_path() / ("peftd_worker_binary_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root / "server");
+  fs::create_directories(root / "worker");
+  const std::string server = (root / "server").string();
+  EXPECT_EQ(DefaultWorkerBinary(server), server + "/peftd-worker") << "none exists: the first";
+  auto make_exe = [](const fs::path& p) {
+    std::ofstream(p) << "#!/bin/sh\n";
+    fs::permissions(p, fs::perms::owner_all);
+  };
+  make_exe(root / "worker" / "peftd-worker");
+  EXPECT_EQ(DefaultWorkerBinary(server), (root / "worker" / "peftd-worker").string());
+  make_exe(root / "server" / "peftd-worker");
+  EXPECT_EQ(DefaultWorkerBinary(server), server + "/peftd-worker");
+  EXPECT_EQ(DefaultWorkerBinary(""), "peftd-worker");
+  fs::remove_all(root);
 }
 
 TEST_F(OptionsTest, HelpListsEveryFlagWithItsDefault) {

@@ -159,6 +159,34 @@ TEST_F(SupervisorTest, InlineTokenGoesThroughTheEnvironmentAndGpusCanBeHidden) {
   EXPECT_TRUE(plain->SpecFor(0).env.empty()) << "no GPU known: CUDA_VISIBLE_DEVICES untouched";
 }
 
+TEST_F(SupervisorTest, ChildrenOfATlsServerDialItOverTlsUnlessWorkerArgsSayOtherwise) {
+  ServerOptions server;
+  server.local_workers = 1;
+  server.worker_binary = "/bin/sh";
+  server.data_dir = "/data";
+  server.tls_cert = "/etc/peftd/server.pem";
+  server.tls_key = "/etc/peftd/server.key";
+  WorkerSupervisorOptions o = SupervisorOptionsFrom(server, "127.0.0.1:5555");
+  EXPECT_EQ(o.tls_ca, "/etc/peftd/server.pem");
+  EXPECT_TRUE(o.tls_cert.empty()) << "no client certificate without --tls-client-ca";
+  o.monitor_thread = false;
+  EXPECT_THAT(
+      Make(o)->SpecFor(0).argv,
+      ElementsAre("/bin/sh", "--server", "127.0.0.1:5555", "--worker-id", "local-0", "--tls-ca",
+                  "/etc/peftd/server.pem", "--cache-dir", "/data/workers/local-0"));
+
+  server.model_root = "/models";
+  server.tls_client_ca = "/etc/peftd/clients.pem";
+  server.worker_args = {"--tls-ca=/etc/peftd/ca.pem"};
+  o = SupervisorOptionsFrom(server, "127.0.0.1:5555");
+  o.monitor_thread = false;
+  EXPECT_THAT(
+      Make(o)->SpecFor(0).argv,
+      ElementsAre("/bin/sh", "--server", "127.0.0.1:5555", "--worker-id", "local-0", "--tls-cert",
+                  "/etc/peftd/server.pem", "--tls-key", "/etc/peftd/server.key", "--model-root",
+                  "/models", "--cache-dir", "/data/workers/local-0", "--tls-ca=/etc/peftd/ca.pem"));
+}
+
 TEST_F(SupervisorTest, InlineTokenIsWrittenToAPrivateFileForTheChildren) {
   const fs::path cache =
       fs::temp_directory_path() / absl::StrCat("peftd_supervisor_token_", ::getpid());
