@@ -1,5 +1,6 @@
 #include "server/metrics.h"
 
+#include <netdb.h>
 #include <prometheus/counter.h>
 #include <prometheus/exposer.h>
 #include <prometheus/family.h>
@@ -7,11 +8,16 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <chrono>
 #include <exception>
 #include <mutex>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -65,6 +71,33 @@ Family<Gauge>& GaugeFamily(prometheus::Registry& r, const std::string& name,
 Family<Counter>& CounterFamily(prometheus::Registry& r, const std::string& name,
                                const std::string& help) {
   return prometheus::BuildCounter().Name(name).Help(help).Register(r);
+}
+
+// The host to connect to for a listener bound to `addr`: wildcards become loopback.
+std::string DialHost(const std::string& addr) {
+  std::string host = addr.substr(0, addr.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty() || host == "0.0.0.0" || host == "*") return "127.0.0.1";
+  if (host == "::") return "::1";
+  return host;
+}
+
+// Opens a TCP connection to host:port and closes it; errors are ignored.
+void ConnectAndClose(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return;
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = ::socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    (void)::connect(fd, a->ai_addr, a->ai_addrlen);
+    ::close(fd);
+    break;
+  }
+  ::freeaddrinfo(found);
 }
 
 }  // namespace
@@ -343,9 +376,25 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
         absl::StrCat("--metrics-listen: \"", addr, "\" bound but reports no port"));
   }
   server->port_ = ports[0];
+  server->dial_host_ = DialHost(addr);
   return server;
 }
 
-MetricsServer::~MetricsServer() = default;
+MetricsServer::~MetricsServer() {
+  if (exposer_ == nullptr) return;
+  // civetweb's listener notices mg_stop only when its poll() returns, which it does every 2 s or
+  // on a connection: connect (and hang up at once) until the exposer is gone, so that shutdown
+  // does not wait out the quantum.
+  std::atomic<bool> stopped{false};
+  std::thread waker([&] {
+    while (!stopped.load()) {
+      ConnectAndClose(dial_host_, port_);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  exposer_.reset();
+  stopped = true;
+  waker.join();
+}
 
 }  // namespace peftd::server

@@ -96,8 +96,8 @@ class MetricsServer {
   // Unavailable naming the address (and --metrics-listen) when it cannot bind.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& addr,
                                                               Metrics& metrics);
-  // Stops serving. After a scrape this can take up to 2 s: civetweb's listener polls in 2 s
-  // quanta and is joined here.
+  // Stops serving, within milliseconds (civetweb's listener, which polls in 2 s quanta, is woken
+  // by connections while it is joined).
   ~MetricsServer();
   // The bound port (the real one when `addr` asked for port 0).
   int port() const { return port_; }
@@ -106,6 +106,7 @@ class MetricsServer {
   MetricsServer() = default;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
+  std::string dial_host_;  // where the listener is reached from this process
 };
 
 }  // namespace peftd::server

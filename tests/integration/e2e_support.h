@@ -33,6 +33,18 @@ inline const std::string kPeftctl = PEFTD_BINARY_DIR "/clients/cli/peftctl";
 inline const std::string kWorker = PEFTD_BINARY_DIR "/worker/peftd-worker";
 inline const std::string kExamples = PEFTD_SOURCE_DIR "/examples/datasets";
 
+// "a b  c" -> {"a", "b", "c"}: command lines in tests read as they would be typed.
+inline std::vector<std::string> Words(absl::string_view line) {
+  return absl::StrSplit(line, ' ', absl::SkipEmpty());
+}
+
+// `a` then `b`.
+inline std::vector<std::string> Concat(std::vector<std::string> a,
+                                       const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
 inline std::filesystem::path FreshTestDir(const std::string& name) {
   namespace fs = std::filesystem;
   fs::path dir = fs::temp_directory_path() / absl::StrCat("peftd_e2e_", name, "_", getpid());

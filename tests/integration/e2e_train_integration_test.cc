@@ -23,6 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using testing::BackgroundProcess;
+using testing::Concat;
 using testing::kExamples;
 using testing::kWorker;
 using testing::MetricLines;
@@ -30,6 +31,7 @@ using testing::Peftctl;
 using testing::PeftdProcess;
 using testing::RunCommand;
 using testing::RunResult;
+using testing::Words;
 
 // A CA and a server certificate it signed, and a self-signed one; both for IP 127.0.0.1.
 bool MakeCertificates(const fs::path& dir) {
@@ -77,11 +79,11 @@ v1::Job GetJob(const std::string& server, const std::vector<std::string>& global
 double EvalLoss(const fs::path& model, const fs::path& adapter, const fs::path& ids) {
   std::vector<std::string> argv = {kWorker,        "eval",      "--model",
                                    model.string(), "--inputs",  ids.string(),
-                                   "--loss",       "--threads", "2"};
+                                   "--loss",       "--threads", "1"};
   if (!adapter.empty()) argv.insert(argv.end(), {"--adapter", adapter.string()});
   const RunResult r = RunCommand(argv);
   EXPECT_EQ(r.exit_code, 0) << r.Describe();
-  // "loss 5.1234 over N tokens" or similar: the first number after "loss".
+  // "loss 5.123456 over N predicted tokens".
   const size_t at = r.out.find("loss");
   EXPECT_NE(at, std::string::npos) << r.Describe();
   if (at == std::string::npos) return -1;
@@ -159,34 +161,15 @@ TEST(E2e, LoraJobFromPeftctlOnALocalWorkerSucceedsAndItsDownloadedAdapterLoads) 
     return args;
   };
 
-  const std::vector<std::string> submit = with_tls({"--json",
-                                                    "submit",
-                                                    "--model",
-                                                    "tiny-llama",
-                                                    "--method",
-                                                    "lora",
-                                                    "--rank",
-                                                    "4",
-                                                    "--train",
-                                                    kExamples + "/tiny-lm-train.jsonl",
-                                                    "--val",
-                                                    kExamples + "/tiny-lm-val.jsonl",
-                                                    "--steps",
-                                                    "12",
-                                                    "--batch-size",
-                                                    "4",
-                                                    "--max-seq-len",
-                                                    "48",
-                                                    "--lr",
-                                                    "3e-3",
-                                                    "--eval-interval",
-                                                    "6",
-                                                    "--checkpoint-interval",
-                                                    "6",
-                                                    "--request-id",
-                                                    "r-e2e-lora",
-                                                    "--label",
-                                                    "suite=e2e"});
+  // One CPU thread (steady step times on a busy 2-core machine) from a job file, the rest from
+  // flags.
+  std::ofstream(dir / "threads.json") << "{\"num_threads\": 1}";
+  const std::vector<std::string> submit = with_tls(Concat(
+      {"--json", "submit", "-f", (dir / "threads.json").string(), "--train",
+       kExamples + "/tiny-lm-train.jsonl", "--val", kExamples + "/tiny-lm-val.jsonl"},
+      Words("--model tiny-llama --method lora --rank 4 --steps 12 --batch-size 4 --max-seq-len 48 "
+            "--lr 3e-3 --eval-interval 6 --checkpoint-interval 6 --request-id r-e2e-lora "
+            "--label suite=e2e")));
   std::vector<std::string> submit_watch = submit;
   submit_watch.push_back("--watch");
   const RunResult watched = Peftctl(server.address(), submit_watch, env);
@@ -270,32 +253,12 @@ TEST(E2e, GatedLoraOnARemoteWorkerShowsLossAndSparsitySeriesWhileItRuns) {
 
   const std::map<std::string, std::string> env = {{"PEFTD_TOKEN", "gate-token"}};
   const std::vector<std::string> tls = {"--tls-ca", (dir / "ca.pem").string()};
-  std::vector<std::string> submit = tls;
-  submit.insert(submit.end(), {"--json",
-                               "submit",
-                               "--model",
-                               "tiny-llama",
-                               "--method",
-                               "lora",
-                               "--gate",
-                               "--gate-s",
-                               "0.05",
-                               "--gate-lambda",
-                               "1e-3",
-                               "--rank",
-                               "4",
-                               "--train",
-                               kExamples + "/tiny-lm-train.jsonl",
-                               "--steps",
-                               "40",
-                               "--batch-size",
-                               "4",
-                               "--max-seq-len",
-                               "48",
-                               "--lr",
-                               "3e-3",
-                               "--checkpoint-interval",
-                               "20"});
+  std::ofstream(dir / "threads.json") << "{\"num_threads\": 1}";
+  const std::vector<std::string> submit = Concat(
+      Concat(tls, {"--json", "submit", "-f", (dir / "threads.json").string(), "--train",
+                   kExamples + "/tiny-lm-train.jsonl"}),
+      Words("--model tiny-llama --method lora --gate --gate-s 0.05 --gate-lambda 1e-3 --rank 4 "
+            "--steps 40 --batch-size 4 --max-seq-len 48 --lr 3e-3 --checkpoint-interval 20"));
   const RunResult submitted = Peftctl(server.address(), submit, env);
   ASSERT_EQ(submitted.exit_code, 0) << submitted.Describe();
   v1::Job job;

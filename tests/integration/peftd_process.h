@@ -23,7 +23,7 @@ namespace peftd::testing {
 
 class PeftdProcess {
  public:
-  // `args` come after the defaults (so they override them).
+  // `args` come after the defaults; a default flag they set too is dropped.
   explicit PeftdProcess(std::string data_dir, std::vector<std::string> args = {})
       : data_dir_(std::move(data_dir)), args_(std::move(args)) {}
   ~PeftdProcess() { Kill(); }
@@ -32,9 +32,17 @@ class PeftdProcess {
   bool Start(std::string* error) {
     int out[2];
     if (pipe(out) != 0) return Fail(error, "pipe");
-    std::vector<std::string> argv = {PEFTD_BINARY_DIR "/server/peftd", "--listen=127.0.0.1:0",
-                                     "--metrics-listen=127.0.0.1:0", "--data-dir=" + data_dir_,
-                                     "--local-workers=0"};
+    std::vector<std::string> argv = {PEFTD_BINARY_DIR "/server/peftd"};
+    // A default flag that `args` sets too is left out: peftd refuses a flag given twice.
+    for (const std::string& d :
+         {std::string("--listen=127.0.0.1:0"), std::string("--metrics-listen=127.0.0.1:0"),
+          "--data-dir=" + data_dir_, std::string("--local-workers=0")}) {
+      const std::string name = d.substr(0, d.find('='));
+      bool overridden = false;
+      for (const auto& a : args_)
+        overridden = overridden || a == name || a.rfind(name + "=", 0) == 0;
+      if (!overridden) argv.push_back(d);
+    }
     argv.insert(argv.end(), args_.begin(), args_.end());
     pid_ = fork();
     if (pid_ < 0) return Fail(error, "fork");
