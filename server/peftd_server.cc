@@ -184,16 +184,11 @@ void PeftdServer::Stop(absl::Duration grace) {
     // half-way, a health Watch). Those are cut (the client sees UNAVAILABLE and retries) instead
     // of holding the shutdown for the whole grace, which is for the local workers.
     grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + std::min(grace, kRpcDrain)));
-    spdlog::info("TMP grpc shutdown returned");
     grpc_server_->Wait();
-    spdlog::info("TMP grpc wait returned");
   }
   if (supervisor_) supervisor_->Stop();
-  spdlog::info("TMP supervisor stopped");
   if (tick_thread_.joinable()) tick_thread_.join();
-  spdlog::info("TMP tick joined");
   metrics_server_.reset();
-  spdlog::info("TMP metrics reset");
 }
 
 }  // namespace peftd::server
