@@ -50,6 +50,7 @@ step "1/6 dependencies and build"
 scripts/install-deps.sh
 if [ ! -f "$BUILD/build.ninja" ]; then
   show "cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo"
+  # shellcheck disable=SC2086  # CMAKE_FLAGS holds several flags
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo ${CMAKE_FLAGS:-} >/dev/null
 fi
 t0=$(date +%s)
@@ -113,7 +114,7 @@ note "$TRAIN_FILE -> $TRAIN (validation set $VAL_FILE -> $VAL)"
 
 # Hyper-parameters that move the tiny model in a few dozen steps (examples/jobs/lora-gated.json).
 COMMON=(--model tiny-llama --train "$TRAIN" --val "$VAL" --batch-size 8 --max-seq-len 64
-        --target-modules q_proj,v_proj,o_proj,down_proj --warmup-steps 5 --seed 42)
+        --target-modules "q_proj,v_proj,o_proj,down_proj" --warmup-steps 5 --seed 42)
 GATE=(--gate-s 0.02 --gate-lambda 0.002)
 show "peftctl submit --model tiny-llama --method lora --gate --train $TRAIN --val $VAL --steps $STEPS --watch"
 rc=0
