@@ -40,7 +40,7 @@ function(peftd_test name)
   target_compile_definitions(${name} PRIVATE
     PEFTD_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     PEFTD_BINARY_DIR="${PROJECT_BINARY_DIR}"
-    PEFTD_FIXTURES_DIR="${PROJECT_SOURCE_DIR}/../shared/fixtures")
+    PEFTD_FIXTURES_DIR="${PEFTD_FIXTURES_DIR}")
   if(ARG_TORCH)
     peftd_use_torch_pch(${name})
   endif()

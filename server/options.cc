@@ -206,8 +206,9 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
                  "Prometheus /metrics address (HOST:PORT; \"off\" disables)")
       ->envname("PEFTD_METRICS_LISTEN")
       ->group("Network");
-  app.add_option("--port-file", o.port_file,
-                 "once serving, write \"grpc=HOST:PORT metrics=HOST:PORT\" (the first stdout line) here")
+  app.add_option(
+         "--port-file", o.port_file,
+         "once serving, write \"grpc=HOST:PORT metrics=HOST:PORT\" (the first stdout line) here")
       ->group("Network");
 
   app.add_option("--data-dir", o.data_dir, "database, blobs and worker caches (created 0700)")

@@ -36,8 +36,8 @@ class LastStep : public train::ProgressSink {
  public:
   void OnStep(const train::StepMetrics& m) override {
     tokens_per_second = m.tokens_per_second;
-    std::cerr << absl::StrFormat("\r  step %3d/%d  loss %.4f  tok/s %8.0f", m.step, m.total_steps, m.loss,
-                                 m.tokens_per_second)
+    std::cerr << absl::StrFormat("\r  step %3d/%d  loss %.4f  tok/s %8.0f", m.step, m.total_steps,
+                                 m.loss, m.tokens_per_second)
               << std::flush;
   }
   double tokens_per_second = 0;
@@ -45,13 +45,16 @@ class LastStep : public train::ProgressSink {
 
 }  // namespace
 
-absl::StatusOr<std::vector<DemoRow>> RunDemo(const std::string& work_dir, int64_t steps, int threads) {
+absl::StatusOr<std::vector<DemoRow>> RunDemo(const std::string& work_dir, int64_t steps,
+                                             int threads) {
   const std::string model_dir = (fs::path(work_dir) / "models" / "tiny-llama").string();
   RETURN_IF_ERROR(model::WriteTinyModel(model_dir));
   torch::set_num_threads(threads);
   std::vector<DemoRow> rows;
-  const std::pair<MethodKind, double> methods[] = {{MethodKind::kLora, 1e-2},   {MethodKind::kDora, 1e-2},
-                                                   {MethodKind::kAdaLora, 5e-2}, {MethodKind::kHut, 1e-1},
+  const std::pair<MethodKind, double> methods[] = {{MethodKind::kLora, 1e-2},
+                                                   {MethodKind::kDora, 1e-2},
+                                                   {MethodKind::kAdaLora, 5e-2},
+                                                   {MethodKind::kHut, 1e-1},
                                                    {MethodKind::kAdaDhp, 1e-1}};
   for (const auto& [kind, lr] : methods) {
     for (bool gated : {false, true}) {

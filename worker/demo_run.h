@@ -24,7 +24,8 @@ struct DemoRow {
 
 // Writes the tiny model under `work_dir`, trains every variant for `steps` optimizer steps and
 // saves each adapter under work_dir/adapters/<variant>.
-absl::StatusOr<std::vector<DemoRow>> RunDemo(const std::string& work_dir, int64_t steps, int threads);
+absl::StatusOr<std::vector<DemoRow>> RunDemo(const std::string& work_dir, int64_t steps,
+                                             int threads);
 
 }  // namespace peftd::worker
 

@@ -35,13 +35,16 @@ TEST(WorkerCli, MakeTinyModelWritesAnHfFolder) {
 TEST(WorkerCli, DemoTrainsEveryMethodAndWritesAdapters) {
   const fs::path dir = fs::temp_directory_path() / ("peftd_cli_demo" + std::to_string(getpid()));
   fs::remove_all(dir);
-  auto [rc, out] = RunWorker("demo --steps 6 --threads 1 --json --dir " + dir.string() + " 2>/dev/null");
+  auto [rc, out] =
+      RunWorker("demo --steps 6 --threads 1 --json --dir " + dir.string() + " 2>/dev/null");
   ASSERT_EQ(rc, 0) << out;
   auto rows = nlohmann::json::parse(out.substr(out.find('[')));
   ASSERT_EQ(rows.size(), 10u);
   for (const auto& r : rows) {
     EXPECT_GT(r["trainable_parameters"].get<int64_t>(), 0) << r;
-    EXPECT_TRUE(fs::exists(fs::path(r["adapter_dir"].get<std::string>()) / "adapter_model.safetensors")) << r;
+    EXPECT_TRUE(
+        fs::exists(fs::path(r["adapter_dir"].get<std::string>()) / "adapter_model.safetensors"))
+        << r;
   }
 }
 

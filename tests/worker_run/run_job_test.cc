@@ -92,7 +92,6 @@ TEST(ResolveBaseModel, StaysInsideTheModelRoot) {
   fs::create_directory_symlink(root / "outside", root / "models" / "link");
   absl::StatusOr<std::string> linked = ResolveBaseModel(models, "link");
   EXPECT_EQ(linked.status().code(), absl::StatusCode::kInvalidArgument) << linked.status();
-
 }
 
 TEST(ResolveBaseModel, WritesTheBuiltinModelOnFirstUse) {
