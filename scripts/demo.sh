@@ -29,9 +29,21 @@ die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 started=$(date +%s)
 peftd_pid=""
+child_pid=""
+# Runs a long command (a watch) in the background and waits for it: `wait` returns as soon as a
+# trapped signal arrives, where a foreground command would delay the trap until it ends.
+waitfor() {
+  "$@" &
+  child_pid=$!
+  local rc=0
+  wait "$child_pid" || rc=$?
+  child_pid=""
+  return $rc
+}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  [ -n "$child_pid" ] && kill -TERM "$child_pid" 2>/dev/null
   if [ -n "$peftd_pid" ] && kill -0 "$peftd_pid" 2>/dev/null; then
     kill -TERM "$peftd_pid" 2>/dev/null || true  # peftd stops its local worker itself
     for _ in $(seq 100); do kill -0 "$peftd_pid" 2>/dev/null || break; sleep 0.1; done
@@ -43,11 +55,14 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
-trap 'echo; echo "demo: interrupted" >&2; exit 130' INT TERM
+trap 'echo; echo "demo: interrupted" >&2; exit 130' INT
+trap 'echo "demo: terminated" >&2; exit 143' TERM
 
 # ---------------------------------------------------------------------------------------------
 step "1/6 dependencies and build"
-scripts/install-deps.sh
+# What configuring the build tree needs (tests included, as `make test` uses the same tree; python3
+# comes with the tests group); not the fuzzing and formatting tools of group dev.
+scripts/install-deps.sh --groups build,torch,libs,tests
 if [ ! -f "$BUILD/build.ninja" ]; then
   show "cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo"
   # shellcheck disable=SC2086  # CMAKE_FLAGS holds several flags
@@ -118,7 +133,7 @@ COMMON=(--model tiny-llama --train "$TRAIN" --val "$VAL" --batch-size 8 --max-se
 GATE=(--gate-s 0.02 --gate-lambda 0.002)
 show "peftctl submit --model tiny-llama --method lora --gate --train $TRAIN --val $VAL --steps $STEPS --watch"
 rc=0
-peftctl submit "${COMMON[@]}" --method lora --rank 4 --alpha 8 --lr 1e-2 "${GATE[@]}" \
+waitfor "$PEFTCTL" submit "${COMMON[@]}" --method lora --rank 4 --alpha 8 --lr 1e-2 "${GATE[@]}" \
   --steps "$STEPS" --eval-interval 50 --name demo-first --label demo=first --watch || rc=$?
 [ $rc -eq 0 ] || die "the job did not succeed (peftctl exit $rc; log: $DEMO/peftd.log)"
 FIRST=$(peftctl --json list --label demo=first | json_field 'j["jobs"][0]["id"]')
@@ -166,7 +181,7 @@ failed=0
 summary "$FIRST" lora_S
 for m in "${METHODS[@]}"; do
   rc=0
-  peftctl watch "${JOB[$m]}" >/dev/null 2>&1 || rc=$?
+  waitfor "$PEFTCTL" watch "${JOB[$m]}" >/dev/null 2>&1 || rc=$?
   summary "${JOB[$m]}" "${m}_S"
   [ $rc -eq 0 ] || failed=1
 done
