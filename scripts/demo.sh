@@ -92,14 +92,14 @@ note "a deterministic LLaMA-shaped model in the Hugging Face layout: $(ls "$DEMO
 
 # ---------------------------------------------------------------------------------------------
 step "3/6 the service"
-show "peftd --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir $DEMO/data --model-root $DEMO/models --local-workers 1"
+show "peftd --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir $DEMO/data --model-root $DEMO/models --local-workers 1 --worker-binary $WORKER"
 # Its own process group, so that Ctrl-C reaches this script (which stops peftd in order) and
 # the cleanup can take the whole group down if peftd hangs.
 # OMP_WAIT_POLICY=PASSIVE: LibTorch's OpenMP threads sleep between parallel regions instead of
 # spinning; on a machine whose cores are busy with anything else (a build), spinning threads
 # slowed the tiny model's steps ~15x (measured: 4-step runs, 24s with 1 thread, 274s with 2).
 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} setsid "$PEFTD" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$DEMO/data" \
-  --model-root "$DEMO/models" --local-workers 1 --port-file "$DEMO/peftd.port" \
+  --model-root "$DEMO/models" --local-workers 1 --worker-binary "$WORKER" --port-file "$DEMO/peftd.port" \
   >"$DEMO/peftd.log" 2>&1 &
 peftd_pid=$!
 for _ in $(seq 300); do

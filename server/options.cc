@@ -91,22 +91,6 @@ std::string DefaultExamplesDir() {
   return "";
 }
 
-// peftd-worker next to peftd (installed, the images), else where the build tree puts it
-// (build/server/peftd, build/worker/peftd-worker). When neither exists, the first: the supervisor's
-// error then names the path it expected.
-std::string DefaultWorkerBinary() {
-  const std::string exe_dir = ExecutableDir();
-  if (exe_dir.empty()) return "peftd-worker";
-  const std::string candidates[] = {exe_dir + "/peftd-worker", exe_dir + "/../worker/peftd-worker"};
-  for (const auto& c : candidates) {
-    std::error_code ec;
-    if (fs::is_regular_file(c, ec) && ::access(c.c_str(), X_OK) == 0) {
-      return fs::path(c).lexically_normal().string();
-    }
-  }
-  return candidates[0];
-}
-
 }  // namespace
 
 std::string ExecutableDir() {
@@ -235,7 +219,7 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
       ->group("Workers");
   app.add_option("--worker-binary", o.worker_binary,
                  "worker executable for --local-workers and the built-in model "
-                 "[default: peftd-worker next to peftd, or in the build tree's worker/]")
+                 "[default: peftd-worker next to peftd]")
       ->envname("PEFTD_WORKER_BINARY")
       ->group("Workers");
   app.add_option("--worker-arg", o.worker_args,
@@ -339,7 +323,10 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
     return FlagError("local-workers", absl::StrCat("must be between 0 and ", kMaxLocalWorkers,
                                                    ", got ", o.local_workers));
   }
-  if (o.worker_binary.empty()) o.worker_binary = DefaultWorkerBinary();
+  if (o.worker_binary.empty()) {
+    const std::string dir = ExecutableDir();
+    o.worker_binary = dir.empty() ? "peftd-worker" : dir + "/peftd-worker";
+  }
   const std::string gpus_lower = absl::AsciiStrToLower(absl::StripAsciiWhitespace(gpus));
   if (gpus_lower == "none") {
     o.hide_gpus = true;

@@ -33,8 +33,7 @@ struct ServerOptions {
 
   // --- local workers ---
   int local_workers = 1;                 // peftd-worker children to spawn and supervise
-  std::string worker_binary;             // resolved: peftd-worker next to the running peftd, else
-                                         // <exe>/../worker/peftd-worker (the build tree)
+  std::string worker_binary;             // resolved: peftd-worker next to the running peftd
   std::vector<std::string> worker_args;  // appended to every child's command line
   // Resolved GPU list, one entry per device handed out round-robin as CUDA_VISIBLE_DEVICES
   // ("0", "1" or UUIDs). From --gpus, else detected (server/gpu_detect.h); empty = none.

@@ -193,7 +193,8 @@ def run(args, tmp, procs):
     log("starting peftd")
     procs.start("peftd", [peftd_bin, "--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0",
                           f"--data-dir={tmp}/data", "--local-workers=2", f"--port-file={port_file}",
-                          "--heartbeat-interval=1s", "--lease-timeout=5s"],
+                          "--heartbeat-interval=1s", "--lease-timeout=5s",
+                          f"--worker-binary={os.path.join(build, 'worker', 'peftd-worker')}"],
                 os.path.join(tmp, "peftd.log"),
                 # OpenMP threads that sleep rather than spin: several workers share two cores here
                 # (scripts/demo.sh says what spinning costs).
