@@ -43,12 +43,13 @@ waitfor() {
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  [ -n "$child_pid" ] && kill -TERM "$child_pid" 2>/dev/null
+  if [ -n "$child_pid" ]; then kill -TERM "$child_pid" 2>/dev/null || true; fi
   if [ -n "$peftd_pid" ] && kill -0 "$peftd_pid" 2>/dev/null; then
     kill -TERM "$peftd_pid" 2>/dev/null || true  # peftd stops its local worker itself
-    for _ in $(seq 100); do kill -0 "$peftd_pid" 2>/dev/null || break; sleep 0.1; done
-    # Anything left of its process group (peftd and the workers it spawned) goes now.
-    kill -KILL -- "-$peftd_pid" 2>/dev/null || true
+    for _ in $(seq 150); do kill -0 "$peftd_pid" 2>/dev/null || break; sleep 0.1; done
+    # Still there after 15 s: SIGKILL. Its workers then get SIGTERM from the kernel
+    # (PR_SET_PDEATHSIG, server/process_launcher.cc).
+    kill -KILL "$peftd_pid" 2>/dev/null || true
     wait "$peftd_pid" 2>/dev/null || true
     [ $rc -eq 0 ] || note "peftd stopped; its log: $DEMO/peftd.log"
   fi
@@ -93,8 +94,8 @@ note "a deterministic LLaMA-shaped model in the Hugging Face layout: $(ls "$DEMO
 # ---------------------------------------------------------------------------------------------
 step "3/6 the service"
 show "peftd --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir $DEMO/data --model-root $DEMO/models --local-workers 1 --worker-binary $WORKER"
-# Its own process group, so that Ctrl-C reaches this script (which stops peftd in order) and
-# the cleanup can take the whole group down if peftd hangs.
+# Its own session: Ctrl-C at the terminal reaches this script alone, which then stops peftd in
+# order (peftd stops its worker).
 # OMP_WAIT_POLICY=PASSIVE: LibTorch's OpenMP threads sleep between parallel regions instead of
 # spinning; on a machine whose cores are busy with anything else (a build), spinning threads
 # slowed the tiny model's steps ~15x (measured: 4-step runs, 24s with 1 thread, 274s with 2).
@@ -132,6 +133,7 @@ COMMON=(--model tiny-llama --train "$TRAIN" --val "$VAL" --batch-size 8 --max-se
         --target-modules "q_proj,v_proj,o_proj,down_proj" --warmup-steps 5 --seed 42)
 GATE=(--gate-s 0.02 --gate-lambda 0.002)
 show "peftctl submit --model tiny-llama --method lora --gate --train $TRAIN --val $VAL --steps $STEPS --watch"
+note "(the demo also passes ${COMMON[*]:6} --rank 4 --alpha 8 --lr 1e-2 ${GATE[*]})"
 rc=0
 waitfor "$PEFTCTL" submit "${COMMON[@]}" --method lora --rank 4 --alpha 8 --lr 1e-2 "${GATE[@]}" \
   --steps "$STEPS" --eval-interval 50 --name demo-first --label demo=first --watch || rc=$?
@@ -169,13 +171,13 @@ gated = j.get("spec", {}).get("token_gate", {}).get("enabled", False)
 pct = "%.3f%%" % (100.0 * trainable / total) if total else "-"
 eval_loss = "%.4f" % p.get("eval_loss", 0) if p.get("has_eval") else "-"
 sparsity = "%.1f%%" % (100.0 * p.get("gate_sparsity", 0)) if gated else "-"
-print("   %-10s %-10s %10s %10s %9s %9s %10.0f  %s" % (
-    name, j["state"].lower(), eval_loss, "{:,}".format(trainable), pct, sparsity,
-    p.get("tokens_per_second", 0), j["id"]))
+print("   %-10s %-10s %6s %10s %10s %9s %9s %10.0f  %s" % (
+    name, j["state"].lower(), p.get("step", "0"), eval_loss, "{:,}".format(trainable), pct,
+    sparsity, p.get("tokens_per_second", 0), j["id"]))
 PY
 )
-printf '   %-10s %-10s %10s %10s %9s %9s %10s  %s\n' method state "eval loss" trainable percent \
-  sparsity "tokens/s" job
+printf '   %-10s %-10s %6s %10s %10s %9s %9s %10s  %s\n' method state steps "eval loss" trainable \
+  percent sparsity "tokens/s" job
 summary() { peftctl --json get "$1" | python3 -c "$SUMMARY_PY" "$2"; }
 failed=0
 summary "$FIRST" lora_S
