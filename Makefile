@@ -33,9 +33,12 @@ test-unit: build
 test-integration: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L integration
 
-# Trains the built-in tiny model with every method, with and without the token gate.
-demo: build
-	$(BUILD)/worker/peftd-worker demo --dir $(BUILD)/demo
+# The first five minutes of a user, through the service: builds only peftd, peftd-worker and
+# peftctl, starts peftd on loopback with a local worker, trains LoRA with the token gate under
+# `peftctl submit --watch`, downloads the adapter, then one short job per method (scripts/demo.sh).
+# The in-process variant without the service: $(BUILD)/worker/peftd-worker demo.
+demo:
+	@JOBS=$(JOBS) CMAKE_FLAGS="$(CMAKE_FLAGS)" scripts/demo.sh $(BUILD)
 
 bench: build
 	@scripts/bench.sh $(BUILD)

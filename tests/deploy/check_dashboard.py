@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Checks that the Grafana dashboard and the Prometheus alert rules use only metrics that exist.
 
-  check_dashboard.py --source-dir DIR [--metrics-doc docs/metrics.md | --metrics-url URL]
-                     [--promtool PATH]
+  check_dashboard.py --source-dir DIR [--metrics-doc docs/metrics.md | --metrics-url URL |
+                     --metrics-file SCRAPE ...] [--promtool PATH]
   check_dashboard.py --self-test
 
-The exposed metrics come from the table of docs/metrics.md (phase 1) or from a live scrape of a
-server's /metrics (--metrics-url, phase 2). For every PromQL expression of
+The exposed metrics come from the table of docs/metrics.md (phase 1), from a live scrape of a
+server's /metrics (--metrics-url, phase 2), or from the union of saved scrapes (--metrics-file,
+repeatable: per-job series such as AdaLoRA ranks exist only while a job of that kind runs, so
+tests/deploy/prometheus_live_test.py scrapes throughout a run). For every PromQL expression of
 deploy/grafana/dashboards/peftd.json and deploy/prometheus/alerts.yml it checks that:
   - every metric name is exposed (a histogram X also as X_bucket, X_sum, X_count), or is one of
     Prometheus's own series (`up`, ...);
@@ -157,6 +159,19 @@ def parse_scrape(text):
                 continue
             labels.add(label)
             values.setdefault(label, set()).update(v for _, v in pairs)
+    return metrics, values
+
+
+def merge_scrapes(texts):
+    """The union of several scrapes: every family, label and label value seen in any of them."""
+    metrics, values = {}, {}
+    for text in texts:
+        m, v = parse_scrape(text)
+        for name, (typ, labels) in m.items():
+            old_typ, old_labels = metrics.get(name, (typ, set()))
+            metrics[name] = (old_typ if old_typ != "untyped" else typ, old_labels | labels)
+        for label, vals in v.items():
+            values.setdefault(label, set()).update(vals)
     return metrics, values
 
 
@@ -319,6 +334,8 @@ def main():
     ap.add_argument("--source-dir", default=os.path.join(os.path.dirname(__file__), "..", ".."))
     ap.add_argument("--metrics-doc", help="docs/metrics.md (default: under --source-dir)")
     ap.add_argument("--metrics-url", help="a live /metrics URL to check against instead")
+    ap.add_argument("--metrics-file", action="append", default=[],
+                    help="a saved scrape (Prometheus text format); repeatable, checked against the union")
     ap.add_argument("--promtool", default=None)
     ap.add_argument("--self-test", action="store_true")
     args = ap.parse_args()
@@ -327,10 +344,17 @@ def main():
 
     src = args.source_dir
     problems = []
-    if args.metrics_url:
-        with urllib.request.urlopen(args.metrics_url, timeout=10) as r:
-            exposed, values = parse_scrape(r.read().decode())
-        origin = args.metrics_url
+    if args.metrics_url or args.metrics_file:
+        texts = []
+        if args.metrics_url:
+            with urllib.request.urlopen(args.metrics_url, timeout=10) as r:
+                texts.append(r.read().decode())
+        for path in args.metrics_file:
+            with open(path, encoding="utf-8") as f:
+                texts.append(f.read())
+        exposed, values = merge_scrapes(texts)
+        origin = " + ".join(([args.metrics_url] if args.metrics_url else []) +
+                            ([f"{len(args.metrics_file)} saved scrapes"] if args.metrics_file else []))
     else:
         doc = args.metrics_doc or os.path.join(src, "docs", "metrics.md")
         exposed, values = parse_metrics_doc(doc)

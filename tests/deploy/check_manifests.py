@@ -158,6 +158,51 @@ def check_compose(src):
         bad("compose.gpu.yaml: the worker's build.dockerfile does not exist")
 
 
+def shim_name(src):
+    """The file name the worker dlopens, as the loader spells it and CMake builds it."""
+    loader = open(os.path.join(src, "worker", "data", "sentencepiece_loader.cc"), encoding="utf-8").read()
+    m = re.search(r'kShimName\[\] = "([^"]+)"', loader)
+    cmake = open(os.path.join(src, "worker", "data", "CMakeLists.txt"), encoding="utf-8").read()
+    t = re.search(r"add_library\((\w+) SHARED", cmake)
+    if not m or not t:
+        bad("worker/data: cannot find the SentencePiece shim's name (kShimName, add_library SHARED)")
+        return None
+    if m.group(1) != f"lib{t.group(1)}.so":
+        bad(f"worker/data: the loader opens {m.group(1)} but CMake builds lib{t.group(1)}.so")
+    return m.group(1)
+
+
+def check_shim_shipped(src, name, text):
+    """The image ships the SentencePiece shim where the worker finds it: next to the binaries."""
+    shim = shim_name(src)
+    if shim is None:
+        return
+    if not re.search(rf'-name {re.escape(shim)}\b', text) or \
+            not re.search(r'install -m 0755 "\$shim" /out/bin/', text):
+        bad(f"{name}: the build stage must install {shim} into /out/bin (next to the binaries; "
+            "peftd-worker dlopens it from its own folder)")
+    bins = re.search(r"^COPY --from=build /out/bin/ (\S+)$", text, re.M)
+    if not bins:
+        bad(f"{name}: the runtime stage must COPY --from=build /out/bin/ (binaries and {shim})")
+    for copied_to in re.findall(r"^COPY --from=build /out/bin/(\S+) ", text, re.M):
+        bad(f"{name}: COPY /out/bin/{copied_to}: copy the whole folder, {shim} included")
+    if "runtime-deps.sh" in text and not re.search(rf"runtime-deps\.sh[^\n]*(\\\n[^\n]*)*/out/bin/{re.escape(shim)}", text):
+        bad(f"{name}: runtime-deps.sh must be given /out/bin/{shim} too (its libraries, e.g. "
+            "libsentencepiece, must be in the runtime image)")
+
+
+def check_run_syntax(name, text):
+    """Every RUN command parses as /bin/sh (`sh -n`): a typo would only show at `docker build`."""
+    joined = re.sub(r"\\\n", " ", text)
+    for n, line in enumerate(joined.splitlines(), 1):
+        if not line.startswith("RUN "):
+            continue
+        cmd = re.sub(r"^RUN\s+(--\S+\s+)*", "", line)
+        r = subprocess.run(["sh", "-n", "-c", cmd], capture_output=True, text=True)
+        if r.returncode != 0:
+            bad(f"{name}: a RUN command does not parse as sh: {r.stderr.strip()} ({cmd[:60]}...)")
+
+
 def check_dockerfiles(src):
     d = os.path.join(src, "deploy", "docker")
     for name in ("Dockerfile", "Dockerfile.cuda"):
@@ -182,10 +227,18 @@ def check_dockerfiles(src):
                 bad(f"{name}: COPY {copied}: no such file in the repository")
         if not os.path.isfile(path + ".dockerignore"):
             bad(f"{name}: no {name}.dockerignore next to it (the build context would include build/)")
+        check_shim_shipped(src, name, text)
+        check_run_syntax(name, text)
     pkgs = [l.split("#")[0].strip() for l in open(os.path.join(d, "runtime-packages.txt"))]
     pkgs = [p for p in pkgs if p]
     if any(p.endswith("-dev") for p in pkgs):
         bad("runtime-packages.txt: a -dev package has no place in the runtime image")
+    # dlopen'ed or linked by the worker's tokenizers: ldd of the binaries alone does not show the
+    # shim's libsentencepiece, and ICU is named so that an image without it fails here, not at
+    # the first NFC-normalized tokenizer.
+    for needed in ("libsentencepiece0", "libicu72"):
+        if needed not in pkgs:
+            bad(f"runtime-packages.txt: {needed} is missing (the worker's tokenizers load it)")
 
 
 def check_k8s(src):

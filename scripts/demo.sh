@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# `make demo`: the first five minutes of a user, through the service.
+#
+#   scripts/demo.sh [BUILD_DIR]        (default build; JOBS=N build jobs, default nproc)
+#
+# Installs what is missing (scripts/install-deps.sh), builds peftd, peftd-worker and peftctl,
+# starts peftd on loopback (free ports, state under BUILD_DIR/demo) with one local worker,
+# uploads an example dataset, trains LoRA with the token gate while `peftctl submit --watch`
+# shows the live progress, downloads the adapter, then runs one short job per method and prints
+# a line for each. Every process it starts is stopped on exit, Ctrl-C included.
+# The in-process variant without the service stays available: `peftd-worker demo`.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+BUILD=${1:-${BUILD:-build}}
+JOBS=${JOBS:-$(nproc)}
+DEMO=$BUILD/demo
+STEPS=${DEMO_STEPS:-300}       # the watched LoRA job
+METHOD_STEPS=${DEMO_METHOD_STEPS:-100}
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
+export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
+
+bold=""; dim=""; reset=""
+if [ -t 1 ]; then bold=$'\e[1m'; dim=$'\e[2m'; reset=$'\e[0m'; fi
+step() { printf '\n%s== %s%s\n' "$bold" "$*" "$reset"; }
+note() { printf '   %s\n' "$*"; }
+show() { printf '%s   $ %s%s\n' "$dim" "$*" "$reset"; }  # a command the user can type
+die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+
+started=$(date +%s)
+peftd_pid=""
+child_pid=""
+# Runs a long command (a watch) in the background and waits for it: `wait` returns as soon as a
+# trapped signal arrives, where a foreground command would delay the trap until it ends.
+waitfor() {
+  "$@" &
+  child_pid=$!
+  local rc=0
+  wait "$child_pid" || rc=$?
+  child_pid=""
+  return $rc
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "$child_pid" ]; then kill -TERM "$child_pid" 2>/dev/null || true; fi
+  if [ -n "$peftd_pid" ] && kill -0 "$peftd_pid" 2>/dev/null; then
+    kill -TERM "$peftd_pid" 2>/dev/null || true  # peftd stops its local worker itself
+    for _ in $(seq 150); do kill -0 "$peftd_pid" 2>/dev/null || break; sleep 0.1; done
+    # Still there after 15 s: SIGKILL. Its workers then get SIGTERM from the kernel
+    # (PR_SET_PDEATHSIG, server/process_launcher.cc).
+    kill -KILL "$peftd_pid" 2>/dev/null || true
+    wait "$peftd_pid" 2>/dev/null || true
+    [ $rc -eq 0 ] || note "peftd stopped; its log: $DEMO/peftd.log"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'echo; echo "demo: interrupted" >&2; exit 130' INT
+trap 'echo "demo: terminated" >&2; exit 143' TERM
+
+# ---------------------------------------------------------------------------------------------
+step "1/6 dependencies and build"
+# What configuring the build tree needs (tests included, as `make test` uses the same tree; python3
+# comes with the tests group); not the fuzzing and formatting tools of group dev.
+scripts/install-deps.sh --groups build,torch,libs,tests
+if [ ! -f "$BUILD/build.ninja" ]; then
+  show "cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo"
+  # shellcheck disable=SC2086  # CMAKE_FLAGS holds several flags
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo ${CMAKE_FLAGS:-} >/dev/null
+fi
+t0=$(date +%s)
+show "cmake --build $BUILD --target peftd peftd-worker peftctl -j $JOBS"
+cmake --build "$BUILD" --target peftd peftd-worker peftctl -j "$JOBS" || die "the build failed (output above)"
+note "built in $(( $(date +%s) - t0 ))s"
+
+PEFTD=$BUILD/server/peftd
+WORKER=$BUILD/worker/peftd-worker
+PEFTCTL=$BUILD/clients/cli/peftctl
+for b in "$PEFTD" "$WORKER" "$PEFTCTL"; do [ -x "$b" ] || die "$b was not built"; done
+peftctl() { "$PEFTCTL" "$@"; }
+command -v python3 >/dev/null || die "python3 is needed to read peftctl's JSON (apt-get install python3)"
+# Reads one value out of the JSON on stdin: json_field 'j["progress"]["eval_loss"]'.
+json_field() { python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"; }
+
+# ---------------------------------------------------------------------------------------------
+step "2/6 the built-in tiny model"
+rm -rf "$DEMO"
+mkdir -p "$DEMO/models" "$DEMO/adapters"
+show "peftd-worker make-tiny-model $DEMO/models/tiny-llama"
+"$WORKER" make-tiny-model "$DEMO/models/tiny-llama" >/dev/null
+note "a deterministic LLaMA-shaped model in the Hugging Face layout: $(ls "$DEMO/models/tiny-llama" | tr '\n' ' ')"
+
+# ---------------------------------------------------------------------------------------------
+step "3/6 the service"
+show "peftd --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir $DEMO/data --model-root $DEMO/models --local-workers 1 --worker-binary $WORKER"
+# Its own session: Ctrl-C at the terminal reaches this script alone, which then stops peftd in
+# order (peftd stops its worker).
+# OMP_WAIT_POLICY=PASSIVE: LibTorch's OpenMP threads sleep between parallel regions instead of
+# spinning; on a machine whose cores are busy with anything else (a build), spinning threads
+# slowed the tiny model's steps ~15x (measured: 4-step runs, 24s with 1 thread, 274s with 2).
+OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} setsid "$PEFTD" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$DEMO/data" \
+  --model-root "$DEMO/models" --local-workers 1 --worker-binary "$WORKER" --port-file "$DEMO/peftd.port" \
+  >"$DEMO/peftd.log" 2>&1 &
+peftd_pid=$!
+for _ in $(seq 300); do
+  [ -s "$DEMO/peftd.port" ] && break
+  kill -0 "$peftd_pid" 2>/dev/null || { tail -n 20 "$DEMO/peftd.log" >&2; die "peftd exited (log: $DEMO/peftd.log)"; }
+  sleep 0.1
+done
+[ -s "$DEMO/peftd.port" ] || die "peftd did not start in 30s (log: $DEMO/peftd.log)"
+read -r grpc_field metrics_field <"$DEMO/peftd.port"
+export PEFTD_SERVER=${grpc_field#grpc=}
+METRICS_URL="http://${metrics_field#metrics=}/metrics"
+note "peftd pid $peftd_pid: gRPC $PEFTD_SERVER, metrics $METRICS_URL, log $DEMO/peftd.log"
+note "peftctl talks to it through PEFTD_SERVER=$PEFTD_SERVER"
+show "peftctl health"
+peftctl health | sed 's/^/   /'
+show "peftctl models list"
+peftctl models list | sed 's/^/   /'
+
+# ---------------------------------------------------------------------------------------------
+step "4/6 a dataset, a job, its adapter"
+TRAIN_FILE=examples/datasets/tiny-lm-train.jsonl
+VAL_FILE=examples/datasets/tiny-lm-val.jsonl
+show "peftctl datasets upload $TRAIN_FILE"
+TRAIN=$(peftctl --json datasets upload "$TRAIN_FILE" | json_field 'j["id"]')
+VAL=$(peftctl --json datasets upload "$VAL_FILE" | json_field 'j["id"]')
+note "$TRAIN_FILE -> $TRAIN (validation set $VAL_FILE -> $VAL)"
+
+# Hyper-parameters that move the tiny model in a few dozen steps (examples/jobs/lora-gated.json).
+COMMON=(--model tiny-llama --train "$TRAIN" --val "$VAL" --batch-size 8 --max-seq-len 64
+        --target-modules "q_proj,v_proj,o_proj,down_proj" --warmup-steps 5 --seed 42)
+GATE=(--gate-s 0.02 --gate-lambda 0.002)
+show "peftctl submit --model tiny-llama --method lora --gate --train $TRAIN --val $VAL --steps $STEPS --watch"
+note "(the demo also passes ${COMMON[*]:6} --rank 4 --alpha 8 --lr 1e-2 ${GATE[*]})"
+rc=0
+waitfor "$PEFTCTL" submit "${COMMON[@]}" --method lora --rank 4 --alpha 8 --lr 1e-2 "${GATE[@]}" \
+  --steps "$STEPS" --eval-interval 50 --name demo-first --label demo=first --watch || rc=$?
+[ $rc -eq 0 ] || die "the job did not succeed (peftctl exit $rc; log: $DEMO/peftd.log)"
+FIRST=$(peftctl --json list --label demo=first | json_field 'j["jobs"][0]["id"]')
+show "peftctl download $FIRST -o $DEMO/adapters/lora_S"
+peftctl download "$FIRST" -o "$DEMO/adapters/lora_S" | sed 's/^/   /'
+note "adapter (Hugging Face PEFT layout): $DEMO/adapters/lora_S/ ($(ls "$DEMO/adapters/lora_S" | tr '\n' ' '))"
+note "metrics: curl -s $METRICS_URL | grep ^peftd_"
+
+# ---------------------------------------------------------------------------------------------
+step "5/6 one short job per method, through the service ($METHOD_STEPS steps each, token gate on)"
+# Learning rates per method as in `peftd-worker demo`: HUT and AdaDHP move slower per step.
+declare -A LR=([lora]=1e-2 [dora]=1e-2 [adalora]=5e-2 [hut]=1e-1 [adadhp]=1e-1)
+METHODS=(lora dora adalora hut adadhp)
+declare -A JOB
+for m in "${METHODS[@]}"; do
+  rank=(--rank 4)
+  [ "$m" = adadhp ] && rank=()
+  show "peftctl submit --model tiny-llama --method $m --gate --train $TRAIN --val $VAL --steps $METHOD_STEPS"
+  JOB[$m]=$(peftctl --json submit "${COMMON[@]}" --method "$m" "${rank[@]}" --lr "${LR[$m]}" \
+    "${GATE[@]}" --steps "$METHOD_STEPS" --name "demo-${m}_S" --label demo=methods |
+    json_field 'j["id"]')
+done
+note "queued $(for m in "${METHODS[@]}"; do printf '%s ' "${JOB[$m]}"; done); the local worker runs them one after another"
+
+step "6/6 results (from peftctl --json get)"
+# One line per job from `peftctl --json get` (protobuf JSON: 64-bit integers are strings).
+SUMMARY_PY=$(cat <<'PY'
+import json, sys
+j, name = json.load(sys.stdin), sys.argv[1]
+p = j.get("progress", {})
+trainable, total = int(j.get("trainable_parameters", 0)), int(j.get("total_parameters", 0))
+gated = j.get("spec", {}).get("token_gate", {}).get("enabled", False)
+pct = "%.3f%%" % (100.0 * trainable / total) if total else "-"
+eval_loss = "%.4f" % p.get("eval_loss", 0) if p.get("has_eval") else "-"
+sparsity = "%.1f%%" % (100.0 * p.get("gate_sparsity", 0)) if gated else "-"
+print("   %-10s %-10s %6s %10s %10s %9s %9s %10.0f  %s" % (
+    name, j["state"].lower(), p.get("step", "0"), eval_loss, "{:,}".format(trainable), pct,
+    sparsity, p.get("tokens_per_second", 0), j["id"]))
+PY
+)
+printf '   %-10s %-10s %6s %10s %10s %9s %9s %10s  %s\n' method state steps "eval loss" trainable \
+  percent sparsity "tokens/s" job
+summary() { peftctl --json get "$1" | python3 -c "$SUMMARY_PY" "$2"; }
+failed=0
+summary "$FIRST" lora_S
+for m in "${METHODS[@]}"; do
+  rc=0
+  waitfor "$PEFTCTL" watch "${JOB[$m]}" >/dev/null 2>&1 || rc=$?
+  summary "${JOB[$m]}" "${m}_S"
+  [ $rc -eq 0 ] || failed=1
+done
+
+echo
+note "adapter: $DEMO/adapters/lora_S   metrics: $METRICS_URL   server log: $DEMO/peftd.log"
+note "each job's events: peftctl events JOB; its adapter: peftctl download JOB -o DIR"
+note "demo finished in $(( $(date +%s) - started ))s; stopping peftd"
+[ $failed -eq 0 ] || die "a job did not succeed (peftctl events JOB says why)"
