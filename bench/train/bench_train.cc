@@ -4,7 +4,9 @@
 // utilisation against the fp32 matmul peak measured here, and the ratio to the baseline.
 // Usage: bench_train [--config tiny|100m] [--steps N] [--warmup N] [--batch B] [--seq T]
 //                    [--methods lora,lora_S,...] [--threads N] [--no-baseline]
+//                    [--profile PREFIX]  (writes PREFIX.<variant>.trace.json for chrome://tracing)
 #include <sys/resource.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -71,7 +73,7 @@ class StepTimes : public train::ProgressSink {
 };
 
 json RunOne(const model::ModelConfig& config, const std::string& variant, int64_t batch,
-            int64_t seq, int64_t steps, int64_t warmup, double peak) {
+            int64_t seq, int64_t steps, int64_t warmup, double peak, const std::string& profile) {
   torch::manual_seed(0);
   model::Llama llama(config);
   adapters::AdapterConfig ac;
@@ -103,7 +105,13 @@ json RunOne(const model::ModelConfig& config, const std::string& variant, int64_
   StepTimes times;
   std::atomic<bool> cancelled{false};
   train::Trainer trainer(o, &model, &source, nullptr, &times, &cancelled);
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> recording;
+  if (!profile.empty()) {
+    recording = std::make_unique<torch::autograd::profiler::RecordProfile>(profile + "." + variant +
+                                                                           ".trace.json");
+  }
   auto result = trainer.Run(std::nullopt);
+  recording.reset();
   if (!result.ok())
     return {{"variant", variant}, {"error", std::string(result.status().message())}};
   double sum = 0;
@@ -148,6 +156,7 @@ int main(int argc, char** argv) {
   int threads = static_cast<int>(std::thread::hardware_concurrency());
   std::vector<std::string> variants = {"lora", "lora_S", "dora", "adalora", "hut", "adadhp"};
   bool baseline = true;
+  std::string profile;  // --profile PREFIX: a chrome://tracing file per variant
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -163,6 +172,8 @@ int main(int argc, char** argv) {
       seq = std::stoll(next());
     else if (a == "--threads")
       threads = std::stoi(next());
+    else if (a == "--profile")
+      profile = next();
     else if (a == "--no-baseline")
       baseline = false;
     else if (a == "--methods") {
@@ -184,7 +195,7 @@ int main(int argc, char** argv) {
               {"matmul_peak_gflops", peak},
               {"results", json::array()}};
   for (const auto& v : variants)
-    out["results"].push_back(RunOne(config, v, batch, seq, steps, warmup, peak));
+    out["results"].push_back(RunOne(config, v, batch, seq, steps, warmup, peak, profile));
   if (baseline) {
     json b = RunBaseline(config_name, batch, seq, steps, warmup, threads);
     out["baseline"] = b;

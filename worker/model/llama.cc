@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "worker/model/attention_core.h"
+
 namespace peftd::model {
 
 namespace F = torch::nn::functional;
@@ -63,7 +65,6 @@ AttentionImpl::AttentionImpl(const ModelConfig& c)
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
                                      const torch::Tensor& sin, const torch::Tensor& mask) {
   const int64_t b = x.size(0), t = x.size(1);
-  const int64_t groups = heads_ / kv_heads_;
   // (B, T, H, D) -> (B, H, T, D); RoPE with cos/sin (B, 1, T, D).
   torch::Tensor q = q_proj->forward(x).view({b, t, heads_, head_dim_}).transpose(1, 2);
   torch::Tensor k = k_proj->forward(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
@@ -71,17 +72,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   const torch::Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);
   q = q * c + RotateHalf(q) * s;
   k = k * c + RotateHalf(k) * s;
-  // GQA without repeating K and V: query head h uses kv head h / groups (HF's repeat_kv order),
-  // so the G query heads of a kv head are folded into the row dimension of one matmul.
-  q = q.reshape({b, kv_heads_, groups * t, head_dim_});
-  torch::Tensor scores = torch::matmul(q, k.transpose(-1, -2));  // (B, KV, G*T, T)
-  scores.mul_(1.0 / std::sqrt(static_cast<double>(head_dim_)));
-  scores = scores.view({b, kv_heads_, groups, t, t}).add_(mask);
-  torch::Tensor probs = torch::softmax(scores, -1).view({b, kv_heads_, groups * t, t});
-  torch::Tensor out = torch::matmul(probs, v)  // (B, KV, G*T, D)
-                          .view({b, heads_, t, head_dim_})
-                          .transpose(1, 2)
-                          .reshape({b, t, heads_ * head_dim_});
+  torch::Tensor out = AttentionCore(q, k, v, mask, 1.0 / std::sqrt(static_cast<double>(head_dim_)));
   return o_proj->forward(out);
 }
 
@@ -134,14 +125,13 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids,
   torch::Tensor emb = torch::cat({freqs, freqs}, -1);
   torch::Tensor h = embed_tokens->forward(input_ids);
   torch::Tensor cos = emb.cos().to(h.scalar_type()), sin = emb.sin().to(h.scalar_type());
-  // Additive mask (B, 1, 1, T, T): a query sees earlier-or-same real keys.
+  // Additive mask (B, T, T): a query sees earlier-or-same real keys.
   torch::Tensor causal =
       torch::ones({t, t}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
   torch::Tensor allowed = causal.view({1, t, t}).logical_and(real.view({b, 1, t}));
   const double lowest = std::numeric_limits<float>::lowest();
-  torch::Tensor mask = torch::zeros({b, t, t}, h.options())
-                           .masked_fill_(allowed.logical_not(), lowest)
-                           .view({b, 1, 1, t, t});
+  torch::Tensor mask =
+      torch::zeros({b, t, t}, h.options()).masked_fill_(allowed.logical_not(), lowest);
   for (const auto& layer : *layers) h = layer->as<DecoderLayerImpl>()->forward(h, cos, sin, mask);
   return norm->forward(h);
 }

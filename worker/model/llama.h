@@ -31,7 +31,7 @@ TORCH_MODULE(RmsNorm);
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& config);
-  // x (B, T, hidden); cos/sin (B, T, head_dim); mask additive (B, 1, 1, T, T).
+  // x (B, T, hidden); cos/sin (B, T, head_dim); mask additive (B, T, T).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask);
   adapters::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
