@@ -53,6 +53,36 @@ TEST(AdamW, SkipsFrozenTensorsAndNoDecayTensors) {
   EXPECT_TRUE(torch::equal(b, torch::ones({2}, torch::kDouble)));
 }
 
+// Several tensors (decayed and not, interleaved) go through the flat buffers: each must move
+// exactly as its own reference, the caller's handles see the update, and gradients accumulate
+// into the flat storage across backwards.
+TEST(AdamW, FlatBuffersUpdateEveryTensorAsItsOwnReference) {
+  auto a = torch::tensor({0.5, -1.0}, torch::kDouble).requires_grad_(true);
+  auto b = torch::tensor({{0.25}, {2.0}}, torch::kDouble).requires_grad_(true);
+  auto c = torch::tensor({-0.75}, torch::kDouble).requires_grad_(true);
+  torch::Tensor handle = b;  // an adapter's member keeps this handle
+  AdamWOptions o{.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.1};
+  AdamW opt({{"a", a, true}, {"b", b, false}, {"c", c, true}}, o);
+  std::vector<ScalarAdamW> ref = {{0.5}, {-1.0}, {0.25}, {2.0}, {-0.75}};
+  const std::vector<double> wd = {0.1, 0.1, 0, 0, 0.1};
+  for (int step = 0; step < 4; ++step) {
+    opt.ZeroGrad();
+    // Two backwards into the same step: grad = 3 p² + 2 p.
+    (a * a * a).sum().add((b * b * b).sum()).add((c * c * c).sum()).backward();
+    (a * a).sum().add((b * b).sum()).add((c * c).sum()).backward();
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const double g = 3 * ref[i].p * ref[i].p + 2 * ref[i].p;
+      ref[i].Step(g, 0.01, 0.9, 0.999, 1e-8, wd[i]);
+    }
+    opt.Step(0.01);
+  }
+  EXPECT_NEAR(a[0].item<double>(), ref[0].p, 1e-14);
+  EXPECT_NEAR(a[1].item<double>(), ref[1].p, 1e-14);
+  EXPECT_NEAR(handle[0][0].item<double>(), ref[2].p, 1e-14);
+  EXPECT_NEAR(handle[1][0].item<double>(), ref[3].p, 1e-14);
+  EXPECT_NEAR(c[0].item<double>(), ref[4].p, 1e-14);
+}
+
 TEST(AdamW, ClipGradNormScalesToMaxNorm) {
   auto w = torch::zeros({2}, torch::kDouble).requires_grad_(true);
   AdamW opt({{"w", w, true}}, {});

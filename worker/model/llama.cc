@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "worker/model/attention_core.h"
+#include "worker/model/fused_ops.h"
 
 namespace peftd::model {
 
@@ -34,22 +35,13 @@ RmsNormImpl::RmsNormImpl(int64_t hidden, double eps) : eps_(eps) {
 }
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
-  // As HF: the statistics in float32, the result back in the input dtype.
-  torch::Tensor h = x.to(torch::kFloat);
-  h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps_);
-  return weight * h.to(x.scalar_type());
+  return RmsNormForward(x, weight, eps_);
 }
 
 namespace {
 
 adapters::Linear Proj(int64_t in, int64_t out, bool bias) {
   return adapters::Linear(in, out, bias);
-}
-
-// rotate_half(x) = cat(−x2, x1) over the last dim.
-torch::Tensor RotateHalf(const torch::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
 }  // namespace
@@ -65,13 +57,10 @@ AttentionImpl::AttentionImpl(const ModelConfig& c)
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
                                      const torch::Tensor& sin, const torch::Tensor& mask) {
   const int64_t b = x.size(0), t = x.size(1);
-  // (B, T, H, D) -> (B, H, T, D); RoPE with cos/sin (B, 1, T, D).
-  torch::Tensor q = q_proj->forward(x).view({b, t, heads_, head_dim_}).transpose(1, 2);
-  torch::Tensor k = k_proj->forward(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
+  // (B, T, H·D) -> (B, H, T, D), q and k with RoPE (cos/sin (B, T, D)).
+  torch::Tensor q = RopeForward(q_proj->forward(x), cos, sin, heads_);
+  torch::Tensor k = RopeForward(k_proj->forward(x), cos, sin, kv_heads_);
   torch::Tensor v = v_proj->forward(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
-  const torch::Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);
-  q = q * c + RotateHalf(q) * s;
-  k = k * c + RotateHalf(k) * s;
   torch::Tensor out = AttentionCore(q, k, v, mask, 1.0 / std::sqrt(static_cast<double>(head_dim_)));
   return o_proj->forward(out);
 }
@@ -83,7 +72,7 @@ MlpImpl::MlpImpl(const ModelConfig& c) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  return down_proj->forward(F::silu(gate_proj->forward(x)) * up_proj->forward(x));
+  return down_proj->forward(SwiGluForward(gate_proj->forward(x), up_proj->forward(x)));
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {

@@ -8,12 +8,62 @@ namespace peftd::train {
 
 AdamW::AdamW(std::vector<TrainableTensor> params, AdamWOptions options)
     : params_(std::move(params)), options_(options) {
-  exp_avg_.reserve(params_.size());
-  exp_avg_sq_.reserve(params_.size());
+  torch::NoGradGuard no_grad;
+  flat_ = !params_.empty();
+  int64_t total = 0;
   for (const auto& p : params_) {
-    exp_avg_.push_back(torch::zeros_like(p.tensor, torch::MemoryFormat::Contiguous));
-    exp_avg_sq_.push_back(torch::zeros_like(p.tensor, torch::MemoryFormat::Contiguous));
+    flat_ = flat_ && p.tensor.options().dtype() == params_[0].tensor.options().dtype() &&
+            p.tensor.device() == params_[0].tensor.device();
+    total += p.tensor.numel();
+    if (p.decay) decayed_numel_ += p.tensor.numel();
   }
+  exp_avg_.resize(params_.size());
+  exp_avg_sq_.resize(params_.size());
+  if (!flat_) {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      exp_avg_[i] = torch::zeros_like(params_[i].tensor, torch::MemoryFormat::Contiguous);
+      exp_avg_sq_[i] = torch::zeros_like(params_[i].tensor, torch::MemoryFormat::Contiguous);
+    }
+    return;
+  }
+  const auto opts = params_[0].tensor.options().requires_grad(false);
+  flat_param_ = torch::empty({total}, opts);
+  flat_grad_ = torch::zeros({total}, opts);
+  flat_exp_avg_ = torch::zeros({total}, opts);
+  flat_exp_avg_sq_ = torch::zeros({total}, opts);
+  int64_t decayed_offset = 0, other_offset = decayed_numel_;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    torch::Tensor& p = params_[i].tensor;
+    int64_t& offset = params_[i].decay ? decayed_offset : other_offset;
+    const int64_t n = p.numel();
+    auto view = [&](const torch::Tensor& flat) {
+      return flat.narrow(0, offset, n).view(p.sizes());
+    };
+    torch::Tensor param_view = view(flat_param_);
+    param_view.copy_(p);
+    if (p.grad().defined()) view(flat_grad_).copy_(p.grad());
+    p.set_data(param_view);  // same tensor (adapters keep their handles), flat storage
+    p.mutable_grad() = view(flat_grad_);
+    exp_avg_[i] = view(flat_exp_avg_);
+    exp_avg_sq_[i] = view(flat_exp_avg_sq_);
+    offset += n;
+  }
+}
+
+bool AdamW::FlatPathValid() const {
+  if (!flat_) return false;
+  const int64_t elem = flat_grad_.element_size();
+  const char* base = static_cast<const char*>(flat_grad_.data_ptr());
+  const char* expected = base;
+  int64_t decayed_offset = 0, other_offset = decayed_numel_;
+  for (const auto& p : params_) {
+    int64_t& offset = p.decay ? decayed_offset : other_offset;
+    expected = base + offset * elem;
+    offset += p.tensor.numel();
+    const torch::Tensor& grad = p.tensor.grad();
+    if (!p.tensor.requires_grad() || !grad.defined() || grad.data_ptr() != expected) return false;
+  }
+  return true;
 }
 
 void AdamW::Step(double lr) {
@@ -23,19 +73,34 @@ void AdamW::Step(double lr) {
   const double bias_correction2 = 1.0 - std::pow(options_.beta2, step_count_);
   const double step_size = lr / bias_correction1;
   const double bias_correction2_sqrt = std::sqrt(bias_correction2);
+  auto update = [&](torch::Tensor& p, const torch::Tensor& grad, torch::Tensor& exp_avg,
+                    torch::Tensor& exp_avg_sq) {
+    exp_avg.mul_(options_.beta1).add_(grad, 1.0 - options_.beta1);
+    exp_avg_sq.mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
+    torch::Tensor denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(options_.eps);
+    p.addcdiv_(exp_avg, denom, -step_size);
+  };
+  if (FlatPathValid()) {
+    if (decayed_numel_ > 0 && options_.weight_decay != 0.0) {
+      flat_param_.narrow(0, 0, decayed_numel_).mul_(1.0 - lr * options_.weight_decay);
+    }
+    update(flat_param_, flat_grad_, flat_exp_avg_, flat_exp_avg_sq_);
+    return;
+  }
   for (size_t i = 0; i < params_.size(); ++i) {
     torch::Tensor& p = params_[i].tensor;
     const torch::Tensor& grad = p.grad();
     if (!p.requires_grad() || !grad.defined()) continue;
     if (params_[i].decay && options_.weight_decay != 0.0) p.mul_(1.0 - lr * options_.weight_decay);
-    exp_avg_[i].mul_(options_.beta1).add_(grad, 1.0 - options_.beta1);
-    exp_avg_sq_[i].mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
-    torch::Tensor denom = (exp_avg_sq_[i].sqrt() / bias_correction2_sqrt).add_(options_.eps);
-    p.addcdiv_(exp_avg_[i], denom, -step_size);
+    update(p, grad, exp_avg_[i], exp_avg_sq_[i]);
   }
 }
 
 void AdamW::ZeroGrad() {
+  if (FlatPathValid()) {
+    flat_grad_.zero_();
+    return;
+  }
   for (auto& p : params_) {
     torch::Tensor grad = p.tensor.mutable_grad();
     if (grad.defined()) grad.zero_();
@@ -44,16 +109,22 @@ void AdamW::ZeroGrad() {
 
 double AdamW::ClipGradNorm(double max_norm) {
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> norms;
+  double total = 0;
   std::vector<torch::Tensor> grads;
-  for (auto& p : params_) {
-    const torch::Tensor& grad = p.tensor.grad();
-    if (!p.tensor.requires_grad() || !grad.defined()) continue;
-    grads.push_back(grad);
-    norms.push_back(grad.norm(2).to(torch::kDouble));
+  if (FlatPathValid()) {
+    grads.push_back(flat_grad_);
+    total = flat_grad_.to(torch::kDouble).norm(2).item<double>();
+  } else {
+    std::vector<torch::Tensor> norms;
+    for (auto& p : params_) {
+      const torch::Tensor& grad = p.tensor.grad();
+      if (!p.tensor.requires_grad() || !grad.defined()) continue;
+      grads.push_back(grad);
+      norms.push_back(grad.to(torch::kDouble).norm(2));
+    }
+    if (norms.empty()) return 0.0;
+    total = torch::stack(norms).norm(2).item<double>();
   }
-  if (norms.empty()) return 0.0;
-  const double total = torch::stack(norms).norm(2).item<double>();
   if (max_norm > 0.0 && std::isfinite(total) && total > max_norm) {
     const double scale = max_norm / (total + 1e-6);
     for (auto& g : grads) g.mul_(scale);

@@ -1,6 +1,12 @@
 // AdamW (decoupled weight decay, Loshchilov & Hutter) over the trainable tensors only: the frozen
 // base holds no optimizer state. Matches torch.optim.AdamW's update order and bias correction, so a
 // run is comparable with PyTorch's. Not thread-safe.
+//
+// The trainable tensors, their gradients and both moments live in four flat buffers (the tensors
+// become views of them), so an update, the gradient norm and zeroing are a handful of kernels
+// whatever the number of adapted modules: on a small model the per-tensor loop of PyTorch's
+// AdamW costs more than the arithmetic. When a tensor stops requiring a gradient (AdaDHP prunes
+// a module) the update falls back to going tensor by tensor over the same views.
 #ifndef PEFTD_WORKER_TRAIN_ADAMW_H_
 #define PEFTD_WORKER_TRAIN_ADAMW_H_
 
@@ -50,7 +56,14 @@ class AdamW {
   absl::Status LoadStateDict(const std::map<std::string, torch::Tensor>& state);
 
  private:
+  // True when every tensor requires a gradient that is still the view of flat_grad_.
+  bool FlatPathValid() const;
+
   std::vector<TrainableTensor> params_;
+  // Decayed tensors first, so weight decay is one slice: [0, decayed_numel_).
+  torch::Tensor flat_param_, flat_grad_, flat_exp_avg_, flat_exp_avg_sq_;
+  int64_t decayed_numel_ = 0;
+  bool flat_ = false;  // all tensors share one dtype and device, so the buffers exist
   std::vector<torch::Tensor> exp_avg_;
   std::vector<torch::Tensor> exp_avg_sq_;
   AdamWOptions options_;
