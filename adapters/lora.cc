@@ -34,8 +34,7 @@ torch::Tensor LoraAdapter::Down(const torch::Tensor& x2d) {
   torch::Tensor in = x2d;
   if (options_.dropout > 0 && is_training())
     in = F::dropout(x2d, F::DropoutFuncOptions().p(options_.dropout).training(true));
-  // Scaling the (N, r) product is the cheapest place for s.
-  return F::linear(in, lora_A).mul_(scale_);
+  return F::linear(in, lora_A);
 }
 
 torch::Tensor LoraAdapter::Forward(const torch::Tensor& x, const torch::Tensor& weight,
@@ -44,14 +43,16 @@ torch::Tensor LoraAdapter::Forward(const torch::Tensor& x, const torch::Tensor& 
   torch::Tensor x2d = x.reshape({-1, x.size(-1)});
   // h = base + t·Bᵀ accumulated into the base GEMM's output: one (N, out) buffer, no extra pass.
   torch::Tensor h = F::linear(x2d, weight, bias);
-  h.addmm_(Down(x2d), lora_B.t());
+  // s folded into the accumulating GEMM: one kernel less each way than scaling t.
+  h.addmm_(Down(x2d), lora_B.t(), /*beta=*/1, /*alpha=*/scale_);
   return h.view(out_shape);
 }
 
 torch::Tensor LoraAdapter::Delta(const torch::Tensor& x, const torch::Tensor& base,
                                  const torch::Tensor& weight, const torch::Tensor& bias) {
   torch::Tensor x2d = x.reshape({-1, x.size(-1)});
-  return F::linear(Down(x2d), lora_B).view(OutputShape(x, weight.size(0)));
+  // Scaling the (N, r) product is the cheapest place for s.
+  return F::linear(Down(x2d).mul_(scale_), lora_B).view(OutputShape(x, weight.size(0)));
 }
 
 std::map<std::string, torch::Tensor> LoraAdapter::ExportTensors() const {

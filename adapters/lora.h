@@ -45,7 +45,7 @@ class LoraAdapter : public Adapter {
   torch::Tensor lora_B;  // (out, r)
 
  protected:
-  // s·(drop(x)·Aᵀ) as (N, r), with x flattened to (N, in).
+  // drop(x)·Aᵀ as (N, r), with x flattened to (N, in); the scale s is applied by the caller.
   torch::Tensor Down(const torch::Tensor& x2d);
   // s·B·A, the materialised low-rank update (out, in).
   torch::Tensor DeltaWeight() const;

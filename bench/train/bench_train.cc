@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <sstream>
@@ -37,18 +38,21 @@ double PeakRssMb() {
   return u.ru_maxrss / 1024.0;
 }
 
-// fp32 GEMM peak of this machine, as LibTorch reaches it (best of a few sizes).
+// fp32 GEMM peak of this machine, as LibTorch reaches it: the best of a few sizes and rounds
+// (other load on the machine only ever lowers a round, so the best is the closest to the peak).
 double MeasureMatmulPeakGflops() {
   double best = 0;
-  for (int64_t n : {1024, 2048}) {
-    torch::Tensor a = torch::randn({n, n}), b = torch::randn({n, n});
-    for (int i = 0; i < 2; ++i) torch::matmul(a, b);
-    const int reps = n == 1024 ? 10 : 4;
-    auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < reps; ++i) torch::matmul(a, b);
-    const double s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
-    best = std::max(best, 2.0 * n * n * n / s / 1e9);
+  for (int round = 0; round < 3; ++round) {
+    for (int64_t n : {1024, 2048}) {
+      torch::Tensor a = torch::randn({n, n}), b = torch::randn({n, n});
+      for (int i = 0; i < 2; ++i) torch::matmul(a, b);
+      const int reps = n == 1024 ? 10 : 4;
+      auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < reps; ++i) torch::matmul(a, b);
+      const double s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+      best = std::max(best, 2.0 * n * n * n / s / 1e9);
+    }
   }
   return best;
 }
@@ -66,6 +70,12 @@ double FlopsPerToken(const model::ModelConfig& c, int64_t seq, int64_t trainable
   return 4.0 * linear + 6.0 * trainable + attention;
 }
 
+// 1-minute load average: other work on the machine makes every figure of a run slower.
+double LoadAverage() {
+  double load[1] = {0};
+  return getloadavg(load, 1) == 1 ? load[0] : -1;
+}
+
 class StepTimes : public train::ProgressSink {
  public:
   void OnStep(const train::StepMetrics& m) override { seconds.push_back(m.step_seconds); }
@@ -73,7 +83,7 @@ class StepTimes : public train::ProgressSink {
 };
 
 json RunOne(const model::ModelConfig& config, const std::string& variant, int64_t batch,
-            int64_t seq, int64_t steps, int64_t warmup, double peak, const std::string& profile) {
+            int64_t seq, int64_t steps, int64_t warmup, const std::string& profile) {
   torch::manual_seed(0);
   model::Llama llama(config);
   adapters::AdapterConfig ac;
@@ -118,11 +128,10 @@ json RunOne(const model::ModelConfig& config, const std::string& variant, int64_
   for (size_t i = warmup; i < times.seconds.size(); ++i) sum += times.seconds[i];
   const double step_s = sum / static_cast<double>(times.seconds.size() - warmup);
   const double tokens_per_s = batch * seq / step_s;
-  const double mfu = tokens_per_s * FlopsPerToken(config, seq, trainable) / (peak * 1e9);
   return {{"variant", variant},
           {"step_s", step_s},
           {"tokens_per_s", tokens_per_s},
-          {"mfu", mfu},
+          {"model_flops_per_token", FlopsPerToken(config, seq, trainable)},
           {"trainable_parameters", trainable},
           {"peak_rss_mb", PeakRssMb()},
           {"final_loss", result->final_train_loss}};
@@ -185,17 +194,26 @@ int main(int argc, char** argv) {
   torch::set_num_threads(threads);
   const model::ModelConfig config =
       config_name == "100m" ? model::BenchConfig100M() : model::TinyConfig();
-  const double peak = MeasureMatmulPeakGflops();
+  double peak = MeasureMatmulPeakGflops();
   json out = {{"benchmark", "train_throughput"},
               {"config", config_name},
               {"parameters", config.NumParameters()},
               {"batch", batch},
               {"seq", seq},
               {"threads", threads},
-              {"matmul_peak_gflops", peak},
+              {"load_average_at_start", LoadAverage()},
               {"results", json::array()}};
   for (const auto& v : variants)
-    out["results"].push_back(RunOne(config, v, batch, seq, steps, warmup, peak, profile));
+    out["results"].push_back(RunOne(config, v, batch, seq, steps, warmup, profile));
+  peak = std::max(peak, MeasureMatmulPeakGflops());  // again after the runs: the best of both
+  out["matmul_peak_gflops"] = peak;
+  out["load_average_at_end"] = LoadAverage();
+  for (auto& r : out["results"]) {
+    if (r.contains("tokens_per_s")) {
+      r["mfu"] =
+          r["tokens_per_s"].get<double>() * r["model_flops_per_token"].get<double>() / (peak * 1e9);
+    }
+  }
   if (baseline) {
     json b = RunBaseline(config_name, batch, seq, steps, warmup, threads);
     out["baseline"] = b;

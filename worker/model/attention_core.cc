@@ -32,6 +32,10 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
     torch::Tensor out = torch::empty({s.b, s.t, s.h * s.d}, q.options());
     // Probabilities of every (batch, KV head): the G query heads' rows stacked, (G·T, T).
     torch::Tensor probs = torch::empty({s.b, s.kv, s.g * s.t, s.t}, q.options());
+    // The mask of every batch row repeated for the G query heads of a KV head: (B, G·T, T).
+    const torch::Tensor mask_rows =
+        s.g == 1 ? mask
+                 : mask.unsqueeze(1).expand({s.b, s.g, s.t, s.t}).reshape({s.b, s.g * s.t, s.t});
     at::parallel_for(0, s.b * s.kv, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const int64_t bi = i / s.kv, kv = i % s.kv;

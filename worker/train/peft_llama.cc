@@ -1,5 +1,7 @@
 #include "worker/train/peft_llama.h"
 
+#include "worker/model/lm_head_loss.h"
+
 namespace peftd::train {
 
 namespace F = torch::nn::functional;
@@ -22,13 +24,30 @@ LossOutput PeftLlama::Forward(const Batch& batch) {
     return out;
   }
   torch::Tensor hidden = model_->Hidden(ids, mask);
-  const int64_t t = ids.size(1);
+  const int64_t b = ids.size(0), t = ids.size(1);
   // Position j predicts labels[j + 1]; project only the positions that carry a label.
   torch::Tensor targets = labels.narrow(1, 1, t - 1);
-  torch::Tensor selected = targets.ne(-100);
-  torch::Tensor h = hidden.narrow(1, 0, t - 1).index({selected});
-  torch::Tensor logits = model_->Head(h);
-  out.loss_sum = F::cross_entropy(logits, targets.index({selected}),
+  torch::Tensor h = hidden.narrow(1, 0, t - 1);
+  if (batch.num_targets == b * (t - 1)) {
+    h = h.reshape({-1, h.size(-1)});
+    targets = targets.reshape({-1});
+  } else {
+    torch::Tensor selected = targets.ne(-100);
+    h = h.index({selected});
+    targets = targets.index({selected});
+  }
+  // A frozen vocabulary projection goes through the fused loss; an adapted lm_head does not.
+  const adapters::Linear& head = model_->lm_head;
+  const bool adapted_head = head && head->adapter() && !head->merged();
+  if (!adapted_head) {
+    const torch::Tensor& weight = head ? head->weight : model_->model->embed_tokens->weight;
+    const bool has_bias = head && head->bias.defined();
+    if (!has_bias) {
+      out.loss_sum = model::LmHeadCrossEntropySum(h, weight, targets);
+      return out;
+    }
+  }
+  out.loss_sum = F::cross_entropy(model_->Head(h), targets,
                                   F::CrossEntropyFuncOptions().reduction(torch::kSum));
   return out;
 }
