@@ -1,5 +1,6 @@
 #include "adapters/adadhp.h"
 
+#include "adapters/linear_ops.h"
 #include "adapters/tensor_check.h"
 
 namespace peftd::adapters {
@@ -14,8 +15,8 @@ AdaDhpAdapter::AdaDhpAdapter(const LinearImpl& base) {
 
 torch::Tensor AdaDhpAdapter::Forward(const torch::Tensor& x, const torch::Tensor& weight,
                                      const torch::Tensor& bias) {
-  if (frozen_) return F::linear(x, weight, bias);  // exactly the base layer
-  torch::Tensor y = F::linear(x * adadhp_l, weight);
+  if (frozen_) return FrozenLinear(x, weight, bias);  // exactly the base layer
+  torch::Tensor y = FrozenLinear(x * adadhp_l, weight);
   return bias.defined() ? torch::addcmul(bias, y, adadhp_r) : y * adadhp_r;
 }
 

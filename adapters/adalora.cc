@@ -1,6 +1,7 @@
 #include "adapters/adalora.h"
 
 #include "absl/strings/str_cat.h"
+#include "adapters/linear_ops.h"
 #include "adapters/tensor_check.h"
 
 namespace peftd::adapters {
@@ -29,7 +30,7 @@ torch::Tensor AdaLoraAdapter::Forward(const torch::Tensor& x, const torch::Tenso
                                       const torch::Tensor& bias) {
   const auto out_shape = OutputShape(x, weight.size(0));
   torch::Tensor x2d = x.reshape({-1, x.size(-1)});
-  torch::Tensor h = F::linear(x2d, weight, bias);
+  torch::Tensor h = FrozenLinear(x2d, weight, bias);
   torch::Tensor in = x2d;
   if (options_.dropout > 0 && is_training()) {
     in = F::dropout(x2d, F::DropoutFuncOptions().p(options_.dropout).training(true));

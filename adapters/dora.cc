@@ -1,6 +1,7 @@
 #include "adapters/dora.h"
 
 #include "absl/strings/str_cat.h"
+#include "adapters/linear_ops.h"
 #include "adapters/tensor_check.h"
 
 namespace peftd::adapters {
@@ -30,15 +31,15 @@ torch::Tensor DoraAdapter::Forward(const torch::Tensor& x, const torch::Tensor& 
   torch::Tensor x2d = x.reshape({-1, x.size(-1)});
   const torch::Tensor g = Gain(weight);
   if (options_.dropout > 0 && is_training()) {
-    torch::Tensor h = F::linear(x2d, weight, bias);
+    torch::Tensor h = FrozenLinear(x2d, weight, bias);
     torch::Tensor xd = F::dropout(x2d, F::DropoutFuncOptions().p(options_.dropout).training(true));
     torch::Tensor t = F::linear(xd, lora_A).mul_(scale_);
-    torch::Tensor y = F::linear(xd, weight);
+    torch::Tensor y = FrozenLinear(xd, weight);
     // base + (g − 1) ⊙ x̃W0ᵀ + g ⊙ s·x̃AᵀBᵀ
     return (h + (g - 1) * y + g * F::linear(t, lora_B)).view(out_shape);
   }
   // Without dropout: h = g ⊙ (x·W0ᵀ + s·x·Aᵀ·Bᵀ) + b0, with x·W0ᵀ = base − b0 computed once.
-  torch::Tensor y = F::linear(x2d, weight);
+  torch::Tensor y = FrozenLinear(x2d, weight);
   y.addmm_(F::linear(x2d, lora_A).mul_(scale_), lora_B.t());
   torch::Tensor h = y * g;
   if (bias.defined()) h.add_(bias);
@@ -55,7 +56,7 @@ torch::Tensor DoraAdapter::Delta(const torch::Tensor& x, const torch::Tensor& ba
   torch::Tensor xd = x2d;
   if (options_.dropout > 0 && is_training()) {
     xd = F::dropout(x2d, F::DropoutFuncOptions().p(options_.dropout).training(true));
-    y = F::linear(xd, weight);
+    y = FrozenLinear(xd, weight);
   } else {
     y = bias.defined() ? base2d - bias : base2d;
   }

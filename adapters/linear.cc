@@ -1,5 +1,7 @@
 #include "adapters/linear.h"
 
+#include "adapters/linear_ops.h"
+
 namespace peftd::adapters {
 
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
@@ -15,7 +17,7 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   if (adapter_ && !merged_) return adapter_->Forward(x, weight, bias);
-  return torch::nn::functional::linear(x, weight, bias);
+  return FrozenLinear(x, weight, bias);
 }
 
 void LinearImpl::Attach(std::shared_ptr<Adapter> adapter, const std::string& name) {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "adapters/linear_ops.h"
 #include "adapters/tensor_check.h"
 
 namespace peftd::adapters {
@@ -39,10 +40,14 @@ torch::Tensor LoraAdapter::Down(const torch::Tensor& x2d) {
 
 torch::Tensor LoraAdapter::Forward(const torch::Tensor& x, const torch::Tensor& weight,
                                    const torch::Tensor& bias) {
+  // Without dropout the whole projection is one autograd node (adapters/linear_ops.h).
+  if (!(options_.dropout > 0 && is_training())) {
+    return LoraLinear(x, weight, bias, lora_A, lora_B, scale_);
+  }
   const auto out_shape = OutputShape(x, weight.size(0));
   torch::Tensor x2d = x.reshape({-1, x.size(-1)});
   // h = base + t·Bᵀ accumulated into the base GEMM's output: one (N, out) buffer, no extra pass.
-  torch::Tensor h = F::linear(x2d, weight, bias);
+  torch::Tensor h = FrozenLinear(x2d, weight, bias);
   // s folded into the accumulating GEMM: one kernel less each way than scaling t.
   h.addmm_(Down(x2d), lora_B.t(), /*beta=*/1, /*alpha=*/scale_);
   return h.view(out_shape);

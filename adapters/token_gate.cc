@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "adapters/linear_ops.h"
 #include "adapters/tensor_check.h"
 
 namespace peftd::adapters {
@@ -63,7 +64,7 @@ torch::Tensor TokenGate::Forward(const torch::Tensor& x, const torch::Tensor& we
                                  const torch::Tensor& bias) {
   const auto out_shape = OutputShape(x, weight.size(0));
   torch::Tensor x2d = x.reshape({-1, x.size(-1)});
-  torch::Tensor base = F::linear(x2d, weight, bias);
+  torch::Tensor base = FrozenLinear(x2d, weight, bias);
   torch::Tensor delta = inner_->Delta(x2d, base, weight, bias);
   torch::Tensor on, mask;
   // Training statistics come from forwards that will be backpropagated; the rest is evaluation.

@@ -227,7 +227,7 @@ def main():
         loss.item()
         if step >= a.warmup:
             times.append(time.perf_counter() - t0)
-    step_s = sum(times) / len(times)
+    step_s = sorted(times)[len(times) // 2]  # the median, as bench_train
     print(json.dumps({
         "impl": "pytorch_eager_peft", "config": a.config, "method": "lora", "batch": a.batch,
         "seq": a.seq, "threads": a.threads, "step_s": step_s,

@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -124,9 +125,10 @@ json RunOne(const model::ModelConfig& config, const std::string& variant, int64_
   recording.reset();
   if (!result.ok())
     return {{"variant", variant}, {"error", std::string(result.status().message())}};
-  double sum = 0;
-  for (size_t i = warmup; i < times.seconds.size(); ++i) sum += times.seconds[i];
-  const double step_s = sum / static_cast<double>(times.seconds.size() - warmup);
+  // The median step: a step that another process on the machine slowed down does not count.
+  std::vector<double> measured(times.seconds.begin() + warmup, times.seconds.end());
+  std::sort(measured.begin(), measured.end());
+  const double step_s = measured[measured.size() / 2];
   const double tokens_per_s = batch * seq / step_s;
   return {{"variant", variant},
           {"step_s", step_s},
@@ -203,6 +205,8 @@ int main(int argc, char** argv) {
               {"threads", threads},
               {"load_average_at_start", LoadAverage()},
               {"results", json::array()}};
+  json b;
+  if (baseline) b = RunBaseline(config_name, batch, seq, steps, warmup, threads);
   for (const auto& v : variants)
     out["results"].push_back(RunOne(config, v, batch, seq, steps, warmup, profile));
   peak = std::max(peak, MeasureMatmulPeakGflops());  // again after the runs: the best of both
@@ -215,7 +219,13 @@ int main(int argc, char** argv) {
     }
   }
   if (baseline) {
-    json b = RunBaseline(config_name, batch, seq, steps, warmup, threads);
+    // Before and after ours: the faster of the two runs is the baseline (the conservative choice).
+    json after = RunBaseline(config_name, batch, seq, steps, warmup, threads);
+    if (!b.contains("tokens_per_s") ||
+        (after.contains("tokens_per_s") &&
+         after["tokens_per_s"].get<double>() > b["tokens_per_s"].get<double>())) {
+      b = after;
+    }
     out["baseline"] = b;
     if (b.contains("tokens_per_s")) {
       const double base = b["tokens_per_s"].get<double>();

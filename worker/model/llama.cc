@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "adapters/linear_ops.h"
 #include "worker/model/attention_core.h"
 #include "worker/model/fused_ops.h"
 
@@ -143,7 +144,7 @@ torch::Tensor LlamaImpl::Hidden(const torch::Tensor& input_ids,
 torch::Tensor LlamaImpl::Head(const torch::Tensor& hidden) {
   if (score) return score->forward(hidden);
   if (lm_head) return lm_head->forward(hidden);
-  return F::linear(hidden, model->embed_tokens->weight);  // tied embeddings
+  return adapters::FrozenLinear(hidden, model->embed_tokens->weight);  // tied embeddings
 }
 
 torch::Tensor LastTokenIndex(const torch::Tensor& attention_mask) {
