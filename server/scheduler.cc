@@ -436,9 +436,13 @@ absl::Status Scheduler::RecordCheckpoint(const std::string& job_id, int attempt,
   *job.add_checkpoints() = cp;
   leases_[job_id].expires = clock_->Now() + options_.lease_timeout;  // an upload is a sign of life
   storage::JobUpdate update;
-  update.events.push_back(
+  // The checkpoint is what the job is doing now, whatever phase the last heartbeat carried (the
+  // worker flushes its report before uploading, so the step's progress event comes first).
+  v1::JobEvent event =
       EventLocked(job, v1::JobEvent::INFO,
-                  absl::StrCat("checkpoint of step ", step, " saved (", size_bytes, " bytes)")));
+                  absl::StrCat("checkpoint of step ", step, " saved (", size_bytes, " bytes)"));
+  event.set_phase(v1::CHECKPOINTING);
+  update.events.push_back(std::move(event));
   update.checkpoint = cp;
   update.job = std::move(job);
   return CommitSameStateLocked(std::move(update));

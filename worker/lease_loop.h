@@ -63,6 +63,12 @@ class LeaseLoop {
 
   bool Register();
   bool HeartbeatOnce();
+  // Sends `job`'s pending report at once, in a heartbeat of its own that asks for no work. The
+  // checkpoint callback calls it before uploading, so the server sees the step's progress and the
+  // CHECKPOINTING phase before the checkpoint. On failure the report waits for the next beat.
+  void FlushReport(ActiveJob& job);
+  // Applies a heartbeat reply's cancel and drop lists (takes mu_).
+  void ApplyJobCommands(const v1::HeartbeatResponse& resp);
   void StartJob(const v1::Lease& lease);
   void RunJob(std::shared_ptr<ActiveJob> job);
   absl::Status Prepare(ActiveJob& job, JobInputs* inputs);
@@ -86,6 +92,9 @@ class LeaseLoop {
   absl::Duration heartbeat_interval_ = absl::Seconds(2);
   std::string last_connection_error_;  // Run's thread only
 
+  // Held across a heartbeat (taking the reports, the RPC, putting back what was not delivered),
+  // so reports reach the server in the order they were taken. Taken before mu_.
+  std::mutex heartbeat_mu_;
   std::mutex mu_;
   std::condition_variable wake_;
   bool stop_ = false;                                       // guarded by mu_
