@@ -184,6 +184,7 @@ class LeaseLoop::Reporter : public train::ProgressSink {
     v1::JobEvent* e = job_->report.add_events();
     e->set_level(ToProtoLevel(level));
     e->set_message(message);
+    e->set_phase(job_->report.phase());  // the server keeps it: delivery may be phases later
     *e->mutable_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
   }
 
@@ -625,6 +626,7 @@ void LeaseLoop::RunJob(std::shared_ptr<ActiveJob> job) {
   }
   if (result.ok()) {
     reporter.OnPhase(train::Phase::kExporting);
+    FlushReport(*job);  // the last step and the export's log lines before "adapter uploaded"
     auto upload = [&](const std::string& dir, bool merged) -> absl::Status {
       ASSIGN_OR_RETURN(std::string tar, TarDirectory(dir));
       return UploadFile(/*checkpoint=*/false, *job, 0, merged, tar);
