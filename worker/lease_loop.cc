@@ -119,8 +119,15 @@ class LeaseLoop::Reporter : public train::ProgressSink {
   Reporter(LeaseLoop* loop, ActiveJob* job) : loop_(loop), job_(job) {}
 
   void OnPhase(train::Phase phase) override {
-    std::lock_guard<std::mutex> lock(job_->mu);
-    job_->report.set_phase(ToProtoPhase(phase));
+    bool changed;
+    {
+      std::lock_guard<std::mutex> lock(job_->mu);
+      changed = job_->report.phase() != ToProtoPhase(phase);
+      job_->report.set_phase(ToProtoPhase(phase));
+    }
+    // Told at once, not at the next beat: a job shown CHECKPOINTING or EVALUATING for up to a
+    // heartbeat interval after it went back to training would be a stale answer.
+    if (changed) loop_->BeatSoon();
   }
 
   void OnStep(const train::StepMetrics& m) override {
@@ -269,6 +276,19 @@ void LeaseLoop::ReportConnectionError(const grpc::Status& st) {
   std::cerr << "; retrying\n";
 }
 
+void LeaseLoop::BeatSoon() {
+  std::lock_guard<std::mutex> lock(mu_);
+  beat_soon_ = true;
+  wake_.notify_all();
+}
+
+void LeaseLoop::SleepUntilNextBeat() {
+  std::unique_lock<std::mutex> lock(mu_);
+  wake_.wait_for(lock, absl::ToChronoNanoseconds(heartbeat_interval_),
+                 [this] { return stop_ || beat_soon_; });
+  beat_soon_ = false;
+}
+
 void LeaseLoop::SleepFor(absl::Duration d) {
   std::unique_lock<std::mutex> lock(mu_);
   wake_.wait_for(lock, absl::ToChronoNanoseconds(d), [this] { return stop_; });
@@ -304,7 +324,7 @@ void LeaseLoop::Run() {
       continue;
     }
     backoff = options_.min_backoff;
-    if (registered) SleepFor(heartbeat_interval_);
+    if (registered) SleepUntilNextBeat();
   }
   std::map<std::string, std::shared_ptr<ActiveJob>> jobs;
   {

@@ -84,6 +84,10 @@ class LeaseLoop {
   // Logs a failed Register / Heartbeat to stderr, once per distinct error (Run's thread only).
   void ReportConnectionError(const grpc::Status& st);
   void SleepFor(absl::Duration d);
+  // Asks Run() for a heartbeat now rather than at the end of the interval (a phase change).
+  void BeatSoon();
+  // Run's wait between heartbeats: the interval, or until BeatSoon() or Stop().
+  void SleepUntilNextBeat();
 
   LeaseLoopOptions options_;
   JobRunner runner_;
@@ -99,6 +103,7 @@ class LeaseLoop {
   std::condition_variable wake_;
   bool stop_ = false;                                       // guarded by mu_
   bool registered_ = false;                                 // guarded by mu_
+  bool beat_soon_ = false;                                  // guarded by mu_
   std::map<std::string, std::shared_ptr<ActiveJob>> jobs_;  // guarded by mu_
 };
 

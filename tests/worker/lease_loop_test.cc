@@ -26,7 +26,7 @@ class FakeWorkerService final : public v1::WorkerService::Service {
                         v1::RegisterResponse* resp) override {
     std::lock_guard<std::mutex> lock(mu);
     registrations.push_back(*req);
-    resp->set_heartbeat_interval_ms(50);
+    resp->set_heartbeat_interval_ms(heartbeat_interval_ms);
     return grpc::Status::OK;
   }
   grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
@@ -98,6 +98,7 @@ class FakeWorkerService final : public v1::WorkerService::Service {
   }
 
   std::mutex mu;
+  int heartbeat_interval_ms = 50;
   bool leased = false;
   bool cancel = false;
   std::vector<v1::RegisterRequest> registrations;
@@ -223,6 +224,38 @@ TEST(LeaseLoop, RunsALeasedJobToCompletion) {
   fs::path out = fs::temp_directory_path() / ("peftd_lease_untar" + std::to_string(getpid()));
   ASSERT_TRUE(UntarToDirectory(service.adapters[0], out.string()).ok());
   EXPECT_TRUE(fs::exists(out / "adapter_config.json"));
+}
+
+// With a heartbeat interval far longer than the job, the phases still reach the server as they
+// change: back to TRAINING after each checkpoint, not a minute later.
+TEST(LeaseLoop, PhaseChangesAreReportedWithoutWaitingForTheInterval) {
+  FakeWorkerService service;
+  service.heartbeat_interval_ms = 60000;
+  auto server = Start(&service);
+  LeaseLoop loop(Options(server.port, "phase"), FakeRunner(3, std::chrono::milliseconds(300)));
+  std::thread t([&] { loop.Run(); });
+  struct Joiner {
+    LeaseLoop& loop;
+    std::thread& t;
+    ~Joiner() {
+      loop.Stop();
+      if (t.joinable()) t.join();
+    }
+  } joiner{loop, t};
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(service.mu);
+    return !service.completions.empty();
+  }));
+  std::lock_guard<std::mutex> lock(service.mu);
+  for (int s = 1; s <= 2; ++s) {
+    auto c = std::find(service.timeline.begin(), service.timeline.end(),
+                       "checkpoint " + std::to_string(s));
+    auto next = std::find(service.timeline.begin(), service.timeline.end(),
+                          "checkpoint " + std::to_string(s + 1));
+    ASSERT_NE(c, service.timeline.end());
+    EXPECT_NE(std::find(c, next, "step " + std::to_string(s) + " TRAINING"), next)
+        << "no TRAINING report between checkpoints " << s << " and " << s + 1;
+  }
 }
 
 TEST(LeaseLoop, CancellationStopsTheJobWithinAStep) {
