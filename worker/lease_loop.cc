@@ -284,8 +284,17 @@ void LeaseLoop::BeatSoon() {
 
 void LeaseLoop::SleepUntilNextBeat() {
   std::unique_lock<std::mutex> lock(mu_);
-  wake_.wait_for(lock, absl::ToChronoNanoseconds(heartbeat_interval_),
-                 [this] { return stop_ || beat_soon_; });
+  // The regular beats keep their cadence: an early one does not push the next regular one back
+  // (phase changes every few steps would otherwise leave the steps between them unreported).
+  const auto now = std::chrono::steady_clock::now();
+  if (next_regular_beat_ <= now) {
+    next_regular_beat_ = now + absl::ToChronoNanoseconds(heartbeat_interval_);
+  }
+  const bool early =
+      wake_.wait_until(lock, next_regular_beat_, [this] { return stop_ || beat_soon_; });
+  if (!early)
+    next_regular_beat_ =
+        std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(heartbeat_interval_);
   beat_soon_ = false;
 }
 

@@ -10,6 +10,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -101,10 +102,11 @@ class LeaseLoop {
   std::mutex heartbeat_mu_;
   std::mutex mu_;
   std::condition_variable wake_;
-  bool stop_ = false;                                       // guarded by mu_
-  bool registered_ = false;                                 // guarded by mu_
-  bool beat_soon_ = false;                                  // guarded by mu_
-  std::map<std::string, std::shared_ptr<ActiveJob>> jobs_;  // guarded by mu_
+  bool stop_ = false;                                        // guarded by mu_
+  bool registered_ = false;                                  // guarded by mu_
+  bool beat_soon_ = false;                                   // guarded by mu_
+  std::chrono::steady_clock::time_point next_regular_beat_;  // guarded by mu_
+  std::map<std::string, std::shared_ptr<ActiveJob>> jobs_;   // guarded by mu_
 };
 
 }  // namespace peftd::worker
