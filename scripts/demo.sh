@@ -162,23 +162,41 @@ note "queued $(for m in "${METHODS[@]}"; do printf '%s ' "${JOB[$m]}"; done); th
 
 step "6/6 results (from peftctl --json get)"
 # One line per job from `peftctl --json get` (protobuf JSON: 64-bit integers are strings).
+# A gate that stayed open gets a note (argv[2]): τ moves by at most about s a step, so a method
+# whose changes are large relative to the layer's output keeps every token on for a while.
 SUMMARY_PY=$(cat <<'PY'
 import json, sys
-j, name = json.load(sys.stdin), sys.argv[1]
+j, name, notes = json.load(sys.stdin), sys.argv[1], sys.argv[2]
 p = j.get("progress", {})
 trainable, total = int(j.get("trainable_parameters", 0)), int(j.get("total_parameters", 0))
-gated = j.get("spec", {}).get("token_gate", {}).get("enabled", False)
+gate = j.get("spec", {}).get("token_gate", {})
+gated = gate.get("enabled", False)
 pct = "%.3f%%" % (100.0 * trainable / total) if total else "-"
 eval_loss = "%.4f" % p.get("eval_loss", 0) if p.get("has_eval") else "-"
 sparsity = "%.1f%%" % (100.0 * p.get("gate_sparsity", 0)) if gated else "-"
-print("   %-10s %-10s %6s %10s %10s %9s %9s %10.0f  %s" % (
+taus = [g.get("tau", 0.0) for g in p.get("gates", [])]
+tau = sum(taus) / len(taus) if taus else None
+print("   %-10s %-10s %6s %10s %10s %9s %9s %7s %10.0f  %s" % (
     name, j["state"].lower(), p.get("step", "0"), eval_loss, "{:,}".format(trainable), pct,
-    sparsity, p.get("tokens_per_second", 0), j["id"]))
+    sparsity, "%.3f" % tau if tau is not None else "-", p.get("tokens_per_second", 0), j["id"]))
+steps, s = int(p.get("step", 0)), gate.get("s", 0)
+if gated and tau is not None and p.get("gate_sparsity", 0) < 0.005 and steps > 0:
+    if tau >= 0.5 * s * steps:
+        why = ("as it should be: τ rose to %.2f (it moves by at most about s = %g a step) and "
+               "every token's change ‖Δ‖/‖base‖ is still larger than that; more steps or a "
+               "larger --gate-s close it" % (tau, s))
+    else:
+        why = ("τ is only %.3g: it is not moving, s = %g is small for %d steps or λ too weak "
+               "(docs/token-gate.md, Reading it)" % (tau, s, steps))
+    with open(notes, "a", encoding="utf-8") as f:
+        f.write("%s: the gate is still fully open after %d steps, %s.\n" % (name, steps, why))
 PY
 )
-printf '   %-10s %-10s %6s %10s %10s %9s %9s %10s  %s\n' method state steps "eval loss" trainable \
-  percent sparsity "tokens/s" job
-summary() { peftctl --json get "$1" | python3 -c "$SUMMARY_PY" "$2"; }
+NOTES=$DEMO/summary-notes.txt
+: >"$NOTES"
+printf '   %-10s %-10s %6s %10s %10s %9s %9s %7s %10s  %s\n' method state steps "eval loss" trainable \
+  percent sparsity tau "tokens/s" job
+summary() { peftctl --json get "$1" | python3 -c "$SUMMARY_PY" "$2" "$NOTES"; }
 failed=0
 summary "$FIRST" lora_S
 for m in "${METHODS[@]}"; do
@@ -188,6 +206,7 @@ for m in "${METHODS[@]}"; do
   [ $rc -eq 0 ] || failed=1
 done
 
+while IFS= read -r line; do note "$line"; done <"$NOTES"
 echo
 note "adapter: $DEMO/adapters/lora_S   metrics: $METRICS_URL   server log: $DEMO/peftd.log"
 note "each job's events: peftctl events JOB; its adapter: peftctl download JOB -o DIR"

@@ -1,6 +1,7 @@
 // peftd: the fine-tuning job server. Flags are in server/options.h. The first line on stdout is
-// machine-readable: "peftd: listening grpc=HOST:PORT metrics=HOST:PORT" (also written to
-// --port-file when given), so that tests and scripts can start it on port 0.
+// machine-readable: "peftd: listening grpc=HOST:PORT metrics=HOST:PORT" (metrics=off with
+// --metrics-listen off; also written to --port-file when given), so that tests and scripts can
+// start it on port 0.
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -58,8 +59,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "peftd: %s\n", server.status().ToString().c_str());
     return 1;
   }
-  const std::string line =
-      absl::StrCat("grpc=", (*server)->grpc_address(), " metrics=", (*server)->metrics_address());
+  const std::string line = absl::StrCat(
+      "grpc=", (*server)->grpc_address(),
+      " metrics=", (*server)->metrics_address().empty() ? "off" : (*server)->metrics_address());
   std::printf("peftd: listening %s\n", line.c_str());
   std::fflush(stdout);
   if (!options->port_file.empty() && !WritePortFile(options->port_file, absl::StrCat(line, "\n"))) {

@@ -239,7 +239,7 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
       ->envname("PEFTD_WORKER_BINARY")
       ->group("Workers");
   app.add_option("--worker-arg", o.worker_args,
-                 "extra argument for every local worker, repeatable (--worker-arg=--threads=2)")
+                 "extra argument for every local worker, repeatable (--worker-arg=--slots=2)")
       ->expected(1)
       ->take_all()
       ->group("Workers");

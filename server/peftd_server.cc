@@ -149,6 +149,11 @@ absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOpti
     s->supervisor_ = std::make_unique<WorkerSupervisor>(
         SupervisorOptionsFrom(options, s->grpc_address_), /*launcher=*/nullptr);
     RETURN_IF_ERROR(s->supervisor_->Start());
+  } else if (absl::Status st = EnsureBuiltinModel(model_root, options.worker_binary); !st.ok()) {
+    // Remote workers only (compose, Kubernetes): submits are checked against this root, so the
+    // built-in model is wanted here too, but a server without peftd-worker still serves.
+    spdlog::warn("the built-in model is not available ({}); put models under {}",
+                 std::string(st.message()), model_root);
   }
   return s;
 }

@@ -436,9 +436,13 @@ absl::Status Scheduler::RecordCheckpoint(const std::string& job_id, int attempt,
   *job.add_checkpoints() = cp;
   leases_[job_id].expires = clock_->Now() + options_.lease_timeout;  // an upload is a sign of life
   storage::JobUpdate update;
-  update.events.push_back(
+  // The checkpoint is what the job is doing now, whatever phase the last heartbeat carried (the
+  // worker flushes its report before uploading, so the step's progress event comes first).
+  v1::JobEvent event =
       EventLocked(job, v1::JobEvent::INFO,
-                  absl::StrCat("checkpoint of step ", step, " saved (", size_bytes, " bytes)")));
+                  absl::StrCat("checkpoint of step ", step, " saved (", size_bytes, " bytes)"));
+  event.set_phase(v1::CHECKPOINTING);
+  update.events.push_back(std::move(event));
   update.checkpoint = cp;
   update.job = std::move(job);
   return CommitSameStateLocked(std::move(update));
@@ -470,10 +474,12 @@ absl::Status Scheduler::RecordAdapter(const std::string& job_id, int attempt, bo
   }
   leases_[job_id].expires = clock_->Now() + options_.lease_timeout;
   storage::JobUpdate update;
-  update.events.push_back(
+  v1::JobEvent event =
       EventLocked(job, v1::JobEvent::INFO,
                   absl::StrCat(merged ? "merged model" : "adapter", " uploaded (", size_bytes,
-                               " bytes, sha256 ", ShortSha(sha256), ")")));
+                               " bytes, sha256 ", ShortSha(sha256), ")"));
+  event.set_phase(v1::EXPORTING);  // as the checkpoint's: what the job does now
+  update.events.push_back(std::move(event));
   update.artifact = storage::Artifact{job_id, merged ? "merged" : "adapter", sha256, size_bytes};
   update.job = std::move(job);
   return CommitSameStateLocked(std::move(update));
@@ -546,6 +552,8 @@ absl::Status Scheduler::RecordReportLocked(v1::Job& job, const v1::ProgressRepor
     v1::JobEvent event = EventLocked(
         job, e.level() == v1::JobEvent::LEVEL_UNSPECIFIED ? v1::JobEvent::INFO : e.level(),
         e.message());
+    // The phase the worker logged it in; a heartbeat can carry events of several phases.
+    if (e.phase() != v1::JOB_PHASE_UNSPECIFIED) event.set_phase(e.phase());
     events->push_back(std::move(event));
   }
   if (stepped || phase_changed) {

@@ -1,5 +1,7 @@
 #include "worker/demo_run.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <iostream>
 
@@ -36,11 +38,16 @@ class LastStep : public train::ProgressSink {
  public:
   void OnStep(const train::StepMetrics& m) override {
     tokens_per_second = m.tokens_per_second;
-    std::cerr << absl::StrFormat("\r  step %3d/%d  loss %.4f  tok/s %8.0f", m.step, m.total_steps,
-                                 m.loss, m.tokens_per_second)
-              << std::flush;
+    // Redrawn in place on a terminal; in a pipe or a log only the last step, on a line of its own.
+    if (!tty_ && m.step != m.total_steps) return;
+    std::cerr << absl::StrFormat("%s  step %3d/%d  loss %.4f  tok/s %8.0f", tty_ ? "\r" : "",
+                                 m.step, m.total_steps, m.loss, m.tokens_per_second)
+              << (tty_ ? "" : "\n") << std::flush;
   }
   double tokens_per_second = 0;
+
+ private:
+  const bool tty_ = isatty(STDERR_FILENO) != 0;
 };
 
 }  // namespace
@@ -88,7 +95,7 @@ absl::StatusOr<std::vector<DemoRow>> RunDemo(const std::string& work_dir, int64_
       train::Trainer trainer(o, &model, &source, &eval, &sink, &cancelled);
       ASSIGN_OR_RETURN(train::EvalMetrics before, trainer.Evaluate(0));
       ASSIGN_OR_RETURN(train::TrainResult result, trainer.Run(std::nullopt));
-      std::cerr << "\n";
+      if (isatty(STDERR_FILENO)) std::cerr << "\n";
       row.initial_eval_loss = before.loss;
       row.final_eval_loss = result.final_eval_loss.value_or(0);
       if (gated) row.gate_sparsity = result.final_gate_sparsity;

@@ -82,6 +82,20 @@ v1::JobEvent::Level ToProtoLevel(train::LogLevel level) {
   return v1::JobEvent::INFO;
 }
 
+// After a failed heartbeat: puts the events and step durations of `sent` back in front of those
+// reported since, and keeps the newest values of everything else (job->mu held).
+// (Not MergeFrom: it would also append the repeated fields of the progress, such as the gates.)
+void RestoreUndelivered(const v1::ProgressReport& sent, v1::ProgressReport* report) {
+  v1::ProgressReport merged = *report;
+  merged.clear_events();
+  for (const auto& e : sent.events()) *merged.add_events() = e;
+  for (const auto& e : report->events()) *merged.add_events() = e;
+  merged.clear_step_durations_seconds();
+  for (double d : sent.step_durations_seconds()) merged.add_step_durations_seconds(d);
+  for (double d : report->step_durations_seconds()) merged.add_step_durations_seconds(d);
+  *report = std::move(merged);
+}
+
 bool Retryable(grpc::StatusCode code) {
   return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED ||
          code == grpc::StatusCode::UNKNOWN || code == grpc::StatusCode::INTERNAL;
@@ -105,8 +119,15 @@ class LeaseLoop::Reporter : public train::ProgressSink {
   Reporter(LeaseLoop* loop, ActiveJob* job) : loop_(loop), job_(job) {}
 
   void OnPhase(train::Phase phase) override {
-    std::lock_guard<std::mutex> lock(job_->mu);
-    job_->report.set_phase(ToProtoPhase(phase));
+    bool changed;
+    {
+      std::lock_guard<std::mutex> lock(job_->mu);
+      changed = job_->report.phase() != ToProtoPhase(phase);
+      job_->report.set_phase(ToProtoPhase(phase));
+    }
+    // Told at once, not at the next beat: a job shown CHECKPOINTING or EVALUATING for up to a
+    // heartbeat interval after it went back to training would be a stale answer.
+    if (changed) loop_->BeatSoon();
   }
 
   void OnStep(const train::StepMetrics& m) override {
@@ -154,6 +175,7 @@ class LeaseLoop::Reporter : public train::ProgressSink {
   }
 
   void OnCheckpoint(int64_t step, const std::string& dir) override {
+    loop_->FlushReport(*job_);
     auto bytes = ReadWholeFile((fs::path(dir) / "checkpoint.safetensors").string());
     absl::Status st = bytes.ok()
                           ? loop_->UploadFile(/*checkpoint=*/true, *job_, step, false, *bytes)
@@ -169,6 +191,7 @@ class LeaseLoop::Reporter : public train::ProgressSink {
     v1::JobEvent* e = job_->report.add_events();
     e->set_level(ToProtoLevel(level));
     e->set_message(message);
+    e->set_phase(job_->report.phase());  // the server keeps it: delivery may be phases later
     *e->mutable_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
   }
 
@@ -253,6 +276,28 @@ void LeaseLoop::ReportConnectionError(const grpc::Status& st) {
   std::cerr << "; retrying\n";
 }
 
+void LeaseLoop::BeatSoon() {
+  std::lock_guard<std::mutex> lock(mu_);
+  beat_soon_ = true;
+  wake_.notify_all();
+}
+
+void LeaseLoop::SleepUntilNextBeat() {
+  std::unique_lock<std::mutex> lock(mu_);
+  // The regular beats keep their cadence: an early one does not push the next regular one back
+  // (phase changes every few steps would otherwise leave the steps between them unreported).
+  const auto now = std::chrono::steady_clock::now();
+  if (next_regular_beat_ <= now) {
+    next_regular_beat_ = now + absl::ToChronoNanoseconds(heartbeat_interval_);
+  }
+  const bool early =
+      wake_.wait_until(lock, next_regular_beat_, [this] { return stop_ || beat_soon_; });
+  if (!early)
+    next_regular_beat_ =
+        std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(heartbeat_interval_);
+  beat_soon_ = false;
+}
+
 void LeaseLoop::SleepFor(absl::Duration d) {
   std::unique_lock<std::mutex> lock(mu_);
   wake_.wait_for(lock, absl::ToChronoNanoseconds(d), [this] { return stop_; });
@@ -288,7 +333,7 @@ void LeaseLoop::Run() {
       continue;
     }
     backoff = options_.min_backoff;
-    if (registered) SleepFor(heartbeat_interval_);
+    if (registered) SleepUntilNextBeat();
   }
   std::map<std::string, std::shared_ptr<ActiveJob>> jobs;
   {
@@ -335,6 +380,7 @@ bool LeaseLoop::Register() {
 }
 
 bool LeaseLoop::HeartbeatOnce() {
+  std::lock_guard<std::mutex> beat(heartbeat_mu_);
   v1::HeartbeatRequest req;
   req.set_worker_id(options_.worker_id);
   std::vector<std::pair<std::shared_ptr<ActiveJob>, v1::ProgressReport>> sent;
@@ -363,17 +409,28 @@ bool LeaseLoop::HeartbeatOnce() {
     // does not know us.
     for (auto& [job, report] : sent) {
       std::lock_guard<std::mutex> job_lock(job->mu);
-      v1::ProgressReport merged = report;
-      merged.MergeFrom(job->report);
-      merged.clear_events();
-      for (const auto& e : report.events()) *merged.add_events() = e;
-      for (const auto& e : job->report.events()) *merged.add_events() = e;
-      job->report = merged;
+      RestoreUndelivered(report, &job->report);
     }
     std::lock_guard<std::mutex> lock(mu_);
     registered_ = false;
     return false;
   }
+  ApplyJobCommands(resp);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& lease : resp.leases()) {
+    if (jobs_.count(lease.job_id())) continue;  // already ours (re-claimed after a restart)
+    auto job = std::make_shared<ActiveJob>();
+    job->lease = lease;
+    job->report.set_job_id(lease.job_id());
+    job->report.set_attempt(lease.attempt());
+    job->report.set_phase(v1::LOADING_MODEL);
+    jobs_[lease.job_id()] = job;
+    job->thread = std::thread([this, job] { RunJob(job); });
+  }
+  return true;
+}
+
+void LeaseLoop::ApplyJobCommands(const v1::HeartbeatResponse& resp) {
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& id : resp.cancel_job_ids()) {
     auto it = jobs_.find(id);
@@ -386,17 +443,32 @@ bool LeaseLoop::HeartbeatOnce() {
       it->second->cancelled = true;
     }
   }
-  for (const auto& lease : resp.leases()) {
-    if (jobs_.count(lease.job_id())) continue;  // already ours (re-claimed after a restart)
-    auto job = std::make_shared<ActiveJob>();
-    job->lease = lease;
-    job->report.set_job_id(lease.job_id());
-    job->report.set_attempt(lease.attempt());
-    job->report.set_phase(v1::LOADING_MODEL);
-    jobs_[lease.job_id()] = job;
-    job->thread = std::thread([this, job] { RunJob(job); });
+}
+
+void LeaseLoop::FlushReport(ActiveJob& job) {
+  if (job.dropped) return;
+  std::lock_guard<std::mutex> beat(heartbeat_mu_);
+  v1::HeartbeatRequest req;
+  req.set_worker_id(options_.worker_id);
+  req.set_free_slots(0);
+  v1::ProgressReport sent;
+  {
+    std::lock_guard<std::mutex> job_lock(job.mu);
+    sent = job.report;
+    job.report.clear_events();
+    job.report.clear_step_durations_seconds();
   }
-  return true;
+  *req.add_reports() = sent;
+  v1::HeartbeatResponse resp;
+  grpc::ClientContext ctx;
+  SetupContext(&ctx, kRpcDeadline);
+  grpc::Status st = stub_->Heartbeat(&ctx, req, &resp);
+  if (!st.ok()) {  // Run's next heartbeat reports the error and delivers the report
+    std::lock_guard<std::mutex> job_lock(job.mu);
+    RestoreUndelivered(sent, &job.report);
+    return;
+  }
+  ApplyJobCommands(resp);
 }
 
 void LeaseLoop::ReapFinished() {
@@ -583,6 +655,7 @@ void LeaseLoop::RunJob(std::shared_ptr<ActiveJob> job) {
   }
   if (result.ok()) {
     reporter.OnPhase(train::Phase::kExporting);
+    FlushReport(*job);  // the last step and the export's log lines before "adapter uploaded"
     auto upload = [&](const std::string& dir, bool merged) -> absl::Status {
       ASSIGN_OR_RETURN(std::string tar, TarDirectory(dir));
       return UploadFile(/*checkpoint=*/false, *job, 0, merged, tar);

@@ -10,6 +10,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -63,6 +64,12 @@ class LeaseLoop {
 
   bool Register();
   bool HeartbeatOnce();
+  // Sends `job`'s pending report at once, in a heartbeat of its own that asks for no work. The
+  // checkpoint callback calls it before uploading, so the server sees the step's progress and the
+  // CHECKPOINTING phase before the checkpoint. On failure the report waits for the next beat.
+  void FlushReport(ActiveJob& job);
+  // Applies a heartbeat reply's cancel and drop lists (takes mu_).
+  void ApplyJobCommands(const v1::HeartbeatResponse& resp);
   void StartJob(const v1::Lease& lease);
   void RunJob(std::shared_ptr<ActiveJob> job);
   absl::Status Prepare(ActiveJob& job, JobInputs* inputs);
@@ -78,6 +85,10 @@ class LeaseLoop {
   // Logs a failed Register / Heartbeat to stderr, once per distinct error (Run's thread only).
   void ReportConnectionError(const grpc::Status& st);
   void SleepFor(absl::Duration d);
+  // Asks Run() for a heartbeat now rather than at the end of the interval (a phase change).
+  void BeatSoon();
+  // Run's wait between heartbeats: the interval, or until BeatSoon() or Stop().
+  void SleepUntilNextBeat();
 
   LeaseLoopOptions options_;
   JobRunner runner_;
@@ -86,11 +97,16 @@ class LeaseLoop {
   absl::Duration heartbeat_interval_ = absl::Seconds(2);
   std::string last_connection_error_;  // Run's thread only
 
+  // Held across a heartbeat (taking the reports, the RPC, putting back what was not delivered),
+  // so reports reach the server in the order they were taken. Taken before mu_.
+  std::mutex heartbeat_mu_;
   std::mutex mu_;
   std::condition_variable wake_;
-  bool stop_ = false;                                       // guarded by mu_
-  bool registered_ = false;                                 // guarded by mu_
-  std::map<std::string, std::shared_ptr<ActiveJob>> jobs_;  // guarded by mu_
+  bool stop_ = false;                                        // guarded by mu_
+  bool registered_ = false;                                  // guarded by mu_
+  bool beat_soon_ = false;                                   // guarded by mu_
+  std::chrono::steady_clock::time_point next_regular_beat_;  // guarded by mu_
+  std::map<std::string, std::shared_ptr<ActiveJob>> jobs_;   // guarded by mu_
 };
 
 }  // namespace peftd::worker

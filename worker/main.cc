@@ -65,6 +65,13 @@ int RunDemoCommand(const std::string& dir, int64_t steps, int threads, bool json
         r.final_eval_loss, r.trainable_parameters, r.trainable_percent,
         r.gate_sparsity >= 0 ? absl::StrFormat("%.3f", r.gate_sparsity) : "-", r.tokens_per_second);
   }
+  for (const auto& r : *rows) {
+    if (r.gate_sparsity >= 0 && r.gate_sparsity < 0.005) {
+      std::cout << r.variant << ": sparsity 0 is the gate still fully open, not broken: tau rises "
+                << "by at most s = 0.02 a step, and this method's changes are still larger than "
+                   "tau relative to the layer's output (docs/token-gate.md, Reading it)\n";
+    }
+  }
   std::cout << "adapters (HF PEFT layout) in " << dir << "/adapters/\n";
   return 0;
 }

@@ -131,7 +131,10 @@ std::string FormatEventLine(const v1::JobEvent& e) {
       e.level() == v1::JobEvent::LEVEL_UNSPECIFIED ? "INFO" : v1::JobEvent::Level_Name(e.level());
   std::string line = absl::StrFormat("%s  %-7s  %s", FormatTime(e.time()), level,
                                      StateWithPhase(e.state(), e.phase()));
-  if (!e.message().empty()) absl::StrAppend(&line, "  ", e.message());
+  // A progress event's message is the server's text of the same progress ("TRAINING step 20/100
+  // loss ..."): the summary says it better. Warnings keep theirs.
+  const bool progress_only = e.has_progress() && e.level() < v1::JobEvent::WARNING;
+  if (!e.message().empty() && !progress_only) absl::StrAppend(&line, "  ", e.message());
   if (e.has_progress()) absl::StrAppend(&line, "  ", SummarizeProgress(e.progress()));
   return line;
 }

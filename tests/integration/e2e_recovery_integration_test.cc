@@ -126,18 +126,22 @@ TEST(E2e, AWorkerKilledDashNineMidTrainingResumesAsAttempt2FromItsCheckpoint) {
   server.set_log_file((dir / "peftd.log").string());
   std::string error;
   ASSERT_TRUE(server.Start(&error)) << error;
-  constexpr int64_t kSteps = 60, kEvery = 5;
+  // Checkpoints far enough apart that a heartbeat (200 ms) lands between two of them.
+  constexpr int64_t kSteps = 90, kEvery = 15;
   const std::string id = Submit(server, WriteJobFile(dir, kSteps, kEvery));
   ASSERT_FALSE(id.empty());
 
   // Once a checkpoint is recorded and training goes on past it, kill the worker without warning.
+  // TRAINING, not CHECKPOINTING: the worker reports a step's progress just before uploading its
+  // checkpoint, so a CHECKPOINTING step past the newest checkpoint is the next one arriving.
   int64_t checkpoint_step = 0;
   ASSERT_TRUE(testing::WaitUntil(
       [&] {
         const v1::Job job = Get(server, id);
         if (job.checkpoints_size() == 0) return false;
         checkpoint_step = job.checkpoints(job.checkpoints_size() - 1).step();
-        return job.progress().step() > checkpoint_step && job.progress().step() < kSteps - kEvery;
+        return job.phase() == v1::TRAINING && job.progress().step() > checkpoint_step &&
+               job.progress().step() < kSteps - kEvery;
       },
       std::chrono::seconds(90)))
       << Dump(Events(server, id)) << testing::ReadFile(dir / "peftd.log");

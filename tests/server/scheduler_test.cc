@@ -6,6 +6,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -162,6 +163,92 @@ TEST_F(SchedulerTest, ObserversSeeCountsWorkersQueueWaitsAndTheEnd) {
   clock_.Advance(absl::Seconds(7));
   scheduler_->Tick();
   EXPECT_EQ(observer_.workers["lost"], 1);
+}
+
+// The checkpoint event is in phase CHECKPOINTING even when the last report said TRAINING, and a
+// worker that flushes its report first gets the step's progress event before it.
+TEST_F(SchedulerTest, CheckpointEventIsInPhaseCheckpointingAfterTheStepsProgress) {
+  auto job = scheduler_->CreateJob(Request(""));
+  ASSERT_TRUE(job.ok());
+  v1::RegisterRequest reg;
+  reg.set_worker_id("w1");
+  ASSERT_TRUE(scheduler_->Register(reg).ok());
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("w1");
+  hb.set_free_slots(1);
+  ASSERT_EQ(scheduler_->Heartbeat(hb)->leases_size(), 1);
+  auto report = [&](int64_t step, v1::JobPhase phase) {
+    v1::HeartbeatRequest r;
+    r.set_worker_id("w1");
+    auto* p = r.add_reports();
+    p->set_job_id(job->id());
+    p->set_attempt(1);
+    p->set_phase(phase);
+    p->mutable_progress()->set_step(step);
+    p->mutable_progress()->set_total_steps(100);
+    ASSERT_EQ(scheduler_->Heartbeat(r)->drop_job_ids_size(), 0);
+  };
+  report(10, v1::TRAINING);
+  // A worker that did not flush: the job's phase is still TRAINING from step 10.
+  ASSERT_TRUE(scheduler_->RecordCheckpoint(job->id(), 1, 20, std::string(64, 'a'), 10).ok());
+  // One that did: the report of step 40 in phase CHECKPOINTING, then the upload.
+  report(40, v1::CHECKPOINTING);
+  ASSERT_TRUE(scheduler_->RecordCheckpoint(job->id(), 1, 40, std::string(64, 'b'), 10).ok());
+  auto events = scheduler_->ListJobEvents(job->id(), 0, 100);
+  ASSERT_TRUE(events.ok());
+  int progress_40 = -1, checkpoint_40 = -1;
+  for (int i = 0; i < static_cast<int>(events->size()); ++i) {
+    const v1::JobEvent& e = (*events)[i];
+    if (e.message().rfind("checkpoint of step ", 0) == 0) {
+      EXPECT_EQ(e.phase(), v1::CHECKPOINTING) << e.message();
+      EXPECT_EQ(e.state(), v1::RUNNING) << e.message();
+      if (e.message().rfind("checkpoint of step 40 ", 0) == 0) checkpoint_40 = i;
+    }
+    if (e.has_progress() && e.progress().step() == 40) {
+      EXPECT_EQ(e.phase(), v1::CHECKPOINTING);
+      progress_40 = i;
+    }
+  }
+  ASSERT_GE(progress_40, 0);
+  ASSERT_GE(checkpoint_40, 0);
+  EXPECT_LT(progress_40, checkpoint_40);
+  // The job's own phase is the worker's to report: the checkpoint does not change it.
+  EXPECT_EQ(scheduler_->GetJob(job->id())->phase(), v1::CHECKPOINTING);
+}
+
+// A heartbeat can carry log lines of several phases: each keeps the phase it was logged in. The
+// adapter's upload is in phase EXPORTING whatever the last report said.
+TEST_F(SchedulerTest, EventsKeepThePhaseTheWorkerLoggedThemIn) {
+  auto job = scheduler_->CreateJob(Request(""));
+  ASSERT_TRUE(job.ok());
+  v1::RegisterRequest reg;
+  reg.set_worker_id("w1");
+  ASSERT_TRUE(scheduler_->Register(reg).ok());
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("w1");
+  hb.set_free_slots(1);
+  ASSERT_EQ(scheduler_->Heartbeat(hb)->leases_size(), 1);
+  v1::HeartbeatRequest r;
+  r.set_worker_id("w1");
+  auto* p = r.add_reports();
+  p->set_job_id(job->id());
+  p->set_attempt(1);
+  p->set_phase(v1::TRAINING);
+  auto* loaded = p->add_events();
+  loaded->set_message("dataset loaded");
+  loaded->set_phase(v1::LOADING_MODEL);
+  p->add_events()->set_message("no phase given");
+  ASSERT_EQ(scheduler_->Heartbeat(r)->drop_job_ids_size(), 0);
+  ASSERT_TRUE(scheduler_->RecordAdapter(job->id(), 1, false, std::string(64, 'b'), 10).ok());
+  auto events = scheduler_->ListJobEvents(job->id(), 0, 100);
+  ASSERT_TRUE(events.ok());
+  std::map<std::string, v1::JobPhase> phase;
+  for (const v1::JobEvent& e : *events) {
+    phase[e.message().substr(0, e.message().find(" ("))] = e.phase();
+  }
+  EXPECT_EQ(phase["dataset loaded"], v1::LOADING_MODEL);
+  EXPECT_EQ(phase["no phase given"], v1::TRAINING);
+  EXPECT_EQ(phase["adapter uploaded"], v1::EXPORTING);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -25,7 +26,7 @@ class FakeWorkerService final : public v1::WorkerService::Service {
                         v1::RegisterResponse* resp) override {
     std::lock_guard<std::mutex> lock(mu);
     registrations.push_back(*req);
-    resp->set_heartbeat_interval_ms(50);
+    resp->set_heartbeat_interval_ms(heartbeat_interval_ms);
     return grpc::Status::OK;
   }
   grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
@@ -38,6 +39,8 @@ class FakeWorkerService final : public v1::WorkerService::Service {
     for (const auto& r : req->reports()) {
       last_report = r;
       for (const auto& e : r.events()) events.push_back(e.message());
+      timeline.push_back("step " + std::to_string(r.progress().step()) + " " +
+                         v1::JobPhase_Name(r.phase()));
     }
     if (req->free_slots() > 0 && !leased) {
       leased = true;
@@ -61,11 +64,11 @@ class FakeWorkerService final : public v1::WorkerService::Service {
   }
   grpc::Status UploadCheckpoint(grpc::ServerContext*, grpc::ServerReader<v1::UploadBlobRequest>* r,
                                 v1::UploadBlobResponse*) override {
-    return Receive(r, &checkpoints);
+    return Receive(r, &checkpoints, "checkpoint");
   }
   grpc::Status UploadAdapter(grpc::ServerContext*, grpc::ServerReader<v1::UploadBlobRequest>* r,
                              v1::UploadBlobResponse*) override {
-    return Receive(r, &adapters);
+    return Receive(r, &adapters, "adapter");
   }
   grpc::Status CompleteJob(grpc::ServerContext*, const v1::CompleteJobRequest* req,
                            v1::CompleteJobResponse*) override {
@@ -75,26 +78,33 @@ class FakeWorkerService final : public v1::WorkerService::Service {
   }
 
   grpc::Status Receive(grpc::ServerReader<v1::UploadBlobRequest>* reader,
-                       std::vector<std::string>* into) {
+                       std::vector<std::string>* into, const std::string& what) {
     v1::UploadBlobRequest msg;
     std::string header_sha, bytes;
+    int64_t step = 0;
     while (reader->Read(&msg)) {
-      if (msg.has_header())
+      if (msg.has_header()) {
         header_sha = msg.header().sha256();
-      else
+        step = msg.header().step();
+      } else {
         bytes += msg.chunk();
+      }
     }
     if (Sha256Hex(bytes) != header_sha) return {grpc::StatusCode::DATA_LOSS, "sha256 mismatch"};
     std::lock_guard<std::mutex> lock(mu);
     into->push_back(bytes);
+    timeline.push_back(what + " " + std::to_string(step));
     return grpc::Status::OK;
   }
 
   std::mutex mu;
+  int heartbeat_interval_ms = 50;
   bool leased = false;
   bool cancel = false;
   std::vector<v1::RegisterRequest> registrations;
   std::vector<std::string> events, checkpoints, adapters;
+  // Reports ("step N PHASE") and uploads ("checkpoint N") in the order the server got them.
+  std::vector<std::string> timeline;
   std::vector<v1::CompleteJobRequest> completions;
   v1::ProgressReport last_report;
 };
@@ -158,7 +168,9 @@ JobRunner FakeRunner(int steps, std::chrono::milliseconds per_step) {
       fs::path cp = fs::path(in.work_dir) / ("step-" + std::to_string(s));
       fs::create_directories(cp);
       std::ofstream(cp / "checkpoint.safetensors") << "checkpoint " << s;
+      sink->OnPhase(train::Phase::kCheckpointing);  // as the trainer does
       sink->OnCheckpoint(s, cp.string());
+      sink->OnPhase(train::Phase::kTraining);
     }
     sink->OnLog(train::LogLevel::kInfo, "done training");
     JobOutputs out;
@@ -198,10 +210,52 @@ TEST(LeaseLoop, RunsALeasedJobToCompletion) {
   EXPECT_DOUBLE_EQ(done.last_report().progress().gates(0).tau(), 0.01);
   EXPECT_EQ(service.checkpoints.size(), 3u);
   EXPECT_EQ(service.checkpoints[2], "checkpoint 3");
+  // Each checkpoint reaches the server after the report of its step, in phase CHECKPOINTING.
+  for (int s = 1; s <= 3; ++s) {
+    const std::string report = "step " + std::to_string(s) + " CHECKPOINTING";
+    auto r = std::find(service.timeline.begin(), service.timeline.end(), report);
+    auto c = std::find(service.timeline.begin(), service.timeline.end(),
+                       "checkpoint " + std::to_string(s));
+    ASSERT_NE(r, service.timeline.end()) << report;
+    ASSERT_NE(c, service.timeline.end()) << "checkpoint " << s;
+    EXPECT_LT(r, c) << "checkpoint " << s << " arrived before the report of its step";
+  }
   ASSERT_EQ(service.adapters.size(), 1u);
   fs::path out = fs::temp_directory_path() / ("peftd_lease_untar" + std::to_string(getpid()));
   ASSERT_TRUE(UntarToDirectory(service.adapters[0], out.string()).ok());
   EXPECT_TRUE(fs::exists(out / "adapter_config.json"));
+}
+
+// With a heartbeat interval far longer than the job, the phases still reach the server as they
+// change: back to TRAINING after each checkpoint, not a minute later.
+TEST(LeaseLoop, PhaseChangesAreReportedWithoutWaitingForTheInterval) {
+  FakeWorkerService service;
+  service.heartbeat_interval_ms = 60000;
+  auto server = Start(&service);
+  LeaseLoop loop(Options(server.port, "phase"), FakeRunner(3, std::chrono::milliseconds(300)));
+  std::thread t([&] { loop.Run(); });
+  struct Joiner {
+    LeaseLoop& loop;
+    std::thread& t;
+    ~Joiner() {
+      loop.Stop();
+      if (t.joinable()) t.join();
+    }
+  } joiner{loop, t};
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(service.mu);
+    return !service.completions.empty();
+  }));
+  std::lock_guard<std::mutex> lock(service.mu);
+  for (int s = 1; s <= 2; ++s) {
+    auto c = std::find(service.timeline.begin(), service.timeline.end(),
+                       "checkpoint " + std::to_string(s));
+    auto next = std::find(service.timeline.begin(), service.timeline.end(),
+                          "checkpoint " + std::to_string(s + 1));
+    ASSERT_NE(c, service.timeline.end());
+    EXPECT_NE(std::find(c, next, "step " + std::to_string(s) + " TRAINING"), next)
+        << "no TRAINING report between checkpoints " << s << " and " << s + 1;
+  }
 }
 
 TEST(LeaseLoop, CancellationStopsTheJobWithinAStep) {
