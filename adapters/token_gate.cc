@@ -40,6 +40,99 @@ struct GateFunction : public torch::autograd::Function<GateFunction> {
 
 torch::Tensor ZeroScalar() { return torch::zeros({}, torch::kDouble); }
 
+// The same node for CPU float32/float64 as one loop each way: r_i, S_i, h and the sparsity counts
+// in the forward; μ_i, g and both gradients in the backward (what GateFunction does in about
+// thirty ATen kernels per module and step).
+struct FusedGateFunction : public torch::autograd::Function<FusedGateFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& base_in,
+                               const torch::Tensor& delta_in, const torch::Tensor& mask_in,
+                               int64_t gate_ptr, double tau, bool training_window, bool counts) {
+    const torch::Tensor base = base_in.contiguous(), delta = delta_in.contiguous();
+    const torch::Tensor mask = mask_in.contiguous();
+    const int64_t n = base.size(0), d = base.size(1);
+    torch::Tensor h = torch::empty_like(base);
+    torch::Tensor on = torch::empty({n}, base.options());
+    double on_real = 0, real = 0;
+    AT_DISPATCH_FLOATING_TYPES(base.scalar_type(), "token_gate_forward", [&] {
+      const scalar_t* bp = base.data_ptr<scalar_t>();
+      const scalar_t* dp = delta.data_ptr<scalar_t>();
+      const scalar_t* mp = mask.data_ptr<scalar_t>();
+      scalar_t* hp = h.data_ptr<scalar_t>();
+      scalar_t* op = on.data_ptr<scalar_t>();
+      for (int64_t i = 0; i < n; ++i) {
+        const scalar_t* b = bp + i * d;
+        const scalar_t* dl = dp + i * d;
+        double nb = 0, nd = 0;
+        for (int64_t j = 0; j < d; ++j) {
+          nb += static_cast<double>(b[j]) * b[j];
+          nd += static_cast<double>(dl[j]) * dl[j];
+        }
+        const double ratio = std::sqrt(nd) / std::max(std::sqrt(nb), kNormFloor);
+        const bool is_on = ratio >= tau;
+        op[i] = is_on ? 1 : 0;
+        scalar_t* hr = hp + i * d;
+        if (is_on) {
+          for (int64_t j = 0; j < d; ++j) hr[j] = b[j] + dl[j];
+        } else {
+          for (int64_t j = 0; j < d; ++j) hr[j] = b[j];
+        }
+        on_real += (is_on ? 1.0 : 0.0) * mp[i];
+        real += mp[i];
+      }
+    });
+    auto* gate = reinterpret_cast<TokenGate*>(gate_ptr);
+    if (counts) gate->AddCounts(on_real, real, training_window);
+    ctx->save_for_backward({delta, on, mask});
+    ctx->saved_data["gate"] = gate_ptr;
+    return h;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &delta = saved[0], &on = saved[1], &mask = saved[2];
+    auto* gate = reinterpret_cast<TokenGate*>(ctx->saved_data["gate"].toInt());
+    const torch::Tensor g = grads[0].contiguous();
+    const int64_t n = delta.size(0), d = delta.size(1);
+    torch::Tensor ddelta = torch::empty_like(delta);
+    torch::Tensor mu = torch::empty({n}, delta.options());
+    const double lambda = gate->options().lambda;
+    double g_tau = 0;
+    AT_DISPATCH_FLOATING_TYPES(delta.scalar_type(), "token_gate_backward", [&] {
+      const scalar_t* gp = g.data_ptr<scalar_t>();
+      const scalar_t* dp = delta.data_ptr<scalar_t>();
+      const scalar_t* onp = on.data_ptr<scalar_t>();
+      const scalar_t* mp = mask.data_ptr<scalar_t>();
+      scalar_t* ddp = ddelta.data_ptr<scalar_t>();
+      scalar_t* mup = mu.data_ptr<scalar_t>();
+      for (int64_t i = 0; i < n; ++i) {
+        const scalar_t* gr = gp + i * d;
+        const scalar_t* dl = dp + i * d;
+        scalar_t* dd = ddp + i * d;
+        scalar_t m = 0;
+        for (int64_t j = 0; j < d; ++j) m += gr[j] * dl[j];
+        mup[i] = m;
+        const bool is_on = onp[i] > 0;
+        if (is_on) {
+          for (int64_t j = 0; j < d; ++j) dd[j] = gr[j];
+        } else {
+          for (int64_t j = 0; j < d; ++j) dd[j] = 0;
+        }
+        // 1{(μ ≥ 0) == (r ≥ τ)}·μ + 1(r ≥ τ)·λ, padding excluded (METHODS.md).
+        const double agree = ((m >= 0) == is_on) ? 1.0 : 0.0;
+        g_tau += (agree * m + (is_on ? lambda : 0.0)) * mp[i];
+      }
+    });
+    gate->AddBackward(mu, g_tau);
+    return {g,
+            ddelta,
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 TokenGate::TokenGate(std::shared_ptr<Adapter> inner, GateOptions options,
@@ -69,6 +162,14 @@ torch::Tensor TokenGate::Forward(const torch::Tensor& x, const torch::Tensor& we
   torch::Tensor on, mask;
   // Training statistics come from forwards that will be backpropagated; the rest is evaluation.
   const bool training_window = is_training() && torch::GradMode::is_enabled();
+  const bool fused = base.device().is_cpu() && base.scalar_type() == delta.scalar_type() &&
+                     (base.scalar_type() == torch::kFloat || base.scalar_type() == torch::kDouble);
+  if (fused) {
+    mask = TokenMask(base.size(0), base.options());
+    return FusedGateFunction::apply(base, delta, mask, reinterpret_cast<int64_t>(this), tau_,
+                                    training_window, inner_->IsActive())
+        .view(out_shape);
+  }
   {
     torch::NoGradGuard no_grad;
     torch::Tensor ratio = delta.norm(2, -1) / base.norm(2, -1).clamp_min(kNormFloor);
@@ -110,6 +211,21 @@ void TokenGate::AccumulateBackward(const torch::Tensor& mu, const torch::Tensor&
   torch::Tensor agree = mu.ge(0).eq(on_bool).to(mu.scalar_type());
   torch::Tensor g = (agree * mu + on * options_.lambda) * mask;
   g_accum_.add_(g.sum().to(torch::kDouble).cpu());
+}
+
+void TokenGate::AddCounts(double on_real, double real, bool training_window) {
+  if (training_window) {
+    train_on_.add_(on_real);
+    train_total_.add_(real);
+  } else {
+    eval_on_.add_(on_real);
+    eval_total_.add_(real);
+  }
+}
+
+void TokenGate::AddBackward(torch::Tensor mu, double g) {
+  last_mu_ = std::move(mu);
+  g_accum_.add_(g);
 }
 
 double TokenGate::PendingTauGradient() const { return g_accum_.item<double>(); }

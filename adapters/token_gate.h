@@ -83,6 +83,10 @@ class TokenGate : public Adapter {
   // Called from the custom backward.
   void AccumulateBackward(const torch::Tensor& mu, const torch::Tensor& on,
                           const torch::Tensor& mask);
+  // The fused CPU node's share of the same bookkeeping, already summed: tokens on and real tokens
+  // of a forward; μ and g of a backward.
+  void AddCounts(double on_real, double real, bool training_window);
+  void AddBackward(torch::Tensor mu, double g);
 
  private:
   torch::Tensor TokenMask(int64_t tokens, const torch::TensorOptions& options) const;
