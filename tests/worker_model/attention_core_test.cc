@@ -24,7 +24,8 @@ struct Case {
   int64_t b, h, kv, t, d;
 };
 
-void ExpectMatchesReference(const Case& c, const torch::Tensor& real, bool k_needs_grad) {
+void ExpectMatchesReference(const Case& c, const torch::Tensor& real, bool k_needs_grad,
+                            bool causal = false) {
   torch::manual_seed(7);
   const auto opts = torch::TensorOptions().dtype(torch::kDouble);
   torch::Tensor q = torch::randn({c.b, c.h, c.t, c.d}, opts).requires_grad_(true);
@@ -34,7 +35,7 @@ void ExpectMatchesReference(const Case& c, const torch::Tensor& real, bool k_nee
   const double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
   torch::Tensor weights = torch::randn({c.b, c.t, c.h * c.d}, opts);
 
-  torch::Tensor ours = AttentionCore(q, k, v, mask, scale);
+  torch::Tensor ours = AttentionCore(q, k, v, mask, scale, causal);
   (ours * weights).sum().backward();
   const torch::Tensor dq = q.grad().clone(), dv = v.grad().clone();
   const torch::Tensor dk = k_needs_grad ? k.grad().clone() : torch::Tensor();
@@ -64,6 +65,17 @@ TEST(AttentionCore, EqualsTheAtenCompositionWithMultiHeadAndOneKvHead) {
 TEST(AttentionCore, PaddingOnEitherSideIncludingRowsThatSeeNoKey) {
   torch::Tensor real = torch::tensor({{0, 0, 1, 1, 1}, {1, 1, 1, 0, 0}}, torch::kLong);
   ExpectMatchesReference({2, 4, 2, 5, 3}, real, true);
+}
+
+// The causal schedule skips blocks of 32 query rows × later keys: sequences of several blocks
+// (and a partial last one), right padding (every row still sees a key), GQA.
+TEST(AttentionCore, CausalBlocksEqualTheFullComputation) {
+  ExpectMatchesReference({2, 4, 2, 70, 4}, torch::ones({2, 70}), true, /*causal=*/true);
+  torch::Tensor real = torch::ones({2, 70}, torch::kLong);
+  real.index_put_({0, torch::indexing::Slice(50, 70)}, 0);
+  real.index_put_({1, torch::indexing::Slice(33, 70)}, 0);
+  ExpectMatchesReference({2, 4, 2, 70, 4}, real, true, /*causal=*/true);
+  ExpectMatchesReference({1, 3, 1, 64, 2}, torch::ones({1, 64}), false, /*causal=*/true);
 }
 
 TEST(AttentionCore, KeysWithoutGradientGetNone) {

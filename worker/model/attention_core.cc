@@ -2,6 +2,8 @@
 
 #include <ATen/Parallel.h>
 
+#include "adapters/cpu_gemm.h"
+
 namespace peftd::model {
 namespace {
 
@@ -17,45 +19,69 @@ Shapes ShapesOf(const torch::Tensor& q, const torch::Tensor& k) {
   return s;
 }
 
-// The (T, D) block of query head `head` inside an output laid out (B, T, H·D): row stride H·D.
-torch::Tensor HeadColumns(const torch::Tensor& out_b, int64_t head, int64_t d) {
-  return out_b.narrow(1, head * d, d);
-}
+// Query rows per block of the causal schedule: a block of rows [r0, r1) sees keys [0, r1) only,
+// so the GEMMs skip the upper triangle of blocks (entries there are the mask's lowest value in
+// the scores, exactly zero in the probabilities, and need no work either way).
+constexpr int64_t kCausalBlock = 32;
 
 struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
+  // Every (batch, KV head) block is a handful of row-major GEMMs on raw pointers (cpu_gemm.h);
+  // the softmax and its backward run once over all blocks. Query head h = kv·G + g: its (T, D)
+  // rows of q are contiguous, its output columns in (B, T, H·D) have row stride H·D.
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q_in,
                                const torch::Tensor& k_in, const torch::Tensor& v_in,
-                               const torch::Tensor& mask_in, double scale) {
+                               const torch::Tensor& mask_in, double scale, bool causal) {
     const torch::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
-    const torch::Tensor mask = mask_in.contiguous();
     const Shapes s = ShapesOf(q, k);
-    torch::Tensor out = torch::empty({s.b, s.t, s.h * s.d}, q.options());
-    // Probabilities of every (batch, KV head): the G query heads' rows stacked, (G·T, T).
-    torch::Tensor probs = torch::empty({s.b, s.kv, s.g * s.t, s.t}, q.options());
-    // The mask of every batch row repeated for the G query heads of a KV head: (B, G·T, T).
-    const torch::Tensor mask_rows =
-        s.g == 1 ? mask
-                 : mask.unsqueeze(1).expand({s.b, s.g, s.t, s.t}).reshape({s.b, s.g * s.t, s.t});
-    at::parallel_for(0, s.b * s.kv, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t bi = i / s.kv, kv = i % s.kv;
-        const torch::Tensor qg = q[bi].narrow(0, kv * s.g, s.g).view({s.g * s.t, s.d});
-        const torch::Tensor kk = k[bi][kv], vv = v[bi][kv];
-        torch::Tensor p = probs[bi][kv];
-        // scores = mask + scale·Q·Kᵀ, the mask repeated for the G heads.
-        const torch::Tensor m =
-            mask[bi].unsqueeze(0).expand({s.g, s.t, s.t}).reshape({s.g * s.t, s.t});
-        at::addmm_out(p, m, qg, kk.t(), /*beta=*/1, /*alpha=*/scale);
-        at::_softmax_out(p, p, -1, false);
-        torch::Tensor out_b = out[bi];
-        for (int64_t gi = 0; gi < s.g; ++gi) {
-          torch::Tensor o = HeadColumns(out_b, kv * s.g + gi, s.d);
-          at::mm_out(o, p.narrow(0, gi * s.t, s.t), vv);
+    const int64_t rows = s.g * s.t, hd = s.h * s.d, t = s.t, d = s.d;
+    const int64_t block = causal ? kCausalBlock : t;
+    torch::Tensor out = torch::empty({s.b, t, hd}, q.options());
+    // scores = mask + scale·Q·Kᵀ: the mask, repeated for the G query heads of every KV head,
+    // is the GEMM's C operand.
+    torch::Tensor probs = mask_in.reshape({s.b, 1, 1, t, t})
+                              .expand({s.b, s.kv, s.g, t, t})
+                              .contiguous()
+                              .view({s.b, s.kv, rows, t});
+    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_forward", [&] {
+      using T = scalar_t;
+      const T* qp = q.data_ptr<T>();
+      const T* kp = k.data_ptr<T>();
+      const T* vp = v.data_ptr<T>();
+      T* pp = probs.data_ptr<T>();
+      T* op = out.data_ptr<T>();
+      at::parallel_for(0, s.b * s.kv, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const int64_t bi = i / s.kv, kv = i % s.kv;
+          for (int64_t gi = 0; gi < s.g; ++gi) {
+            const T* qg = qp + (bi * s.h + kv * s.g + gi) * t * d;
+            T* pg = pp + (i * rows + gi * t) * t;
+            for (int64_t r0 = 0; r0 < t; r0 += block) {
+              const int64_t r1 = std::min(t, r0 + block), keys = causal ? r1 : t;
+              adapters::Gemm(false, true, r1 - r0, keys, d, static_cast<T>(scale), qg + r0 * d, d,
+                             kp + i * t * d, d, T(1), pg + r0 * t, t);
+            }
+          }
         }
-      }
+      });
+      at::_softmax_out(probs, probs, -1, false);
+      at::parallel_for(0, s.b * s.kv, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const int64_t bi = i / s.kv, kv = i % s.kv;
+          for (int64_t gi = 0; gi < s.g; ++gi) {
+            const T* pg = pp + (i * rows + gi * t) * t;
+            T* og = op + bi * t * hd + (kv * s.g + gi) * d;
+            for (int64_t r0 = 0; r0 < t; r0 += block) {
+              const int64_t r1 = std::min(t, r0 + block), keys = causal ? r1 : t;
+              adapters::Gemm(false, false, r1 - r0, d, keys, T(1), pg + r0 * t, t, vp + i * t * d,
+                             d, T(0), og + r0 * hd, hd);
+            }
+          }
+        }
+      });
     });
     ctx->save_for_backward({q, k, v, probs});
     ctx->saved_data["scale"] = scale;
+    ctx->saved_data["causal"] = causal;
     return out;
   }
 
@@ -63,50 +89,79 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &probs = saved[3];
     const double scale = ctx->saved_data["scale"].toDouble();
+    const bool causal = ctx->saved_data["causal"].toBool();
     const torch::Tensor dout = grads[0].contiguous();
     const Shapes s = ShapesOf(q, k);
+    const int64_t rows = s.g * s.t, hd = s.h * s.d, t = s.t, d = s.d;
+    const int64_t block = causal ? kCausalBlock : t;
     const bool need_q = ctx->needs_input_grad(0), need_k = ctx->needs_input_grad(1),
                need_v = ctx->needs_input_grad(2);
     torch::Tensor dq = need_q ? torch::empty_like(q) : torch::Tensor();
     torch::Tensor dk = need_k ? torch::empty_like(k) : torch::Tensor();
     torch::Tensor dv = need_v ? torch::empty_like(v) : torch::Tensor();
-    at::parallel_for(0, s.b * s.kv, 1, [&](int64_t begin, int64_t end) {
-      torch::Tensor dp = torch::empty({s.g * s.t, s.t}, q.options());
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t bi = i / s.kv, kv = i % s.kv;
-        const torch::Tensor p = probs[bi][kv];
-        const torch::Tensor kk = k[bi][kv], vv = v[bi][kv];
-        const torch::Tensor dout_b = dout[bi];
-        if (need_v) {
-          torch::Tensor dvv = dv[bi][kv];
+    // Skipped blocks of dP stay zero (their probabilities are zero, so dS is too).
+    torch::Tensor dp = (need_q || need_k)
+                           ? (causal ? torch::zeros_like(probs) : torch::empty_like(probs))
+                           : torch::Tensor();
+    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_backward", [&] {
+      using T = scalar_t;
+      const T* qp = q.data_ptr<T>();
+      const T* kp = k.data_ptr<T>();
+      const T* vp = v.data_ptr<T>();
+      const T* pp = probs.data_ptr<T>();
+      const T* gp = dout.data_ptr<T>();
+      // dV = Σ_g P_gᵀ·dO_g (key block [c0, c1) gets rows t ≥ c0 only) and dP_g = dO_g·Vᵀ.
+      at::parallel_for(0, s.b * s.kv, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const int64_t bi = i / s.kv, kv = i % s.kv;
           for (int64_t gi = 0; gi < s.g; ++gi) {
-            const torch::Tensor dog = HeadColumns(dout_b, kv * s.g + gi, s.d);
-            const torch::Tensor pg = p.narrow(0, gi * s.t, s.t);
-            if (gi == 0) {
-              at::mm_out(dvv, pg.t(), dog);
-            } else {
-              dvv.addmm_(pg.t(), dog);
+            const T* dog = gp + bi * t * hd + (kv * s.g + gi) * d;
+            const T* pg = pp + (i * rows + gi * t) * t;
+            for (int64_t c0 = 0; c0 < t; c0 += block) {
+              const int64_t c1 = std::min(t, c0 + block), first = causal ? c0 : 0;
+              if (need_v) {
+                adapters::Gemm(true, false, c1 - c0, d, t - first, T(1), pg + first * t + c0, t,
+                               dog + first * hd, hd, gi == 0 ? T(0) : T(1),
+                               dv.data_ptr<T>() + (i * t + c0) * d, d);
+              }
+              if (need_q || need_k) {
+                const int64_t keys = causal ? c1 : t;  // c0..c1 as a block of query rows here
+                adapters::Gemm(false, true, c1 - c0, keys, d, T(1), dog + c0 * hd, hd,
+                               vp + i * t * d, d, T(0),
+                               dp.data_ptr<T>() + (i * rows + gi * t + c0) * t, t);
+              }
             }
           }
         }
-        if (!need_q && !need_k) continue;
-        for (int64_t gi = 0; gi < s.g; ++gi) {
-          torch::Tensor dpg = dp.narrow(0, gi * s.t, s.t);
-          at::mm_out(dpg, HeadColumns(dout_b, kv * s.g + gi, s.d), vv.t());
+      });
+      if (!need_q && !need_k) return;
+      // dS = P ⊙ (dP − rowsum(dP ⊙ P)), then dQ = s·dS·K and dK = s·dSᵀ·Q.
+      const torch::Tensor ds = at::_softmax_backward_data(dp, probs, -1, probs.scalar_type());
+      const T* dsp = ds.data_ptr<T>();
+      at::parallel_for(0, s.b * s.kv, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const int64_t bi = i / s.kv, kv = i % s.kv;
+          for (int64_t gi = 0; gi < s.g; ++gi) {
+            const int64_t q_offset = (bi * s.h + kv * s.g + gi) * t * d;
+            const T* dsg = dsp + (i * rows + gi * t) * t;
+            for (int64_t c0 = 0; c0 < t; c0 += block) {
+              const int64_t c1 = std::min(t, c0 + block), first = causal ? c0 : 0;
+              const int64_t keys = causal ? c1 : t;
+              if (need_q) {
+                adapters::Gemm(false, false, c1 - c0, d, keys, static_cast<T>(scale), dsg + c0 * t,
+                               t, kp + i * t * d, d, T(0), dq.data_ptr<T>() + q_offset + c0 * d, d);
+              }
+              if (need_k) {
+                adapters::Gemm(true, false, c1 - c0, d, t - first, static_cast<T>(scale),
+                               dsg + first * t + c0, t, qp + q_offset + first * d, d,
+                               gi == 0 ? T(0) : T(1), dk.data_ptr<T>() + (i * t + c0) * d, d);
+              }
+            }
+          }
         }
-        const torch::Tensor ds = at::_softmax_backward_data(dp, p, -1, p.scalar_type());
-        if (need_q) {
-          torch::Tensor dqg = dq[bi].narrow(0, kv * s.g, s.g).view({s.g * s.t, s.d});
-          at::addmm_out(dqg, dqg, ds, kk, /*beta=*/0, /*alpha=*/scale);
-        }
-        if (need_k) {
-          const torch::Tensor qg = q[bi].narrow(0, kv * s.g, s.g).view({s.g * s.t, s.d});
-          torch::Tensor dkk = dk[bi][kv];
-          at::addmm_out(dkk, dkk, ds.t(), qg, /*beta=*/0, /*alpha=*/scale);
-        }
-      }
+      });
     });
-    return {dq, dk, dv, torch::Tensor(), torch::Tensor()};
+    return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -128,11 +183,11 @@ torch::Tensor AttentionCoreReference(const torch::Tensor& q, const torch::Tensor
 }
 
 torch::Tensor AttentionCore(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                            const torch::Tensor& mask, double scale) {
+                            const torch::Tensor& mask, double scale, bool causal) {
   const auto dtype = q.scalar_type();
   const bool covered = q.device().is_cpu() && (dtype == torch::kFloat || dtype == torch::kDouble);
   if (!covered) return AttentionCoreReference(q, k, v, mask, scale);
-  return AttentionFunction::apply(q, k, v, mask, scale);
+  return AttentionFunction::apply(q, k, v, mask, scale, causal);
 }
 
 }  // namespace peftd::model

@@ -17,8 +17,12 @@ namespace peftd::model {
 // q (B, H, T, D), k and v (B, KV, T, D) with H a multiple of KV (query head h uses KV head
 // h / (H / KV), HF's repeat_kv order); mask additive (B, T, T) (0 where a query sees a key, the
 // dtype's lowest value elsewhere). Returns (B, T, H·D) = softmax(q·kᵀ·scale + mask)·v.
+// `causal` promises that the mask hides every later key (mask[b, t, j] is lowest for j > t) and
+// that every row sees at least one key (a row that sees none attends uniformly to all keys, later
+// ones included); blocks above the diagonal are then skipped: the same result for about 60% of
+// the GEMM work at T = 128.
 torch::Tensor AttentionCore(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                            const torch::Tensor& mask, double scale);
+                            const torch::Tensor& mask, double scale, bool causal = false);
 
 // The same with ATen ops and autograd (the reference of the tests, and the path for devices and
 // dtypes AttentionCore does not cover).

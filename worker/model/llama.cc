@@ -56,13 +56,15 @@ AttentionImpl::AttentionImpl(const ModelConfig& c)
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
-                                     const torch::Tensor& sin, const torch::Tensor& mask) {
+                                     const torch::Tensor& sin, const torch::Tensor& mask,
+                                     bool every_row_sees_a_key) {
   const int64_t b = x.size(0), t = x.size(1);
   // (B, T, H·D) -> (B, H, T, D), q and k with RoPE (cos/sin (B, T, D)).
   torch::Tensor q = RopeForward(q_proj->forward(x), cos, sin, heads_);
   torch::Tensor k = RopeForward(k_proj->forward(x), cos, sin, kv_heads_);
   torch::Tensor v = v_proj->forward(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
-  torch::Tensor out = AttentionCore(q, k, v, mask, 1.0 / std::sqrt(static_cast<double>(head_dim_)));
+  torch::Tensor out = AttentionCore(q, k, v, mask, 1.0 / std::sqrt(static_cast<double>(head_dim_)),
+                                    /*causal=*/every_row_sees_a_key);
   return o_proj->forward(out);
 }
 
@@ -85,8 +87,10 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
-                                        const torch::Tensor& sin, const torch::Tensor& mask) {
-  torch::Tensor h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask);
+                                        const torch::Tensor& sin, const torch::Tensor& mask,
+                                        bool every_row_sees_a_key) {
+  torch::Tensor h =
+      x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask, every_row_sees_a_key);
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 
@@ -122,7 +126,13 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids,
   const double lowest = std::numeric_limits<float>::lowest();
   torch::Tensor mask =
       torch::zeros({b, t, t}, h.options()).masked_fill_(allowed.logical_not(), lowest);
-  for (const auto& layer : *layers) h = layer->as<DecoderLayerImpl>()->forward(h, cos, sin, mask);
+  // A row that sees no key (a query left of the first real token) attends uniformly to every
+  // key in HF's arithmetic, so the causal schedule, which skips later keys, needs none of them:
+  // every sequence starts with a real token.
+  const bool every_row_sees_a_key = real.select(1, 0).all().item<bool>();
+  for (const auto& layer : *layers) {
+    h = layer->as<DecoderLayerImpl>()->forward(h, cos, sin, mask, every_row_sees_a_key);
+  }
   return norm->forward(h);
 }
 

@@ -31,9 +31,11 @@ TORCH_MODULE(RmsNorm);
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& config);
-  // x (B, T, hidden); cos/sin (B, T, head_dim); mask additive (B, T, T).
+  // x (B, T, hidden); cos/sin (B, T, head_dim); mask additive (B, T, T), causal. With
+  // `every_row_sees_a_key` (no sequence starts with padding) attention skips the blocks above
+  // the diagonal (AttentionCore's causal schedule).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask);
+                        const torch::Tensor& mask, bool every_row_sees_a_key = false);
   adapters::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
@@ -53,7 +55,7 @@ class DecoderLayerImpl : public torch::nn::Module {
  public:
   explicit DecoderLayerImpl(const ModelConfig& config);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask);
+                        const torch::Tensor& mask, bool every_row_sees_a_key = false);
   Attention self_attn{nullptr};
   Mlp mlp{nullptr};
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
