@@ -1,10 +1,24 @@
 #!/usr/bin/env bash
 # Runs every benchmark binary under BUILD/bench and prints their JSON, one document per line.
+# bench_train runs three times, in the configurations docs/performance.md quotes:
+#   tiny model, batch 1 x 32 tokens  (per-op overhead dominates)
+#   tiny model, batch 8 x 128 tokens (small GEMMs dominate)
+#   ~100M LLaMA-shaped model, batch 8 x 128 (large GEMMs dominate; 4 measured steps per method)
 set -euo pipefail
 build=${1:-build}
 found=0
 for b in $(find "$build/bench" -maxdepth 2 -type f -executable -name 'bench_*' | sort); do
   found=1
+  if [ "$(basename "$b")" = bench_train ]; then
+    for args in "--config tiny --batch 1 --seq 32 --steps 200" \
+                "--config tiny --batch 8 --seq 128 --steps 30" \
+                "--config 100m --batch 8 --seq 128 --steps 4 --warmup 1"; do
+      echo "== $b $args" >&2
+      # shellcheck disable=SC2086  # the arguments are words on purpose
+      "$b" $args
+    done
+    continue
+  fi
   echo "== $b" >&2
   "$b"
 done

@@ -348,7 +348,7 @@ def main():
     ap.add_argument("--source-dir", required=True)
     ap.add_argument("--prometheus", default=shutil.which("prometheus"))
     ap.add_argument("--promtool", default=shutil.which("promtool"))
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (logs, scrapes)")
     args = ap.parse_args()

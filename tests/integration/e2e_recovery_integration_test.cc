@@ -126,8 +126,9 @@ TEST(E2e, AWorkerKilledDashNineMidTrainingResumesAsAttempt2FromItsCheckpoint) {
   server.set_log_file((dir / "peftd.log").string());
   std::string error;
   ASSERT_TRUE(server.Start(&error)) << error;
-  // Checkpoints far enough apart that a heartbeat (200 ms) lands between two of them.
-  constexpr int64_t kSteps = 90, kEvery = 15;
+  // Checkpoints far enough apart that several heartbeats (200 ms) land between two of them: on
+  // the tiny model a step takes a few milliseconds.
+  constexpr int64_t kSteps = 600, kEvery = 150;
   const std::string id = Submit(server, WriteJobFile(dir, kSteps, kEvery));
   ASSERT_FALSE(id.empty());
 

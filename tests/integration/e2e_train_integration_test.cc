@@ -258,7 +258,7 @@ TEST(E2e, GatedLoraOnARemoteWorkerShowsLossAndSparsitySeriesWhileItRuns) {
       Concat(tls, {"--json", "submit", "-f", (dir / "threads.json").string(), "--train",
                    kExamples + "/tiny-lm-train.jsonl"}),
       Words("--model tiny-llama --method lora --gate --gate-s 0.05 --gate-lambda 1e-3 --rank 4 "
-            "--steps 150 --batch-size 4 --max-seq-len 48 --lr 3e-3 --checkpoint-interval 50"));
+            "--steps 600 --batch-size 4 --max-seq-len 48 --lr 3e-3 --checkpoint-interval 200"));
   const RunResult submitted = Peftctl(server.address(), submit, env);
   ASSERT_EQ(submitted.exit_code, 0) << submitted.Describe();
   v1::Job job;
