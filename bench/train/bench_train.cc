@@ -133,6 +133,7 @@ json RunOne(const model::ModelConfig& config, const std::string& variant, int64_
   return {{"variant", variant},
           {"step_s", step_s},
           {"tokens_per_s", tokens_per_s},
+          {"every_step_s", times.seconds},
           {"model_flops_per_token", FlopsPerToken(config, seq, trainable)},
           {"trainable_parameters", trainable},
           {"peak_rss_mb", PeakRssMb()},

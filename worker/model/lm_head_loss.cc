@@ -8,15 +8,22 @@ using torch::autograd::variable_list;
 namespace F = torch::nn::functional;
 
 constexpr int64_t kIgnoreIndex = -100;
-constexpr int64_t kChunkBytes = 8 << 20;  // logits of one chunk: stays in the last-level cache
+// Logits of one chunk: at most 128 MB, and at least 256 rows, so the vocabulary GEMM keeps a tall
+// left operand (every chunk repacks the whole (V, H) weight; 65-row chunks of a 32k vocabulary
+// made that a tenth of a 100M model's step).
+constexpr int64_t kChunkBytes = int64_t{128} << 20;
+constexpr int64_t kMinChunkRows = 256;
+
+int64_t ChunkRows(int64_t vocab, int64_t element_size) {
+  return std::max(kMinChunkRows, kChunkBytes / (vocab * element_size));
+}
 
 struct LmHeadLossFunction : public torch::autograd::Function<LmHeadLossFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden_in,
                                const torch::Tensor& weight, const torch::Tensor& targets_in,
-                               bool with_grad) {
+                               bool with_grad, int64_t chunk) {
     const torch::Tensor hidden = hidden_in.contiguous(), targets = targets_in.contiguous();
     const int64_t n = hidden.size(0), v = weight.size(0);
-    const int64_t chunk = std::max<int64_t>(1, kChunkBytes / (v * hidden.element_size()));
     torch::Tensor loss = torch::zeros({}, hidden.options().dtype(torch::kDouble));
     torch::Tensor dhidden = with_grad ? torch::empty_like(hidden) : torch::Tensor();
     const bool any_ignored = targets.eq(kIgnoreIndex).any().item<bool>();
@@ -49,7 +56,7 @@ struct LmHeadLossFunction : public torch::autograd::Function<LmHeadLossFunction>
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const torch::Tensor dhidden = ctx->get_saved_variables()[0];
-    return {dhidden * grads[0], torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {dhidden * grads[0], torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -63,14 +70,16 @@ torch::Tensor LmHeadCrossEntropySumReference(const torch::Tensor& hidden,
 }
 
 torch::Tensor LmHeadCrossEntropySum(const torch::Tensor& hidden, const torch::Tensor& weight,
-                                    const torch::Tensor& targets) {
+                                    const torch::Tensor& targets, int64_t chunk_rows) {
   const auto dtype = hidden.scalar_type();
   const bool covered = hidden.device().is_cpu() && weight.scalar_type() == dtype &&
                        (dtype == torch::kFloat || dtype == torch::kDouble) &&
                        !weight.requires_grad();
   if (!covered) return LmHeadCrossEntropySumReference(hidden, weight, targets);
   const bool with_grad = torch::GradMode::is_enabled() && hidden.requires_grad();
-  return LmHeadLossFunction::apply(hidden, weight, targets, with_grad);
+  const int64_t chunk =
+      chunk_rows > 0 ? chunk_rows : ChunkRows(weight.size(0), hidden.element_size());
+  return LmHeadLossFunction::apply(hidden, weight, targets, with_grad, chunk);
 }
 
 }  // namespace peftd::model

@@ -1,5 +1,5 @@
 // Summed next-token cross-entropy of a frozen vocabulary projection, as one autograd node that
-// never holds the (tokens, vocab) logits: rows go through in chunks of a few megabytes, each
+// never holds more than 128 MB of logits: rows go through in chunks (at least 256 rows), each
 // chunk's logits become softmax − one-hot in place, and the gradient of the hidden states is
 // accumulated right away (the loss is the end of the graph, so its gradient is known up to the
 // scalar that backward multiplies in). On a 32k vocabulary this replaces about eight passes
@@ -12,9 +12,10 @@
 namespace peftd::model {
 
 // Σ_i −log softmax(hidden_i · weightᵀ)[targets_i] over rows with targets_i ≠ −100; hidden
-// (N, H), weight (V, H) without gradient, targets (N) int64. A scalar.
+// (N, H), weight (V, H) without gradient, targets (N) int64. A scalar. chunk_rows > 0 sets the
+// rows per chunk (tests); 0 chooses it from the vocabulary size.
 torch::Tensor LmHeadCrossEntropySum(const torch::Tensor& hidden, const torch::Tensor& weight,
-                                    const torch::Tensor& targets);
+                                    const torch::Tensor& targets, int64_t chunk_rows = 0);
 
 // The same through F::linear and F::cross_entropy (the tests' reference, and the path for other
 // devices and dtypes).
