@@ -12,12 +12,13 @@ declare -A GROUP
 # toolchain for building the binaries
 GROUP[build]="build-essential cmake ninja-build pkg-config ccache git"
 # LibTorch (CPU) and a real BLAS: without libopenblas0-openmp LibTorch falls back to the
-# reference BLAS, ~13x slower on a 512x512 matmul. libblas-dev: the CBLAS header and link name
-# of the fused autograd nodes (adapters/cpu_gemm.cc).
-GROUP[torch]="libtorch-dev libopenblas0-openmp libblas-dev"
+# reference BLAS, ~13x slower on a 512x512 matmul.
+GROUP[torch]="libtorch-dev libopenblas0-openmp"
 # RPC and storage; parsing, tokenizers (ICU: NFC normalizers), CLI (and its YAML job files),
 # logging; a malloc that keeps its memory (glibc's re-faults every page of a 100M model each step)
-GROUP[libs]="libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+# libblas-dev: the CBLAS header and link name of the fused autograd nodes (adapters/cpu_gemm.cc;
+# at run time libblas.so.3 is OpenBLAS when libopenblas0-openmp is installed).
+GROUP[libs]="libblas-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libssl-dev libsqlitecpp-dev libsqlite3-dev prometheus-cpp-dev
   nlohmann-json3-dev libre2-dev libsentencepiece-dev libicu-dev libcli11-dev libyaml-cpp-dev
   libspdlog-dev libjemalloc-dev"
