@@ -53,6 +53,16 @@ TEST(LinearOps, LoraLinearEqualsTheComposition) {
   }
 }
 
+// The fused nodes are what a float32 CPU model records (a silent fallback would only be slower).
+TEST(LinearOps, Float32CpuRecordsOneNodePerProjection) {
+  torch::Tensor w = torch::randn({6, 4}), a = torch::randn({2, 4}).requires_grad_(true);
+  torch::Tensor b = torch::zeros({6, 2}).requires_grad_(true);
+  torch::Tensor x = torch::randn({3, 4}).requires_grad_(true);
+  EXPECT_NE(FrozenLinear(x, w).grad_fn()->name().find("FrozenLinearFunction"), std::string::npos);
+  EXPECT_NE(LoraLinear(x, w, {}, a, b, 2.0).grad_fn()->name().find("LoraLinearFunction"),
+            std::string::npos);
+}
+
 TEST(LinearOps, TrainableWeightFallsBackToAutograd) {
   torch::Tensor w = torch::randn({3, 2}, kDouble).requires_grad_(true);
   torch::Tensor x = torch::randn({4, 2}, kDouble);

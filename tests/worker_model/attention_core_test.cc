@@ -82,6 +82,14 @@ TEST(AttentionCore, KeysWithoutGradientGetNone) {
   ExpectMatchesReference({2, 4, 2, 5, 3}, torch::ones({2, 5}), false);
 }
 
+TEST(AttentionCore, Float32CpuRecordsOneNode) {
+  torch::Tensor q = torch::randn({1, 2, 3, 4}).requires_grad_(true);
+  torch::Tensor kv = torch::randn({1, 1, 3, 4});
+  torch::Tensor out = AttentionCore(q, kv, kv, Mask(torch::ones({1, 3}), torch::kFloat), 0.5);
+  EXPECT_NE(out.grad_fn()->name().find("AttentionFunction"), std::string::npos)
+      << out.grad_fn()->name();
+}
+
 TEST(AttentionCore, FloatAndNoGradMatchTheReference) {
   torch::manual_seed(3);
   torch::Tensor q = torch::randn({2, 4, 6, 8}), k = torch::randn({2, 2, 6, 8}),
