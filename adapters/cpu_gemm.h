@@ -17,7 +17,8 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double al
           const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
           int64_t ldc);
 
-// True for CPU tensors of float32 or float64, the dtypes Gemm covers.
+// True for CPU tensors of float32 or float64: the dtypes Gemm covers, and so the inputs every
+// fused CPU autograd node (adapters/, worker/model/) takes; others go to their ATen reference.
 bool GemmCovers(const torch::Tensor& t);
 
 }  // namespace peftd::adapters

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "adapters/cpu_gemm.h"
 #include "adapters/linear_ops.h"
 #include "adapters/tensor_check.h"
 
@@ -162,9 +163,7 @@ torch::Tensor TokenGate::Forward(const torch::Tensor& x, const torch::Tensor& we
   torch::Tensor on, mask;
   // Training statistics come from forwards that will be backpropagated; the rest is evaluation.
   const bool training_window = is_training() && torch::GradMode::is_enabled();
-  const bool fused = base.device().is_cpu() && base.scalar_type() == delta.scalar_type() &&
-                     (base.scalar_type() == torch::kFloat || base.scalar_type() == torch::kDouble);
-  if (fused) {
+  if (GemmCovers(base) && base.scalar_type() == delta.scalar_type()) {
     mask = TokenMask(base.size(0), base.options());
     return FusedGateFunction::apply(base, delta, mask, reinterpret_cast<int64_t>(this), tau_,
                                     training_window, inner_->IsActive())

@@ -184,9 +184,7 @@ torch::Tensor AttentionCoreReference(const torch::Tensor& q, const torch::Tensor
 
 torch::Tensor AttentionCore(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                             const torch::Tensor& mask, double scale, bool causal) {
-  const auto dtype = q.scalar_type();
-  const bool covered = q.device().is_cpu() && (dtype == torch::kFloat || dtype == torch::kDouble);
-  if (!covered) return AttentionCoreReference(q, k, v, mask, scale);
+  if (!adapters::GemmCovers(q)) return AttentionCoreReference(q, k, v, mask, scale);
   return AttentionFunction::apply(q, k, v, mask, scale, causal);
 }
 

@@ -4,16 +4,13 @@
 
 #include <cmath>
 
+#include "adapters/cpu_gemm.h"
+
 namespace peftd::model {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-bool Covered(const torch::Tensor& x) {
-  const auto dtype = x.scalar_type();
-  return x.device().is_cpu() && (dtype == torch::kFloat || dtype == torch::kDouble);
-}
 
 // Rows per parallel task: enough work to pay for a task on small models, all cores on large ones.
 int64_t Grain(int64_t row_elements) { return std::max<int64_t>(1, 16384 / row_elements); }
@@ -215,7 +212,7 @@ torch::Tensor RmsNormReference(const torch::Tensor& x, const torch::Tensor& weig
 }
 
 torch::Tensor RmsNormForward(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
-  if (!Covered(x) || weight.scalar_type() != x.scalar_type()) {
+  if (!adapters::GemmCovers(x) || weight.scalar_type() != x.scalar_type()) {
     return RmsNormReference(x, weight, eps);
   }
   return RmsNormFunction::apply(x, weight, eps);
@@ -231,7 +228,8 @@ torch::Tensor RopeReference(const torch::Tensor& x, const torch::Tensor& cos,
 
 torch::Tensor RopeForward(const torch::Tensor& x, const torch::Tensor& cos,
                           const torch::Tensor& sin, int64_t heads) {
-  if (!Covered(x) || cos.scalar_type() != x.scalar_type() || x.size(2) / heads % 2 != 0) {
+  if (!adapters::GemmCovers(x) || cos.scalar_type() != x.scalar_type() ||
+      x.size(2) / heads % 2 != 0) {
     return RopeReference(x, cos, sin, heads);
   }
   return RopeFunction::apply(x, cos, sin, heads);
@@ -242,7 +240,7 @@ torch::Tensor SwiGluReference(const torch::Tensor& gate, const torch::Tensor& up
 }
 
 torch::Tensor SwiGluForward(const torch::Tensor& gate, const torch::Tensor& up) {
-  if (!Covered(gate) || up.scalar_type() != gate.scalar_type() ||
+  if (!adapters::GemmCovers(gate) || up.scalar_type() != gate.scalar_type() ||
       !gate.sizes().equals(up.sizes())) {
     return SwiGluReference(gate, up);
   }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "adapters/cpu_gemm.h"
 #include "adapters/linear_ops.h"
 #include "worker/model/attention_core.h"
 #include "worker/model/fused_ops.h"
@@ -129,7 +130,7 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids,
   // A row that sees no key (a query left of the first real token) attends uniformly to every
   // key in HF's arithmetic, so the causal schedule, which skips later keys, needs none of them:
   // every sequence starts with a real token.
-  const bool every_row_sees_a_key = real.select(1, 0).all().item<bool>();
+  const bool every_row_sees_a_key = adapters::GemmCovers(h) && real.select(1, 0).all().item<bool>();
   for (const auto& layer : *layers) {
     h = layer->as<DecoderLayerImpl>()->forward(h, cos, sin, mask, every_row_sees_a_key);
   }

@@ -1,5 +1,7 @@
 #include "worker/model/lm_head_loss.h"
 
+#include "adapters/cpu_gemm.h"
+
 namespace peftd::model {
 namespace {
 
@@ -71,10 +73,8 @@ torch::Tensor LmHeadCrossEntropySumReference(const torch::Tensor& hidden,
 
 torch::Tensor LmHeadCrossEntropySum(const torch::Tensor& hidden, const torch::Tensor& weight,
                                     const torch::Tensor& targets, int64_t chunk_rows) {
-  const auto dtype = hidden.scalar_type();
-  const bool covered = hidden.device().is_cpu() && weight.scalar_type() == dtype &&
-                       (dtype == torch::kFloat || dtype == torch::kDouble) &&
-                       !weight.requires_grad();
+  const bool covered = adapters::GemmCovers(hidden) &&
+                       weight.scalar_type() == hidden.scalar_type() && !weight.requires_grad();
   if (!covered) return LmHeadCrossEntropySumReference(hidden, weight, targets);
   const bool with_grad = torch::GradMode::is_enabled() && hidden.requires_grad();
   const int64_t chunk =
