@@ -98,7 +98,8 @@ show "peftd --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir $DEMO/d
 # order (peftd stops its worker).
 # OMP_WAIT_POLICY=PASSIVE: LibTorch's OpenMP threads sleep between parallel regions instead of
 # spinning; on a machine whose cores are busy with anything else (a build), spinning threads
-# slowed the tiny model's steps ~15x (measured: 4-step runs, 24s with 1 thread, 274s with 2).
+# slow the tiny model's steps down (docs/performance.md: 179 ms a step spinning, 71 ms passive,
+# with two busy processes on 2 cores).
 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} setsid "$PEFTD" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$DEMO/data" \
   --model-root "$DEMO/models" --local-workers 1 --worker-binary "$WORKER" --port-file "$DEMO/peftd.port" \
   >"$DEMO/peftd.log" 2>&1 &
