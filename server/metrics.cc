@@ -310,6 +310,15 @@ void Metrics::UpdateJobProgress(const std::string& job_id, v1::Method method,
   std::lock_guard<std::mutex> lock(impl_->mu);
   Impl& m = *impl_;
   JobSeriesEntry& s = m.SeriesFor(job_id, method);
+  if (p.has_eval()) {
+    m.JobGauge(s.eval_loss, m.eval_loss, job_id)->Set(p.eval_loss());
+    if (p.eval_accuracy() > 0 || s.eval_accuracy != nullptr) {
+      m.JobGauge(s.eval_accuracy, m.eval_accuracy, job_id)->Set(p.eval_accuracy());
+    }
+  }
+  // A report before the job's first optimizer step carries no train loss, rate or gate state:
+  // a 0 there would be a sample that never happened.
+  if (p.step() <= 0) return;
   if (s.train_loss == nullptr) {
     s.train_loss = &m.train_loss.Add({{"job_id", job_id}, {"method", s.method}});
   }
@@ -327,12 +336,6 @@ void Metrics::UpdateJobProgress(const std::string& job_id, v1::Method method,
     m.JobGauge(s.progress, m.progress, job_id)->Set(std::clamp(ratio, 0.0, 1.0));
   }
   if (p.eta_seconds() > 0) m.JobGauge(s.eta, m.eta, job_id)->Set(p.eta_seconds());
-  if (p.has_eval()) {
-    m.JobGauge(s.eval_loss, m.eval_loss, job_id)->Set(p.eval_loss());
-    if (p.eval_accuracy() > 0 || s.eval_accuracy != nullptr) {
-      m.JobGauge(s.eval_accuracy, m.eval_accuracy, job_id)->Set(p.eval_accuracy());
-    }
-  }
   for (const auto& g : p.gates()) {
     Impl::SetModule(s.sparsity, m.gate_sparsity, job_id, g.module(), g.sparsity());
     Impl::SetModule(s.tau, m.gate_tau, job_id, g.module(), g.tau());

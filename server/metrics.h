@@ -73,7 +73,8 @@ class Metrics {
   // Optimizer step durations from a heartbeat (ProgressReport.step_durations_seconds).
   void ObserveStepDurations(const std::vector<double>& seconds);
   // The latest progress of a running job (from a heartbeat). tokens_seen is cumulative: the
-  // counter grows by the increase and never goes down.
+  // counter grows by the increase and never goes down. Before the first step (step 0) only the
+  // eval series are set.
   void UpdateJobProgress(const std::string& job_id, v1::Method method,
                          const v1::JobProgress& progress);
   // Drops every live-job series of `job_id`: call when the job reaches a final state (and when a

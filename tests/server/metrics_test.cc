@@ -123,6 +123,7 @@ TEST(Metrics, ServesEverySeriesOverHttpAndDropsAJobsSeries) {
   metrics.UpdateJobProgress("job-b", v1::ADALORA, ada);
 
   v1::JobProgress dhp;
+  dhp.set_step(1);
   dhp.set_adadhp_active_modules(7);
   metrics.UpdateJobProgress("job-c", v1::ADADHP, dhp);
 
@@ -178,6 +179,7 @@ TEST(Metrics, ServesEverySeriesOverHttpAndDropsAJobsSeries) {
 TEST(Metrics, TokensCounterOnlyGrowsAndWorkerStatusesGoToZero) {
   Metrics metrics;
   v1::JobProgress p;
+  p.set_step(1);
   p.set_tokens_seen(500);
   metrics.UpdateJobProgress("j", v1::LORA, p);
   p.set_tokens_seen(800);
@@ -197,6 +199,26 @@ TEST(Metrics, TokensCounterOnlyGrowsAndWorkerStatusesGoToZero) {
   p.set_tokens_seen(900);
   metrics.UpdateJobProgress("j", v1::LORA, p);
   EXPECT_EQ(Sample(metrics.Serialize(), "peftd_train_tokens_total{job_id=\"j\"}"), 900);
+}
+
+TEST(Metrics, AReportBeforeTheFirstStepSetsNoTrainSeries) {
+  Metrics metrics;
+  v1::JobProgress p = GatedLoraProgress();
+  p.set_step(0);
+  p.set_eval_loss(3.25);
+  p.set_has_eval(true);
+  metrics.UpdateJobProgress("j", v1::LORA, p);
+  std::string text = metrics.Serialize();
+  EXPECT_EQ(Sample(text, "peftd_eval_loss{job_id=\"j\"}"), 3.25);
+  EXPECT_THAT(text, Not(HasSubstr("peftd_train_loss{")));
+  EXPECT_THAT(text, Not(HasSubstr("peftd_gate_sparsity_ratio{")));
+  EXPECT_THAT(text, Not(HasSubstr("peftd_learning_rate{")));
+
+  p.set_step(5);
+  metrics.UpdateJobProgress("j", v1::LORA, p);
+  text = metrics.Serialize();
+  EXPECT_EQ(Sample(text, "peftd_train_loss{job_id=\"j\",method=\"lora\"}"), 2.5);
+  EXPECT_THAT(text, HasSubstr("peftd_gate_sparsity_ratio{"));
 }
 
 TEST(Metrics, ConcurrentUpdatesAndScrapesAreSafe) {

@@ -124,6 +124,48 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(adapters::MethodName(info.param.kind)) + (info.param.gated ? "_S" : "");
     });
 
+// Records the order of the trainer's reports as "step N", "eval N" and "checkpoint N".
+class OrderSink : public ProgressSink {
+ public:
+  void OnStep(const StepMetrics& m) override {
+    seen.push_back("step " + std::to_string(m.step));
+    EXPECT_GT(m.loss, 0) << "step " << m.step;
+  }
+  void OnEval(const EvalMetrics& m) override { seen.push_back("eval " + std::to_string(m.step)); }
+  void OnCheckpoint(int64_t step, const std::string&) override {
+    seen.push_back("checkpoint " + std::to_string(step));
+  }
+  std::vector<std::string> seen;
+};
+
+// With a reporting window longer than the eval and checkpoint intervals, the progress of an
+// evaluated or checkpointed step is still reported, and before the eval or checkpoint: the
+// service would otherwise show an eval loss beside a train loss of 0 and step 0.
+TEST(TrainTinyReports, EvalAndCheckpointComeAfterTheProgressOfTheirStep) {
+  const int64_t steps = 10;
+  torch::set_num_threads(1);
+  const fs::path ckpt = fs::temp_directory_path() / ("peftd_order" + std::to_string(::getpid()));
+  fs::remove_all(ckpt);
+  auto model = MakeModel(MethodKind::kLora, true, steps);
+  MemoryBatchSource train(Sequences(32, 16, 1), 8, 511, /*seed=*/3);
+  MemoryEvalSource eval(Sequences(8, 16, 2), 8, 511);
+  TrainerOptions o = Options(steps, 1e-2);
+  o.log_every_steps = 100;
+  o.eval_interval_steps = 3;
+  o.checkpoint_interval_steps = 4;
+  o.checkpoint_dir = ckpt.string();
+  OrderSink sink;
+  std::atomic<bool> cancelled{false};
+  Trainer trainer(o, model.get(), &train, &eval, &sink, &cancelled);
+  auto result = trainer.Run(std::nullopt);
+  ASSERT_TRUE(result.ok()) << result.status();
+  const std::vector<std::string> want = {"step 3",  "eval 3",       "step 4", "checkpoint 4",
+                                         "step 6",  "eval 6",       "step 8", "checkpoint 8",
+                                         "step 9",  "eval 9",       "step 10", "eval 10"};
+  EXPECT_EQ(sink.seen, want);
+  fs::remove_all(ckpt);
+}
+
 // Stops the run right after the checkpoint of `stop_at`, as a killed worker would.
 class KillAfterCheckpoint : public ProgressSink {
  public:

@@ -139,7 +139,16 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
       window_tokens += tokens;
       ++window_steps;
       const bool last = step_ == options_.total_steps;
-      if (sink_ && (window_steps >= options_.log_every_steps || last)) {
+      const bool eval_now =
+          eval_ &&
+          ((options_.eval_interval_steps > 0 && step_ % options_.eval_interval_steps == 0) || last);
+      const bool checkpoint_now = options_.checkpoint_interval_steps > 0 &&
+                                  !options_.checkpoint_dir.empty() &&
+                                  step_ % options_.checkpoint_interval_steps == 0 && !last;
+      // A step that is evaluated or checkpointed is reported first, whatever log_every_steps
+      // says: an eval or checkpoint event never comes before the progress of its own step.
+      if (sink_ &&
+          (window_steps >= options_.log_every_steps || last || eval_now || checkpoint_now)) {
         StepMetrics m;
         m.step = step_;
         m.total_steps = options_.total_steps;
@@ -161,9 +170,6 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
         window_start = Clock::now();
       }
 
-      const bool eval_now =
-          eval_ &&
-          ((options_.eval_interval_steps > 0 && step_ % options_.eval_interval_steps == 0) || last);
       if (eval_now) {
         absl::StatusOr<EvalMetrics> evaluated = Evaluate(step_);
         if (absl::IsCancelled(evaluated.status())) return cancelled_here("during evaluation ");
@@ -185,8 +191,7 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
         }
         if (sink_) sink_->OnPhase(Phase::kTraining);
       }
-      if (options_.checkpoint_interval_steps > 0 && !options_.checkpoint_dir.empty() &&
-          step_ % options_.checkpoint_interval_steps == 0 && !last) {
+      if (checkpoint_now) {
         RETURN_IF_ERROR(SaveCheckpoint(step_));
         saved_step = step_;
       }
