@@ -115,7 +115,7 @@ TEST(E2e, ARecordLongerThanMaxSeqLenWithoutTruncateFailsTheJobNamingTheLineOnce)
   const fs::path dir = testing::FreshTestDir("too_long");
   PeftdProcess server((dir / "data").string(),
                       {"--model-root=" + (dir / "models").string(), "--local-workers=1",
-                       "--heartbeat-interval=200ms", "--lease-timeout=2s"});
+                       "--heartbeat-interval=200ms", "--lease-timeout=5s"});
   server.set_log_file((dir / "peftd.log").string());
   std::string error;
   ASSERT_TRUE(server.Start(&error)) << error;

@@ -26,11 +26,12 @@ using testing::Peftctl;
 using testing::PeftdProcess;
 using testing::RunResult;
 
-// Recovery needs a short lease and heartbeat; workers come from peftd --local-workers.
+// Recovery needs a short lease and heartbeat; workers come from peftd --local-workers. 5 s, not
+// less: with the other tests running beside it on 2 cores, a 2 s lease expired under live workers.
 std::vector<std::string> ServerArgs(const fs::path& dir, int local_workers) {
   return {"--model-root=" + (dir / "models").string(),
           absl::StrCat("--local-workers=", local_workers), "--heartbeat-interval=200ms",
-          "--lease-timeout=2s", "--restart-grace=3s"};
+          "--lease-timeout=5s", "--restart-grace=6s"};
 }
 
 // A job file for `peftctl submit -f`: one CPU thread (fast and steady on a busy 2-core machine),

@@ -45,7 +45,7 @@ fs::path FreshDir(const std::string& name) {
 
 std::vector<std::string> FastArgs(const fs::path& dir) {
   return {"--model-root=" + (dir / "models").string(), "--heartbeat-interval=200ms",
-          "--lease-timeout=1s", "--restart-grace=2s"};
+          "--lease-timeout=3s", "--restart-grace=4s"};
 }
 
 // GET http://HOST:PORT/metrics with a plain socket (the Prometheus text the server exposes).
