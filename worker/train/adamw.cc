@@ -31,10 +31,12 @@ AdamW::AdamW(std::vector<TrainableTensor> params, AdamWOptions options)
   flat_grad_ = torch::zeros({total}, opts);
   flat_exp_avg_ = torch::zeros({total}, opts);
   flat_exp_avg_sq_ = torch::zeros({total}, opts);
+  offsets_.reserve(params_.size());
   int64_t decayed_offset = 0, other_offset = decayed_numel_;
   for (size_t i = 0; i < params_.size(); ++i) {
     torch::Tensor& p = params_[i].tensor;
     int64_t& offset = params_[i].decay ? decayed_offset : other_offset;
+    offsets_.push_back(offset);
     const int64_t n = p.numel();
     auto view = [&](const torch::Tensor& flat) {
       return flat.narrow(0, offset, n).view(p.sizes());
@@ -54,14 +56,12 @@ bool AdamW::FlatPathValid() const {
   if (!flat_) return false;
   const int64_t elem = flat_grad_.element_size();
   const char* base = static_cast<const char*>(flat_grad_.data_ptr());
-  const char* expected = base;
-  int64_t decayed_offset = 0, other_offset = decayed_numel_;
-  for (const auto& p : params_) {
-    int64_t& offset = p.decay ? decayed_offset : other_offset;
-    expected = base + offset * elem;
-    offset += p.tensor.numel();
-    const torch::Tensor& grad = p.tensor.grad();
-    if (!p.tensor.requires_grad() || !grad.defined() || grad.data_ptr() != expected) return false;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const torch::Tensor& p = params_[i].tensor;
+    const torch::Tensor& grad = p.grad();
+    if (!p.requires_grad() || !grad.defined() || grad.data_ptr() != base + offsets_[i] * elem) {
+      return false;
+    }
   }
   return true;
 }

@@ -63,7 +63,8 @@ class AdamW {
   // Decayed tensors first, so weight decay is one slice: [0, decayed_numel_).
   torch::Tensor flat_param_, flat_grad_, flat_exp_avg_, flat_exp_avg_sq_;
   int64_t decayed_numel_ = 0;
-  bool flat_ = false;  // all tensors share one dtype and device, so the buffers exist
+  std::vector<int64_t> offsets_;  // where each tensor starts in the flat buffers
+  bool flat_ = false;             // all tensors share one dtype and device, so the buffers exist
   std::vector<torch::Tensor> exp_avg_;
   std::vector<torch::Tensor> exp_avg_sq_;
   AdamWOptions options_;

@@ -36,16 +36,14 @@ LossOutput PeftLlama::Forward(const Batch& batch) {
     h = h.index({selected});
     targets = targets.index({selected});
   }
-  // A frozen vocabulary projection goes through the fused loss; an adapted lm_head does not.
+  // A frozen vocabulary projection without bias goes through the fused loss; an adapted
+  // lm_head does not.
   const adapters::Linear& head = model_->lm_head;
   const bool adapted_head = head && head->adapter() && !head->merged();
-  if (!adapted_head) {
+  if (!adapted_head && !(head && head->bias.defined())) {
     const torch::Tensor& weight = head ? head->weight : model_->model->embed_tokens->weight;
-    const bool has_bias = head && head->bias.defined();
-    if (!has_bias) {
-      out.loss_sum = model::LmHeadCrossEntropySum(h, weight, targets);
-      return out;
-    }
+    out.loss_sum = model::LmHeadCrossEntropySum(h, weight, targets);
+    return out;
   }
   out.loss_sum = F::cross_entropy(model_->Head(h), targets,
                                   F::CrossEntropyFuncOptions().reduction(torch::kSum));
