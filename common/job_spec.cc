@@ -9,6 +9,8 @@
 namespace peftd {
 namespace {
 
+constexpr int kMaxKeepCheckpoints = 1000;
+
 // Whether the spec's method_params (when set) belong to its method.
 bool ParamsMatchMethod(const v1::JobSpec& s) {
   switch (s.method_params_case()) {
@@ -91,6 +93,7 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (!s.has_seed()) s.set_seed(42);
   if (s.checkpoint_interval_steps() == 0) s.set_checkpoint_interval_steps(50);
   if (s.max_attempts() == 0) s.set_max_attempts(3);
+  if (s.keep_checkpoints() == 0) s.set_keep_checkpoints(3);
   return s;
 }
 
@@ -197,6 +200,10 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
     return FieldError("checkpoint_interval_steps", "must be >= 0");
   if (s.max_attempts() < 1) return FieldError("max_attempts", "must be >= 1");
   if (s.num_threads() < 0) return FieldError("num_threads", "must be >= 0");
+  if (s.keep_checkpoints() < 1 || s.keep_checkpoints() > kMaxKeepCheckpoints) {
+    return FieldError("keep_checkpoints", absl::StrCat("must be in [1, ", kMaxKeepCheckpoints,
+                                                       "], got ", s.keep_checkpoints()));
+  }
   if (s.early_stopping_patience() < 0) return FieldError("early_stopping_patience", "must be >= 0");
   if (s.early_stopping_patience() > 0 && s.validation_dataset_id().empty()) {
     return FieldError("early_stopping_patience", "needs validation_dataset_id");

@@ -3,9 +3,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include <CLI/CLI.hpp>
 #include <cctype>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -30,8 +33,9 @@ namespace fs = std::filesystem;
 #define PEFTD_VERSION "unknown"
 #endif
 constexpr char kVersion[] = "peftd " PEFTD_VERSION;
-// Workers stream blobs in chunks well below this; a smaller limit would break uploads.
-constexpr int64_t kMinMessageBytes = int64_t{64} << 10;
+// Datasets, checkpoints and adapters travel in 1 MiB chunks (server/blob_streams.h, the worker,
+// peftctl); a limit below 2 MiB would refuse the chunks themselves.
+constexpr int64_t kMinMessageBytes = int64_t{2} << 20;
 // gRPC's message size limits are ints.
 constexpr int64_t kMaxMessageBytes = INT_MAX;
 constexpr int kMaxLocalWorkers = 256;
@@ -66,6 +70,19 @@ absl::Status CheckAddress(absl::string_view flag, const std::string& addr) {
                                         "0.0.0.0:50051 to listen on every interface)"));
   }
   return absl::OkStatus();
+}
+
+// 32 random bytes as hex (OpenSSL's CSPRNG; it aborts rather than return weak bytes).
+std::string RandomToken() {
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) std::abort();
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 15]);
+  }
+  return out;
 }
 
 std::string FormatBytes(int64_t bytes) {
@@ -147,38 +164,64 @@ absl::StatusOr<int64_t> ParseByteSize(absl::string_view text) {
   return value << shift;
 }
 
-absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path, absl::string_view flag) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
     return absl::FailedPreconditionError(
-        absl::StrCat("--auth-token-file: cannot read \"", path, "\": ", std::strerror(errno)));
+        absl::StrCat(flag, ": cannot read \"", path, "\": ", std::strerror(errno)));
   }
   if (!S_ISREG(st.st_mode)) {
     return absl::FailedPreconditionError(
-        absl::StrCat("--auth-token-file: \"", path, "\" is not a regular file"));
+        absl::StrCat(flag, ": \"", path, "\" is not a regular file"));
   }
   if ((st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "--auth-token-file: \"", path,
+        flag, ": \"", path,
         "\" is readable or writable by every user; restrict it with `chmod 600 ", path, "`"));
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::FailedPreconditionError(
-        absl::StrCat("--auth-token-file: cannot open \"", path, "\": ", std::strerror(errno)));
+        absl::StrCat(flag, ": cannot open \"", path, "\": ", std::strerror(errno)));
   }
   std::stringstream ss;
   ss << in.rdbuf();
   std::string token(absl::StripAsciiWhitespace(ss.str()));
   if (token.empty()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("--auth-token-file: \"", path, "\" is empty; write the token into it"));
+        absl::StrCat(flag, ": \"", path, "\" is empty; write the token into it"));
   }
   if (token.find_first_of("\r\n") != std::string::npos) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "--auth-token-file: \"", path, "\" holds more than one line; keep only the token"));
+        flag, ": \"", path, "\" holds more than one line; keep only the token"));
   }
   return token;
+}
+
+bool IsLoopbackAddress(const std::string& listen) {
+  if (absl::StartsWith(listen, "unix:")) return true;
+  const size_t colon = listen.rfind(':');
+  std::string host = listen.substr(0, colon == std::string::npos ? listen.size() : colon);
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) host = host.substr(1, host.size() - 2);
+  host = absl::AsciiStrToLower(host);
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+}
+
+std::string InsecureListenWarning(const ServerOptions& o) {
+  if (IsLoopbackAddress(o.listen)) return "";
+  std::vector<std::string> missing;
+  if (o.auth_token.empty()) {
+    missing.push_back(
+        "no user token (--auth-token-file): anyone who reaches the port can submit, read and "
+        "cancel jobs");
+  }
+  if (o.tls_cert.empty()) {
+    missing.push_back("no TLS (--tls-cert/--tls-key): tokens, datasets and adapters travel in "
+                      "clear text");
+  }
+  if (missing.empty()) return "";
+  return absl::StrCat("--listen ", o.listen, " accepts connections from other machines with ",
+                      absl::StrJoin(missing, "; and "));
 }
 
 absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
@@ -268,6 +311,21 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
                  "file holding the token (wins over --auth-token; must not be world-readable)")
       ->envname("PEFTD_AUTH_TOKEN_FILE")
       ->group("Security");
+  app.add_option("--worker-token", o.worker_token,
+                 "require this bearer token on WorkerService calls (prefer the file) [default: "
+                 "with a user token, a random one handed to the local workers only]")
+      ->envname("PEFTD_WORKER_TOKEN")
+      ->group("Security");
+  app.add_option("--worker-token-file", o.worker_token_file,
+                 "file holding the workers' token (wins over --worker-token; must not be "
+                 "world-readable); remote workers pass the same file with --token-file")
+      ->envname("PEFTD_WORKER_TOKEN_FILE")
+      ->group("Security");
+  app.add_flag("--insecure", o.insecure,
+               "allow --listen beyond loopback without a user token (a warning is logged at "
+               "every start)")
+      ->envname("PEFTD_INSECURE")
+      ->group("Security");
   app.add_option("--tls-cert", o.tls_cert, "PEM certificate chain: serve TLS")
       ->envname("PEFTD_TLS_CERT")
       ->group("Security");
@@ -278,6 +336,16 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
                  "PEM CA bundle: require client certificates signed by it (mutual TLS)")
       ->envname("PEFTD_TLS_CLIENT_CA")
       ->group("Security");
+
+  std::string sweep_interval = absl::FormatDuration(defaults.blob_sweep_interval);
+  std::string sweep_grace = absl::FormatDuration(defaults.blob_sweep_grace);
+  app.add_option("--blob-sweep-interval", sweep_interval,
+                 "how often blobs no record refers to (old checkpoints, discarded uploads) are "
+                 "deleted")
+      ->group("Storage");
+  app.add_option("--blob-sweep-grace", sweep_grace,
+                 "how long an unreferenced blob is kept before the sweep deletes it")
+      ->group("Storage");
 
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error, critical or off")
       ->envname("PEFTD_LOG_LEVEL")
@@ -330,7 +398,9 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   if (!message_bytes.ok()) return FlagError("max-message-bytes", message_bytes.status().message());
   if (*message_bytes < kMinMessageBytes || *message_bytes > kMaxMessageBytes) {
     return FlagError("max-message-bytes",
-                     absl::StrCat("must be between 64KiB and 2GiB, got ", max_message));
+                     absl::StrCat("must be between 2MiB and 2GiB (blobs travel in 1MiB chunks), "
+                                  "got ",
+                                  max_message));
   }
   o.max_message_bytes = *message_bytes;
 
@@ -358,6 +428,9 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   ASSIGN_OR_RETURN(o.lease_timeout, ParsePositiveDuration("lease-timeout", lease));
   ASSIGN_OR_RETURN(o.restart_grace, ParsePositiveDuration("restart-grace", restart_grace));
   ASSIGN_OR_RETURN(o.shutdown_grace, ParsePositiveDuration("shutdown-grace", shutdown_grace));
+  ASSIGN_OR_RETURN(o.blob_sweep_interval,
+                   ParsePositiveDuration("blob-sweep-interval", sweep_interval));
+  ASSIGN_OR_RETURN(o.blob_sweep_grace, ParsePositiveDuration("blob-sweep-grace", sweep_grace));
   if (o.lease_timeout <= o.heartbeat_interval) {
     return FlagError("lease-timeout",
                      absl::StrCat(lease, " must be longer than --heartbeat-interval ", heartbeat,
@@ -369,6 +442,29 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
     ASSIGN_OR_RETURN(o.auth_token, ReadTokenFile(o.auth_token_file));
   } else if (o.auth_token.find_first_of(" \t\r\n") != std::string::npos) {
     return FlagError("auth-token", "must not contain whitespace");
+  }
+  if (!o.worker_token_file.empty()) {
+    ASSIGN_OR_RETURN(o.worker_token, ReadTokenFile(o.worker_token_file, "--worker-token-file"));
+  } else if (o.worker_token.find_first_of(" \t\r\n") != std::string::npos) {
+    return FlagError("worker-token", "must not contain whitespace");
+  }
+  if (!o.worker_token.empty() && o.worker_token == o.auth_token) {
+    return FlagError("worker-token",
+                     "must differ from the user token (--auth-token): a user holding it could "
+                     "take leases, upload adapters and complete jobs");
+  }
+  if (o.worker_token.empty() && !o.auth_token.empty()) {
+    o.worker_token = RandomToken();
+    o.worker_token_generated = true;
+  }
+  if (!IsLoopbackAddress(o.listen) && o.auth_token.empty() && !o.insecure) {
+    return FlagError(
+        "listen", absl::StrCat(o.listen,
+                               " accepts connections from other machines, and this server has no "
+                               "user token: anyone who reaches the port could submit and cancel "
+                               "jobs and read adapters. Give it --auth-token-file (and "
+                               "--tls-cert/--tls-key), or pass --insecure to accept that (a "
+                               "warning is logged at every start)"));
   }
   if (!o.tls_cert.empty() && o.tls_key.empty()) {
     return FlagError("tls-key", "is required with --tls-cert (the certificate's private key)");

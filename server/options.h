@@ -41,8 +41,18 @@ struct ServerOptions {
   bool hide_gpus = false;  // --gpus none: children get CUDA_VISIBLE_DEVICES="" (CPU only)
 
   // --- security ---
+  // Users' token: JobService and reflection. Health is open (load balancers probe it).
   std::string auth_token;       // resolved: the content of auth_token_file when that is set
   std::string auth_token_file;  // wins over auth_token; refused when readable by others
+  // Workers' token: WorkerService only, so a user's token cannot take leases or complete jobs.
+  // Resolved: the content of worker_token_file; when neither is given but auth_token is, a random
+  // token that only the local workers receive (remote workers then need --worker-token-file).
+  std::string worker_token;
+  std::string worker_token_file;
+  bool worker_token_generated = false;  // worker_token was made up at start
+  // Listening beyond loopback without a user token is refused unless this is set; a warning is
+  // logged at every start either way (InsecureListenWarning).
+  bool insecure = false;
   std::string tls_cert;         // PEM server certificate chain; TLS on when set
   std::string tls_key;          // PEM private key of tls_cert (required with it)
   std::string tls_client_ca;    // PEM CA bundle; when set, clients must present a cert it signed
@@ -52,6 +62,12 @@ struct ServerOptions {
   absl::Duration lease_timeout = absl::Seconds(6);       // no heartbeat this long: lease lost
   absl::Duration restart_grace = absl::Seconds(30);      // after a restart, for workers to re-claim
   absl::Duration shutdown_grace = absl::Seconds(10);     // SIGTERM -> SIGKILL of workers, RPC drain
+
+  // --- blob sweep ---
+  // How often unreferenced blobs (old checkpoints, discarded uploads) are deleted, and how old an
+  // unreferenced blob must be to go (an upload's blob exists moments before its record).
+  absl::Duration blob_sweep_interval = absl::Minutes(10);
+  absl::Duration blob_sweep_grace = absl::Hours(1);
 
   // --- limits ---
   int64_t max_dataset_bytes = int64_t{1} << 30;   // one uploaded dataset
@@ -71,9 +87,19 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv);
 // "1GiB", "16MiB", "512KiB", "1G", "1000000" -> bytes. InvalidArgument for anything else.
 absl::StatusOr<int64_t> ParseByteSize(absl::string_view text);
 
-// The token in `path`, surrounding whitespace removed. FailedPrecondition when the file is
-// readable or writable by everyone (mode & 006: "chmod 600 ..."), missing, or empty.
-absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
+// The token in `path`, surrounding whitespace removed. FailedPrecondition naming `flag` when the
+// file is readable or writable by everyone (mode & 006: "chmod 600 ..."), missing, or empty.
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path,
+                                          absl::string_view flag = "--auth-token-file");
+
+// Whether `listen` only accepts connections from this machine (127.0.0.0/8, [::1], localhost,
+// unix: sockets).
+bool IsLoopbackAddress(const std::string& listen);
+
+// What to log at every start of a server that `options` leave open to the network: "" when
+// nothing is; otherwise what is missing (no user token: anyone who reaches the port can submit
+// jobs; no TLS: tokens and data travel in clear text).
+std::string InsecureListenWarning(const ServerOptions& options);
 
 // Directory of the running executable (/proc/self/exe), "" when unknown.
 std::string ExecutableDir();

@@ -1,19 +1,21 @@
 #include "server/peftd_server.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include <filesystem>
+#include <set>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/dataset_upload.h"
+#include "storage/data_dir_lock.h"
 #include "server/job_service.h"
 #include "server/metrics.h"
 #include "server/metrics_observer.h"
 #include "server/model_root.h"
+#include "server/reflection_service.h"
 #include "server/tls.h"
 #include "server/worker_service.h"
 #include "server/worker_supervisor.h"
@@ -81,6 +83,18 @@ absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOpti
   s->clock_ = clock;
   s->shutdown_grace_ = options.shutdown_grace;
   RETURN_IF_ERROR(MakePrivateDir(options.data_dir));
+  // Before anything opens the database: two servers on one data dir would both requeue, lease and
+  // sweep the same jobs and blobs.
+  ASSIGN_OR_RETURN(s->data_dir_lock_, storage::DataDirLock::Acquire(options.data_dir));
+  if (const std::string warning = InsecureListenWarning(options); !warning.empty()) {
+    spdlog::warn("{}{}", warning,
+                 options.auth_token.empty() ? " (allowed by --insecure)" : "");
+  }
+  if (options.worker_token_generated) {
+    spdlog::info(
+        "workers' token: generated for the local workers; remote workers need "
+        "--worker-token-file on peftd and the same file as their --token-file");
+  }
   const std::string model_root = options.model_root.empty()
                                      ? (fs::path(options.data_dir) / "models").string()
                                      : options.model_root;
@@ -105,9 +119,13 @@ absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOpti
                                                     s->observer_.get()));
 
   ImportExampleDatasets(options.examples_dir, *s->scheduler_, *s->blobs_);
+  s->blob_sweep_interval_ = options.blob_sweep_interval;
+  s->blob_sweep_grace_ = options.blob_sweep_grace;
+  s->SweepBlobs();
 
   ServiceOptions svc;
   svc.auth_token = token;
+  svc.worker_token = options.worker_token;
   svc.model_root = model_root;
   svc.max_dataset_bytes = options.max_dataset_bytes;
   s->job_service_ = std::make_unique<JobServiceImpl>(s->scheduler_.get(), s->blobs_.get(), svc);
@@ -115,8 +133,14 @@ absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOpti
       std::make_unique<WorkerServiceImpl>(s->scheduler_.get(), s->blobs_.get(), svc);
 
   ASSIGN_OR_RETURN(auto creds, MakeServerCredentials(options));
+  // Health stays open (load balancers and orchestrators probe it without credentials, and it
+  // tells nothing but SERVING); reflection needs the users' token like JobService.
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  s->reflection_service_ = std::make_unique<ReflectionService>(
+      std::vector<std::string>{"peftd.v1.JobService", "peftd.v1.WorkerService",
+                               "grpc.health.v1.Health",
+                               "grpc.reflection.v1alpha.ServerReflection"},
+      token);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.listen, creds, &port);
@@ -124,6 +148,7 @@ absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOpti
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   builder.RegisterService(s->job_service_.get());
   builder.RegisterService(s->worker_service_.get());
+  builder.RegisterService(s->reflection_service_.get());
   s->grpc_server_ = builder.BuildAndStart();
   if (s->grpc_server_ == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", options.listen,
@@ -146,8 +171,17 @@ absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOpti
 
   if (options.local_workers > 0) {
     RETURN_IF_ERROR(EnsureBuiltinModel(model_root, options.worker_binary));
-    s->supervisor_ = std::make_unique<WorkerSupervisor>(
-        SupervisorOptionsFrom(options, s->grpc_address_), /*launcher=*/nullptr);
+    WorkerSupervisorOptions supervised = SupervisorOptionsFrom(options, s->grpc_address_);
+    // A local worker's death is known here at once: its jobs need not wait for the lease.
+    supervised.on_exit = [sched = s->scheduler_.get()](const std::string& id,
+                                                       const std::string& how) {
+      if (absl::Status st = sched->WorkerExited(id, how); !st.ok()) {
+        spdlog::warn("worker {} ended; its leases expire instead: {}", id,
+                     std::string(st.message()));
+      }
+    };
+    s->supervisor_ = std::make_unique<WorkerSupervisor>(std::move(supervised),
+                                                        /*launcher=*/nullptr);
     RETURN_IF_ERROR(s->supervisor_->Start());
   } else if (absl::Status st = EnsureBuiltinModel(model_root, options.worker_binary); !st.ok()) {
     // Remote workers only (compose, Kubernetes): submits are checked against this root, so the
@@ -162,12 +196,31 @@ PeftdServer::~PeftdServer() { Stop(absl::ZeroDuration()); }
 
 void PeftdServer::TickLoop(absl::Duration every) {
   std::unique_lock<std::mutex> lock(mu_);
+  absl::Time next_sweep = clock_->Now() + blob_sweep_interval_;
   while (!stopped_) {
     stop_cv_.wait_for(lock, absl::ToChronoNanoseconds(every), [this] { return stopped_; });
     if (stopped_) break;
     lock.unlock();
     scheduler_->Tick();
+    if (clock_->Now() >= next_sweep) {
+      SweepBlobs();
+      next_sweep = clock_->Now() + blob_sweep_interval_;
+    }
     lock.lock();
+  }
+}
+
+void PeftdServer::SweepBlobs() {
+  absl::StatusOr<std::set<std::string>> keep = store_->ReferencedBlobs();
+  absl::StatusOr<storage::BlobStore::SweepResult> swept =
+      keep.ok() ? blobs_->Sweep(*keep, blob_sweep_grace_) : keep.status();
+  if (!swept.ok()) {
+    spdlog::warn("blob sweep skipped: {}", std::string(swept.status().message()));
+    return;
+  }
+  if (swept->removed > 0) {
+    spdlog::info("blob sweep: removed {} unreferenced blobs ({} bytes), {} kept", swept->removed,
+                 swept->bytes, swept->kept);
   }
 }
 

@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "server/options.h"
 #include "server/scheduler.h"
+#include "storage/data_dir_lock.h"
 
 namespace peftd::server {
 
@@ -25,6 +26,7 @@ class WorkerServiceImpl;
 class Metrics;
 class MetricsObserver;
 class MetricsServer;
+class ReflectionService;
 class WorkerSupervisor;
 
 class PeftdServer {
@@ -49,8 +51,11 @@ class PeftdServer {
  private:
   PeftdServer() = default;
   void TickLoop(absl::Duration every);
+  // Deletes the blobs no record refers to any more, past their grace (storage/blob_store.h).
+  void SweepBlobs();
 
   const Clock* clock_ = nullptr;
+  std::unique_ptr<storage::DataDirLock> data_dir_lock_;  // first in, last out
   std::unique_ptr<storage::JobStore> store_;
   std::unique_ptr<storage::BlobStore> blobs_;
   std::unique_ptr<Metrics> metrics_;
@@ -58,12 +63,15 @@ class PeftdServer {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
+  std::unique_ptr<ReflectionService> reflection_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<WorkerSupervisor> supervisor_;
   std::string grpc_address_;
   std::string metrics_address_;
   absl::Duration shutdown_grace_ = absl::Seconds(10);
+  absl::Duration blob_sweep_interval_ = absl::Minutes(10);
+  absl::Duration blob_sweep_grace_ = absl::Hours(1);
 
   std::mutex mu_;
   std::condition_variable stop_cv_;

@@ -24,6 +24,7 @@
 #include "common/clock.h"
 #include "peftd/v1/jobs.pb.h"
 #include "peftd/v1/worker.pb.h"
+#include "server/attempt_policy.h"
 #include "server/scheduler_observer.h"
 #include "storage/blob_store.h"
 #include "storage/job_store.h"
@@ -103,9 +104,17 @@ class Scheduler {
   // Final report of an attempt. Idempotent for a repeated identical report.
   absl::Status CompleteJob(const v1::CompleteJobRequest& request);
 
+  // The process of worker `worker_id` ended (`how`: "killed by signal 9 (Killed)"); its
+  // supervisor knows at once, before the lease would expire. Marks it lost and loses its leases
+  // as a worker death (attempt_policy.h).
+  absl::Status WorkerExited(const std::string& worker_id, const std::string& how);
+
   // Expires leases whose worker was silent for lease_timeout (restart_grace after a restart):
-  // back to QUEUED with attempt + 1, or FAILED past max_attempts; CANCELLING ones become
-  // CANCELLED. Marks silent workers lost.
+  // back to QUEUED with attempt + 1 or FAILED (attempt_policy.h); CANCELLING ones become
+  // CANCELLED. Marks silent workers lost. A lease whose write the store refuses stays expired in
+  // memory and is retried later. While the store refuses writes (SQLite locked past its busy
+  // timeout, disk full) no lease expires; when it takes writes again every lease is renewed for
+  // lease_timeout, since the workers could not be heard meanwhile.
   void Tick();
   // Wakes every WaitForEvents; later calls return at once.
   void Shutdown();
@@ -134,12 +143,14 @@ class Scheduler {
   absl::Status CommitLocked(v1::JobState from, storage::JobUpdate update);
   // CommitLocked for an update that does not change the job's state (progress, records).
   absl::Status CommitSameStateLocked(storage::JobUpdate update);
+  // The store took a write after refusing some: renews every lease. Requires mu_.
+  void StoreRecoveredLocked();
   v1::JobEvent EventLocked(const v1::Job& job, v1::JobEvent::Level level,
                            const std::string& message) const;
   absl::Status TransitionLocked(v1::Job& job, v1::JobState to, const std::string& message,
                                 v1::JobEvent::Level level = v1::JobEvent::INFO,
                                 storage::JobUpdate extra = {});
-  absl::Status LoseLeaseLocked(const std::string& job_id, const std::string& why);
+  absl::Status LoseLeaseLocked(const std::string& job_id, const AttemptLoss& loss);
   absl::Status RecordReportLocked(v1::Job& job, const v1::ProgressReport& report,
                                   std::vector<v1::JobEvent>* events);
   absl::StatusOr<v1::Lease> LeaseNextLocked(const std::string& worker_id);
@@ -157,6 +168,7 @@ class Scheduler {
   std::mutex mu_;
   std::condition_variable events_cv_;
   bool shutdown_ = false;         // guarded by mu_
+  bool store_failing_ = false;    // guarded by mu_; the last write to the store failed
   int64_t event_generation_ = 0;  // guarded by mu_; bumped on every new event
   // The queue, FIFO by submission order (a requeued job keeps its place).
   std::set<std::pair<int64_t, std::string>> queue_;  // guarded by mu_; (order, job id)

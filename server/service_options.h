@@ -10,7 +10,8 @@
 namespace peftd::server {
 
 struct ServiceOptions {
-  std::string auth_token;  // empty: no authentication
+  std::string auth_token;    // users' token, JobService and reflection; empty: none
+  std::string worker_token;  // workers' token, WorkerService; empty: none
   std::string model_root;
   int64_t max_dataset_bytes = int64_t{1} << 30;  // UploadDataset
   int64_t max_upload_bytes = int64_t{16} << 30;  // UploadCheckpoint / UploadAdapter

@@ -10,7 +10,7 @@ namespace peftd::server {
 
 #define PEFTD_AUTHORIZE(ctx)                                                        \
   do {                                                                              \
-    if (absl::Status auth_ = Authorize(*(ctx), options_.auth_token); !auth_.ok()) { \
+    if (absl::Status auth_ = Authorize(*(ctx), options_.worker_token); !auth_.ok()) { \
       return ToGrpcStatus(auth_);                                                   \
     }                                                                               \
   } while (0)

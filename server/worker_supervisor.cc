@@ -71,8 +71,9 @@ WorkerSupervisorOptions SupervisorOptionsFrom(const ServerOptions& options,
   s.extra_args = options.worker_args;
   s.gpus = options.gpus;
   s.hide_gpus = options.hide_gpus;
-  s.token_file = options.auth_token_file;
-  s.auth_token = options.auth_token;
+  // The workers' token, never the users': a child holds only what a worker may do.
+  s.token_file = options.worker_token_file;
+  s.auth_token = options.worker_token;
   s.model_root = options.model_root;
   if (!options.tls_cert.empty()) {
     s.tls_ca = options.tls_cert;
@@ -243,28 +244,37 @@ void WorkerSupervisor::LaunchLocked(Child& child) {
 }
 
 void WorkerSupervisor::PollOnce() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (stopping_ || !started_) return;
-  const absl::Time now = clock_->Now();
-  for (auto& c : children_) {
-    Child& child = *c;
-    if (child.process != nullptr) {
-      const std::optional<ExitStatus> exit = child.process->Poll();
-      if (!exit.has_value()) continue;
-      const absl::Duration ran = now - child.started_at;
-      // A child that ran for a while before dying is a fresh failure, not part of a crash loop.
-      if (ran >= options_.stable_after) child.consecutive_failures = 0;
-      ++child.consecutive_failures;
-      const absl::Duration delay =
-          RestartBackoff(child.consecutive_failures, options_.min_backoff, options_.max_backoff);
-      child.last_exit = exit->ToString();
-      child.next_start = now + delay;
-      spdlog::warn("worker {} (pid {}) ended with {} after {}; restarting in {}", child.worker_id,
-                   child.process->pid(), child.last_exit, absl::FormatDuration(ran),
-                   absl::FormatDuration(delay));
-      child.process.reset();
+  std::vector<std::pair<std::string, std::string>> exits;  // (worker id, how), told unlocked
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || !started_) return;
+    const absl::Time now = clock_->Now();
+    for (auto& c : children_) {
+      Child& child = *c;
+      if (child.process != nullptr) {
+        const std::optional<ExitStatus> exit = child.process->Poll();
+        if (!exit.has_value()) continue;
+        const absl::Duration ran = now - child.started_at;
+        // A child that ran for a while before dying is a fresh failure, not part of a crash loop.
+        if (ran >= options_.stable_after) child.consecutive_failures = 0;
+        ++child.consecutive_failures;
+        const absl::Duration delay =
+            RestartBackoff(child.consecutive_failures, options_.min_backoff, options_.max_backoff);
+        child.last_exit = exit->ToString();
+        child.next_start = now + delay;
+        spdlog::warn("worker {} (pid {}) ended with {} after {}; restarting in {}",
+                     child.worker_id, child.process->pid(), child.last_exit,
+                     absl::FormatDuration(ran), absl::FormatDuration(delay));
+        exits.emplace_back(child.worker_id,
+                           absl::StrCat("(pid ", child.process->pid(), ") ended with ",
+                                        child.last_exit));
+        child.process.reset();
+      }
+      if (child.process == nullptr && now >= child.next_start) LaunchLocked(child);
     }
-    if (child.process == nullptr && now >= child.next_start) LaunchLocked(child);
+  }
+  if (options_.on_exit) {
+    for (const auto& [id, how] : exits) options_.on_exit(id, how);
   }
 }
 

@@ -44,6 +44,7 @@ struct WorkerSupervisorOptions {
   std::vector<std::string> extra_args;
   std::vector<std::string> gpus;
   bool hide_gpus = false;
+  // The workers' token (ServerOptions.worker_token), never the users'.
   std::string token_file;  // passed as --token-file
   std::string auth_token;  // when token_file is empty: <cache_dir>/token, else PEFTD_TOKEN
   std::string model_root;  // passed as --model-root when set
@@ -51,6 +52,10 @@ struct WorkerSupervisorOptions {
   std::string tls_cert;    // passed as --tls-cert / --tls-key when both set (ditto)
   std::string tls_key;
   std::string cache_dir;  // children get --cache-dir <cache_dir>/local-<i> when set
+
+  // Told (outside the supervisor's lock) when a child ends on its own, with how: "(pid 12)
+  // ended with signal 9 (Killed)". The server loses that worker's leases at once.
+  std::function<void(const std::string& worker_id, const std::string& how)> on_exit;
 
   absl::Duration min_backoff = absl::Seconds(1);    // delay before the first restart
   absl::Duration max_backoff = absl::Seconds(60);   // cap of the doubling delay

@@ -100,6 +100,7 @@ absl::StatusOr<std::string> BlobStore::Adopt(const std::string& path, const std:
   }
   if (Contains(sha)) {
     fs::remove(path, ec);
+    ::utimensat(AT_FDCWD, PathOf(sha).c_str(), nullptr, 0);  // a fresh reference: restart the grace
     return sha;
   }
   CrashPoint("before-rename");
@@ -108,6 +109,31 @@ absl::StatusOr<std::string> BlobStore::Adopt(const std::string& path, const std:
   SyncDir(root_);
   CrashPoint("after-rename");
   return sha;
+}
+
+absl::StatusOr<BlobStore::SweepResult> BlobStore::Sweep(const std::set<std::string>& keep,
+                                                      absl::Duration grace) const {
+  SweepResult result;
+  std::error_code ec;
+  const absl::Time cutoff = absl::Now() - grace;
+  for (const auto& entry : fs::directory_iterator(root_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!IsSha256Hex(name)) continue;  // temp files and anything else are not ours to judge
+    struct stat st;
+    if (::stat(entry.path().c_str(), &st) != 0) continue;
+    if (keep.count(name) || absl::TimeFromTimespec(st.st_mtim) > cutoff) {
+      ++result.kept;
+      continue;
+    }
+    std::error_code rm;
+    if (fs::remove(entry.path(), rm)) {
+      ++result.removed;
+      result.bytes += st.st_size;
+    }
+  }
+  if (ec) return absl::InternalError(absl::StrCat("listing ", root_, ": ", ec.message()));
+  if (result.removed > 0) SyncDir(root_);
+  return result;
 }
 
 absl::StatusOr<std::string> BlobStore::Put(absl::string_view bytes) {

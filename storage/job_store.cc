@@ -14,7 +14,6 @@
 namespace peftd::storage {
 namespace {
 
-constexpr int kBusyTimeoutMs = 5000;
 constexpr char kPageTokenPrefix[] = "jobs-before:";
 
 // One schema step: applied in its own transaction together with `PRAGMA user_version = N`.
@@ -122,6 +121,15 @@ const std::vector<Migration>& Migrations() {
           InsertLabels(db, q.getColumn(0).getInt64(), ParseColumn<v1::Job>(q.getColumn(1)));
         }
       },
+      // 4: the attempt an artifact belongs to (0: written before attempts were recorded), and
+      // lookups by sha256 for the blob sweep.
+      [](SQLite::Database& db) {
+        db.exec(R"sql(
+          ALTER TABLE artifacts ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+          CREATE INDEX checkpoints_by_sha256 ON checkpoints(sha256);
+          CREATE INDEX artifacts_by_sha256 ON artifacts(sha256);
+        )sql");
+      },
   };
   return *steps;
 }
@@ -160,11 +168,12 @@ JobStore::JobStore(std::unique_ptr<SQLite::Database> db) : db_(std::move(db)) {}
 JobStore::~JobStore() = default;
 
 absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path,
-                                                         int target_version) {
+                                                         int target_version,
+                                                         absl::Duration busy_timeout) {
   return Guarded("opening", [&]() -> absl::StatusOr<std::unique_ptr<JobStore>> {
     auto db = std::make_unique<SQLite::Database>(
         path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_FULLMUTEX);
-    db->setBusyTimeout(kBusyTimeoutMs);
+    db->setBusyTimeout(static_cast<int>(absl::ToInt64Milliseconds(busy_timeout)));
     db->exec("PRAGMA journal_mode = WAL");
     // WAL + NORMAL: a committed transaction survives a process crash (kill -9); only a power
     // loss can take back the last commits, never corrupt the file.
@@ -184,6 +193,15 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path
       tx.commit();
     }
     return std::unique_ptr<JobStore>(new JobStore(std::move(db)));
+  });
+}
+
+absl::Status JobStore::CheckWritable() {
+  return Guarded("checking for writes", [&]() -> absl::Status {
+    std::lock_guard<std::mutex> lock(mu_);
+    SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+    tx.rollback();
+    return absl::OkStatus();
   });
 }
 
@@ -263,14 +281,28 @@ absl::StatusOr<std::vector<v1::JobEvent>> JobStore::Apply(const JobUpdate& updat
       BindBlob(ins, 5, Serialize(*update.checkpoint));
       ins.exec();
     }
+    for (const auto& [attempt, step] : update.drop_checkpoints) {
+      SQLite::Statement del(*db_,
+                            "DELETE FROM checkpoints WHERE job_id = ? AND attempt = ? AND step = ?");
+      del.bind(1, id);
+      del.bind(2, attempt);
+      del.bind(3, static_cast<int64_t>(step));
+      del.exec();
+    }
+    if (update.drop_artifacts) {
+      SQLite::Statement del(*db_, "DELETE FROM artifacts WHERE job_id = ?");
+      del.bind(1, id);
+      del.exec();
+    }
     if (update.artifact) {
       SQLite::Statement ins(*db_,
-                            "INSERT OR REPLACE INTO artifacts(job_id, kind, sha256, size_bytes) "
-                            "VALUES(?, ?, ?, ?)");
+                            "INSERT OR REPLACE INTO artifacts(job_id, kind, sha256, size_bytes, "
+                            "attempt) VALUES(?, ?, ?, ?, ?)");
       ins.bind(1, id);
       ins.bind(2, update.artifact->kind);
       ins.bind(3, update.artifact->sha256);
       ins.bind(4, update.artifact->size_bytes);
+      ins.bind(5, update.artifact->attempt);
       ins.exec();
     }
     auto events = AppendEventsLocked(id, update.events);
@@ -410,13 +442,25 @@ absl::StatusOr<std::optional<Artifact>> JobStore::GetArtifact(const std::string&
                                                               const std::string& kind) {
   return Guarded("reading an artifact", [&]() -> absl::StatusOr<std::optional<Artifact>> {
     std::lock_guard<std::mutex> lock(mu_);
-    SQLite::Statement q(*db_,
-                        "SELECT sha256, size_bytes FROM artifacts WHERE job_id = ? AND kind = ?");
+    SQLite::Statement q(
+        *db_, "SELECT sha256, size_bytes, attempt FROM artifacts WHERE job_id = ? AND kind = ?");
     q.bind(1, job_id);
     q.bind(2, kind);
     if (!q.executeStep()) return std::optional<Artifact>();
-    return std::optional<Artifact>(
-        Artifact{job_id, kind, q.getColumn(0).getString(), q.getColumn(1).getInt64()});
+    return std::optional<Artifact>(Artifact{job_id, kind, q.getColumn(0).getString(),
+                                            q.getColumn(1).getInt64(), q.getColumn(2).getInt()});
+  });
+}
+
+absl::StatusOr<std::set<std::string>> JobStore::ReferencedBlobs() {
+  return Guarded("listing referenced blobs", [&]() -> absl::StatusOr<std::set<std::string>> {
+    std::lock_guard<std::mutex> lock(mu_);
+    SQLite::Statement q(*db_,
+                        "SELECT sha256 FROM datasets UNION SELECT sha256 FROM checkpoints "
+                        "UNION SELECT sha256 FROM artifacts");
+    std::set<std::string> out;
+    while (q.executeStep()) out.insert(q.getColumn(0).getString());
+    return out;
   });
 }
 

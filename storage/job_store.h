@@ -17,7 +17,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -32,7 +34,7 @@ class Database;
 namespace peftd::storage {
 
 // The schema version this build writes. Older files are migrated on Open; newer ones refused.
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 struct JobQuery {
   int page_size = 50;                         // 1..1000 (the caller applies defaults and limits)
@@ -52,29 +54,38 @@ struct Artifact {
   std::string kind;  // "adapter" or "merged"
   std::string sha256;
   int64_t size_bytes = 0;
+  int attempt = 0;  // the attempt that uploaded it
 };
 
-// One write of a job: its new row, the events that explain it, and an optional checkpoint or
-// artifact record. Applied in one transaction.
+// One write of a job: its new row, the events that explain it, and optional checkpoint and
+// artifact records to add or remove. Applied in one transaction (removals before additions).
 struct JobUpdate {
   v1::Job job;
   std::vector<v1::JobEvent> events;  // ids are assigned by the store
   std::optional<v1::Checkpoint> checkpoint;
   std::optional<Artifact> artifact;
+  std::vector<std::pair<int, int64_t>> drop_checkpoints;  // (attempt, step) records to delete
+  bool drop_artifacts = false;                            // delete every artifact of the job
 };
 
 class JobStore {
  public:
   // Opens (creating when missing) the database at `path` and migrates it to `target_version`
-  // (tests pass an older version to build a file as an older peftd left it).
+  // (tests pass an older version to build a file as an older peftd left it). A write waits up to
+  // `busy_timeout` for another connection's lock before it fails with Internal.
   // FailedPrecondition when the file's version is newer than this build knows.
-  static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path,
-                                                        int target_version = kSchemaVersion);
+  static absl::StatusOr<std::unique_ptr<JobStore>> Open(
+      const std::string& path, int target_version = kSchemaVersion,
+      absl::Duration busy_timeout = absl::Seconds(5));
   ~JobStore();
   JobStore(const JobStore&) = delete;
   JobStore& operator=(const JobStore&) = delete;
 
   int schema_version();
+
+  // OK when a write transaction can start now (takes and releases SQLite's write lock); the
+  // scheduler probes with it after writes failed.
+  absl::Status CheckWritable();
 
   // Inserts a new job (state, ids and times set by the caller) with its first events. When a job
   // with the same non-empty request_id exists, nothing is written, that job is returned and
@@ -98,6 +109,10 @@ class JobStore {
   absl::StatusOr<std::vector<v1::Checkpoint>> ListCheckpoints(const std::string& job_id);
   absl::StatusOr<std::optional<Artifact>> GetArtifact(const std::string& job_id,
                                                       const std::string& kind);
+
+  // The sha256 of every blob a row refers to (datasets, checkpoints, artifacts): what the blob
+  // sweep must keep.
+  absl::StatusOr<std::set<std::string>> ReferencedBlobs();
 
   // Records a dataset; storing the same id again is a no-op that returns the stored row.
   absl::StatusOr<v1::Dataset> InsertDataset(const v1::Dataset& dataset);

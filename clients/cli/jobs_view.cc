@@ -74,8 +74,11 @@ std::string FormatJobDetails(const v1::Job& job, absl::Time now) {
   add("id", job.id());
   if (!job.display_name().empty()) add("name", job.display_name());
   add("state", StateWithPhase(job.state(), job.phase()));
-  add("attempt",
-      absl::StrCat(job.attempt(), " of ", spec.max_attempts() > 0 ? spec.max_attempts() : 3));
+  // Attempts lost while the job made checkpoint progress cost nothing, so the attempt number can
+  // pass max_attempts: what is limited is the attempts charged (docs/concepts.md).
+  const int max_attempts = spec.max_attempts() > 0 ? spec.max_attempts() : 3;
+  add("attempt", absl::StrCat(job.attempt(), " (", job.attempts_charged(), " of ", max_attempts,
+                              " lost without progress)"));
   add("model", spec.base_model().empty() ? "-" : spec.base_model());
   add("method", MethodLabel(spec));
   add("task", spec.task() == v1::SEQ_CLS ? absl::StrCat("seq_cls (", spec.num_labels(), " labels)")

@@ -232,12 +232,13 @@ TEST(E2e, GatedLoraOnARemoteWorkerShowsLossAndSparsitySeriesWhileItRuns) {
   const fs::path dir = testing::FreshTestDir("gate");
   ASSERT_TRUE(MakeCertificates(dir)) << testing::ReadFile(dir / "make-certs.log");
   // A CA-signed certificate, remote workers only: the worker dials with --tls-ca and finds its
-  // token in PEFTD_TOKEN, as peftctl does.
+  // token (the workers' token, not the users') in PEFTD_TOKEN, as peftctl does.
   PeftdProcess server((dir / "data").string(),
                       {"--model-root=" + (dir / "models").string(), "--local-workers=0",
                        "--heartbeat-interval=200ms", "--lease-timeout=5s",
                        "--tls-cert=" + (dir / "server.pem").string(),
-                       "--tls-key=" + (dir / "server.key").string(), "--auth-token=gate-token"});
+                       "--tls-key=" + (dir / "server.key").string(), "--auth-token=gate-token",
+                       "--worker-token=gate-worker-token"});
   server.set_tls_root(testing::ReadFile(dir / "ca.pem"));
   server.set_log_file((dir / "peftd.log").string());
   std::string error;
@@ -249,7 +250,7 @@ TEST(E2e, GatedLoraOnARemoteWorkerShowsLossAndSparsitySeriesWhileItRuns) {
   worker.Start({kWorker, "--server", server.address(), "--tls-ca", (dir / "ca.pem").string(),
                 "--worker-id", "remote-1", "--cache-dir", (dir / "cache").string(), "--model-root",
                 (dir / "models").string()},
-               {{"PEFTD_TOKEN", "gate-token"}}, (dir / "worker.log").string());
+               {{"PEFTD_TOKEN", "gate-worker-token"}}, (dir / "worker.log").string());
 
   const std::map<std::string, std::string> env = {{"PEFTD_TOKEN", "gate-token"}};
   const std::vector<std::string> tls = {"--tls-ca", (dir / "ca.pem").string()};

@@ -2,16 +2,20 @@
 // WorkerService by a scripted fake worker: the whole life of a job, kill -9 and restart, 50
 // concurrent clients with repeated request ids, bad datasets and specs, tokens, SIGTERM.
 #include <arpa/inet.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -19,16 +23,20 @@
 #include "common/sha256.h"
 #include "common/status_grpc.h"
 #include "common/tar.h"
+#include "google/protobuf/descriptor.pb.h"
 #include "google/rpc/error_details.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "google/rpc/status.pb.h"
 #include "peftd/v1/jobs.grpc.pb.h"
 #include "peftd/v1/worker.grpc.pb.h"
+#include "tests/integration/fake_worker.h"
 #include "tests/integration/peftd_process.h"
 
 namespace peftd {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::FakeWorker;
 using testing::PeftdProcess;
 
 const char kDataset[] =
@@ -79,6 +87,13 @@ bool WaitFor(Pred pred, std::chrono::seconds limit = std::chrono::seconds(30)) {
   return false;
 }
 
+std::string Slurp(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 void Deadline(grpc::ClientContext* ctx, int seconds = 30) {
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
 }
@@ -113,118 +128,6 @@ v1::CreateJobRequest JobRequest(const std::string& dataset_id, const std::string
   return req;
 }
 
-// A scripted worker: each call is one WorkerService RPC, as the lease loop would make it.
-class FakeWorker {
- public:
-  FakeWorker(std::shared_ptr<grpc::Channel> channel, std::string id)
-      : stub_(v1::WorkerService::NewStub(channel)), id_(std::move(id)) {}
-
-  grpc::Status Register(const std::vector<std::string>& running = {}) {
-    v1::RegisterRequest req;
-    req.set_worker_id(id_);
-    req.add_devices()->set_name("cpu");
-    for (const auto& j : running) req.add_running_job_ids(j);
-    v1::RegisterResponse resp;
-    grpc::ClientContext ctx;
-    Deadline(&ctx);
-    return stub_->Register(&ctx, req, &resp);
-  }
-
-  grpc::Status Heartbeat(int free_slots, const std::vector<v1::ProgressReport>& reports,
-                         v1::HeartbeatResponse* resp) {
-    v1::HeartbeatRequest req;
-    req.set_worker_id(id_);
-    req.set_free_slots(free_slots);
-    for (const auto& r : reports) *req.add_reports() = r;
-    grpc::ClientContext ctx;
-    Deadline(&ctx);
-    return stub_->Heartbeat(&ctx, req, resp);
-  }
-
-  static v1::ProgressReport Report(const v1::Lease& lease, int step) {
-    v1::ProgressReport r;
-    r.set_job_id(lease.job_id());
-    r.set_attempt(lease.attempt());
-    r.set_phase(v1::TRAINING);
-    r.mutable_progress()->set_step(step);
-    r.mutable_progress()->set_total_steps(4);
-    r.mutable_progress()->set_train_loss(2.0 / (step + 1));
-    auto* e = r.add_events();
-    e->set_level(v1::JobEvent::INFO);
-    e->set_message(absl::StrCat("worker log at step ", step));
-    return r;
-  }
-
-  grpc::Status Fetch(const std::string& sha256, std::string* bytes) {
-    v1::FetchDatasetRequest req;
-    req.set_sha256(sha256);
-    grpc::ClientContext ctx;
-    Deadline(&ctx);
-    auto reader = stub_->FetchDataset(&ctx, req);
-    v1::BlobChunk chunk;
-    while (reader->Read(&chunk)) *bytes += chunk.data();
-    return reader->Finish();
-  }
-
-  grpc::Status FetchCheckpoint(const v1::Lease& lease, std::string* bytes) {
-    v1::FetchCheckpointRequest req;
-    req.set_job_id(lease.job_id());
-    req.set_attempt(lease.attempt());
-    req.set_sha256(lease.resume_from().sha256());
-    grpc::ClientContext ctx;
-    Deadline(&ctx);
-    auto reader = stub_->FetchCheckpoint(&ctx, req);
-    v1::BlobChunk chunk;
-    while (reader->Read(&chunk)) *bytes += chunk.data();
-    return reader->Finish();
-  }
-
-  grpc::Status Upload(bool checkpoint, const std::string& job_id, int attempt, int64_t step,
-                      const std::string& bytes, const std::string& claimed_sha = "") {
-    grpc::ClientContext ctx;
-    Deadline(&ctx);
-    v1::UploadBlobResponse resp;
-    auto writer =
-        checkpoint ? stub_->UploadCheckpoint(&ctx, &resp) : stub_->UploadAdapter(&ctx, &resp);
-    v1::UploadBlobRequest header;
-    header.mutable_header()->set_job_id(job_id);
-    header.mutable_header()->set_attempt(attempt);
-    header.mutable_header()->set_step(step);
-    header.mutable_header()->set_size_bytes(static_cast<int64_t>(bytes.size()));
-    header.mutable_header()->set_sha256(claimed_sha.empty() ? Sha256Hex(bytes) : claimed_sha);
-    writer->Write(header);
-    v1::UploadBlobRequest chunk;
-    chunk.set_chunk(bytes);
-    writer->Write(chunk);
-    writer->WritesDone();
-    return writer->Finish();
-  }
-
-  grpc::Status Complete(const v1::Lease& lease, v1::JobState state) {
-    v1::CompleteJobRequest req;
-    req.set_worker_id(id_);
-    req.set_job_id(lease.job_id());
-    req.set_attempt(lease.attempt());
-    req.set_final_state(state);
-    *req.mutable_last_report() = Report(lease, 4);
-    v1::CompleteJobResponse resp;
-    grpc::ClientContext ctx;
-    Deadline(&ctx);
-    return stub_->CompleteJob(&ctx, req, &resp);
-  }
-
-  // Runs a leased job to SUCCEEDED: progress, adapter upload, completion.
-  void Finish(const v1::Lease& lease, const std::string& adapter) {
-    v1::HeartbeatResponse resp;
-    ASSERT_TRUE(Heartbeat(0, {Report(lease, 4)}, &resp).ok());
-    ASSERT_TRUE(Upload(false, lease.job_id(), lease.attempt(), 0, adapter).ok());
-    ASSERT_TRUE(Complete(lease, v1::SUCCEEDED).ok());
-  }
-
- private:
-  std::unique_ptr<v1::WorkerService::Stub> stub_;
-  std::string id_;
-};
 
 v1::Job Get(v1::JobService::Stub& stub, const std::string& id) {
   grpc::ClientContext ctx;
@@ -615,21 +518,25 @@ TEST(PeftdServer, BadDatasetsAndBadSpecsAreRefusedByLineAndFieldAndNothingIsStor
   EXPECT_TRUE(ListAll(*jobs).empty());
 }
 
-TEST(PeftdServer, ATokenGuardsEveryRpcOfBothServices) {
+TEST(PeftdServer, UsersAndWorkersHoldSeparateTokensAndHealthIsOpen) {
   const fs::path dir = FreshDir("token");
   auto args = FastArgs(dir);
   args.push_back("--auth-token=s3cret");
+  args.push_back("--worker-token=w0rker");
   PeftdProcess server((dir / "data").string(), args);
   std::string error;
   ASSERT_TRUE(server.Start(&error)) << error;
   auto jobs = v1::JobService::NewStub(server.Channel());
-  {
+  auto list = [&](const std::string& token) {
     grpc::ClientContext ctx;
     Deadline(&ctx);
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
     v1::ListJobsResponse resp;
-    EXPECT_EQ(jobs->ListJobs(&ctx, v1::ListJobsRequest(), &resp).error_code(),
-              grpc::StatusCode::UNAUTHENTICATED);
-  }
+    return jobs->ListJobs(&ctx, v1::ListJobsRequest(), &resp).error_code();
+  };
+  EXPECT_EQ(list(""), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(list("w0rker"), grpc::StatusCode::UNAUTHENTICATED);  // a worker cannot read jobs
+  EXPECT_EQ(list("s3cret"), grpc::StatusCode::OK);
   {
     grpc::ClientContext ctx;
     Deadline(&ctx);
@@ -642,15 +549,97 @@ TEST(PeftdServer, ATokenGuardsEveryRpcOfBothServices) {
     writer->WritesDone();
     EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
   }
-  {
+  // A user's token cannot take leases, upload adapters or complete jobs; the workers' can.
+  EXPECT_EQ(FakeWorker(server.Channel(), "w-none").Register().error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(FakeWorker(server.Channel(), "w-user", "s3cret").Register().error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(FakeWorker(server.Channel(), "w-user", "s3cret")
+                .Upload(false, "job-x", 1, 0, "bytes")
+                .error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(FakeWorker(server.Channel(), "w-ok", "w0rker").Register().ok());
+
+  // Reflection needs the users' token; health needs none.
+  auto reflect = [&](const std::string& token, grpc::reflection::v1alpha::ServerReflectionResponse* out) {
+    auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(server.Channel());
     grpc::ClientContext ctx;
     Deadline(&ctx);
-    ctx.AddMetadata("authorization", "Bearer s3cret");
-    v1::ListJobsResponse resp;
-    EXPECT_TRUE(jobs->ListJobs(&ctx, v1::ListJobsRequest(), &resp).ok());
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+    auto stream = stub->ServerReflectionInfo(&ctx);
+    grpc::reflection::v1alpha::ServerReflectionRequest req;
+    req.set_file_containing_symbol("peftd.v1.JobService");
+    stream->Write(req);
+    stream->WritesDone();
+    while (stream->Read(out)) {
+    }
+    return stream->Finish().error_code();
+  };
+  grpc::reflection::v1alpha::ServerReflectionResponse answer;
+  EXPECT_EQ(reflect("", &answer), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(reflect("w0rker", &answer), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(reflect("s3cret", &answer), grpc::StatusCode::OK);
+  ASSERT_GE(answer.file_descriptor_response().file_descriptor_proto_size(), 1);
+  google::protobuf::FileDescriptorProto file;
+  ASSERT_TRUE(file.ParseFromString(answer.file_descriptor_response().file_descriptor_proto(0)));
+  EXPECT_EQ(file.name(), "peftd/v1/jobs.proto");
+  {
+    grpc::GenericStub health(server.Channel());
+    grpc::ClientContext ctx;
+    Deadline(&ctx);
+    grpc::ByteBuffer request, response;  // an empty HealthCheckRequest: the server as a whole
+    grpc::Slice empty("", 0);
+    request = grpc::ByteBuffer(&empty, 1);
+    grpc::Status st;
+    bool done = false;
+    std::mutex mu;
+    std::condition_variable cv;
+    health.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                     &response, [&](grpc::Status s) {
+                       std::lock_guard<std::mutex> lock(mu);
+                       st = s;
+                       done = true;
+                       cv.notify_all();
+                     });
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+    EXPECT_TRUE(st.ok()) << st.error_message();
   }
-  FakeWorker worker(server.Channel(), "w-token");
-  EXPECT_EQ(worker.Register().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST(PeftdServer, RefusesASecondServerOnTheSameDataDirAndAnOpenListenWithoutAToken) {
+  const fs::path dir = FreshDir("exclusive");
+  PeftdProcess first((dir / "data").string(), FastArgs(dir));
+  std::string error;
+  ASSERT_TRUE(first.Start(&error)) << error;
+  PeftdProcess second((dir / "data").string(), FastArgs(dir));
+  second.set_log_file((dir / "second.log").string());
+  EXPECT_FALSE(second.Start(&error));
+  const std::string log = Slurp(dir / "second.log");
+  EXPECT_TRUE(absl::StrContains(log, absl::StrCat("in use by another peftd (pid ", first.pid())))
+      << log;
+  // The first one is unharmed.
+  auto jobs = v1::JobService::NewStub(first.Channel());
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  v1::ListJobsResponse resp;
+  EXPECT_TRUE(jobs->ListJobs(&ctx, v1::ListJobsRequest(), &resp).ok());
+
+  // Every interface, no token: refused unless --insecure, which then warns.
+  auto open = FastArgs(dir);
+  open.push_back("--listen=0.0.0.0:0");
+  PeftdProcess refused((dir / "data2").string(), open);
+  refused.set_log_file((dir / "refused.log").string());
+  EXPECT_FALSE(refused.Start(&error));
+  EXPECT_TRUE(absl::StrContains(Slurp(dir / "refused.log"), "--insecure"));
+  open.push_back("--insecure");
+  PeftdProcess insecure((dir / "data2").string(), open);
+  insecure.set_log_file((dir / "insecure.log").string());
+  ASSERT_TRUE(insecure.Start(&error)) << error;
+  EXPECT_TRUE(absl::StrContains(Slurp(dir / "insecure.log"),
+                                "accepts connections from other machines with no user token"));
+  EXPECT_EQ(insecure.Terminate(), 0);
+  EXPECT_EQ(first.Terminate(), 0);
 }
 
 }  // namespace

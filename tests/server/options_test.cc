@@ -27,7 +27,8 @@ class OptionsTest : public ::testing::Test {
          {"PEFTD_LISTEN", "PEFTD_METRICS_LISTEN", "PEFTD_DATA_DIR", "PEFTD_MODEL_ROOT",
           "PEFTD_LOCAL_WORKERS", "PEFTD_WORKER_BINARY", "PEFTD_GPUS", "PEFTD_AUTH_TOKEN",
           "PEFTD_AUTH_TOKEN_FILE", "PEFTD_TLS_CERT", "PEFTD_TLS_KEY", "PEFTD_TLS_CLIENT_CA",
-          "PEFTD_EXAMPLES_DIR", "PEFTD_LOG_LEVEL"}) {
+          "PEFTD_EXAMPLES_DIR", "PEFTD_LOG_LEVEL", "PEFTD_WORKER_TOKEN",
+          "PEFTD_WORKER_TOKEN_FILE", "PEFTD_INSECURE"}) {
       unsetenv(v);
     }
     dir_ = fs::temp_directory_path() /
@@ -130,6 +131,11 @@ TEST_F(OptionsTest, HelpListsEveryFlagWithItsDefault) {
                            "--shutdown-grace",
                            "--auth-token",
                            "--auth-token-file",
+                           "--worker-token",
+                           "--worker-token-file",
+                           "--insecure",
+                           "--blob-sweep-interval",
+                           "--blob-sweep-grace",
                            "--tls-cert",
                            "--tls-key",
                            "--tls-client-ca",
@@ -247,6 +253,9 @@ TEST_F(OptionsTest, InvalidValuesNameTheFlag) {
   ExpectRefused({"--lease-timeout", "1s"}, "--lease-timeout");
   ExpectRefused({"--restart-grace", "-3s"}, "--restart-grace");
   ExpectRefused({"--max-message-bytes", "1KiB"}, "--max-message-bytes");
+  // Below the 1 MiB chunks that blobs travel in (was accepted down to 64KiB).
+  ExpectRefused({"--max-message-bytes", "1MiB"}, "--max-message-bytes");
+  ExpectRefused({"--blob-sweep-grace", "0s"}, "--blob-sweep-grace");
   ExpectRefused({"--max-dataset-bytes", "lots"}, "--max-dataset-bytes");
   ExpectRefused({"--max-dataset-bytes", "0"}, "--max-dataset-bytes");
   ExpectRefused({"--log-level", "loud"}, "--log-level");
@@ -277,6 +286,59 @@ TEST(ParseByteSize, UnitsAreBinary) {
   EXPECT_FALSE(ParseByteSize("1.5GiB").ok());
   EXPECT_FALSE(ParseByteSize("3 parsecs").ok());
   EXPECT_FALSE(ParseByteSize("99999999999TiB").ok());
+}
+
+TEST_F(OptionsTest, UsersAndWorkersGetSeparateTokens) {
+  auto none = Parse({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->worker_token.empty());
+  EXPECT_FALSE(none->worker_token_generated);
+
+  // A user token alone: the local workers get a random token of their own.
+  auto generated = Parse({"--auth-token", "user"});
+  ASSERT_TRUE(generated.ok()) << generated.status();
+  EXPECT_TRUE(generated->worker_token_generated);
+  EXPECT_EQ(generated->worker_token.size(), 64u);
+  EXPECT_NE(generated->worker_token, "user");
+  EXPECT_NE(Parse({"--auth-token", "user"})->worker_token, generated->worker_token);
+
+  const std::string file = WriteFile("worker.token", "w-secret\n", 0600);
+  auto from_file = Parse({"--auth-token", "user", "--worker-token-file", file});
+  ASSERT_TRUE(from_file.ok()) << from_file.status();
+  EXPECT_EQ(from_file->worker_token, "w-secret");
+  EXPECT_FALSE(from_file->worker_token_generated);
+
+  ExpectRefused({"--auth-token", "same", "--worker-token", "same"}, "--worker-token");
+  const std::string readable = WriteFile("open.token", "w", 0644);
+  ExpectRefused({"--worker-token-file", readable}, "--worker-token-file");
+}
+
+TEST_F(OptionsTest, ListeningBeyondLoopbackNeedsAUserTokenOrInsecure) {
+  ExpectRefused({"--listen", "0.0.0.0:50051"}, "--listen");
+  auto refused = Parse({"--listen", "0.0.0.0:50051"});
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("--insecure"));
+  auto insecure = Parse({"--listen", "0.0.0.0:50051", "--insecure"});
+  ASSERT_TRUE(insecure.ok()) << insecure.status();
+  EXPECT_THAT(InsecureListenWarning(*insecure), HasSubstr("no user token"));
+  EXPECT_THAT(InsecureListenWarning(*insecure), HasSubstr("no TLS"));
+  auto token = Parse({"--listen", "[::]:50051", "--auth-token", "t"});
+  ASSERT_TRUE(token.ok()) << token.status();
+  EXPECT_THAT(InsecureListenWarning(*token), HasSubstr("no TLS"));
+  EXPECT_THAT(InsecureListenWarning(*token), ::testing::Not(HasSubstr("no user token")));
+  auto loopback = Parse({"--listen", "127.0.0.1:0"});
+  ASSERT_TRUE(loopback.ok());
+  EXPECT_EQ(InsecureListenWarning(*loopback), "");
+}
+
+TEST(IsLoopbackAddress, OnlyThisMachine) {
+  for (const char* yes : {"127.0.0.1:1", "127.1.2.3:0", "localhost:5", "[::1]:50051",
+                          "unix:/tmp/peftd.sock", "LOCALHOST:1"}) {
+    EXPECT_TRUE(IsLoopbackAddress(yes)) << yes;
+  }
+  for (const char* no : {"0.0.0.0:1", "[::]:1", "10.0.0.1:50051", "peftd:50051", ":50051",
+                         "128.0.0.1:1"}) {
+    EXPECT_FALSE(IsLoopbackAddress(no)) << no;
+  }
 }
 
 }  // namespace

@@ -5,7 +5,8 @@
 //   options lease_timeout=6s heartbeat_interval=2s restart_grace=30s   (before the first submit)
 //   dataset d1 [format=classification]        upload a dataset (d0, a text dataset, always exists)
 //   submit j1 [max_attempts=N] [request_id=R] [model=M] [method=LORA] [dataset=d1] [lr=X]
-//             [task=SEQ_CLS] [max_steps=N] [label=k:v]  -> ok | same j0 | error CODE ["text"]
+//             [task=SEQ_CLS] [max_steps=N] [label=k:v] [keep=N]
+//             -> ok | same j0 | error CODE ["text"]
 //   register w1 [running=j1,j2]
 //   heartbeat w1 [free=N] -> nothing | lease j1 attempt=N [resume=STEP|none]; cancel j1; drop j2
 //   report w1 j1 attempt=N [step=S]          a heartbeat with one report, no free slot
@@ -13,9 +14,11 @@
 //   checkpoint j1 attempt=N step=S           -> ok | error CODE ["text"]
 //   adapter j1 attempt=N                     -> ok | error CODE ["text"]
 //   complete w1 j1 attempt=N SUCCEEDED|FAILED|CANCELLED  -> ok | error CODE ["text"]
+//   worker-exit w1 "how"                     its supervisor saw worker w1's process end
 //   cancel j1                                -> STATE
 //   advance 7s | tick | restart              (restart: drop the scheduler, reopen the store)
 //   expect j1 STATE [attempt=N] [worker=w1|none] [checkpoints=N] [step=N] [error="text"]
+//             [charged=N] [crashes=N] [adapter=set|none] [resume_steps=S1,S2]
 //   expect-event j1 "text"                   some event of j1 contains text
 #include <gtest/gtest.h>
 
@@ -160,6 +163,9 @@ class ScenarioRunner {
       if (state == v1::FAILED) req.mutable_error()->set_message("worker said no");
       return CheckStatus(scheduler_->CompleteJob(req), c.expect);
     }
+    if (verb == "worker-exit") {
+      return CheckStatus(scheduler_->WorkerExited(c.args.at(1), c.args.at(2)), c.expect);
+    }
     if (verb == "cancel") {
       auto job = scheduler_->CancelJob(Job(c.args.at(1)));
       if (!job.ok()) return CheckStatus(job.status(), c.expect);
@@ -252,6 +258,7 @@ class ScenarioRunner {
     spec->set_training_dataset_id(datasets_.count(ds) ? datasets_[ds] : ds);
     spec->set_max_steps(c.keys.count("max_steps") ? ToInt(c.keys["max_steps"]) : 10);
     if (c.keys.count("max_attempts")) spec->set_max_attempts(ToInt(c.keys["max_attempts"]));
+    if (c.keys.count("keep")) spec->set_keep_checkpoints(ToInt(c.keys["keep"]));
     if (c.keys.count("lr")) spec->set_learning_rate(std::stod(c.keys["lr"]));
     if (c.keys.count("task")) {
       v1::TaskType task;
@@ -376,6 +383,30 @@ class ScenarioRunner {
     }
     if (c.keys.count("error") && !absl::StrContains(job->error().message(), c.keys["error"])) {
       diffs.push_back("error '" + job->error().message() + "'");
+    }
+    if (c.keys.count("charged") && job->attempts_charged() != ToInt(c.keys["charged"])) {
+      diffs.push_back(absl::StrCat("charged ", job->attempts_charged()));
+    }
+    if (c.keys.count("crashes") && job->crashes_without_progress() != ToInt(c.keys["crashes"])) {
+      diffs.push_back(absl::StrCat("crashes ", job->crashes_without_progress()));
+    }
+    if (c.keys.count("adapter")) {
+      const std::string got = job->adapter_sha256().empty() ? "none" : "set";
+      if (got != c.keys["adapter"]) diffs.push_back("adapter " + got);
+    }
+    if (c.keys.count("resume_steps")) {
+      // The checkpoint records the store keeps, oldest first, as the job lists them.
+      std::vector<std::string> steps;
+      auto stored = scheduler_->ListCheckpoints(job->id());
+      if (!stored.ok()) return stored.status().ToString();
+      for (const auto& cp : *stored) steps.push_back(absl::StrCat(cp.step()));
+      std::vector<std::string> in_job;
+      for (const auto& cp : job->checkpoints()) in_job.push_back(absl::StrCat(cp.step()));
+      if (absl::StrJoin(steps, ",") != c.keys["resume_steps"] ||
+          absl::StrJoin(in_job, ",") != c.keys["resume_steps"]) {
+        diffs.push_back(absl::StrCat("checkpoint steps stored [", absl::StrJoin(steps, ","),
+                                     "], in the job [", absl::StrJoin(in_job, ","), "]"));
+      }
     }
     return diffs.empty() ? "" : "got " + absl::StrJoin(diffs, ", ");
   }

@@ -1,6 +1,7 @@
 // Scheduler behaviour that scenarios cannot express: concurrency, waiting and what observers see.
 #include "server/scheduler.h"
 
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -42,7 +43,9 @@ class SchedulerTest : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "models" / "tiny");
     std::ofstream(dir_ / "models" / "tiny" / "config.json") << "{}";
-    store_ = std::move(*storage::JobStore::Open((dir_ / "jobs.db").string()));
+    // A short busy timeout: the tests that lock the database wait this long per refused write.
+    store_ = std::move(*storage::JobStore::Open((dir_ / "jobs.db").string(),
+                                                storage::kSchemaVersion, absl::Milliseconds(100)));
     blobs_ = std::make_unique<storage::BlobStore>(
         std::move(*storage::BlobStore::Open((dir_ / "blobs").string())));
     SchedulerOptions o;
@@ -249,6 +252,92 @@ TEST_F(SchedulerTest, EventsKeepThePhaseTheWorkerLoggedThemIn) {
   EXPECT_EQ(phase["dataset loaded"], v1::LOADING_MODEL);
   EXPECT_EQ(phase["no phase given"], v1::TRAINING);
   EXPECT_EQ(phase["adapter uploaded"], v1::EXPORTING);
+}
+
+// Holds SQLite's write lock from a second connection, as a busy or stuck writer would.
+class WriteLock {
+ public:
+  explicit WriteLock(const fs::path& db)
+      : db_(db.string(), SQLite::OPEN_READWRITE), tx_(db_, SQLite::TransactionBehavior::IMMEDIATE) {}
+  void Release() { tx_.rollback(); }
+
+ private:
+  SQLite::Database db_;
+  SQLite::Transaction tx_;
+};
+
+TEST_F(SchedulerTest, AnExpiredLeaseWhoseWriteFailsIsRetriedAtTheNextTick) {
+  auto job = scheduler_->CreateJob(Request(""));
+  ASSERT_TRUE(job.ok());
+  v1::RegisterRequest reg;
+  reg.set_worker_id("w1");
+  ASSERT_TRUE(scheduler_->Register(reg).ok());
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("w1");
+  hb.set_free_slots(1);
+  ASSERT_EQ(scheduler_->Heartbeat(hb)->leases_size(), 1);
+  clock_.Advance(absl::Seconds(7));
+  {
+    WriteLock lock(dir_ / "jobs.db");
+    scheduler_->Tick();  // the requeue cannot be written
+    EXPECT_EQ(scheduler_->GetJob(job->id())->state(), v1::RUNNING);
+    clock_.Advance(absl::Seconds(30));
+    scheduler_->Tick();  // nor can anything else: no lease expires while the store is stuck
+    lock.Release();
+  }
+  // Writable again: the lease gets a full lease_timeout (the worker could not be heard), then
+  // expires for good if the worker stays silent. Before the fix the lease was dropped from memory
+  // at the failed write and the job stayed RUNNING with no lease forever.
+  scheduler_->Tick();
+  EXPECT_EQ(scheduler_->GetJob(job->id())->state(), v1::RUNNING);
+  clock_.Advance(absl::Seconds(7));
+  scheduler_->Tick();
+  auto after = scheduler_->GetJob(job->id());
+  EXPECT_EQ(after->state(), v1::QUEUED);
+  EXPECT_EQ(after->attempt(), 2);
+  // And the job is leasable again.
+  v1::RegisterRequest reg2;
+  reg2.set_worker_id("w2");
+  ASSERT_TRUE(scheduler_->Register(reg2).ok());
+  hb.set_worker_id("w2");
+  auto leased = scheduler_->Heartbeat(hb);
+  ASSERT_TRUE(leased.ok()) << leased.status();
+  ASSERT_EQ(leased->leases_size(), 1);
+  EXPECT_EQ(leased->leases(0).attempt(), 2);
+}
+
+TEST_F(SchedulerTest, ARegisterWhoseWriteFailsChangesNoLeaseAndCanBeRepeated) {
+  auto job = scheduler_->CreateJob(Request(""));
+  ASSERT_TRUE(job.ok());
+  v1::RegisterRequest reg;
+  reg.set_worker_id("w1");
+  ASSERT_TRUE(scheduler_->Register(reg).ok());
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("w1");
+  hb.set_free_slots(1);
+  ASSERT_EQ(scheduler_->Heartbeat(hb)->leases_size(), 1);
+  {
+    WriteLock lock(dir_ / "jobs.db");
+    EXPECT_FALSE(scheduler_->Register(reg).ok());  // w1 restarted without the job
+    lock.Release();
+  }
+  EXPECT_EQ(scheduler_->GetJob(job->id())->state(), v1::RUNNING);
+  ASSERT_TRUE(scheduler_->Register(reg).ok());  // its retry gives the job back
+  auto after = scheduler_->GetJob(job->id());
+  EXPECT_EQ(after->state(), v1::QUEUED);
+  EXPECT_EQ(after->attempt(), 2);
+}
+
+TEST_F(SchedulerTest, AStateFilterOfAnyLengthIsOneConditionPerState) {
+  ASSERT_TRUE(scheduler_->CreateJob(Request("")).ok());
+  v1::ListJobsRequest req;
+  for (int i = 0; i < 40000; ++i) req.add_states(i % 2 ? v1::QUEUED : v1::RUNNING);
+  auto page = scheduler_->ListJobs(req);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->jobs_size(), 1);
+  v1::ListJobsRequest labels;
+  for (int i = 0; i < 65; ++i) (*labels.mutable_labels())[absl::StrCat("k", i)] = "v";
+  EXPECT_EQ(scheduler_->ListJobs(labels).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -256,6 +256,23 @@ TEST_F(SupervisorTest, DeadWorkerIsRestartedWithDoublingBackoffThatResetsAfterAS
   EXPECT_EQ(launcher_->LaunchesOf(0), before + 1);
 }
 
+TEST_F(SupervisorTest, ADeadWorkerIsToldWithHowItEndedButAStoppedOneIsNot) {
+  auto o = Options(2);
+  std::vector<std::pair<std::string, std::string>> told;
+  o.on_exit = [&](const std::string& id, const std::string& how) { told.emplace_back(id, how); };
+  auto sup = Make(o);
+  ASSERT_TRUE(sup->Start().ok());
+  const pid_t pid = sup->Children()[1].pid;
+  launcher_->Latest(1)->alive = false;
+  launcher_->Latest(1)->exit = {0, 9};
+  sup->PollOnce();
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_EQ(told[0].first, "local-1");
+  EXPECT_EQ(told[0].second, absl::StrCat("(pid ", pid, ") ended with signal 9 (Killed)"));
+  sup->Stop();  // ending them on purpose is no death to report
+  EXPECT_EQ(told.size(), 1u);
+}
+
 TEST_F(SupervisorTest, FailedLaunchIsRetriedWithBackoff) {
   auto sup = Make(Options(1));
   launcher_->fail_next = 1;
@@ -326,8 +343,10 @@ TEST(SupervisorOptionsFrom, TakesTheServerFlags) {
   s.data_dir = "/d";
   s.model_root = "/m";
   s.gpus = {"0"};
-  s.auth_token_file = "/t";
-  s.auth_token = "x";
+  s.auth_token_file = "/users";
+  s.auth_token = "users";
+  s.worker_token_file = "/t";
+  s.worker_token = "x";
   s.shutdown_grace = absl::Seconds(3);
   const auto o = SupervisorOptionsFrom(s, "127.0.0.1:1");
   EXPECT_EQ(o.num_workers, 4);
@@ -335,7 +354,8 @@ TEST(SupervisorOptionsFrom, TakesTheServerFlags) {
   EXPECT_EQ(o.server_address, "127.0.0.1:1");
   EXPECT_EQ(o.cache_dir, "/d/workers");
   EXPECT_EQ(o.model_root, "/m");
-  EXPECT_EQ(o.token_file, "/t");
+  EXPECT_EQ(o.token_file, "/t");  // the workers' token, never the users'
+  EXPECT_EQ(o.auth_token, "x");
   EXPECT_EQ(o.stop_grace, absl::Seconds(3));
   EXPECT_EQ(o.gpus, std::vector<std::string>{"0"});
 }

@@ -59,5 +59,35 @@ TEST(BlobStore, AdoptChecksTheExpectedHashAndACrashLeavesNoHalfBlob) {
   EXPECT_TRUE(reopened->Contains(Sha256Hex("streamed")));
 }
 
+TEST(BlobStore, SweepRemovesUnreferencedBlobsPastTheirGrace) {
+  const fs::path root = Root("sweep");
+  auto store = BlobStore::Open(root.string());
+  const std::string keep = *store->Put("kept");
+  const std::string old = *store->Put("old");
+  const std::string fresh = *store->Put("fresh");
+  const std::string temp = store->TempPath();
+  std::ofstream(temp) << "an upload in flight";
+  const auto an_hour_ago = fs::file_time_type::clock::now() - std::chrono::hours(1);
+  for (const std::string& sha : {keep, old}) fs::last_write_time(root / sha, an_hour_ago);
+
+  auto swept = store->Sweep({keep}, absl::Minutes(10));
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  EXPECT_EQ(swept->removed, 1);
+  EXPECT_EQ(swept->bytes, 3);
+  EXPECT_EQ(swept->kept, 2);
+  EXPECT_TRUE(store->Contains(keep));
+  EXPECT_FALSE(store->Contains(old));
+  EXPECT_TRUE(store->Contains(fresh));  // within its grace: its record may be on its way
+  EXPECT_TRUE(fs::exists(temp));        // temp files are Open's business
+
+  // Adopting bytes the store already has renews the grace of the existing blob.
+  fs::last_write_time(root / fresh, an_hour_ago);
+  const std::string again = store->TempPath();
+  std::ofstream(again) << "fresh";
+  ASSERT_TRUE(store->Adopt(again, fresh).ok());
+  EXPECT_EQ(store->Sweep({keep}, absl::Minutes(10))->removed, 0);
+  EXPECT_TRUE(store->Contains(fresh));
+}
+
 }  // namespace
 }  // namespace peftd::storage

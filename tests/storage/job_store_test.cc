@@ -174,6 +174,40 @@ TEST(JobStore, ApplyWritesTheRowItsEventsAndRecordsTogether) {
   EXPECT_TRUE(store->ListCheckpoints("job-ghost")->empty());
 }
 
+TEST(JobStore, ApplyDropsCheckpointsAndArtifactsAndKnowsWhichBlobsAreReferenced) {
+  const fs::path dir = Dir("drop");
+  auto store = OpenOrDie(dir / "jobs.db");
+  bool existed;
+  ASSERT_TRUE(store->InsertJob(MakeJob("job-1"), {}, &existed).ok());
+  for (int step : {10, 20, 30}) {
+    JobUpdate up;
+    up.job = MakeJob("job-1", "", v1::RUNNING);
+    v1::Checkpoint cp;
+    cp.set_step(step);
+    cp.set_attempt(2);
+    cp.set_sha256(absl::StrCat("cp", step));
+    up.checkpoint = cp;
+    ASSERT_TRUE(store->Apply(up).ok());
+  }
+  JobUpdate up;
+  up.job = MakeJob("job-1", "", v1::RUNNING);
+  up.artifact = Artifact{"job-1", "adapter", "ad", 10, 2};
+  ASSERT_TRUE(store->Apply(up).ok());
+  EXPECT_EQ((*store->GetArtifact("job-1", "adapter"))->attempt, 2);
+  EXPECT_EQ(*store->ReferencedBlobs(), (std::set<std::string>{"cp10", "cp20", "cp30", "ad"}));
+
+  JobUpdate drop;
+  drop.job = MakeJob("job-1", "", v1::QUEUED);
+  drop.drop_checkpoints = {{2, 10}, {2, 20}};
+  drop.drop_artifacts = true;
+  ASSERT_TRUE(store->Apply(drop).ok());
+  auto left = store->ListCheckpoints("job-1");
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ((*left)[0].step(), 30);
+  EXPECT_FALSE(store->GetArtifact("job-1", "adapter")->has_value());
+  EXPECT_EQ(*store->ReferencedBlobs(), (std::set<std::string>{"cp30"}));
+}
+
 TEST(JobStore, ListsNewestFirstByPagesWithStateAndLabelFilters) {
   const fs::path dir = Dir("list");
   auto store = OpenOrDie(dir / "jobs.db");

@@ -1,0 +1,41 @@
+// Helpers shared by the scheduler's files (scheduler.cc: recovery, leases, writing;
+// scheduler_jobs.cc: JobService; scheduler_workers.cc: WorkerService). Not part of its contract.
+#ifndef PEFTD_SERVER_SCHEDULER_INTERNAL_H_
+#define PEFTD_SERVER_SCHEDULER_INTERNAL_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "peftd/v1/job.pb.h"
+#include "server/attempt_policy.h"
+
+namespace peftd::server::internal {
+
+inline google::protobuf::Timestamp ToProto(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  const int64_t micros = absl::ToUnixMicros(t);
+  ts.set_seconds(micros / 1000000);
+  ts.set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
+  return ts;
+}
+
+inline absl::Time FromProto(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+inline bool IsLeased(v1::JobState s) { return s == v1::RUNNING || s == v1::CANCELLING; }
+
+inline std::string ShortSha(const std::string& sha) { return sha.substr(0, 12); }
+
+inline std::string ResumeText(const v1::Job& job) {
+  const v1::Checkpoint* cp = NewestCheckpoint(job);
+  return cp == nullptr ? "from the start"
+                       : absl::StrCat("from the checkpoint of step ", cp->step());
+}
+
+}  // namespace peftd::server::internal
+
+#endif  // PEFTD_SERVER_SCHEDULER_INTERNAL_H_

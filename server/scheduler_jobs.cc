@@ -1,0 +1,233 @@
+// Scheduler: the JobService side (submit, read, list, cancel, events, datasets, artifacts).
+#include <algorithm>
+#include <mutex>
+#include <random>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/job_spec.h"
+#include "common/status.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "server/field_violation.h"
+#include "server/job_state.h"
+#include "server/model_root.h"
+#include "server/scheduler.h"
+#include "server/scheduler_internal.h"
+
+namespace peftd::server {
+namespace {
+
+using internal::IsLeased;
+using internal::ToProto;
+
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 1000;
+constexpr int kDefaultEventPageSize = 100;
+constexpr size_t kMaxRequestIdChars = 128;
+constexpr size_t kMaxDisplayNameChars = 256;
+constexpr int kMaxLabels = 64;
+constexpr size_t kMaxLabelKeyChars = 63;
+constexpr size_t kMaxLabelValueChars = 256;
+
+std::string RandomJobId() {
+  static std::mutex mu;
+  static std::mt19937_64 rng(std::random_device{}());
+  std::lock_guard<std::mutex> lock(mu);
+  return absl::StrFormat("job-%016x", rng());
+}
+
+}  // namespace
+
+absl::Status Scheduler::ValidateRequest(const v1::CreateJobRequest& req, v1::JobSpec* spec) {
+  if (req.request_id().size() > kMaxRequestIdChars) {
+    return absl::InvalidArgumentError(absl::StrCat("request_id: at most ", kMaxRequestIdChars,
+                                                   " characters, got ", req.request_id().size()));
+  }
+  if (req.display_name().size() > kMaxDisplayNameChars) {
+    return absl::InvalidArgumentError(absl::StrCat("display_name: at most ", kMaxDisplayNameChars,
+                                                   " characters, got ", req.display_name().size()));
+  }
+  if (req.labels_size() > kMaxLabels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("labels: at most ", kMaxLabels, " labels, got ", req.labels_size()));
+  }
+  for (const auto& [key, value] : req.labels()) {
+    if (key.empty() || key.size() > kMaxLabelKeyChars) {
+      return absl::InvalidArgumentError(absl::StrCat("labels: key '", key, "' must have 1 to ",
+                                                     kMaxLabelKeyChars, " characters"));
+    }
+    if (value.size() > kMaxLabelValueChars) {
+      return absl::InvalidArgumentError(absl::StrCat("labels.", key, ": value must have at most ",
+                                                     kMaxLabelValueChars, " characters"));
+    }
+  }
+  *spec = WithDefaults(req.spec());
+  RETURN_IF_ERROR(ValidateJobSpec(*spec));
+  RETURN_IF_ERROR(WithFieldViolation(
+      ResolveModelPath(options_.model_root, spec->base_model()).status(), "base_model"));
+  auto check_dataset = [&](const char* field, const std::string& id) -> absl::Status {
+    auto ds = store_->GetDataset(id);
+    if (absl::IsNotFound(ds.status())) {
+      return absl::NotFoundError(absl::StrCat(field, ": no dataset '", id,
+                                              "' on this server; upload the file first "
+                                              "(peftctl datasets upload FILE) and use its id"));
+    }
+    RETURN_IF_ERROR(ds.status());
+    const bool classification = absl::StartsWith(ds->format(), "classification");
+    if (!ds->format().empty() && classification != (spec->task() == v1::SEQ_CLS)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": dataset ", id, " holds ", ds->format(), " records, which task ",
+                       v1::TaskType_Name(spec->task() == v1::SEQ_CLS ? v1::SEQ_CLS : v1::CAUSAL_LM),
+                       " cannot train on"));
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(check_dataset("training_dataset_id", spec->training_dataset_id()));
+  if (!spec->validation_dataset_id().empty()) {
+    RETURN_IF_ERROR(check_dataset("validation_dataset_id", spec->validation_dataset_id()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Job> Scheduler::CreateJob(const v1::CreateJobRequest& req) {
+  v1::JobSpec spec;
+  RETURN_IF_ERROR(ValidateRequest(req, &spec));
+  std::lock_guard<std::mutex> lock(mu_);
+  v1::Job job;
+  job.set_id(options_.new_job_id ? options_.new_job_id() : RandomJobId());
+  job.set_request_id(req.request_id());
+  job.set_display_name(req.display_name());
+  *job.mutable_labels() = req.labels();
+  *job.mutable_spec() = spec;
+  job.set_state(v1::VALIDATING);
+  job.set_attempt(1);
+  *job.mutable_create_time() = ToProto(clock_->Now());
+  RETURN_IF_ERROR(CheckTransition(v1::VALIDATING, v1::QUEUED));
+  job.set_state(v1::QUEUED);
+  std::vector<v1::JobEvent> events = {
+      EventLocked(job, v1::JobEvent::INFO,
+                  absl::StrCat("queued: ", v1::Method_Name(spec.method()),
+                               spec.token_gate().enabled() ? " with the token gate" : "", " on ",
+                               spec.base_model(), ", training data ", spec.training_dataset_id()))};
+  bool existed = false;
+  ASSIGN_OR_RETURN(v1::Job stored, store_->InsertJob(job, std::move(events), &existed));
+  if (existed) {
+    if (!google::protobuf::util::MessageDifferencer::Equals(stored.spec(), spec)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "request_id: '", req.request_id(), "' was already used for job ", stored.id(),
+          " with a different spec; use a new request_id to submit another job"));
+    }
+    return stored;
+  }
+  queue_key_[job.id()] = next_order_++;
+  queue_.emplace(queue_key_[job.id()], job.id());
+  ++counts_[v1::QUEUED];
+  observer_->JobSubmitted(spec.method());
+  PublishCountsLocked();
+  ++event_generation_;
+  events_cv_.notify_all();
+  return job;
+}
+
+absl::StatusOr<v1::Job> Scheduler::GetJob(const std::string& job_id) {
+  return store_->GetJob(job_id);
+}
+
+absl::StatusOr<v1::ListJobsResponse> Scheduler::ListJobs(const v1::ListJobsRequest& req) {
+  if (req.page_size() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: must be >= 0 (0 = default ", kDefaultPageSize, ")"));
+  }
+  storage::JobQuery q;
+  q.page_size = req.page_size() == 0 ? kDefaultPageSize : std::min(req.page_size(), kMaxPageSize);
+  q.page_token = req.page_token();
+  // Repeats are dropped, so the query binds at most one variable per state however long the
+  // request's list (40,000 entries once reached SQLite's variable limit).
+  std::set<v1::JobState> states;
+  for (int s : req.states()) {
+    if (s == v1::JOB_STATE_UNSPECIFIED || !v1::JobState_IsValid(s)) {
+      return absl::InvalidArgumentError(absl::StrCat("states: ", s, " is not a job state"));
+    }
+    states.insert(static_cast<v1::JobState>(s));
+  }
+  q.states.assign(states.begin(), states.end());
+  if (req.labels_size() > kMaxLabels) {
+    return absl::InvalidArgumentError(absl::StrCat("labels: at most ", kMaxLabels,
+                                                   " label filters, got ", req.labels_size()));
+  }
+  q.labels.insert(req.labels().begin(), req.labels().end());
+  ASSIGN_OR_RETURN(storage::JobPage page, store_->ListJobs(q));
+  v1::ListJobsResponse resp;
+  for (auto& job : page.jobs) *resp.add_jobs() = std::move(job);
+  resp.set_next_page_token(page.next_page_token);
+  return resp;
+}
+
+absl::StatusOr<v1::Job> Scheduler::CancelJob(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
+  if (job.state() == v1::QUEUED || job.state() == v1::VALIDATING) {
+    RETURN_IF_ERROR(TransitionLocked(job, v1::CANCELLED, "cancelled while queued"));
+  } else if (job.state() == v1::RUNNING) {
+    RETURN_IF_ERROR(TransitionLocked(
+        job, v1::CANCELLING,
+        absl::StrCat("cancel requested; worker ", job.worker_id(), " stops within one step")));
+  }
+  return job;
+}
+
+absl::StatusOr<std::vector<v1::JobEvent>> Scheduler::ListJobEvents(const std::string& job_id,
+                                                                   int64_t after_event_id,
+                                                                   int page_size) {
+  if (page_size < 0) return absl::InvalidArgumentError("page_size: must be >= 0");
+  RETURN_IF_ERROR(store_->GetJob(job_id).status());
+  const int limit = page_size == 0 ? kDefaultEventPageSize : std::min(page_size, kMaxPageSize);
+  return store_->ListEvents(job_id, after_event_id, limit);
+}
+
+absl::StatusOr<std::vector<v1::Checkpoint>> Scheduler::ListCheckpoints(const std::string& job_id) {
+  RETURN_IF_ERROR(store_->GetJob(job_id).status());
+  return store_->ListCheckpoints(job_id);
+}
+
+void Scheduler::WaitForEvents(const std::string& job_id, int64_t after_event_id,
+                              absl::Duration max_wait) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (shutdown_) return;
+  const int64_t generation = event_generation_;
+  auto events = store_->ListEvents(job_id, after_event_id, 1);
+  if (!events.ok() || !events->empty()) return;
+  auto job = store_->GetJob(job_id);
+  if (!job.ok() || IsFinal(job->state())) return;
+  events_cv_.wait_for(lock, absl::ToChronoNanoseconds(max_wait),
+                      [&] { return shutdown_ || event_generation_ != generation; });
+}
+
+absl::StatusOr<v1::Dataset> Scheduler::RecordDataset(const v1::Dataset& dataset) {
+  return store_->InsertDataset(dataset);
+}
+
+absl::StatusOr<std::vector<v1::Dataset>> Scheduler::ListDatasets() {
+  return store_->ListDatasets();
+}
+
+absl::StatusOr<storage::Artifact> Scheduler::GetArtifact(const std::string& job_id, bool merged) {
+  ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
+  if (job.state() != v1::SUCCEEDED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job_id, " is ", v1::JobState_Name(job.state()),
+                     "; its adapter can be downloaded once the job SUCCEEDED"));
+  }
+  ASSIGN_OR_RETURN(auto artifact, store_->GetArtifact(job_id, merged ? "merged" : "adapter"));
+  if (!artifact) {
+    return absl::NotFoundError(
+        merged ? absl::StrCat("job ", job_id,
+                              " has no merged model; submit with export_merged to get one")
+               : absl::StrCat("job ", job_id, " has no adapter"));
+  }
+  return *artifact;
+}
+
+}  // namespace peftd::server
