@@ -19,7 +19,6 @@
 namespace peftd::server {
 namespace {
 
-using internal::IsLeased;
 using internal::ToProto;
 
 constexpr int kDefaultPageSize = 50;

@@ -344,7 +344,7 @@ TEST_F(HostileInput, BadReadsAndListsAreRefusedOrBounded) {
   }
   {
     v1::ListJobsRequest req;
-    req.add_states(77);
+    req.add_states(static_cast<v1::JobState>(77));
     grpc::ClientContext ctx;
     Deadline(&ctx, kFastDeadlineMs);
     v1::ListJobsResponse resp;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -257,13 +258,14 @@ TEST_F(SchedulerTest, EventsKeepThePhaseTheWorkerLoggedThemIn) {
 // Holds SQLite's write lock from a second connection, as a busy or stuck writer would.
 class WriteLock {
  public:
-  explicit WriteLock(const fs::path& db)
-      : db_(db.string(), SQLite::OPEN_READWRITE), tx_(db_, SQLite::TransactionBehavior::IMMEDIATE) {}
-  void Release() { tx_.rollback(); }
+  explicit WriteLock(const fs::path& db) : db_(db.string(), SQLite::OPEN_READWRITE) {
+    tx_.emplace(db_, SQLite::TransactionBehavior::IMMEDIATE);
+  }
+  void Release() { tx_.reset(); }  // rolled back, uncommitted
 
  private:
   SQLite::Database db_;
-  SQLite::Transaction tx_;
+  std::optional<SQLite::Transaction> tx_;
 };
 
 TEST_F(SchedulerTest, AnExpiredLeaseWhoseWriteFailsIsRetriedAtTheNextTick) {
