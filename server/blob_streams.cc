@@ -74,6 +74,11 @@ absl::Status StreamBlob(const storage::BlobStore& blobs, const std::string& sha2
   bool any = false;
   while (true) {
     const size_t n = std::fread(buf.data(), 1, buf.size(), f);
+    if (n < buf.size() && std::ferror(f)) {
+      // Not a short blob that ends OK: the client would take it for a transfer error.
+      st = absl::InternalError(absl::StrCat("reading blob ", sha256, ": ", std::strerror(errno)));
+      break;
+    }
     if (n == 0 && any) break;
     any = true;
     if (!write(absl::string_view(buf.data(), n), total)) {

@@ -1,9 +1,10 @@
-// `peftd-worker --server ADDR`: pulls work from the scheduler. Registers, heartbeats every ~2 s
-// with the progress of its running job, takes the leases the reply carries, fetches datasets
-// (cached by sha256) and the checkpoint to resume from, runs the job, uploads checkpoints and the
-// adapter, reports the end. Obeys cancellations within one training step; when the server goes
-// away it reconnects with backoff and re-registers with the job it still runs, so the server can
-// give it back its lease.
+// `peftd-worker --server ADDR`: pulls work from the scheduler. Registers (advertising its memory),
+// heartbeats every ~2 s with the progress of its running jobs, takes the leases the reply carries,
+// fetches datasets (cached by sha256) and the checkpoint to resume from, runs the job, uploads
+// checkpoints and the adapter (worker/blob_transfer.h), reports the end. Obeys cancellations
+// within one training step; when the server goes away it reconnects with backoff and re-registers
+// with the jobs it still runs, so the server can give it back their leases. A lease for a job it
+// holds under an older attempt (the server gave up on that attempt) replaces it.
 #ifndef PEFTD_WORKER_LEASE_LOOP_H_
 #define PEFTD_WORKER_LEASE_LOOP_H_
 
@@ -17,10 +18,12 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "common/grpc_channel.h"
 #include "peftd/v1/worker.grpc.pb.h"
+#include "worker/blob_transfer.h"
 #include "worker/job_runner.h"
 
 namespace peftd::worker {
@@ -60,7 +63,6 @@ class LeaseLoop {
 
  private:
   struct ActiveJob;
-  class Reporter;
 
   bool Register();
   bool HeartbeatOnce();
@@ -68,18 +70,21 @@ class LeaseLoop {
   // checkpoint callback calls it before uploading, so the server sees the step's progress and the
   // CHECKPOINTING phase before the checkpoint. On failure the report waits for the next beat.
   void FlushReport(ActiveJob& job);
-  // Applies a heartbeat reply's cancel and drop lists (takes mu_).
-  void ApplyJobCommands(const v1::HeartbeatResponse& resp);
-  void StartJob(const v1::Lease& lease);
+  // Applies a heartbeat reply's cancel and drop lists (takes mu_). A drop answers the report of
+  // the attempt in `reported` (job id -> attempt): it does not stop a newer attempt of the job.
+  void ApplyJobCommands(const v1::HeartbeatResponse& resp,
+                        const std::map<std::string, int>& reported);
+  // Starts the job of `lease`, replacing a stale attempt of it (mu_ held).
+  void TakeLeaseLocked(const v1::Lease& lease);
   void RunJob(std::shared_ptr<ActiveJob> job);
   absl::Status Prepare(ActiveJob& job, JobInputs* inputs);
-  absl::Status FetchBlob(
-      const std::string& what, const std::string& sha256, const std::string& path,
-      const std::function<std::unique_ptr<grpc::ClientReader<v1::BlobChunk>>(grpc::ClientContext*)>&
-          open);
-  absl::Status UploadFile(bool checkpoint, const ActiveJob& job, int64_t step, bool merged,
-                          const std::string& bytes);
-  void Complete(ActiveJob& job, const absl::StatusOr<JobOutputs>& result);
+  // Uploads the bytes of `produce` as a checkpoint of `step` or as the adapter (the merged model
+  // when `merged`), retrying while the server is unreachable.
+  absl::Status Upload(bool checkpoint, const ActiveJob& job, int64_t step, bool merged,
+                      const BlobProducer& produce);
+  // Reports the end of the attempt (worker/job_completion.h), retrying while the server is
+  // unreachable. `transfer_failed`: the error came from moving a blob to or from the server.
+  void Complete(ActiveJob& job, const absl::StatusOr<JobOutputs>& result, bool transfer_failed);
   void ReapFinished();
   void SetupContext(grpc::ClientContext* ctx, absl::Duration deadline) const;
   // Logs a failed Register / Heartbeat to stderr, once per distinct error (Run's thread only).
@@ -89,6 +94,8 @@ class LeaseLoop {
   void BeatSoon();
   // Run's wait between heartbeats: the interval, or until BeatSoon() or Stop().
   void SleepUntilNextBeat();
+  // Joins the threads of `jobs` (after they were told to stop).
+  static void JoinAll(std::vector<std::shared_ptr<ActiveJob>> jobs);
 
   LeaseLoopOptions options_;
   JobRunner runner_;
@@ -107,6 +114,8 @@ class LeaseLoop {
   bool beat_soon_ = false;                                   // guarded by mu_
   std::chrono::steady_clock::time_point next_regular_beat_;  // guarded by mu_
   std::map<std::string, std::shared_ptr<ActiveJob>> jobs_;   // guarded by mu_
+  // Attempts replaced by a newer lease of their job, until their thread ends. Guarded by mu_.
+  std::vector<std::shared_ptr<ActiveJob>> retired_;
 };
 
 }  // namespace peftd::worker

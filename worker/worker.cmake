@@ -2,6 +2,9 @@
 # and the commands (LibTorch), and the binary.
 peftd_library(peftd_lease_loop
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/lease_loop.cc
+          ${CMAKE_CURRENT_SOURCE_DIR}/blob_transfer.cc
+          ${CMAKE_CURRENT_SOURCE_DIR}/progress_reporter.cc
+          ${CMAKE_CURRENT_SOURCE_DIR}/job_completion.cc
   DEPS peftd_common peftd_common_grpc peftd_proto gRPC::grpc++)
 
 peftd_library(peftd_worker TORCH

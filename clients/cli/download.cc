@@ -1,4 +1,5 @@
-// peftctl download: the adapter (or merged model) of a job, verified, then moved into place.
+// peftctl download: the adapter (or merged model) of a job, streamed to a file beside the target,
+// verified, extracted, then moved into place.
 #include <unistd.h>
 
 #include <algorithm>
@@ -6,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <random>
 
@@ -15,6 +17,7 @@
 #include "clients/cli/exit_codes.h"
 #include "clients/cli/format.h"
 #include "clients/cli/progress_bar.h"
+#include "common/chunked_file.h"
 #include "common/sha256.h"
 #include "common/tar.h"
 #include "nlohmann/json.hpp"
@@ -23,9 +26,6 @@ namespace peftd::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-// The archive is held in memory until verified; past this the server's header is not believed.
-constexpr int64_t kMaxArchiveBytes = int64_t{64} << 30;
 
 struct DownloadArgs {
   std::string id;
@@ -57,6 +57,15 @@ int Refuse(Cli& cli, const std::string& message) {
   return kExitError;
 }
 
+// Removes a temp file or folder on every way out unless it was moved into place.
+struct TempPath {
+  std::string path;
+  ~TempPath() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+  }
+};
+
 int RunDownload(Cli& cli, const DownloadArgs& args) {
   const std::string what = args.merged ? "merged model" : "adapter";
   const std::string doing = "downloading the " + what + " of job " + args.id;
@@ -74,11 +83,16 @@ int RunDownload(Cli& cli, const DownloadArgs& args) {
   v1::DownloadAdapterChunk message;
   v1::DownloadAdapterChunk::Header header;
   bool have_header = false;
-  std::string archive;
+  // The archive streams to a file next to the target (a merged model can be larger than memory),
+  // is verified, then extracted from that file.
+  fs::path target, absolute;
+  TempPath archive_file;
+  std::optional<ChunkedFileWriter> archive;
   Sha256 sha;
   const bool show_progress = cli.err_is_tty() && !cli.json();
   const auto start = std::chrono::steady_clock::now();
   std::string problem;
+  std::error_code ec;
   while (reader->Read(&message)) {
     if (message.has_header()) {
       if (have_header) {
@@ -87,21 +101,42 @@ int RunDownload(Cli& cli, const DownloadArgs& args) {
       }
       header = message.header();
       have_header = true;
-      if (header.size_bytes() < 0 || header.size_bytes() > kMaxArchiveBytes) {
+      if (header.size_bytes() < 0) {
         problem =
             absl::StrCat("the server announced an archive of ", header.size_bytes(), " bytes");
         break;
       }
-      archive.reserve(static_cast<size_t>(std::min<int64_t>(header.size_bytes(), 256 << 20)));
+      // "-o my-adapter/" names the folder my-adapter.
+      std::string output = args.output;
+      while (output.size() > 1 && output.back() == '/') output.pop_back();
+      target = output.empty() ? fs::path(SafeName(header.name(), args.id)) : fs::path(output);
+      if (fs::exists(target, ec) && !args.force) {
+        context->TryCancel();
+        reader->Finish();
+        return Refuse(cli, absl::StrCat(target.string(), " already exists: pass --force to ",
+                                        "replace it, or -o another folder"));
+      }
+      absolute = fs::absolute(target, ec);
+      fs::create_directories(absolute.parent_path(), ec);
+      archive_file.path = TempSibling(absolute, "download");
+      auto created = ChunkedFileWriter::Create(archive_file.path);
+      if (!created.ok()) {
+        problem = std::string(created.status().message());
+        break;
+      }
+      archive.emplace(*std::move(created));
       continue;
     }
     if (!have_header) {
       problem = "the server sent bytes before the header";
       break;
     }
-    archive += message.chunk();
     sha.Update(message.chunk());
-    if (static_cast<int64_t>(archive.size()) > header.size_bytes()) {
+    if (absl::Status st = archive->Append(message.chunk()); !st.ok()) {
+      problem = std::string(st.message());
+      break;
+    }
+    if (archive->size() > header.size_bytes()) {
       problem = absl::StrCat("the server sent more than the ", header.size_bytes(),
                              " bytes it announced");
       break;
@@ -110,8 +145,8 @@ int RunDownload(Cli& cli, const DownloadArgs& args) {
       double elapsed =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       cli.err() << "\r\x1b[2K"
-                << RenderTransfer(what, static_cast<int64_t>(archive.size()), header.size_bytes(),
-                                  elapsed, cli.terminal_width() - 1);
+                << RenderTransfer(what, archive->size(), header.size_bytes(), elapsed,
+                                  cli.terminal_width() - 1);
       cli.err().flush();
     }
   }
@@ -124,9 +159,12 @@ int RunDownload(Cli& cli, const DownloadArgs& args) {
   grpc::Status status = reader->Finish();
   if (!status.ok()) return cli.Fail(status, doing);
   if (!have_header) return Refuse(cli, doing + ": the server sent no header; nothing was written");
+  const int64_t size = archive->size();
+  if (absl::Status st = archive->Finish(); !st.ok()) {
+    return Refuse(cli, absl::StrCat(doing, ": ", st.message(), "; nothing was written"));
+  }
 
-  // Verify before touching the disk: a corrupt transfer leaves nothing behind.
-  const int64_t size = static_cast<int64_t>(archive.size());
+  // Verify before extracting: a corrupt transfer leaves nothing behind.
   if (size != header.size_bytes()) {
     return Refuse(cli, absl::StrCat(doing, ": got ", size, " bytes, the server announced ",
                                     header.size_bytes(), "; nothing was written, try again"));
@@ -138,41 +176,28 @@ int RunDownload(Cli& cli, const DownloadArgs& args) {
                           header.sha256(), "); nothing was written, try again"));
   }
 
-  // "-o my-adapter/" names the folder my-adapter.
-  std::string output = args.output;
-  while (output.size() > 1 && output.back() == '/') output.pop_back();
-  const fs::path target =
-      output.empty() ? fs::path(SafeName(header.name(), args.id)) : fs::path(output);
-  std::error_code ec;
-  if (fs::exists(target, ec) && !args.force) {
-    return Refuse(cli, absl::StrCat(target.string(), " already exists: pass --force to replace ",
-                                    "it, or -o another folder"));
-  }
-  const fs::path absolute = fs::absolute(target, ec);
-  fs::create_directories(absolute.parent_path(), ec);
   // Extract next to the target, then rename: the folder appears whole or not at all.
-  const std::string temp = TempSibling(absolute, "partial");
-  absl::Status extracted = UntarToDirectory(archive, temp);
+  TempPath temp{TempSibling(absolute, "partial")};
+  absl::Status extracted = ExtractTarFile(archive_file.path, temp.path);
   if (!extracted.ok()) {
-    fs::remove_all(temp, ec);
     return Refuse(cli, absl::StrCat(doing, ": ", extracted.message(), "; nothing was written"));
   }
+  fs::remove(archive_file.path, ec);  // before the rename: no two copies on disk for long
   std::string old;
   if (fs::exists(absolute, ec)) {
     old = TempSibling(absolute, "old");
     fs::rename(absolute, old, ec);
     if (ec) {
-      fs::remove_all(temp, ec);
       return Refuse(cli, absl::StrCat("cannot replace ", target.string(), ": ", ec.message()));
     }
   }
-  fs::rename(temp, absolute, ec);
+  fs::rename(temp.path, absolute, ec);
   if (ec) {
     std::error_code ignored;
     if (!old.empty()) fs::rename(old, absolute, ignored);
-    fs::remove_all(temp, ignored);
     return Refuse(cli, absl::StrCat("cannot write ", target.string(), ": ", ec.message()));
   }
+  temp.path.clear();  // moved into place
   if (!old.empty()) fs::remove_all(old, ec);
 
   std::vector<std::string> files;

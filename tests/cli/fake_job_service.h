@@ -7,6 +7,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -76,6 +77,7 @@ class FakeJobService final : public v1::JobService::Service {
   std::string required_token;           // "": no auth
   int watch_drop_after = -1;            // first WatchJob call ends UNAVAILABLE after N events
   std::string adapter_archive;          // DownloadAdapter's bytes
+  std::string adapter_archive_file;     // ...or this file's, when set
   std::string adapter_name = "my-adapter";
   bool corrupt_sha = false;          // announce a wrong sha256
   int64_t announce_extra_bytes = 0;  // announce a wrong size
@@ -274,16 +276,32 @@ class FakeJobService final : public v1::JobService::Service {
   grpc::Status DownloadAdapter(grpc::ServerContext* c, const v1::DownloadAdapterRequest* req,
                                grpc::ServerWriter<v1::DownloadAdapterChunk>* writer) override {
     if (auto s = Gate(c); !s.ok()) return s;
-    std::string archive, name;
+    std::string archive, name, file;
     {
       std::lock_guard<std::mutex> lock(mu);
       if (jobs.find(req->job_id()) == jobs.end()) {
         return {grpc::StatusCode::NOT_FOUND, "no job " + req->job_id()};
       }
-      archive = adapter_archive;
+      file = adapter_archive_file;
+      if (file.empty()) archive = adapter_archive;
       name = adapter_name;
     }
     v1::DownloadAdapterChunk header;
+    if (!file.empty()) {  // from disk, 1 MiB at a time, as peftd serves a blob
+      header.mutable_header()->set_name(name);
+      header.mutable_header()->set_size_bytes(
+          static_cast<int64_t>(std::filesystem::file_size(file)));
+      header.mutable_header()->set_sha256(*Sha256HexOfFile(file));
+      writer->Write(header);
+      std::ifstream in(file, std::ios::binary);
+      std::string buf(1 << 20, '\0');
+      while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
+        v1::DownloadAdapterChunk chunk;
+        chunk.set_chunk(buf.substr(0, static_cast<size_t>(in.gcount())));
+        writer->Write(chunk);
+      }
+      return grpc::Status::OK;
+    }
     header.mutable_header()->set_name(name);
     header.mutable_header()->set_size_bytes(static_cast<int64_t>(archive.size()) +
                                             announce_extra_bytes);

@@ -229,9 +229,12 @@ TEST(PeftdServer, SubmitLeaseProgressUploadSucceedDownload) {
   fs::create_directories(adapter_dir);
   std::ofstream(adapter_dir / "adapter_config.json") << "{\"peft_type\": \"LORA\"}";
   std::ofstream(adapter_dir / "adapter_model.safetensors") << std::string(3 << 20, 'w');
-  auto tar = TarDirectory(adapter_dir.string());
-  ASSERT_TRUE(tar.ok());
-  worker.Finish(lease, *tar);
+  std::string archive;
+  ASSERT_TRUE(WriteTar(adapter_dir.string(), [&](absl::string_view bytes) {
+                archive.append(bytes.data(), bytes.size());
+                return absl::OkStatus();
+              }).ok());
+  worker.Finish(lease, archive);
 
   v1::Job done = Get(*jobs, job.id());
   EXPECT_EQ(done.state(), v1::SUCCEEDED);
@@ -241,7 +244,7 @@ TEST(PeftdServer, SubmitLeaseProgressUploadSucceedDownload) {
   EXPECT_TRUE(
       absl::StrContains(after, "peftd_jobs_finished_total{method=\"lora\",state=\"succeeded\"} 1"))
       << after;
-  EXPECT_EQ(done.adapter_sha256(), Sha256Hex(*tar));
+  EXPECT_EQ(done.adapter_sha256(), Sha256Hex(archive));
 
   // WatchJob from the start replays every event and ends with the final state.
   {
@@ -280,9 +283,11 @@ TEST(PeftdServer, SubmitLeaseProgressUploadSucceedDownload) {
     ASSERT_TRUE(reader->Finish().ok());
     EXPECT_EQ(header.size_bytes(), static_cast<int64_t>(bytes.size()));
     EXPECT_EQ(header.sha256(), Sha256Hex(bytes));
-    EXPECT_EQ(bytes, *tar);
+    EXPECT_EQ(bytes, archive);
     const fs::path out = dir / "downloaded";
-    ASSERT_TRUE(UntarToDirectory(bytes, out.string()).ok());
+    const fs::path file = dir / "downloaded.tar";
+    std::ofstream(file, std::ios::binary) << bytes;
+    ASSERT_TRUE(ExtractTarFile(file.string(), out.string()).ok());
     EXPECT_EQ(fs::file_size(out / "adapter_model.safetensors"), 3u << 20);
   }
 
