@@ -58,7 +58,11 @@ void AdaLoraAdapter::SetKeep(const std::vector<bool>& keep) {
   }
 }
 
-int64_t AdaLoraAdapter::Rank() const { return lora_E.ne(0).sum().item<int64_t>(); }
+int64_t AdaLoraAdapter::Rank() const {
+  int64_t kept = 0;
+  for (bool k : keep_) kept += k ? 1 : 0;
+  return kept;
+}
 
 std::pair<torch::Tensor, torch::Tensor> AdaLoraAdapter::OrthogonalityResiduals() const {
   const int64_t r = lora_A.size(0);

@@ -36,12 +36,15 @@ class AdaLoraAdapter : public Adapter {
   std::pair<torch::Tensor, torch::Tensor> Unmerged(const torch::Tensor& weight,
                                                    const torch::Tensor& bias) const override;
   int64_t NumTrainable() const override;
+  // False once the allocator's mask keeps no triplet (the token gate then leaves it out).
   bool IsActive() const override { return Rank() > 0; }
 
   // Triplets kept (all R until the allocator masks). Sets E to 0 where keep is false.
   void SetKeep(const std::vector<bool>& keep);
   const std::vector<bool>& keep() const { return keep_; }
-  // Number of E entries that are non-zero (what the paper calls the module's rank).
+  // Triplets the keep mask keeps: the module's rank as the allocator decided it. Not the count
+  // of E ≠ 0, which is 0 before the first step and overstates a pruned module between maskings
+  // (delta_t > 1), when the optimizer regrows the entries the last mask zeroed.
   int64_t Rank() const;
   // ‖A·Aᵀ − I‖_F and ‖Bᵀ·B − I‖_F (METHODS.md: plain, not squared, Frobenius norms).
   std::pair<torch::Tensor, torch::Tensor> OrthogonalityResiduals() const;

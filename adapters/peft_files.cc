@@ -5,6 +5,10 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -18,6 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using nlohmann::ordered_json;
 
 constexpr char kConfigFile[] = "adapter_config.json";
 constexpr char kWeightsFile[] = "adapter_model.safetensors";
@@ -66,14 +71,25 @@ json ConfigJson(PeftModel& peft, const std::map<std::string, torch::Tensor>& mod
   j["alpha_pattern"] = json::object();
   switch (c.method) {
     case MethodKind::kLora:
-    case MethodKind::kDora:
+    case MethodKind::kDora: {
       j["r"] = c.lora.r;
       j["lora_alpha"] = c.lora.alpha;
       j["lora_dropout"] = c.lora.dropout;
       j["use_rslora"] = c.lora.use_rslora;
       j["use_dora"] = c.method == MethodKind::kDora;
       j["init_lora_weights"] = c.lora.gaussian_init ? json("gaussian") : json(true);
+      // Modules whose r or alpha differ from the global ones, under their full names: an exact
+      // name is the one key every PEFT version resolves to that module alone.
+      json ranks = json::object(), alphas = json::object();
+      for (const auto& [name, linear] : peft.linears()) {
+        auto* lora = dynamic_cast<LoraAdapter*>(PeftModel::Unwrap(linear->adapter().get()));
+        if (lora->options().r != c.lora.r) ranks[name] = lora->options().r;
+        if (lora->options().alpha != c.lora.alpha) alphas[name] = lora->options().alpha;
+      }
+      j["rank_pattern"] = ranks;
+      j["alpha_pattern"] = alphas;
       break;
+    }
     case MethodKind::kAdaLora: {
       const AdaLoraSchedule& s = c.adalora_schedule;
       j["r"] = s.target_r;
@@ -126,25 +142,83 @@ json ConfigJson(PeftModel& peft, const std::map<std::string, torch::Tensor>& mod
   return j;
 }
 
-absl::StatusOr<json> ReadJson(const std::string& path) {
+// Read in the file's order: the first rank_pattern / alpha_pattern key that matches a module wins.
+absl::StatusOr<ordered_json> ReadJson(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": not found"));
   std::stringstream ss;
   ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  ordered_json j = ordered_json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object())
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
   return j;
 }
 
 template <typename T>
-absl::Status Field(const json& j, const char* key, T* out, const std::string& where) {
+absl::Status Field(const ordered_json& j, const char* key, T* out, const std::string& where) {
   if (!j.contains(key) || j[key].is_null()) return absl::OkStatus();
   try {
     *out = j[key].get<T>();
   } catch (const json::exception&) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": field '", key, "' has the wrong type"));
+  }
+  return absl::OkStatus();
+}
+
+// LoRA's rank_pattern / alpha_pattern: {key: number}, kept in the file's order.
+template <typename T>
+absl::Status PatternField(const ordered_json& j, const char* field,
+                          std::vector<std::pair<std::string, T>>* out, const std::string& where) {
+  if (!j.contains(field) || j[field].is_null()) return absl::OkStatus();
+  const ordered_json& p = j[field];
+  if (!p.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": field '", field, "' must be an object of module keys"));
+  }
+  for (const auto& [key, value] : p.items()) {
+    const bool ok = std::is_integral_v<T> ? value.is_number_integer() : value.is_number();
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": ", field, "['", key, "'] must be ",
+          std::is_integral_v<T> ? "an integer rank" : "a number", ", got ", value.dump()));
+    }
+    out->emplace_back(key, value.template get<T>());
+  }
+  return absl::OkStatus();
+}
+
+// AdaLoRA's rank_pattern: {"<module>.lora_E": [bool, ...]} -> module -> keep mask.
+absl::Status AdaLoraPatternField(const ordered_json& j,
+                                 std::map<std::string, std::vector<bool>>* out,
+                                 const std::string& where) {
+  if (!j.contains("rank_pattern") || j["rank_pattern"].is_null()) return absl::OkStatus();
+  const ordered_json& p = j["rank_pattern"];
+  if (!p.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": field 'rank_pattern' must be an object of module keys"));
+  }
+  constexpr std::string_view kSuffix = ".lora_E";
+  for (const auto& [key, value] : p.items()) {
+    const bool named = key.size() > kSuffix.size() &&
+                       key.compare(key.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0;
+    if (!named) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": rank_pattern['", key, "']: an AdaLoRA key names a module's lora_E ('",
+          "model.layers.0.self_attn.q_proj.lora_E')"));
+    }
+    std::vector<bool> keep;
+    bool ok = value.is_array();
+    for (const auto& v : value) {
+      ok = ok && v.is_boolean();
+      if (ok) keep.push_back(v.get<bool>());
+    }
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": rank_pattern['", key,
+          "'] must be a list of booleans (AdaLoRA's kept triplets), got ", value.dump()));
+    }
+    (*out)[key.substr(0, key.size() - kSuffix.size())] = std::move(keep);
   }
   return absl::OkStatus();
 }
@@ -182,7 +256,7 @@ absl::Status SaveAdapter(PeftModel& peft, const std::string& dir,
 
 absl::StatusOr<AdapterConfig> ReadAdapterConfig(const std::string& dir) {
   const std::string path = (fs::path(dir) / kConfigFile).string();
-  ASSIGN_OR_RETURN(json j, ReadJson(path));
+  ASSIGN_OR_RETURN(ordered_json j, ReadJson(path));
   AdapterConfig c;
   std::string method;
   RETURN_IF_ERROR(Field(j, "peftd_method", &method, path));
@@ -215,6 +289,14 @@ absl::StatusOr<AdapterConfig> ReadAdapterConfig(const std::string& dir) {
   RETURN_IF_ERROR(Field(j, "exclude_modules", &c.targets.exclude_modules, path));
   RETURN_IF_ERROR(Field(j, "layers_to_transform", &c.targets.layers_to_transform, path));
   RETURN_IF_ERROR(Field(j, "modules_to_save", &c.modules_to_save, path));
+  if (c.method == MethodKind::kAdaLora) {
+    // PEFT's AdaLoRA reads neither pattern as LoRA does: rank_pattern holds the kept triplets,
+    // and alpha_pattern is not used (every module has lora_alpha).
+    RETURN_IF_ERROR(AdaLoraPatternField(j, &c.adalora_rank_pattern, path));
+  } else {
+    RETURN_IF_ERROR(PatternField(j, "rank_pattern", &c.rank_pattern, path));
+    RETURN_IF_ERROR(PatternField(j, "alpha_pattern", &c.alpha_pattern, path));
+  }
   switch (c.method) {
     case MethodKind::kLora:
     case MethodKind::kDora: {
@@ -263,7 +345,7 @@ absl::StatusOr<std::unique_ptr<PeftModel>> LoadAdapter(torch::nn::Module* model,
                                                        const std::string& dir) {
   ASSIGN_OR_RETURN(AdapterConfig config, ReadAdapterConfig(dir));
   const std::string config_path = (fs::path(dir) / kConfigFile).string();
-  ASSIGN_OR_RETURN(json j, ReadJson(config_path));
+  ASSIGN_OR_RETURN(ordered_json j, ReadJson(config_path));
   // The schedules do not run at inference; give them a horizon that validates.
   const int64_t horizon =
       std::max<int64_t>(config.adalora_schedule.total_step,
@@ -282,18 +364,33 @@ absl::StatusOr<std::unique_ptr<PeftModel>> LoadAdapter(torch::nn::Module* model,
     Adapter* adapter = linear->adapter().get();
     Adapter* inner = PeftModel::Unwrap(adapter);
     if (auto* ada = dynamic_cast<AdaLoraAdapter*>(inner)) {
-      const std::string key = name + ".lora_E";
-      if (j.contains("rank_pattern") && j["rank_pattern"].contains(key)) {
-        ada->SetKeep(j["rank_pattern"][key].get<std::vector<bool>>());
+      auto keep = config.adalora_rank_pattern.find(name);
+      if (keep != config.adalora_rank_pattern.end()) {
+        if (static_cast<int64_t>(keep->second.size()) != ada->options().init_r) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(config_path, ": rank_pattern['", name, ".lora_E'] has ",
+                           keep->second.size(), " entries, init_r is ", ada->options().init_r));
+        }
+        ada->SetKeep(keep->second);
       }
     }
     const std::string prefix = absl::StrCat(kPeftKeyPrefix, name, ".");
     std::map<std::string, torch::Tensor> mine;
     for (const auto& [key, t] : tensors) {
       if (key.rfind(prefix, 0) == 0) {
-        const std::string suffix = key.substr(prefix.size());
+        std::string suffix = key.substr(prefix.size());
         // "lora_A.weight" belongs to this module; "lora_A" too; deeper module paths do not.
         if (suffix.find('.') == std::string::npos || suffix.rfind(".weight") == suffix.size() - 7) {
+          // DoRA's magnitude: "lora_magnitude_vector" (PEFT's saved name, and ours) or, from
+          // PEFT versions that save the parameter of its DoraLinearLayer as is, "….weight".
+          if (suffix == "lora_magnitude_vector.weight") {
+            suffix = "lora_magnitude_vector";
+            if (tensors.count(prefix + suffix)) {
+              return absl::InvalidArgumentError(absl::StrCat(weights, ": both '", key, "' and '",
+                                                             prefix, suffix,
+                                                             "' hold DoRA's magnitude of ", name));
+            }
+          }
           mine[suffix] = t.to(linear->weight.dtype());
           used.insert(key);
         }
@@ -313,6 +410,12 @@ absl::StatusOr<std::unique_ptr<PeftModel>> LoadAdapter(torch::nn::Module* model,
             absl::StrCat(config_path, ": token_gate.tau has no entry for ", name));
       }
       gate->set_tau(j["token_gate"]["tau"][name].get<double>());
+    }
+  }
+  for (const auto& [name, keep] : config.adalora_rank_pattern) {
+    if (!peft->linears().count(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(config_path, ": rank_pattern['", name, ".lora_E'] names no adapted module"));
     }
   }
   // modules_to_save: copied into the model's own parameters.
@@ -339,7 +442,8 @@ absl::StatusOr<std::unique_ptr<PeftModel>> LoadAdapter(torch::nn::Module* model,
   return peft;
 }
 
-absl::Status SaveMergedWeights(PeftModel& peft, const std::string& path) {
+absl::Status SaveMergedWeights(PeftModel& peft, const std::string& path,
+                               const std::map<std::string, torch::Tensor>& extra) {
   for (const auto& [name, linear] : peft.linears()) {
     absl::Status st = linear->Merge();
     if (!st.ok()) {
@@ -354,6 +458,7 @@ absl::Status SaveMergedWeights(PeftModel& peft, const std::string& path) {
     if (item.key().find(".adapter.") != std::string::npos) continue;
     weights[item.key()] = item.value().detach();
   }
+  for (const auto& [name, t] : extra) weights.emplace(name, t.detach());
   absl::Status saved = SaveTensors(path, weights, {{"format", "pt"}});
   for (const auto& [name, linear] : peft.linears()) RETURN_IF_ERROR(linear->Unmerge());
   return saved;

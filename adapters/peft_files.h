@@ -33,8 +33,10 @@ absl::StatusOr<std::unique_ptr<PeftModel>> LoadAdapter(torch::nn::Module* model,
                                                        const std::string& dir);
 
 // Writes the model with every adapter merged (mergeable methods only) as HF weights
-// (`model.layers.0.self_attn.q_proj.weight`, ...) to `path`; the model is left unmerged.
-absl::Status SaveMergedWeights(PeftModel& peft, const std::string& path);
+// (`model.layers.0.self_attn.q_proj.weight`, ...) to `path`, plus `extra` tensors (e.g. zero
+// biases the merged config.json declares); the model is left unmerged.
+absl::Status SaveMergedWeights(PeftModel& peft, const std::string& path,
+                               const std::map<std::string, torch::Tensor>& extra = {});
 
 }  // namespace peftd::adapters
 

@@ -1,6 +1,9 @@
 #include "adapters/peft_model.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
+#include "adapters/module_patterns.h"
 #include "common/status.h"
 
 namespace peftd::adapters {
@@ -29,6 +32,34 @@ absl::StatusOr<MethodKind> ParseMethod(const std::string& name) {
   return absl::InvalidArgumentError(absl::StrCat("unknown method '", name, "'"));
 }
 
+namespace {
+
+// rank_pattern / alpha_pattern values, and that only LoRA and DoRA carry them (AdaLoRA's
+// rank_pattern is the keep masks of adalora_rank_pattern).
+absl::Status ValidatePatterns(const AdapterConfig& c) {
+  const bool lora = c.method == MethodKind::kLora || c.method == MethodKind::kDora;
+  if (!lora && (!c.rank_pattern.empty() || !c.alpha_pattern.empty())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        c.rank_pattern.empty() ? "alpha_pattern" : "rank_pattern",
+        ": per-module ranks and alphas apply to LoRA and DoRA only, not ", MethodName(c.method)));
+  }
+  for (const auto& [key, r] : c.rank_pattern) {
+    if (r < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("rank_pattern['", key, "']: r must be >= 1, got ", r));
+    }
+  }
+  for (const auto& [key, alpha] : c.alpha_pattern) {
+    if (!std::isfinite(alpha)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("alpha_pattern['", key, "']: lora_alpha must be a finite number"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 Adapter* PeftModel::Unwrap(Adapter* adapter) {
   if (auto* gate = dynamic_cast<TokenGate*>(adapter)) return gate->inner().get();
   return adapter;
@@ -41,15 +72,30 @@ absl::StatusOr<std::unique_ptr<PeftModel>> PeftModel::Apply(torch::nn::Module* m
   pm->model_ = model;
   std::shared_ptr<GateContext> ctx = pm->gate_context_;
   const AdapterConfig& c = config;
-  AdapterFactory factory = [&c, ctx](const std::string&,
-                                     LinearImpl& linear) -> std::shared_ptr<Adapter> {
+  RETURN_IF_ERROR(ValidatePatterns(c));
+  std::vector<std::string> rank_keys, alpha_keys;
+  for (const auto& [key, r] : c.rank_pattern) rank_keys.push_back(key);
+  for (const auto& [key, alpha] : c.alpha_pattern) alpha_keys.push_back(key);
+  ASSIGN_OR_RETURN(const PatternKeys rank_match, PatternKeys::Compile(rank_keys, "rank_pattern"));
+  ASSIGN_OR_RETURN(const PatternKeys alpha_match,
+                   PatternKeys::Compile(alpha_keys, "alpha_pattern"));
+  // LoRA's and DoRA's options for one module: the global ones unless a pattern names it.
+  auto lora_options = [&c, &rank_match, &alpha_match](const std::string& name) {
+    LoraOptions o = c.lora;
+    if (auto i = rank_match.Match(name)) o.r = c.rank_pattern[*i].second;
+    if (auto i = alpha_match.Match(name)) o.alpha = c.alpha_pattern[*i].second;
+    return o;
+  };
+  AdapterFactory factory = [&c, ctx, &lora_options](
+                               const std::string& name,
+                               LinearImpl& linear) -> std::shared_ptr<Adapter> {
     std::shared_ptr<Adapter> a;
     switch (c.method) {
       case MethodKind::kLora:
-        a = std::make_shared<LoraAdapter>(linear, c.lora);
+        a = std::make_shared<LoraAdapter>(linear, lora_options(name));
         break;
       case MethodKind::kDora:
-        a = std::make_shared<DoraAdapter>(linear, c.lora);
+        a = std::make_shared<DoraAdapter>(linear, lora_options(name));
         break;
       case MethodKind::kAdaLora:
         a = std::make_shared<AdaLoraAdapter>(linear, c.adalora);
@@ -108,16 +154,17 @@ torch::Tensor PeftModel::RegularizationLoss() const {
 }
 
 void PeftModel::AfterOptimizerStep(int64_t step) {
-  if (allocator_) allocator_->Step(step);
+  // PEFT's training loops call update_and_allocate(global_step) with global_step counted from 0.
+  if (allocator_) allocator_->Step(step - 1);
   if (selector_) selector_->Step(step);
   for (auto& [name, gate] : gates_) gate->UpdateTau();
 }
 
-std::map<std::string, double> PeftModel::TakeGateSparsity() {
-  std::map<std::string, double> out;
+std::map<std::string, TokenGate::Sparsity> PeftModel::TakeGateSparsity() {
+  std::map<std::string, TokenGate::Sparsity> out;
   for (auto& [name, gate] : gates_) {
-    const double s = gate->TakeTrainSparsity();
-    if (s >= 0) out[name] = s;
+    const TokenGate::Sparsity s = gate->TakeTrainSparsity();
+    if (s.per_token >= 0) out[name] = s;
   }
   return out;
 }
@@ -132,11 +179,11 @@ void PeftModel::BeginEval() {
   for (auto& [name, gate] : gates_) gate->BeginEval();
 }
 
-std::map<std::string, double> PeftModel::EvalGateSparsity() const {
-  std::map<std::string, double> out;
+std::map<std::string, TokenGate::Sparsity> PeftModel::EvalGateSparsity() const {
+  std::map<std::string, TokenGate::Sparsity> out;
   for (const auto& [name, gate] : gates_) {
-    const double s = gate->EvalSparsity();
-    if (s >= 0) out[name] = s;
+    const TokenGate::Sparsity s = gate->EvalSparsity();
+    if (s.per_token >= 0) out[name] = s;
   }
   return out;
 }

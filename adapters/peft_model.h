@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -37,6 +38,12 @@ struct AdapterConfig {
   AdaDhpSchedule
       adadhp;  // target_num 0 = half of the adapted modules; tfinal 0 = 80% of total_steps
   std::optional<GateOptions> gate;  // the token gate `_S`
+  // LoRA and DoRA: PEFT's rank_pattern / alpha_pattern, per-module r and lora_alpha by key, in
+  // the file's order (module_patterns.h says which key applies to a module).
+  std::vector<std::pair<std::string, int64_t>> rank_pattern;
+  std::vector<std::pair<std::string, double>> alpha_pattern;
+  // AdaLoRA: PEFT's rank_pattern of a saved adapter, module name -> the triplets kept.
+  std::map<std::string, std::vector<bool>> adalora_rank_pattern;
   TargetSpec targets;
   std::string base_model_name_or_path;
   std::string task_type = "CAUSAL_LM";       // or "SEQ_CLS"
@@ -46,7 +53,8 @@ struct AdapterConfig {
 class PeftModel {
  public:
   // Attaches the adapters of `config` to `model` (not owned; must outlive this). `total_steps`
-  // drives the AdaLoRA and AdaDHP schedules; errors name the field (bad schedule, no match).
+  // drives the AdaLoRA and AdaDHP schedules; errors name the field (bad schedule, no match, a
+  // bad rank_pattern / alpha_pattern entry).
   static absl::StatusOr<std::unique_ptr<PeftModel>> Apply(torch::nn::Module* model,
                                                           AdapterConfig config,
                                                           int64_t total_steps);
@@ -63,16 +71,19 @@ class PeftModel {
 
   // AdaLoRA's orthogonality penalty; undefined for the other methods.
   torch::Tensor RegularizationLoss() const;
-  // Once per optimizer step, after the AdamW step, before zero_grad (1-based step).
+  // Once per optimizer step, after the AdamW step, before zero_grad, with the 1-based step (the
+  // optimizer steps done). AdaLoRA's allocator gets PEFT's global_step = step − 1.
   void AfterOptimizerStep(int64_t step);
 
-  // Per-module statistics for progress reports.
-  std::map<std::string, double> TakeGateSparsity();  // training window, modules with tokens
+  // Per-module statistics for progress reports. Gate sparsity: both figures of each module that
+  // counted a token in the window (TokenGate::Sparsity).
+  std::map<std::string, TokenGate::Sparsity> TakeGateSparsity();  // training window
   std::map<std::string, double> GateTaus() const;
   void BeginEval();
-  std::map<std::string, double> EvalGateSparsity() const;
-  std::map<std::string, int64_t> AdaLoraRanks() const;  // empty unless AdaLoRA
-  int64_t AdaDhpActiveModules() const;                  // -1 unless AdaDHP
+  std::map<std::string, TokenGate::Sparsity> EvalGateSparsity() const;
+  // Triplets each module's keep mask keeps; empty unless AdaLoRA.
+  std::map<std::string, int64_t> AdaLoraRanks() const;
+  int64_t AdaDhpActiveModules() const;  // -1 unless AdaDHP
 
   // Allocator, selector and gate states (not the trainable tensors).
   std::map<std::string, torch::Tensor> StateDict() const;

@@ -27,6 +27,7 @@ absl::Status ValidateSchedule(const AdaLoraSchedule& s) {
 }
 
 Budget BudgetAt(const AdaLoraSchedule& s, int64_t num_modules, int64_t step) {
+  // PEFT's budget_schedule, `step` being its global_step.
   const int64_t init_bgt = s.init_r * num_modules;
   const int64_t target_bgt = s.target_r * num_modules;
   if (step <= s.tinit) return {init_bgt, false};
@@ -95,16 +96,17 @@ void RankAllocator::MaskToBudget(int64_t budget) {
   }
 }
 
-void RankAllocator::Step(int64_t step) {
+void RankAllocator::Step(int64_t global_step) {
   const int64_t final_step = schedule_.total_step - schedule_.tfinal;
   const int64_t n = static_cast<int64_t>(modules_.size());
-  if (step < final_step) {
+  if (global_step < final_step) {
     UpdateImportance();
-    const Budget b = BudgetAt(schedule_, n, step);
+    const Budget b = BudgetAt(schedule_, n, global_step);
     if (b.mask) MaskToBudget(b.budget);
-  } else if (step == final_step && !frozen_) {
-    UpdateImportance();
-    MaskToBudget(BudgetAt(schedule_, n, step).budget);
+  } else if (global_step == final_step && !frozen_) {
+    // PEFT updates importance only while global_step < T − tfinal: the final mask ranks by the
+    // averages of the step before.
+    MaskToBudget(BudgetAt(schedule_, n, global_step).budget);
     frozen_ = true;
     for (auto& e : emas_) {
       for (auto& x : e) {
@@ -112,8 +114,8 @@ void RankAllocator::Step(int64_t step) {
         x.unc.zero_();
       }
     }
-  } else if (frozen_) {
-    // The pattern is frozen: E entries the optimizer moved are masked again every step.
+  } else {
+    // After the final mask: E entries the optimizer moved are masked again every step.
     for (auto& [name, m] : modules_) m->SetKeep(m->keep());
   }
 }

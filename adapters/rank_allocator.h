@@ -34,8 +34,9 @@ struct Budget {
   int64_t budget;
   bool mask;  // whether this step masks
 };
-// The budget at `step` (1-based optimizer step), for `num_modules` adapted modules.
-Budget BudgetAt(const AdaLoraSchedule& schedule, int64_t num_modules, int64_t step);
+// PEFT's budget_schedule(global_step) for `num_modules` adapted modules. `global_step` counts as
+// PEFT's training loops do: 0 after the first optimizer step (docs/methods.md, "AdaLoRA").
+Budget BudgetAt(const AdaLoraSchedule& schedule, int64_t num_modules, int64_t global_step);
 
 class RankAllocator {
  public:
@@ -43,16 +44,20 @@ class RankAllocator {
   RankAllocator(AdaLoraSchedule schedule,
                 std::vector<std::pair<std::string, AdaLoraAdapter*>> modules);
 
-  // Called once per optimizer step, after the AdamW step and before gradients are zeroed, with
-  // the 1-based step (PEFT's update_and_allocate). Updates importance while step < T − tfinal,
-  // masks on schedule, forces the final mask at T − tfinal and re-applies it afterwards.
-  void Step(int64_t step);
+  // PEFT's AdaLoraModel.update_and_allocate(global_step): called once per optimizer step, after
+  // the AdamW step and before gradients are zeroed, with global_step = optimizer steps done − 1.
+  // While global_step < T − tfinal it updates importance, then masks when the schedule says so;
+  // at global_step == T − tfinal it masks to target_bgt with the importance as it stands (no
+  // update that step) and freezes the pattern; after that it re-applies the frozen pattern.
+  void Step(int64_t global_step);
 
   // orth_reg_weight · mean over all A's and B's of ‖P − I‖_F.
   torch::Tensor OrthogonalityPenalty() const;
 
   // Module name -> keep mask, as exported in "rank_pattern".
   std::map<std::string, std::vector<bool>> RankPattern() const;
+  // Module name -> triplets the keep mask keeps (not E ≠ 0: E is 0 at init and masked entries
+  // regrow between maskings).
   std::map<std::string, int64_t> Ranks() const;
   bool frozen() const { return frozen_; }
 

@@ -1,5 +1,6 @@
 #include "adapters/token_gate.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -47,13 +48,16 @@ torch::Tensor ZeroScalar() { return torch::zeros({}, torch::kDouble); }
 struct FusedGateFunction : public torch::autograd::Function<FusedGateFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& base_in,
                                const torch::Tensor& delta_in, const torch::Tensor& mask_in,
-                               int64_t gate_ptr, double tau, bool training_window, bool counts) {
+                               int64_t gate_ptr, double tau, bool training_window, bool counts,
+                               int64_t sequence_length) {
     const torch::Tensor base = base_in.contiguous(), delta = delta_in.contiguous();
     const torch::Tensor mask = mask_in.contiguous();
     const int64_t n = base.size(0), d = base.size(1);
     torch::Tensor h = torch::empty_like(base);
     torch::Tensor on = torch::empty({n}, base.options());
     double on_real = 0, real = 0;
+    // Per sequence (TS-PEFT eq. 23): the sum of the sequences' sparsities and their number.
+    double sequence_sum = 0, sequences = 0, on_in_sequence = 0, real_in_sequence = 0;
     AT_DISPATCH_FLOATING_TYPES(base.scalar_type(), "token_gate_forward", [&] {
       const scalar_t* bp = base.data_ptr<scalar_t>();
       const scalar_t* dp = delta.data_ptr<scalar_t>();
@@ -79,10 +83,19 @@ struct FusedGateFunction : public torch::autograd::Function<FusedGateFunction> {
         }
         on_real += (is_on ? 1.0 : 0.0) * mp[i];
         real += mp[i];
+        on_in_sequence += (is_on ? 1.0 : 0.0) * mp[i];
+        real_in_sequence += mp[i];
+        if ((i + 1) % sequence_length == 0) {
+          if (real_in_sequence > 0) {
+            sequence_sum += 1.0 - on_in_sequence / real_in_sequence;
+            sequences += 1;
+          }
+          on_in_sequence = real_in_sequence = 0;
+        }
       }
     });
     auto* gate = reinterpret_cast<TokenGate*>(gate_ptr);
-    if (counts) gate->AddCounts(on_real, real, training_window);
+    if (counts) gate->AddCounts(on_real, real, sequence_sum, sequences, training_window);
     ctx->save_for_backward({delta, on, mask});
     ctx->saved_data["gate"] = gate_ptr;
     return h;
@@ -130,6 +143,7 @@ struct FusedGateFunction : public torch::autograd::Function<FusedGateFunction> {
             torch::Tensor(),
             torch::Tensor(),
             torch::Tensor(),
+            torch::Tensor(),
             torch::Tensor()};
   }
 };
@@ -141,17 +155,53 @@ TokenGate::TokenGate(std::shared_ptr<Adapter> inner, GateOptions options,
     : inner_(register_module("inner", std::move(inner))),
       options_(options),
       context_(std::move(context)),
-      g_accum_(ZeroScalar()),
-      train_on_(ZeroScalar()),
-      train_total_(ZeroScalar()),
-      eval_on_(ZeroScalar()),
-      eval_total_(ZeroScalar()) {}
+      g_accum_(ZeroScalar()) {
+  train_.Reset();
+  eval_.Reset();
+}
+
+void TokenGate::Window::Reset() {
+  on = ZeroScalar();
+  total = ZeroScalar();
+  sequence_sum = ZeroScalar();
+  sequences = ZeroScalar();
+}
+
+TokenGate::Sparsity TokenGate::Window::Read() const {
+  Sparsity out;
+  const double tokens = total.item<double>();
+  if (tokens > 0) out.per_token = 1.0 - on.item<double>() / tokens;
+  const double n = sequences.item<double>();
+  if (n > 0) out.per_sequence = sequence_sum.item<double>() / n;
+  return out;
+}
 
 torch::Tensor TokenGate::TokenMask(int64_t tokens, const torch::TensorOptions& options) const {
   if (context_ && context_->token_mask.defined() && context_->token_mask.numel() == tokens) {
     return context_->token_mask.reshape({tokens}).to(options);
   }
   return torch::ones({tokens}, options);
+}
+
+int64_t TokenGate::SequenceLength(const torch::Tensor& x, int64_t tokens) const {
+  int64_t t = tokens;
+  if (context_ && context_->token_mask.defined() && context_->token_mask.dim() == 2 &&
+      context_->token_mask.numel() == tokens) {
+    t = context_->token_mask.size(1);
+  } else if (x.dim() >= 3) {
+    t = x.size(-2);
+  }
+  return std::max<int64_t>(t, 1);
+}
+
+void TokenGate::AddWindow(const torch::Tensor& on_real, const torch::Tensor& real,
+                          const torch::Tensor& sequence_sparsity_sum,
+                          const torch::Tensor& sequences, bool training_window) {
+  Window& w = training_window ? train_ : eval_;
+  w.on.add_(on_real.to(torch::kDouble).cpu());
+  w.total.add_(real.to(torch::kDouble).cpu());
+  w.sequence_sum.add_(sequence_sparsity_sum.to(torch::kDouble).cpu());
+  w.sequences.add_(sequences.to(torch::kDouble).cpu());
 }
 
 torch::Tensor TokenGate::Forward(const torch::Tensor& x, const torch::Tensor& weight,
@@ -166,7 +216,8 @@ torch::Tensor TokenGate::Forward(const torch::Tensor& x, const torch::Tensor& we
   if (GemmCovers(base) && base.scalar_type() == delta.scalar_type()) {
     mask = TokenMask(base.size(0), base.options());
     return FusedGateFunction::apply(base, delta, mask, reinterpret_cast<int64_t>(this), tau_,
-                                    training_window, inner_->IsActive())
+                                    training_window, inner_->IsActive(),
+                                    SequenceLength(x, base.size(0)))
         .view(out_shape);
   }
   {
@@ -176,15 +227,15 @@ torch::Tensor TokenGate::Forward(const torch::Tensor& x, const torch::Tensor& we
     mask = TokenMask(on.size(0), on.options());
     const bool counts = inner_->IsActive();  // AdaLoRA at rank 0 / pruned AdaDHP: left out
     if (counts) {
-      torch::Tensor on_real = (on * mask).sum().to(torch::kDouble);
-      torch::Tensor real = mask.sum().to(torch::kDouble);
-      if (training_window) {
-        train_on_.add_(on_real);
-        train_total_.add_(real);
-      } else {
-        eval_on_.add_(on_real);
-        eval_total_.add_(real);
-      }
+      const int64_t t = SequenceLength(x, on.size(0));
+      torch::Tensor on_seq = (on * mask).to(torch::kDouble).view({-1, t}).sum(1);
+      torch::Tensor real_seq = mask.to(torch::kDouble).view({-1, t}).sum(1);
+      torch::Tensor has_tokens = real_seq.gt(0);
+      // Sequences of padding only have no sparsity (TS-PEFT eq. 23 averages over samples).
+      torch::Tensor seq_sparsity = torch::where(has_tokens, 1.0 - on_seq / real_seq.clamp_min(1.0),
+                                                torch::zeros_like(real_seq));
+      AddWindow(on_seq.sum(), real_seq.sum(), seq_sparsity.sum(), has_tokens.sum(),
+                training_window);
     }
   }
   torch::Tensor h;
@@ -212,14 +263,13 @@ void TokenGate::AccumulateBackward(const torch::Tensor& mu, const torch::Tensor&
   g_accum_.add_(g.sum().to(torch::kDouble).cpu());
 }
 
-void TokenGate::AddCounts(double on_real, double real, bool training_window) {
-  if (training_window) {
-    train_on_.add_(on_real);
-    train_total_.add_(real);
-  } else {
-    eval_on_.add_(on_real);
-    eval_total_.add_(real);
-  }
+void TokenGate::AddCounts(double on_real, double real, double sequence_sparsity_sum,
+                          double sequences, bool training_window) {
+  Window& w = training_window ? train_ : eval_;
+  w.on.add_(on_real);
+  w.total.add_(real);
+  w.sequence_sum.add_(sequence_sparsity_sum);
+  w.sequences.add_(sequences);
 }
 
 void TokenGate::AddBackward(torch::Tensor mu, double g) {
@@ -240,23 +290,15 @@ void TokenGate::UpdateTau() {
   tau_ += options_.alpha * options_.s * m_hat / (std::sqrt(v_hat) + options_.eps);
 }
 
-double TokenGate::TakeTrainSparsity() {
-  const double total = train_total_.item<double>();
-  const double on = train_on_.item<double>();
-  train_on_.zero_();
-  train_total_.zero_();
-  return total > 0 ? 1.0 - on / total : -1.0;
+TokenGate::Sparsity TokenGate::TakeTrainSparsity() {
+  const Sparsity out = train_.Read();
+  train_.Reset();
+  return out;
 }
 
-void TokenGate::BeginEval() {
-  eval_on_.zero_();
-  eval_total_.zero_();
-}
+void TokenGate::BeginEval() { eval_.Reset(); }
 
-double TokenGate::EvalSparsity() const {
-  const double total = eval_total_.item<double>();
-  return total > 0 ? 1.0 - eval_on_.item<double>() / total : -1.0;
-}
+TokenGate::Sparsity TokenGate::EvalSparsity() const { return eval_.Read(); }
 
 std::pair<torch::Tensor, torch::Tensor> TokenGate::Merged(const torch::Tensor&,
                                                           const torch::Tensor&) const {

@@ -64,12 +64,18 @@ class TokenGate : public Adapter {
   // g accumulated so far in this step (before UpdateTau consumes it).
   double PendingTauGradient() const;
 
-  // Sparsity = 1 − (tokens on)/(tokens) over non-padding tokens. The training window is read and
-  // reset by TakeTrainSparsity; the evaluation window by BeginEval / EvalSparsity. −1 when the
-  // window saw no token.
-  double TakeTrainSparsity();
+  // Sparsity over a window, padding excluded. `per_sequence` is the paper's (TS-PEFT eq. 23):
+  // 1 − (tokens on)/(tokens) of each sequence, averaged over the window's sequences; `per_token`
+  // pools the tokens first, 1 − Σ on / Σ tokens, so long sequences weigh more. They differ when
+  // lengths vary. The training window is read and reset by TakeTrainSparsity; the evaluation
+  // window by BeginEval / EvalSparsity. Both −1 when the window saw no token.
+  struct Sparsity {
+    double per_sequence = -1;
+    double per_token = -1;
+  };
+  Sparsity TakeTrainSparsity();
   void BeginEval();
-  double EvalSparsity() const;
+  Sparsity EvalSparsity() const;
 
   const std::shared_ptr<Adapter>& inner() const { return inner_; }
   const GateOptions& options() const { return options_; }
@@ -84,12 +90,21 @@ class TokenGate : public Adapter {
   void AccumulateBackward(const torch::Tensor& mu, const torch::Tensor& on,
                           const torch::Tensor& mask);
   // The fused CPU node's share of the same bookkeeping, already summed: tokens on and real tokens
-  // of a forward; μ and g of a backward.
-  void AddCounts(double on_real, double real, bool training_window);
+  // of a forward, the sum of its sequences' sparsities and how many sequences had a real token;
+  // μ and g of a backward.
+  void AddCounts(double on_real, double real, double sequence_sparsity_sum, double sequences,
+                 bool training_window);
   void AddBackward(torch::Tensor mu, double g);
 
  private:
   torch::Tensor TokenMask(int64_t tokens, const torch::TensorOptions& options) const;
+  // Tokens per sequence of a forward over `tokens` tokens: the token mask's row length, else the
+  // input's second-to-last dimension ((B, T, in)), else all of them (one sequence).
+  int64_t SequenceLength(const torch::Tensor& x, int64_t tokens) const;
+  // Adds one forward's counts to the training or the evaluation window.
+  void AddWindow(const torch::Tensor& on_real, const torch::Tensor& real,
+                 const torch::Tensor& sequence_sparsity_sum, const torch::Tensor& sequences,
+                 bool training_window);
 
   std::shared_ptr<Adapter> inner_;
   GateOptions options_;
@@ -97,9 +112,15 @@ class TokenGate : public Adapter {
   double tau_ = 0.0;
   double m_ = 0.0, v_ = 0.0;
   int64_t k_ = 0;
-  torch::Tensor g_accum_;                 // 0-dim double
-  torch::Tensor train_on_, train_total_;  // 0-dim double counters
-  torch::Tensor eval_on_, eval_total_;
+  torch::Tensor g_accum_;  // 0-dim double
+  // One window's 0-dim double counters: tokens on and real tokens; Σ over sequences of their
+  // sparsity, and the number of sequences.
+  struct Window {
+    torch::Tensor on, total, sequence_sum, sequences;
+    void Reset();
+    Sparsity Read() const;
+  };
+  Window train_, eval_;
   torch::Tensor last_mu_;
 };
 

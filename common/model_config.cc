@@ -76,6 +76,8 @@ int64_t ModelConfig::NumParameters() const {
                   + 3 * hidden_size * intermediate_size                     // mlp
                   + 2 * hidden_size;                                        // norms
   if (attention_bias) layer += q + 2 * kv;
+  if (o_proj_bias) layer += hidden_size;
+  if (mlp_bias) layer += 2 * intermediate_size + hidden_size;
   int64_t total = vocab_size * hidden_size + num_hidden_layers * layer + hidden_size;
   if (sequence_classification) {
     total += num_labels * hidden_size;
@@ -118,6 +120,10 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text) {
   RETURN_IF_ERROR(Get(j, "torch_dtype", &c.torch_dtype, false));
   c.attention_bias = c.model_type == "qwen2" || c.architecture.rfind("Qwen2", 0) == 0;
   RETURN_IF_ERROR(Get(j, "attention_bias", &c.attention_bias, false));
+  if (c.architecture.rfind("Llama", 0) == 0) {
+    c.o_proj_bias = c.attention_bias;
+    RETURN_IF_ERROR(Get(j, "mlp_bias", &c.mlp_bias, false));
+  }
   RETURN_IF_ERROR(GetTokenId(j, "bos_token_id", &c.bos_token_id));
   RETURN_IF_ERROR(GetTokenId(j, "eos_token_id", &c.eos_token_id));
   RETURN_IF_ERROR(GetTokenId(j, "pad_token_id", &c.pad_token_id));
@@ -219,6 +225,7 @@ std::string ModelConfigJson(const ModelConfig& c) {
             {"bos_token_id", c.bos_token_id},
             {"eos_token_id", c.eos_token_id}};
   if (c.pad_token_id >= 0) j["pad_token_id"] = c.pad_token_id;
+  if (c.mlp_bias) j["mlp_bias"] = true;
   if (c.llama3_rope) {
     j["rope_scaling"] = {
         {"rope_type", "llama3"},

@@ -35,7 +35,11 @@ struct ModelConfig {
   std::optional<Llama3RopeScaling> llama3_rope;
   int64_t max_position_embeddings = 2048;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;           // q/k/v bias (Qwen2: true, without o_proj bias)
+  bool attention_bias = false;  // q/k/v bias (Qwen2: true, without o_proj bias)
+  // HF's Llama gives o_proj the bias of attention_bias, and gate/up/down_proj that of mlp_bias
+  // (transformers 4.41+); Mistral and Qwen2 have neither.
+  bool o_proj_bias = false;
+  bool mlp_bias = false;
   bool sequence_classification = false;  // *ForSequenceClassification
   int64_t num_labels = 2;
   std::vector<std::string> id2label;

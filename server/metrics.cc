@@ -130,7 +130,7 @@ struct JobSeriesEntry {
   Gauge* progress = nullptr;
   Gauge* eta = nullptr;
   Gauge* adadhp_active = nullptr;
-  std::map<std::string, Gauge*> sparsity, tau, rank;  // by module label
+  std::map<std::string, Gauge*> sparsity, token_sparsity, tau, rank;  // by module label
 };
 
 struct Metrics::Impl {
@@ -172,9 +172,13 @@ struct Metrics::Impl {
                              "Optimizer steps done / total steps.")),
         eta(GaugeFamily(*registry, "peftd_job_eta_seconds",
                         "Estimated seconds until the job finishes training.")),
-        gate_sparsity(GaugeFamily(
-            *registry, "peftd_gate_sparsity_ratio",
-            "Fraction of tokens the token gate left unchanged, per module (layer.projection).")),
+        gate_sparsity(GaugeFamily(*registry, "peftd_gate_sparsity_ratio",
+                                  "Token gate sparsity as the paper defines it: the fraction of "
+                                  "each sequence's tokens left unchanged, averaged over the "
+                                  "window's sequences, per module (layer.projection).")),
+        gate_token_sparsity(GaugeFamily(*registry, "peftd_gate_token_sparsity_ratio",
+                                        "Fraction of all the window's tokens the token gate left "
+                                        "unchanged (token-weighted), per module.")),
         gate_tau(GaugeFamily(*registry, "peftd_gate_tau",
                              "Token gate threshold tau, per module (layer.projection).")),
         adalora_rank(GaugeFamily(*registry, "peftd_adalora_rank",
@@ -222,6 +226,7 @@ struct Metrics::Impl {
     Drop(s.eta, eta);
     Drop(s.adadhp_active, adadhp_active);
     for (auto& [m, g] : s.sparsity) Drop(g, gate_sparsity);
+    for (auto& [m, g] : s.token_sparsity) Drop(g, gate_token_sparsity);
     for (auto& [m, g] : s.tau) Drop(g, gate_tau);
     for (auto& [m, g] : s.rank) Drop(g, adalora_rank);
   }
@@ -245,6 +250,7 @@ struct Metrics::Impl {
   Family<Gauge>& progress;
   Family<Gauge>& eta;
   Family<Gauge>& gate_sparsity;
+  Family<Gauge>& gate_token_sparsity;
   Family<Gauge>& gate_tau;
   Family<Gauge>& adalora_rank;
   Family<Gauge>& adadhp_active;
@@ -338,6 +344,8 @@ void Metrics::UpdateJobProgress(const std::string& job_id, v1::Method method,
   if (p.eta_seconds() > 0) m.JobGauge(s.eta, m.eta, job_id)->Set(p.eta_seconds());
   for (const auto& g : p.gates()) {
     Impl::SetModule(s.sparsity, m.gate_sparsity, job_id, g.module(), g.sparsity());
+    Impl::SetModule(s.token_sparsity, m.gate_token_sparsity, job_id, g.module(),
+                    g.token_sparsity());
     Impl::SetModule(s.tau, m.gate_tau, job_id, g.module(), g.tau());
   }
   for (const auto& r : p.adalora_ranks()) {

@@ -22,7 +22,8 @@
 //   peftd_train_tokens_per_second{job_id}             gauge
 //   peftd_job_progress_ratio{job_id}                  gauge, step / total_steps in [0, 1]
 //   peftd_job_eta_seconds{job_id}                     gauge, when the worker knows it
-//   peftd_gate_sparsity_ratio{job_id,module}          gauge, token gate on
+//   peftd_gate_sparsity_ratio{job_id,module}          gauge, token gate on, per sequence
+//   peftd_gate_token_sparsity_ratio{job_id,module}    gauge, token gate on, token-weighted
 //   peftd_gate_tau{job_id,module}                     gauge, token gate on
 //   peftd_adalora_rank{job_id,module}                 gauge, AdaLoRA
 //   peftd_adadhp_active_modules{job_id}               gauge, AdaDHP

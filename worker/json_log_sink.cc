@@ -66,7 +66,9 @@ void JsonLogSink::OnStep(const train::StepMetrics& m) {
             {"eta_seconds", m.eta_seconds}};
   if (!m.gate_sparsity_by_module.empty() || !m.gate_tau_by_module.empty()) {
     j["gate_sparsity"] = m.gate_sparsity;
+    j["gate_token_sparsity"] = m.gate_token_sparsity;
     j["gate_sparsity_by_module"] = m.gate_sparsity_by_module;
+    j["gate_token_sparsity_by_module"] = m.gate_token_sparsity_by_module;
     j["gate_tau_by_module"] = m.gate_tau_by_module;
   }
   if (!m.adalora_rank_by_module.empty()) j["adalora_rank_by_module"] = m.adalora_rank_by_module;
@@ -79,7 +81,9 @@ void JsonLogSink::OnEval(const train::EvalMetrics& m) {
   if (m.accuracy >= 0) j["accuracy"] = m.accuracy;
   if (!m.gate_sparsity_by_module.empty()) {
     j["gate_sparsity"] = m.gate_sparsity;
+    j["gate_token_sparsity"] = m.gate_token_sparsity;
     j["gate_sparsity_by_module"] = m.gate_sparsity_by_module;
+    j["gate_token_sparsity_by_module"] = m.gate_token_sparsity_by_module;
   }
   Write("eval", std::move(j));
 }

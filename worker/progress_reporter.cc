@@ -66,6 +66,7 @@ void ProgressReporter::OnStep(const train::StepMetrics& m) {
   p->set_grad_norm(m.grad_norm);
   p->set_tokens_per_second(m.tokens_per_second);
   p->set_gate_sparsity(m.gate_sparsity);
+  p->set_gate_token_sparsity(m.gate_token_sparsity);
   p->clear_gates();
   for (const auto& [module, sparsity] : m.gate_sparsity_by_module) {
     auto* g = p->add_gates();
@@ -73,6 +74,8 @@ void ProgressReporter::OnStep(const train::StepMetrics& m) {
     g->set_sparsity(sparsity);
     auto tau = m.gate_tau_by_module.find(module);
     if (tau != m.gate_tau_by_module.end()) g->set_tau(tau->second);
+    auto tokens = m.gate_token_sparsity_by_module.find(module);
+    if (tokens != m.gate_token_sparsity_by_module.end()) g->set_token_sparsity(tokens->second);
   }
   p->clear_adalora_ranks();
   for (const auto& [module, rank] : m.adalora_rank_by_module) {

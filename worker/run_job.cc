@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -180,24 +181,84 @@ absl::Status Publish(const fs::path& tmp, const fs::path& dir) {
 // Why `peft` cannot become a plain HF checkpoint of the same architecture, or "".
 std::string UnmergeableReason(adapters::PeftModel& peft) {
   if (peft.config().gate) return "a token-gated adapter changes only some tokens";
-  if (peft.config().method != adapters::MethodKind::kHut) return "";
-  // HUT's β shifts the output: on a bias-free layer the merged layer needs a bias that a LLaMA
-  // config.json cannot declare per projection.
-  std::vector<std::string> bias_free;
-  for (const auto& [name, linear] : peft.linears()) {
-    if (!linear->bias.defined()) bias_free.push_back(name);
+  return "";
+}
+
+// The biases a merged model holds beyond its base's, and how its config.json declares them.
+// HUT's merge gives every adapted layer a bias (b = γ⊙b0 + β). HF's Llama declares biases per
+// group, for every layer alike: attention_bias for q/k/v/o_proj, mlp_bias for gate/up/down_proj
+// (transformers 4.41+). A group that gains a bias anywhere gets the flag, and zero biases
+// wherever the base had none, so that the folder loads as the same function.
+struct MergedBiases {
+  bool changed = false;  // the merge adds a bias somewhere
+  bool attention_bias = false;
+  bool mlp_bias = false;
+  std::map<std::string, torch::Tensor> zeros;  // "model.layers.0.self_attn.k_proj.bias" -> 0
+  std::string why_not;  // non-empty when the base's config.json cannot declare them
+};
+
+MergedBiases PlanMergedBiases(model::LlamaImpl& llama, adapters::PeftModel& peft) {
+  MergedBiases plan;
+  const model::ModelConfig& mc = llama.config();
+  plan.attention_bias = mc.attention_bias;
+  plan.mlp_bias = mc.mlp_bias;
+  if (peft.config().method != adapters::MethodKind::kHut) return plan;
+  enum Group { kAttention, kMlp, kOther };
+  auto group_of = [](const std::string& name) {
+    for (const char* p :
+         {".self_attn.q_proj", ".self_attn.k_proj", ".self_attn.v_proj", ".self_attn.o_proj"}) {
+      if (absl::EndsWith(name, p)) return kAttention;
+    }
+    for (const char* p : {".mlp.gate_proj", ".mlp.up_proj", ".mlp.down_proj"}) {
+      if (absl::EndsWith(name, p)) return kMlp;
+    }
+    return kOther;
+  };
+  std::vector<std::pair<std::string, adapters::LinearImpl*>> bias_free[3];
+  bool gains[3] = {false, false, false};
+  for (const auto& item : llama.named_modules()) {
+    auto* linear = item.value()->as<adapters::LinearImpl>();
+    if (linear == nullptr || linear->bias.defined()) continue;
+    const Group g = group_of(item.key());
+    if (peft.linears().count(item.key())) {
+      gains[g] = true;
+      plan.changed = true;
+    } else {
+      bias_free[g].emplace_back(item.key(), linear);
+    }
   }
-  if (bias_free.empty()) return "";
-  return absl::StrCat(
-      "HUT's beta would add a bias to bias-free layers (", bias_free.front(),
-      bias_free.size() > 1 ? absl::StrCat(" and ", bias_free.size() - 1, " more") : std::string(),
-      ") that the base model's config.json cannot declare");
+  if (!plan.changed) return plan;
+  const bool llama_arch = absl::StartsWith(mc.architecture, "Llama");
+  std::string undeclarable;
+  for (const auto& [name, linear] : peft.linears()) {
+    if (linear->bias.defined()) continue;
+    if (!llama_arch || group_of(name) == kOther) {
+      undeclarable = name;
+      break;
+    }
+  }
+  if (!undeclarable.empty()) {
+    plan.why_not =
+        absl::StrCat("HUT's beta adds a bias to ", undeclarable, ", which a ", mc.architecture,
+                     " config.json cannot declare (only Llama's attention_bias and mlp_bias can)");
+    return plan;
+  }
+  plan.attention_bias = plan.attention_bias || gains[kAttention];
+  plan.mlp_bias = plan.mlp_bias || gains[kMlp];
+  for (Group g : {kAttention, kMlp}) {
+    if (g == kAttention ? !plan.attention_bias : !plan.mlp_bias) continue;
+    for (const auto& [name, linear] : bias_free[g]) {
+      plan.zeros[name + ".bias"] = torch::zeros({linear->out_features()}, linear->weight.options());
+    }
+  }
+  return plan;
 }
 
 // The merged model folder: config.json of the trained model, the tokenizer files, and the
 // merged weights.
-absl::Status ExportMerged(train::PeftLlama& model, const fs::path& base_dir, const fs::path& tmp,
-                          const v1::JobSpec& spec, const std::atomic<bool>* cancelled) {
+absl::Status ExportMerged(train::PeftLlama& model, const MergedBiases& biases,
+                          const fs::path& base_dir, const fs::path& tmp, const v1::JobSpec& spec,
+                          const std::atomic<bool>* cancelled) {
   std::error_code ec;
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
@@ -208,6 +269,10 @@ absl::Status ExportMerged(train::PeftLlama& model, const fs::path& base_dir, con
   const model::ModelConfig& mc = model.model()->config();
   config["architectures"] = {mc.architecture};
   config["torch_dtype"] = "float32";
+  if (biases.changed) {
+    config["attention_bias"] = biases.attention_bias;
+    config["mlp_bias"] = biases.mlp_bias;
+  }
   if (mc.sequence_classification) {
     json id2label = json::object(), label2id = json::object();
     for (int64_t i = 0; i < mc.num_labels; ++i) {
@@ -228,7 +293,8 @@ absl::Status ExportMerged(train::PeftLlama& model, const fs::path& base_dir, con
     if (ec) return absl::InternalError(absl::StrCat("copying ", name, ": ", ec.message()));
   }
   if (IsCancelled(cancelled)) return CancelledWhile("exporting the merged model");
-  return adapters::SaveMergedWeights(model.peft(), (tmp / "model.safetensors").string());
+  return adapters::SaveMergedWeights(model.peft(), (tmp / "model.safetensors").string(),
+                                     biases.zeros);
 }
 
 absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* sink,
@@ -359,14 +425,19 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   sink->OnLog(LogLevel::kInfo, absl::StrCat("adapter written to ", out.adapter_dir));
 
   if (spec.export_merged()) {
-    const std::string why_not = UnmergeableReason(trainable.peft());
+    std::string why_not = UnmergeableReason(trainable.peft());
+    MergedBiases biases;
+    if (why_not.empty()) {
+      biases = PlanMergedBiases(*trainable.model(), trainable.peft());
+      why_not = biases.why_not;
+    }
     if (!why_not.empty()) {
       sink->OnLog(LogLevel::kWarning,
                   absl::StrCat("export_merged: no merged model: ", why_not,
                                "; load the base model with the adapter instead"));
     } else {
       const fs::path merged_tmp = work / "merged.tmp";
-      RETURN_IF_ERROR(ExportMerged(trainable, model_dir, merged_tmp, spec, cancelled));
+      RETURN_IF_ERROR(ExportMerged(trainable, biases, model_dir, merged_tmp, spec, cancelled));
       if (IsCancelled(cancelled)) return CancelledWhile("exporting the merged model");
       RETURN_IF_ERROR(Publish(merged_tmp, work / "merged"));
       out.merged_dir = (work / "merged").string();

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "adapters/peft_model.h"
 #include "adapters/rank_allocator.h"
 
 namespace peftd::adapters {
@@ -103,6 +104,41 @@ TEST(AdaLoraBudget, WorkedExampleOfMethodsMd) {
   EXPECT_EQ(BudgetAt(s, 64, 900).budget, 512);
 }
 
+// docs/methods.md's schedule table: 4 modules 12 -> 8, T = 10, tinit = 2, tfinal = 3,
+// delta_t = 1, by PEFT's global_step.
+TEST(AdaLoraBudget, WorkedExampleOfDocsScheduleTable) {
+  AdaLoraSchedule s{
+      .init_r = 12, .target_r = 8, .tinit = 2, .tfinal = 3, .delta_t = 1, .total_step = 10};
+  const int64_t budgets[] = {48, 48, 48, 40, 35, 33, 32, 32};
+  const bool masks[] = {false, false, false, true, true, true, true, true};
+  for (int g = 0; g <= 7; ++g) {
+    EXPECT_EQ(BudgetAt(s, 4, g).budget, budgets[g]) << g;
+    EXPECT_EQ(BudgetAt(s, 4, g).mask, masks[g]) << g;
+  }
+}
+
+TEST(AdaLora, RankIsTheKeepMaskNotTheNonZeroEntriesOfE) {
+  torch::manual_seed(13);
+  Linear base = MakeBase();
+  auto a = std::make_shared<AdaLoraAdapter>(*base, AdaLoraOptions{.init_r = 4, .alpha = 8});
+  // E = 0 at init: every triplet is still kept.
+  EXPECT_EQ(a->Rank(), 4);
+  EXPECT_TRUE(a->IsActive());
+  a->SetKeep({true, false, true, false});
+  {
+    torch::NoGradGuard no_grad;
+    a->lora_E.fill_(0.5);  // the optimizer regrows masked entries between maskings
+  }
+  EXPECT_EQ(a->Rank(), 2);
+  a->SetKeep({false, false, false, false});
+  {
+    torch::NoGradGuard no_grad;
+    a->lora_E.fill_(0.5);
+  }
+  EXPECT_EQ(a->Rank(), 0);
+  EXPECT_FALSE(a->IsActive());
+}
+
 TEST(AdaLoraBudget, RefusesSchedulesThatCannotWork) {
   AdaLoraSchedule ok{.init_r = 12, .target_r = 8, .tinit = 100, .tfinal = 200, .total_step = 1000};
   EXPECT_TRUE(ValidateSchedule(ok).ok());
@@ -146,13 +182,13 @@ TEST_F(AllocatorTest, ImportanceEmasMatchHandComputation) {
   RankAllocator alloc(s, Named());
   torch::Tensor ipt_bar = torch::zeros_like(mods[0]->lora_A),
                 unc_bar = torch::zeros_like(mods[0]->lora_A);
-  for (int step = 1; step <= 2; ++step) {
+  for (int global_step = 0; global_step < 2; ++global_step) {
     for (auto& m : mods) m->zero_grad();
     Backward();
     torch::Tensor ipt = (mods[0]->lora_A * mods[0]->lora_A.grad()).abs();
     ipt_bar = 0.85 * ipt_bar + 0.15 * ipt;
     unc_bar = 0.85 * unc_bar + 0.15 * (ipt - ipt_bar).abs();
-    alloc.Step(step);
+    alloc.Step(global_step);
   }
   const auto state = alloc.StateDict();
   EXPECT_TRUE(torch::allclose(state.at("m0.A.ipt"), ipt_bar, 1e-14, 0));
@@ -169,7 +205,7 @@ TEST_F(AllocatorTest, MaskingZeroesExactlyTheLowestTriplets) {
   AdaLoraSchedule s{.init_r = 3, .target_r = 1, .tinit = 0, .tfinal = 0, .total_step = 100};
   RankAllocator alloc(s, Named());
   Backward();
-  alloc.Step(1);  // importance from one step
+  alloc.Step(0);  // importance from one step; global_step 0 <= tinit: no mask
   std::vector<torch::Tensor> scores = alloc.TripletScores();
   torch::Tensor all = torch::cat(scores);
   torch::Tensor sorted = std::get<0>(all.sort());
@@ -198,9 +234,10 @@ TEST_F(AllocatorTest, NonPositiveKMasksNothing) {
 TEST_F(AllocatorTest, FinalMaskFreezesThePatternAndIsReapplied) {
   AdaLoraSchedule s{.init_r = 3, .target_r = 1, .tinit = 0, .tfinal = 2, .total_step = 4};
   RankAllocator alloc(s, Named());
-  for (int step = 1; step <= 2; ++step) {
+  for (int global_step = 0; global_step <= 2; ++global_step) {
+    EXPECT_FALSE(alloc.frozen()) << global_step;
     Backward();
-    alloc.Step(step);
+    alloc.Step(global_step);
   }
   EXPECT_TRUE(alloc.frozen());
   EXPECT_EQ(alloc.Ranks().at("m0") + alloc.Ranks().at("m1"), 2);
@@ -212,6 +249,49 @@ TEST_F(AllocatorTest, FinalMaskFreezesThePatternAndIsReapplied) {
   alloc.Step(3);
   EXPECT_EQ(alloc.RankPattern(), pattern);
   EXPECT_EQ(alloc.Ranks().at("m0") + alloc.Ranks().at("m1"), 2);
+  for (int m = 0; m < 2; ++m) {
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(mods[m]->lora_E[i].item<double>() == 0.0, !pattern.at(Named()[m].first)[i]);
+    }
+  }
+}
+
+// PEFT's update_and_allocate updates importance only while global_step < T − tfinal: the final
+// mask at T − tfinal ranks by the averages of the step before, whatever that step's gradients.
+TEST_F(AllocatorTest, FinalMaskRanksByTheImportanceOfTheStepBefore) {
+  AdaLoraSchedule s{
+      .init_r = 3, .target_r = 1, .tinit = 2, .tfinal = 3, .delta_t = 1, .total_step = 10};
+  RankAllocator alloc(s, Named());
+  for (int global_step = 0; global_step < 7; ++global_step) {
+    for (auto& m : mods) m->zero_grad();
+    Backward();
+    alloc.Step(global_step);
+  }
+  ASSERT_FALSE(alloc.frozen());
+  // The mask at target_bgt = 2 of the scores as they stand after global_step 6.
+  torch::Tensor scores = torch::cat(alloc.TripletScores());
+  const double threshold = std::get<0>(torch::kthvalue(scores, 6 - 2)).item<double>();
+  torch::Tensor expected = scores.gt(threshold);
+  // Gradients that would turn the ranking upside down if this step's importance counted.
+  {
+    torch::NoGradGuard no_grad;
+    for (int m = 0; m < 2; ++m) {
+      torch::Tensor low = expected.slice(0, 3 * m, 3 * m + 3).logical_not().to(torch::kDouble);
+      mods[m]->lora_A.mutable_grad() = 1e6 * low.unsqueeze(1).expand({3, kIn}).clone();
+      mods[m]->lora_E.mutable_grad() = 1e6 * low.unsqueeze(1).clone();
+      mods[m]->lora_B.mutable_grad() = 1e6 * low.unsqueeze(0).expand({kOut, 3}).clone();
+    }
+  }
+  alloc.Step(7);
+  EXPECT_TRUE(alloc.frozen());
+  for (int m = 0; m < 2; ++m) {
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(mods[m]->keep()[i], expected[3 * m + i].item<bool>()) << m << "," << i;
+    }
+  }
+  EXPECT_EQ(alloc.Ranks().at("m0") + alloc.Ranks().at("m1"), 2);
+  // The importance averages start over once the pattern is final, as PEFT's reset_ipt.
+  EXPECT_EQ(alloc.StateDict().at("m0.A.ipt").abs().sum().item<double>(), 0.0);
 }
 
 TEST_F(AllocatorTest, OrthogonalityPenaltyIsTheMeanOfFrobeniusResiduals) {
@@ -256,10 +336,54 @@ TEST_F(AllocatorTest, StateRoundTripContinuesIdentically) {
       .init_r = 3, .target_r = 1, .tinit = 0, .tfinal = 0, .delta_t = 1, .total_step = 100};
   RankAllocator a(s, Named());
   Backward();
-  a.Step(1);
+  a.Step(1);  // global_step 1 > tinit: importance and a mask
   RankAllocator b(s, Named());
   ASSERT_TRUE(b.LoadStateDict(a.StateDict()).ok());
   EXPECT_TRUE(torch::equal(torch::cat(a.TripletScores()), torch::cat(b.TripletScores())));
+}
+
+// Four adapted Linears named m0..m3, for PeftModel.
+struct FourImpl : torch::nn::Module {
+  FourImpl() {
+    for (int i = 0; i < 4; ++i) {
+      linears.push_back(register_module("m" + std::to_string(i), MakeBase()));
+    }
+  }
+  std::vector<Linear> linears;
+};
+TORCH_MODULE(Four);
+
+// The trainer's optimizer step k is PEFT's global_step k − 1 (PEFT's training loops count
+// update_and_allocate's argument from 0): docs/methods.md's table, 4 modules 12 -> 8, T = 10,
+// tinit = 2, tfinal = 3, delta_t = 1.
+TEST(AdaLoraSchedule, OptimizerStepKIsPeftsGlobalStepKMinusOne) {
+  torch::manual_seed(21);
+  Four model;
+  AdapterConfig c;
+  c.method = MethodKind::kAdaLora;
+  c.adalora = {.init_r = 12, .alpha = 24};
+  c.adalora_schedule = {.target_r = 8, .tinit = 2, .tfinal = 3, .delta_t = 1};
+  c.targets.target_modules = {"m0", "m1", "m2", "m3"};
+  auto peft = PeftModel::Apply(model.get(), c, /*total_steps=*/10);
+  ASSERT_TRUE(peft.ok()) << peft.status();
+  const int64_t want[] = {48, 48, 48, 40, 35, 33, 32, 32, 32, 32};
+  for (int k = 1; k <= 10; ++k) {
+    model->zero_grad();
+    torch::Tensor x = torch::randn({4, kIn}, torch::kDouble);
+    torch::Tensor loss = torch::zeros({}, torch::kDouble);
+    for (auto& l : model->linears) {
+      loss = loss + (l->forward(x) * torch::randn({4, kOut}, torch::kDouble)).sum();
+    }
+    loss.backward();
+    {
+      torch::NoGradGuard no_grad;  // a plain SGD step stands in for AdamW
+      for (auto& [name, t] : (*peft)->TrainableTensors()) t.sub_(0.05 * t.grad());
+    }
+    (*peft)->AfterOptimizerStep(k);
+    int64_t total = 0;
+    for (const auto& [name, rank] : (*peft)->AdaLoraRanks()) total += rank;
+    EXPECT_EQ(total, want[k - 1]) << "after optimizer step " << k;
+  }
 }
 
 }  // namespace

@@ -320,6 +320,158 @@ TEST(PeftFiles, MergedWeightsGiveTheAdaptedForward) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// An adapter folder as PEFT writes it with rank_pattern and alpha_pattern (written by hand
+// here, not by SaveAdapter): every v_proj at r = 3 (a suffix key), layer 1's q_proj at
+// lora_alpha = 10 (a regex key), the rest at the global r = 2, lora_alpha = 4.
+TEST(PeftFiles, LoadsPeftRankAndAlphaPatterns) {
+  torch::manual_seed(30);
+  Tiny reference = MakeModel(11);
+  std::map<std::string, torch::Tensor> tensors;
+  for (int layer = 0; layer < 2; ++layer) {
+    auto& attn = reference->model->layers[layer]->as<LayerImpl>()->self_attn;
+    for (bool is_q : {true, false}) {
+      const int64_t r = is_q ? 2 : 3;
+      const double alpha = is_q && layer == 1 ? 10 : 4;
+      const std::string name =
+          "model.layers." + std::to_string(layer) + ".self_attn." + (is_q ? "q_proj" : "v_proj");
+      Linear& linear = is_q ? attn->q_proj : attn->v_proj;
+      torch::Tensor a = torch::randn({r, kHidden}), b = torch::randn({linear->out_features(), r});
+      tensors["base_model.model." + name + ".lora_A.weight"] = a;
+      tensors["base_model.model." + name + ".lora_B.weight"] = b;
+      torch::NoGradGuard no_grad;
+      linear->weight.add_(b.matmul(a) * (alpha / static_cast<double>(r)));
+    }
+  }
+  const fs::path dir = TempDir("peft_patterns");
+  fs::create_directories(dir);
+  ASSERT_TRUE(
+      SaveTensors((dir / "adapter_model.safetensors").string(), tensors, {{"format", "pt"}}).ok());
+  json config = {{"peft_type", "LORA"},
+                 {"task_type", "CAUSAL_LM"},
+                 {"r", 2},
+                 {"lora_alpha", 4},
+                 {"lora_dropout", 0.0},
+                 {"target_modules", {"q_proj", "v_proj"}},
+                 {"use_dora", false},
+                 {"use_rslora", false},
+                 {"rank_pattern", {{"v_proj", 3}}},
+                 {"alpha_pattern", {{"layers\\.1\\.self_attn\\.q_proj", 10}}}};
+  std::ofstream(dir / "adapter_config.json") << config.dump(2);
+
+  Tiny model = MakeModel(11);
+  auto loaded = LoadAdapter(model.get(), dir.string());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  torch::Tensor x = torch::randn({4, kHidden});
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::allclose(model->forward(x), reference->forward(x), 1e-4, 1e-4));
+}
+
+// A job's per-module ranks and alphas are written as patterns under full module names, which
+// every PEFT version resolves to that module alone, and load back.
+TEST(PeftFiles, PerModuleRanksAndAlphasAreWrittenAsPatterns) {
+  Tiny model = MakeModel(12);
+  AdapterConfig c = Config(MethodKind::kDora, false);
+  c.rank_pattern = {{"v_proj", 3}};
+  c.alpha_pattern = {{"layers\\.1\\..*q_proj", 10.0}};
+  auto peft = PeftModel::Apply(model.get(), c, 10);
+  ASSERT_TRUE(peft.ok()) << peft.status();
+  Perturb(**peft);
+  const fs::path dir = TempDir("write_patterns");
+  ASSERT_TRUE(SaveAdapter(**peft, dir.string()).ok());
+  const json written = ReadConfig(dir);
+  EXPECT_EQ(written["rank_pattern"],
+            json({{"model.layers.0.self_attn.v_proj", 3}, {"model.layers.1.self_attn.v_proj", 3}}));
+  EXPECT_EQ(written["alpha_pattern"], json({{"model.layers.1.self_attn.q_proj", 10.0}}));
+  auto tensors = LoadTensors((dir / "adapter_model.safetensors").string());
+  ASSERT_TRUE(tensors.ok());
+  EXPECT_EQ(tensors->at("base_model.model.model.layers.1.self_attn.v_proj.lora_A.weight").size(0),
+            3);
+  Tiny fresh = MakeModel(12);
+  auto loaded = LoadAdapter(fresh.get(), dir.string());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  torch::Tensor x = torch::randn({4, kHidden});
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::equal(fresh->forward(x), model->forward(x)));
+}
+
+// Newer PEFT may save DoRA's magnitude as "…lora_magnitude_vector.weight".
+TEST(PeftFiles, DoraMagnitudeLoadsUnderEitherKey) {
+  Tiny model = MakeModel(13);
+  auto peft = PeftModel::Apply(model.get(), Config(MethodKind::kDora, false), 10);
+  ASSERT_TRUE(peft.ok());
+  Perturb(**peft);
+  const fs::path dir = TempDir("dora_weight_key");
+  ASSERT_TRUE(SaveAdapter(**peft, dir.string()).ok());
+  const std::string file = (dir / "adapter_model.safetensors").string();
+  auto tensors = *LoadTensors(file);
+  std::map<std::string, torch::Tensor> renamed;
+  for (const auto& [key, t] : tensors) {
+    const bool magnitude =
+        key.size() > 21 && key.compare(key.size() - 21, 21, "lora_magnitude_vector") == 0;
+    renamed[magnitude ? key + ".weight" : key] = t;
+  }
+  ASSERT_TRUE(SaveTensors(file, renamed, {{"format", "pt"}}).ok());
+  Tiny fresh = MakeModel(13);
+  auto loaded = LoadAdapter(fresh.get(), dir.string());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  torch::Tensor x = torch::randn({4, kHidden});
+  {
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(torch::equal(fresh->forward(x), model->forward(x)));
+  }
+  // Both names for one magnitude is an error that names them.
+  renamed["base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector"] =
+      tensors.at("base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector");
+  ASSERT_TRUE(SaveTensors(file, renamed, {{"format", "pt"}}).ok());
+  auto st = LoadAdapter(MakeModel(13).get(), dir.string()).status();
+  EXPECT_NE(st.message().find("both"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("q_proj.lora_magnitude_vector.weight"), std::string::npos) << st;
+}
+
+TEST(PeftFiles, BadPatternsNameTheFieldAndKey) {
+  Tiny model = MakeModel(14);
+  auto peft = PeftModel::Apply(model.get(), Config(MethodKind::kAdaLora, false), 10);
+  ASSERT_TRUE(peft.ok());
+  const fs::path dir = TempDir("bad_patterns");
+  ASSERT_TRUE(SaveAdapter(**peft, dir.string()).ok());
+  json c = ReadConfig(dir);
+  auto load_with = [&](const json& config) {
+    std::ofstream(dir / "adapter_config.json") << config.dump(2);
+    return LoadAdapter(MakeModel(14).get(), dir.string()).status();
+  };
+  json bad = c;
+  bad["rank_pattern"]["model.layers.0.self_attn.q_proj.lora_E"] = {true, false};
+  auto st = load_with(bad);
+  EXPECT_NE(st.message().find("rank_pattern['model.layers.0.self_attn.q_proj.lora_E'] has 2 "
+                              "entries, init_r is 3"),
+            std::string::npos)
+      << st;
+  bad = c;
+  bad["rank_pattern"]["model.layers.0.self_attn.q_proj.lora_E"] = 2;
+  st = load_with(bad);
+  EXPECT_NE(st.message().find("must be a list of booleans"), std::string::npos) << st;
+  bad = c;
+  bad["rank_pattern"]["model.layers.0.mlp.up_proj.lora_E"] = {true, true, true};
+  st = load_with(bad);
+  EXPECT_NE(st.message().find("names no adapted module"), std::string::npos) << st;
+
+  AdapterConfig lora = Config(MethodKind::kLora, false);
+  lora.rank_pattern = {{"q_proj", 0}};
+  st = PeftModel::Apply(MakeModel(14).get(), lora, 10).status();
+  EXPECT_NE(st.message().find("rank_pattern['q_proj']: r must be >= 1"), std::string::npos) << st;
+  lora.rank_pattern = {{"q_proj(", 4}};
+  st = PeftModel::Apply(MakeModel(14).get(), lora, 10).status();
+  EXPECT_NE(st.message().find("rank_pattern: key 'q_proj(' is not a valid regex"),
+            std::string::npos)
+      << st;
+  AdapterConfig hut = Config(MethodKind::kHut, false);
+  hut.alpha_pattern = {{"q_proj", 2.0}};
+  st = PeftModel::Apply(MakeModel(14).get(), hut, 10).status();
+  EXPECT_NE(st.message().find("alpha_pattern: per-module ranks and alphas apply to LoRA and DoRA"),
+            std::string::npos)
+      << st;
+}
+
 TEST(PeftModelApply, RefusesPatternsThatMatchNothingAndBadSchedules) {
   Tiny model = MakeModel(8);
   AdapterConfig c = Config(MethodKind::kLora, false);

@@ -5,6 +5,7 @@
 
 #include <limits>
 
+#include "adapters/adalora.h"
 #include "adapters/dora.h"
 #include "adapters/lora.h"
 
@@ -51,7 +52,9 @@ TEST(TokenGate, TauZeroAtInitLetsEveryTokenThrough) {
   f.base->train();
   torch::Tensor x = torch::randn({kTokens, kIn}, torch::kDouble);
   f.base->forward(x);
-  EXPECT_DOUBLE_EQ(f.gate->TakeTrainSparsity(), 0.0);
+  const TokenGate::Sparsity s = f.gate->TakeTrainSparsity();
+  EXPECT_DOUBLE_EQ(s.per_sequence, 0.0);
+  EXPECT_DOUBLE_EQ(s.per_token, 0.0);
 }
 
 TEST(TokenGate, OffTokensGiveExactlyTheBaseAndNoAdapterGradient) {
@@ -71,7 +74,10 @@ TEST(TokenGate, OffTokensGiveExactlyTheBaseAndNoAdapterGradient) {
   for (int64_t i = 0; i < kTokens; ++i) {
     if (!on[i].item<bool>()) EXPECT_TRUE(torch::equal(h[i], plain[i])) << i;
   }
-  EXPECT_NEAR(f.gate->TakeTrainSparsity(), 0.5, 1e-12);
+  // One sequence of kTokens tokens (a 2-D input): both figures agree.
+  const TokenGate::Sparsity s = f.gate->TakeTrainSparsity();
+  EXPECT_NEAR(s.per_sequence, 0.5, 1e-12);
+  EXPECT_NEAR(s.per_token, 0.5, 1e-12);
   (h * probe).sum().backward();
   // Reference: autograd restricted to the tokens that are on.
   auto a = f.lora->lora_A.detach().clone().requires_grad_(true);
@@ -173,14 +179,15 @@ TEST(TokenGate, PaddingNeverCounts) {
     f.base->Attach(f.gate, "adapter");
     f.base->train();
     (f.base->forward(in) * pr).sum().backward();
-    const double sparsity = f.gate->TakeTrainSparsity();
+    const TokenGate::Sparsity sparsity = f.gate->TakeTrainSparsity();
     f.gate->UpdateTau();
     return std::make_pair(f.gate->tau(), sparsity);
   };
   auto [tau_plain, sp_plain] = run(x, probe, torch::ones({1, 4}));
   auto [tau_pad, sp_pad] = run(padded, probe_padded, torch::tensor({{1, 1, 1, 1, 0, 0, 0}}));
   EXPECT_DOUBLE_EQ(tau_plain, tau_pad);
-  EXPECT_DOUBLE_EQ(sp_plain, sp_pad);
+  EXPECT_DOUBLE_EQ(sp_plain.per_sequence, sp_pad.per_sequence);
+  EXPECT_DOUBLE_EQ(sp_plain.per_token, sp_pad.per_token);
 }
 
 TEST(TokenGate, EvalSparsityIsItsOwnWindow) {
@@ -194,8 +201,62 @@ TEST(TokenGate, EvalSparsityIsItsOwnWindow) {
     torch::NoGradGuard no_grad;
     f.base->forward(torch::randn({kTokens, kIn}, torch::kDouble));
   }
-  EXPECT_DOUBLE_EQ(f.gate->EvalSparsity(), 1.0);
-  EXPECT_DOUBLE_EQ(f.gate->TakeTrainSparsity(), -1.0);
+  EXPECT_DOUBLE_EQ(f.gate->EvalSparsity().per_sequence, 1.0);
+  EXPECT_DOUBLE_EQ(f.gate->EvalSparsity().per_token, 1.0);
+  EXPECT_DOUBLE_EQ(f.gate->TakeTrainSparsity().per_sequence, -1.0);
+  EXPECT_DOUBLE_EQ(f.gate->TakeTrainSparsity().per_token, -1.0);
+}
+
+// TS-PEFT eq. 23: sparsity per sequence (its real tokens), then the mean over sequences. A
+// sequence of 2 real tokens, both off, and one of 8, all on: 0.5 per sequence, 0.2 by token.
+// float64 runs the fused CPU node, bfloat16 the ATen reference path.
+TEST(TokenGate, SparsityIsPerSequenceThenAveragedOverSequences) {
+  for (torch::Dtype dtype : {torch::kDouble, torch::kBFloat16}) {
+    torch::manual_seed(10);
+    Fixture f;
+    f.base->Attach(f.gate, "adapter");
+    f.base->to(dtype);
+    f.base->train();
+    f.gate->set_tau(1e-3);
+    // x = 0 gives Δ = 0 (r = 0 < τ: off); a random x gives r of order 1 (on).
+    torch::Tensor x = torch::randn({2, 8, kIn}, torch::kDouble) + 1;
+    x[0].slice(0, 0, 2).zero_();
+    f.ctx->token_mask = torch::tensor({{1, 1, 0, 0, 0, 0, 0, 0}, {1, 1, 1, 1, 1, 1, 1, 1}});
+    f.base->forward(x.to(dtype)).sum().backward();
+    const TokenGate::Sparsity s = f.gate->TakeTrainSparsity();
+    EXPECT_DOUBLE_EQ(s.per_sequence, 0.5) << dtype;
+    EXPECT_DOUBLE_EQ(s.per_token, 0.2) << dtype;
+    // The evaluation window counts the same way.
+    f.base->eval();
+    f.gate->BeginEval();
+    {
+      torch::NoGradGuard no_grad;
+      f.base->forward(x.to(dtype));
+    }
+    EXPECT_DOUBLE_EQ(f.gate->EvalSparsity().per_sequence, 0.5) << dtype;
+    EXPECT_DOUBLE_EQ(f.gate->EvalSparsity().per_token, 0.2) << dtype;
+  }
+}
+
+// An AdaLoRA module whose keep mask keeps nothing changes nothing once the allocator re-masks,
+// and is left out of sparsity even while the optimizer regrows E between maskings.
+TEST(TokenGate, AdaLoraPrunedByItsKeepMaskIsLeftOutEvenWhenERegrows) {
+  torch::manual_seed(11);
+  Fixture f;
+  auto ada = std::make_shared<AdaLoraAdapter>(*f.base, AdaLoraOptions{.init_r = 3, .alpha = 6});
+  auto gate = std::make_shared<TokenGate>(ada, GateOptions{}, f.ctx);
+  f.base->Attach(gate, "adapter");
+  f.base->train();
+  ada->SetKeep({false, false, false});
+  {
+    torch::NoGradGuard no_grad;
+    ada->lora_E.fill_(0.5);
+  }
+  f.base->forward(torch::randn({kTokens, kIn}, torch::kDouble)).sum().backward();
+  EXPECT_DOUBLE_EQ(gate->TakeTrainSparsity().per_token, -1.0);
+  ada->SetKeep({false, true, false});
+  f.base->forward(torch::randn({kTokens, kIn}, torch::kDouble)).sum().backward();
+  EXPECT_GE(gate->TakeTrainSparsity().per_token, 0.0);
 }
 
 TEST(TokenGate, StateRoundTrip) {

@@ -77,10 +77,12 @@ v1::JobProgress GatedLoraProgress() {
   g->set_module("model.layers.3.self_attn.q_proj");
   g->set_sparsity(0.4);
   g->set_tau(0.01);
+  g->set_token_sparsity(0.375);
   g = p.add_gates();
   g->set_module("model.layers.0.self_attn.v_proj");
   g->set_sparsity(0.25);
   g->set_tau(0.02);
+  g->set_token_sparsity(0.125);
   return p;
 }
 
@@ -155,6 +157,11 @@ TEST(Metrics, ServesEverySeriesOverHttpAndDropsAJobsSeries) {
   EXPECT_EQ(Sample(text, "peftd_job_eta_seconds{job_id=\"job-a\"}"), 30);
   EXPECT_EQ(Sample(text, "peftd_gate_sparsity_ratio{job_id=\"job-a\",module=\"3.q_proj\"}"), 0.4);
   EXPECT_EQ(Sample(text, "peftd_gate_sparsity_ratio{job_id=\"job-a\",module=\"0.v_proj\"}"), 0.25);
+  // The token-weighted figure has its own series (the paper's per-sequence one is the above).
+  EXPECT_EQ(Sample(text, "peftd_gate_token_sparsity_ratio{job_id=\"job-a\",module=\"3.q_proj\"}"),
+            0.375);
+  EXPECT_EQ(Sample(text, "peftd_gate_token_sparsity_ratio{job_id=\"job-a\",module=\"0.v_proj\"}"),
+            0.125);
   EXPECT_EQ(Sample(text, "peftd_gate_tau{job_id=\"job-a\",module=\"3.q_proj\"}"), 0.01);
   // No eval yet for job-a: no eval series rather than a misleading 0.
   EXPECT_THAT(text, Not(HasSubstr("peftd_eval_loss{job_id=\"job-a\"}")));
@@ -212,6 +219,7 @@ TEST(Metrics, AReportBeforeTheFirstStepSetsNoTrainSeries) {
   EXPECT_EQ(Sample(text, "peftd_eval_loss{job_id=\"j\"}"), 3.25);
   EXPECT_THAT(text, Not(HasSubstr("peftd_train_loss{")));
   EXPECT_THAT(text, Not(HasSubstr("peftd_gate_sparsity_ratio{")));
+  EXPECT_THAT(text, Not(HasSubstr("peftd_gate_token_sparsity_ratio{")));
   EXPECT_THAT(text, Not(HasSubstr("peftd_learning_rate{")));
 
   p.set_step(5);

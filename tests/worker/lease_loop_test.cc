@@ -239,6 +239,8 @@ JobRunner FakeRunner(int steps, std::chrono::milliseconds per_step,
       m.loss = 1.0 / s;
       m.gate_sparsity_by_module["model.layers.0.self_attn.q_proj"] = 0.5;
       m.gate_tau_by_module["model.layers.0.self_attn.q_proj"] = 0.01;
+      m.gate_token_sparsity_by_module["model.layers.0.self_attn.q_proj"] = 0.25;
+      m.gate_token_sparsity = 0.25;
       sink->OnStep(m);
       fs::path cp = fs::path(in.work_dir) / ("step-" + std::to_string(s));
       fs::create_directories(cp);
@@ -285,6 +287,9 @@ TEST(LeaseLoop, RunsALeasedJobToCompletion) {
   EXPECT_EQ(done.last_report().trainable_parameters(), 42);
   ASSERT_EQ(done.last_report().progress().gates_size(), 1);
   EXPECT_DOUBLE_EQ(done.last_report().progress().gates(0).tau(), 0.01);
+  EXPECT_DOUBLE_EQ(done.last_report().progress().gates(0).sparsity(), 0.5);
+  EXPECT_DOUBLE_EQ(done.last_report().progress().gates(0).token_sparsity(), 0.25);
+  EXPECT_DOUBLE_EQ(done.last_report().progress().gate_token_sparsity(), 0.25);
   EXPECT_EQ(service.checkpoints.size(), 3u);
   EXPECT_EQ(service.checkpoints[2], "checkpoint 3");
   // Each checkpoint reaches the server after the report of its step, in phase CHECKPOINTING.

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "worker/model/llama.h"
 #include "worker/model/tiny_model.h"
 
 namespace peftd::model {
@@ -42,6 +43,35 @@ TEST(ModelConfig, ReadsRealConfigFieldsOfTheFamily) {
   EXPECT_EQ(llama3->eos_token_id, 128001);
   ASSERT_TRUE(llama3->llama3_rope.has_value());
   EXPECT_EQ(llama3->llama3_rope->factor, 32.0);
+}
+
+// HF's LlamaAttention gives o_proj the bias of attention_bias, and LlamaMLP its projections the
+// bias of mlp_bias; Qwen2 has q/k/v biases only. What a merged HUT export relies on.
+TEST(ModelConfig, LlamaBiasFlagsCoverOProjAndTheMlp) {
+  ModelConfig c = TinyConfig();
+  c.attention_bias = true;
+  c.mlp_bias = true;
+  auto back = ParseModelConfig(ModelConfigJson(c));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(back->attention_bias);
+  EXPECT_TRUE(back->o_proj_bias);
+  EXPECT_TRUE(back->mlp_bias);
+  Llama model(*back);
+  int64_t n = 0;
+  for (const auto& p : model->parameters()) n += p.numel();
+  EXPECT_EQ(back->NumParameters(), n);
+  for (const char* name :
+       {"model.layers.0.self_attn.o_proj.bias", "model.layers.3.mlp.up_proj.bias",
+        "model.layers.1.mlp.down_proj.bias"}) {
+    EXPECT_NE(model->named_parameters().find(name), nullptr) << name;
+  }
+  auto qwen = ParseModelConfig(R"({"architectures": ["Qwen2ForCausalLM"], "vocab_size": 64,
+    "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 1, "num_attention_heads": 4,
+    "mlp_bias": true})");
+  ASSERT_TRUE(qwen.ok()) << qwen.status();
+  EXPECT_TRUE(qwen->attention_bias);
+  EXPECT_FALSE(qwen->o_proj_bias);
+  EXPECT_FALSE(qwen->mlp_bias);
 }
 
 TEST(ModelConfig, RefusalsNameTheField) {

@@ -53,7 +53,7 @@ AttentionImpl::AttentionImpl(const ModelConfig& c)
   q_proj = register_module("q_proj", Proj(c.hidden_size, heads_ * head_dim_, c.attention_bias));
   k_proj = register_module("k_proj", Proj(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
   v_proj = register_module("v_proj", Proj(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
-  o_proj = register_module("o_proj", Proj(heads_ * head_dim_, c.hidden_size, false));
+  o_proj = register_module("o_proj", Proj(heads_ * head_dim_, c.hidden_size, c.o_proj_bias));
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
@@ -70,9 +70,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
 }
 
 MlpImpl::MlpImpl(const ModelConfig& c) {
-  gate_proj = register_module("gate_proj", Proj(c.hidden_size, c.intermediate_size, false));
-  up_proj = register_module("up_proj", Proj(c.hidden_size, c.intermediate_size, false));
-  down_proj = register_module("down_proj", Proj(c.intermediate_size, c.hidden_size, false));
+  gate_proj = register_module("gate_proj", Proj(c.hidden_size, c.intermediate_size, c.mlp_bias));
+  up_proj = register_module("up_proj", Proj(c.hidden_size, c.intermediate_size, c.mlp_bias));
+  down_proj = register_module("down_proj", Proj(c.intermediate_size, c.hidden_size, c.mlp_bias));
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {

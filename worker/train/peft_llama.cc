@@ -61,23 +61,38 @@ std::vector<TrainableTensor> PeftLlama::Trainable() {
   return out;
 }
 
+namespace {
+
+// Splits each module's two sparsity figures into the two maps and their means over modules.
+void FillSparsity(const std::map<std::string, adapters::TokenGate::Sparsity>& by_module,
+                  double* per_sequence, double* per_token,
+                  std::map<std::string, double>* per_sequence_by_module,
+                  std::map<std::string, double>* per_token_by_module) {
+  double sum_sequence = 0, sum_token = 0;
+  for (const auto& [name, s] : by_module) {
+    (*per_sequence_by_module)[name] = s.per_sequence;
+    (*per_token_by_module)[name] = s.per_token;
+    sum_sequence += s.per_sequence;
+    sum_token += s.per_token;
+  }
+  const double n = static_cast<double>(by_module.size());
+  *per_sequence = by_module.empty() ? 0 : sum_sequence / n;
+  *per_token = by_module.empty() ? 0 : sum_token / n;
+}
+
+}  // namespace
+
 void PeftLlama::FillStepMetrics(StepMetrics* m) {
-  m->gate_sparsity_by_module = peft_->TakeGateSparsity();
+  FillSparsity(peft_->TakeGateSparsity(), &m->gate_sparsity, &m->gate_token_sparsity,
+               &m->gate_sparsity_by_module, &m->gate_token_sparsity_by_module);
   m->gate_tau_by_module = peft_->GateTaus();
-  double sum = 0;
-  for (const auto& [k, v] : m->gate_sparsity_by_module) sum += v;
-  m->gate_sparsity =
-      m->gate_sparsity_by_module.empty() ? 0 : sum / m->gate_sparsity_by_module.size();
   m->adalora_rank_by_module = peft_->AdaLoraRanks();
   m->adadhp_active_modules = peft_->AdaDhpActiveModules();
 }
 
 void PeftLlama::EndEval(EvalMetrics* m) {
-  m->gate_sparsity_by_module = peft_->EvalGateSparsity();
-  double sum = 0;
-  for (const auto& [k, v] : m->gate_sparsity_by_module) sum += v;
-  m->gate_sparsity =
-      m->gate_sparsity_by_module.empty() ? 0 : sum / m->gate_sparsity_by_module.size();
+  FillSparsity(peft_->EvalGateSparsity(), &m->gate_sparsity, &m->gate_token_sparsity,
+               &m->gate_sparsity_by_module, &m->gate_token_sparsity_by_module);
 }
 
 }  // namespace peftd::train

@@ -27,8 +27,12 @@ struct StepMetrics {
   double tokens_per_second = 0;
   double step_seconds = 0;
   double eta_seconds = 0;
-  double gate_sparsity = 0;  // mean over gated modules, this step
+  // Token gate, mean over gated modules of each module's sparsity in this window: the paper's
+  // per-sequence figure (TS-PEFT eq. 23), and the token-weighted one (TokenGate::Sparsity).
+  double gate_sparsity = 0;
+  double gate_token_sparsity = 0;
   std::map<std::string, double> gate_sparsity_by_module;
+  std::map<std::string, double> gate_token_sparsity_by_module;
   std::map<std::string, double> gate_tau_by_module;
   std::map<std::string, int64_t> adalora_rank_by_module;
   int64_t adadhp_active_modules = -1;  // -1 when not AdaDHP
@@ -37,9 +41,12 @@ struct StepMetrics {
 struct EvalMetrics {
   int64_t step = 0;
   double loss = 0;
-  double accuracy = -1;      // SEQ_CLS only, else -1
-  double gate_sparsity = 0;  // mean over gated modules on the validation set
+  double accuracy = -1;  // SEQ_CLS only, else -1
+  // Mean over gated modules on the validation set, per sequence and token-weighted as above.
+  double gate_sparsity = 0;
+  double gate_token_sparsity = 0;
   std::map<std::string, double> gate_sparsity_by_module;
+  std::map<std::string, double> gate_token_sparsity_by_module;
 };
 
 class ProgressSink {
