@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "tests/server/test_model.h"
 
 namespace peftd::server {
 namespace {
@@ -41,7 +42,7 @@ class SchedulerTest : public ::testing::Test {
                         ::testing::UnitTest::GetInstance()->current_test_info()->name(), getpid());
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "models" / "tiny");
-    std::ofstream(dir_ / "models" / "tiny" / "config.json") << "{}";
+    std::ofstream(dir_ / "models" / "tiny" / "config.json") << testing::kTestModelConfigJson;
     store_ = std::move(*storage::JobStore::Open((dir_ / "jobs.db").string()));
     blobs_ = std::make_unique<storage::BlobStore>(
         std::move(*storage::BlobStore::Open((dir_ / "blobs").string())));
