@@ -1,88 +1,40 @@
 #include "adapters/inject.h"
 
-#include <regex>
-
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "common/module_pattern.h"
+#include "common/status.h"
 
 namespace peftd::adapters {
 namespace {
 
-constexpr char kRegexPrefix[] = "re:";
-
-absl::StatusOr<bool> MatchesAny(const std::string& name, const std::vector<std::string>& patterns) {
-  if (patterns.size() == 1 && patterns[0].rfind(kRegexPrefix, 0) == 0) {
-    try {
-      return std::regex_match(name, std::regex(patterns[0].substr(3)));
-    } catch (const std::regex_error& e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("bad module regex '", patterns[0], "': ", e.what()));
-    }
-  }
-  for (const auto& p : patterns) {
-    if (name == p) return true;
-    if (name.size() > p.size() && name.compare(name.size() - p.size(), p.size(), p) == 0 &&
-        name[name.size() - p.size() - 1] == '.') {
-      return true;
-    }
-  }
-  return false;
-}
-
-// The index after "layers." in a module name, or -1.
-int LayerIndex(const std::string& name) {
-  static const std::regex kLayer(R"((?:^|\.)(?:layers|h|blocks|block|layer)\.(\d+)(?:\.|$))");
-  std::smatch m;
-  if (std::regex_search(name, m, kLayer)) return std::stoi(m[1].str());
-  return -1;
+absl::StatusOr<ModuleSelector> CompileSelector(const TargetSpec& spec) {
+  return ModuleSelector::Compile(
+      spec.target_modules, spec.exclude_modules,
+      std::vector<int64_t>(spec.layers_to_transform.begin(), spec.layers_to_transform.end()));
 }
 
 }  // namespace
 
 absl::StatusOr<bool> MatchesTarget(const std::string& name, const TargetSpec& spec) {
-  if (!spec.exclude_modules.empty()) {
-    auto excluded = MatchesAny(name, spec.exclude_modules);
-    if (!excluded.ok()) return excluded.status();
-    if (*excluded) return false;
-  }
-  auto targeted = MatchesAny(name, spec.target_modules);
-  if (!targeted.ok() || !*targeted) return targeted;
-  if (!spec.layers_to_transform.empty()) {
-    const int layer = LayerIndex(name);
-    bool keep = false;
-    for (int l : spec.layers_to_transform) keep = keep || l == layer;
-    return keep;
-  }
-  return true;
+  ASSIGN_OR_RETURN(ModuleSelector selector, CompileSelector(spec));
+  return selector.Selects(name);
 }
 
 absl::StatusOr<std::vector<std::string>> InjectAdapters(torch::nn::Module& model,
                                                         const TargetSpec& spec,
                                                         const AdapterFactory& factory) {
-  if (spec.target_modules.empty()) return absl::InvalidArgumentError("target_modules: empty");
-  std::vector<std::pair<std::string, LinearImpl*>> chosen;
+  ASSIGN_OR_RETURN(ModuleSelector selector, CompileSelector(spec));
+  std::vector<std::string> linear_names;
+  std::map<std::string, LinearImpl*> linears;
   for (const auto& item : model.named_modules()) {
     auto* linear = dynamic_cast<LinearImpl*>(item.value().get());
     if (!linear) continue;
-    auto match = MatchesTarget(item.key(), spec);
-    if (!match.ok()) return match.status();
-    if (*match) chosen.emplace_back(item.key(), linear);
+    linear_names.push_back(item.key());
+    linears[item.key()] = linear;
   }
-  if (chosen.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "target_modules [", absl::StrJoin(spec.target_modules, ", "), "]",
-        spec.exclude_modules.empty()
-            ? ""
-            : absl::StrCat(" minus [", absl::StrJoin(spec.exclude_modules, ", "), "]"),
-        spec.layers_to_transform.empty()
-            ? ""
-            : absl::StrCat(" in layers [", absl::StrJoin(spec.layers_to_transform, ", "), "]"),
-        " match no Linear module of the model"));
-  }
-  std::vector<std::string> names;
-  for (auto& [name, linear] : chosen) {
+  ASSIGN_OR_RETURN(std::vector<std::string> names, selector.Resolve(linear_names));
+  for (const std::string& name : names) {
+    LinearImpl* linear = linears.at(name);
     linear->Attach(factory(name, *linear), "adapter");
-    names.push_back(name);
   }
   return names;
 }

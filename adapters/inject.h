@@ -1,7 +1,8 @@
-// Attaching adapters to a model by module name, with HF PEFT's matching rules:
-//  - target_modules as a list: a module matches when its full name equals an entry or ends with
-//    "." + entry ("q_proj" matches "model.layers.0.self_attn.q_proj");
-//  - a single entry "re:<regex>": the full name must fully match the regex;
+// Attaching adapters to a model by module name, with HF PEFT's matching rules
+// (common/module_pattern.h, shared with the server's check at submit):
+//  - each entry of target_modules stands alone: a plain name matches a module whose full name
+//    equals it or ends with "." + it ("q_proj" matches "model.layers.0.self_attn.q_proj"); an entry
+//    "re:<regex>" (RE2) matches a module whose full name it matches entirely; a list may mix both;
 //  - exclude_modules (same rules) are applied first;
 //  - layers_to_transform keeps only modules whose name holds "layers.<i>." with i in the list.
 #ifndef PEFTD_ADAPTERS_INJECT_H_
@@ -26,7 +27,7 @@ struct TargetSpec {
   std::vector<int> layers_to_transform;  // empty: all layers
 };
 
-// Whether the module called `name` is adapted under `spec` (InvalidArgument on a bad regex).
+// Whether the module called `name` is adapted under `spec` (InvalidArgument on a bad pattern).
 absl::StatusOr<bool> MatchesTarget(const std::string& name, const TargetSpec& spec);
 
 // Creates the adapter for one Linear.
@@ -34,8 +35,8 @@ using AdapterFactory =
     std::function<std::shared_ptr<Adapter>(const std::string& name, LinearImpl& linear)>;
 
 // Attaches an adapter (child name "adapter") to every matching adapters::Linear of `model`.
-// Returns the adapted module names in model order; InvalidArgument naming the patterns when
-// nothing matches.
+// Returns the adapted module names in model order; InvalidArgument naming the entry and listing
+// the model's Linear modules when an entry selects nothing (ModuleSelector::Resolve).
 absl::StatusOr<std::vector<std::string>> InjectAdapters(torch::nn::Module& model,
                                                         const TargetSpec& spec,
                                                         const AdapterFactory& factory);

@@ -1,6 +1,7 @@
 #include "adapters/module_patterns.h"
 
 #include "absl/strings/str_cat.h"
+#include "re2/re2.h"
 
 namespace peftd::adapters {
 
@@ -8,14 +9,16 @@ absl::StatusOr<PatternKeys> PatternKeys::Compile(const std::vector<std::string>&
                                                  const std::string& field) {
   PatternKeys out;
   out.keys_ = keys;
+  RE2::Options options;
+  options.set_log_errors(false);
   for (const auto& key : keys) {
-    try {
-      // PEFT: re.match(rf"(.*\.)?({key})$", name), i.e. the key matches a dot-separated tail.
-      out.regexes_.emplace_back("(.*\\.)?(" + key + ")");
-    } catch (const std::regex_error& e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": key '", key, "' is not a valid regex (", e.what(), ")"));
+    // PEFT: re.match(rf"(.*\.)?({key})$", name), i.e. the key matches a dot-separated tail.
+    auto re = std::make_shared<const RE2>("(.*\\.)?(" + key + ")", options);
+    if (!re->ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": key '", key.substr(0, 200), "' is not a valid regex (", re->error(), ")"));
     }
+    out.regexes_.push_back(std::move(re));
   }
   return out;
 }
@@ -25,7 +28,7 @@ std::optional<size_t> PatternKeys::Match(const std::string& module) const {
     if (keys_[i] == module) return i;  // an exact name wins over an earlier regex
   }
   for (size_t i = 0; i < keys_.size(); ++i) {
-    if (std::regex_match(module, regexes_[i])) return i;
+    if (RE2::FullMatch(module, *regexes_[i])) return i;
   }
   return std::nullopt;
 }

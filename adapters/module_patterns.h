@@ -6,19 +6,24 @@
 #ifndef PEFTD_ADAPTERS_MODULE_PATTERNS_H_
 #define PEFTD_ADAPTERS_MODULE_PATTERNS_H_
 
+#include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+
+namespace re2 {
+class RE2;
+}  // namespace re2
 
 namespace peftd::adapters {
 
 // Keys of one pattern object, compiled once.
 class PatternKeys {
  public:
-  // InvalidArgument naming `field` and the key when a key is not a valid regex.
+  // InvalidArgument naming `field` and the key when a key is not a valid regex (RE2 syntax,
+  // matched in linear time: the keys come from adapter files of unknown origin).
   static absl::StatusOr<PatternKeys> Compile(const std::vector<std::string>& keys,
                                              const std::string& field);
   // Index of the key that applies to `module`, or nullopt.
@@ -26,7 +31,7 @@ class PatternKeys {
 
  private:
   std::vector<std::string> keys_;
-  std::vector<std::regex> regexes_;
+  std::vector<std::shared_ptr<const re2::RE2>> regexes_;
 };
 
 }  // namespace peftd::adapters

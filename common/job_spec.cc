@@ -1,10 +1,17 @@
 #include "common/job_spec.h"
 
 #include <cmath>
-#include <regex>
+#include <set>
 #include <string>
+#include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/module_pattern.h"
+#include "common/status.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 
 namespace peftd {
 namespace {
@@ -30,6 +37,138 @@ bool ParamsMatchMethod(const v1::JobSpec& s) {
 
 absl::Status FieldError(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+// Caps of docs/job-spec.md ("Ranges").
+constexpr double kMaxRank = 4096;
+constexpr double kMaxAlpha = 1e6;
+constexpr double kMaxSteps = 1e9;
+constexpr double kMaxModules = 65536;
+constexpr double kMaxLabels = 65536;
+constexpr double kMaxEpochs = 10000;
+constexpr double kMaxBatchSize = 65536;
+constexpr double kMaxLearningRate = 10;
+constexpr double kMaxWeightDecay = 10;
+constexpr double kMaxSeqLen = 1 << 20;
+constexpr double kMaxAttempts = 100;
+constexpr double kMaxThreads = 1024;
+constexpr double kMaxPatience = 10000;
+constexpr size_t kMaxPathChars = 4096;
+constexpr size_t kMaxDatasetIdChars = 256;
+constexpr size_t kMaxLabelNameChars = 256;
+
+// A bound or a value as users write it: integers without exponent, other numbers as %g.
+std::string Number(double v) {
+  if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15) {
+    return absl::StrCat(static_cast<int64_t>(v));
+  }
+  return absl::StrCat(v);
+}
+
+bool IsFloating(const google::protobuf::FieldDescriptor& f) {
+  using FD = google::protobuf::FieldDescriptor;
+  return f.cpp_type() == FD::CPPTYPE_FLOAT || f.cpp_type() == FD::CPPTYPE_DOUBLE;
+}
+
+// Element `index` (-1: the singular value) of a numeric field, as a double (exact for every
+// integer within the caps; larger ones only need to compare as larger).
+double NumberAt(const google::protobuf::Message& m, const google::protobuf::FieldDescriptor& f,
+                int index) {
+  using FD = google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection& r = *m.GetReflection();
+  const bool rep = index >= 0;
+  switch (f.cpp_type()) {
+    case FD::CPPTYPE_INT32:
+      return rep ? r.GetRepeatedInt32(m, &f, index) : r.GetInt32(m, &f);
+    case FD::CPPTYPE_INT64:
+      return static_cast<double>(rep ? r.GetRepeatedInt64(m, &f, index) : r.GetInt64(m, &f));
+    case FD::CPPTYPE_UINT32:
+      return rep ? r.GetRepeatedUInt32(m, &f, index) : r.GetUInt32(m, &f);
+    case FD::CPPTYPE_UINT64:
+      return static_cast<double>(rep ? r.GetRepeatedUInt64(m, &f, index) : r.GetUInt64(m, &f));
+    case FD::CPPTYPE_FLOAT:
+      return rep ? r.GetRepeatedFloat(m, &f, index) : r.GetFloat(m, &f);
+    case FD::CPPTYPE_DOUBLE:
+      return rep ? r.GetRepeatedDouble(m, &f, index) : r.GetDouble(m, &f);
+    default:
+      return 0;
+  }
+}
+
+// The value as the message shows it: integers exactly (even past 2^53), floats as %g.
+std::string ValueText(const google::protobuf::Message& m,
+                      const google::protobuf::FieldDescriptor& f, int index) {
+  using FD = google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection& r = *m.GetReflection();
+  const bool rep = index >= 0;
+  switch (f.cpp_type()) {
+    case FD::CPPTYPE_INT64:
+      return absl::StrCat(rep ? r.GetRepeatedInt64(m, &f, index) : r.GetInt64(m, &f));
+    case FD::CPPTYPE_UINT64:
+      return absl::StrCat(rep ? r.GetRepeatedUInt64(m, &f, index) : r.GetUInt64(m, &f));
+    default:
+      return Number(NumberAt(m, f, index));
+  }
+}
+
+// The message holding the last component of `path` and that component's descriptor; the
+// message is null when a parameter message on the way is not set (nothing to check).
+std::pair<const google::protobuf::Message*, const google::protobuf::FieldDescriptor*> Resolve(
+    const google::protobuf::Message& root, absl::string_view path) {
+  const google::protobuf::Message* m = &root;
+  std::vector<absl::string_view> parts = absl::StrSplit(path, '.');
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    const auto* f = m->GetDescriptor()->FindFieldByName(std::string(parts[i]));
+    if (f == nullptr || f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+      return {nullptr, nullptr};
+    }
+    if (!m->GetReflection()->HasField(*m, f)) return {nullptr, f};
+    m = &m->GetReflection()->GetMessage(*m, f);
+  }
+  return {m, m->GetDescriptor()->FindFieldByName(std::string(parts.back()))};
+}
+
+absl::Status CheckRange(const v1::JobSpec& s, const FieldRange& range) {
+  const auto [m, f] = Resolve(s, range.field);
+  if (m == nullptr || f == nullptr) return absl::OkStatus();
+  const int n = f->is_repeated() ? m->GetReflection()->FieldSize(*m, f) : 1;
+  for (int i = 0; i < n; ++i) {
+    const int index = f->is_repeated() ? i : -1;
+    const double v = NumberAt(*m, *f, index);
+    const bool ok = std::isfinite(v) && (range.min_open ? v > range.min : v >= range.min) &&
+                    (range.max_open ? v < range.max : v <= range.max);
+    if (ok) continue;
+    const std::string field =
+        f->is_repeated() ? absl::StrCat(range.field, "[", i, "]") : std::string(range.field);
+    return FieldError(field,
+                      absl::StrCat("must be ", IsFloating(*f) ? "a finite number " : "", "in ",
+                                   RangeText(range), ", got ", ValueText(*m, *f, index)));
+  }
+  return absl::OkStatus();
+}
+
+// NaN and infinity in any float or double field, ranged or not (a disabled gate's s included).
+absl::Status CheckFinite(const google::protobuf::Message& m, const std::string& prefix) {
+  const google::protobuf::Reflection& r = *m.GetReflection();
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  r.ListFields(m, &fields);
+  for (const auto* f : fields) {
+    const std::string path = absl::StrCat(prefix, f->name());
+    if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (f->is_repeated()) continue;  // JobSpec has no repeated messages
+      RETURN_IF_ERROR(CheckFinite(r.GetMessage(m, f), path + "."));
+      continue;
+    }
+    if (!IsFloating(*f)) continue;
+    const int n = f->is_repeated() ? r.FieldSize(m, f) : 1;
+    for (int i = 0; i < n; ++i) {
+      const double v = NumberAt(m, *f, f->is_repeated() ? i : -1);
+      if (!std::isfinite(v)) {
+        return FieldError(path, absl::StrCat("must be a finite number, got ", Number(v)));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -97,8 +236,70 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   return s;
 }
 
+const std::vector<FieldRange>& JobSpecRanges() {
+  // docs/job-spec.md, "Ranges": the caps are far above any real job and keep every later
+  // computation (steps, buffers, the memory estimate) inside int64 and the host.
+  static const std::vector<FieldRange>* const kRanges = new std::vector<FieldRange>{
+      {"lora.r", 1, kMaxRank},
+      {"lora.alpha", 0, kMaxAlpha, /*min_open=*/true},
+      {"lora.dropout", 0, 1, false, /*max_open=*/true},
+      {"adalora.init_r", 1, kMaxRank},
+      {"adalora.target_r", 0, kMaxRank},
+      {"adalora.alpha", 0, kMaxAlpha, true},
+      {"adalora.dropout", 0, 1, false, true},
+      {"adalora.tinit", 0, kMaxSteps},
+      {"adalora.tfinal", 0, kMaxSteps},
+      {"adalora.delta_t", 1, kMaxSteps},
+      {"adalora.beta1", 0, 1, true, true},
+      {"adalora.beta2", 0, 1, true, true},
+      {"adalora.orth_reg_weight", 0, kMaxAlpha},
+      {"hut.r", 1, kMaxRank},
+      {"adadhp.target_num", 0, kMaxModules},
+      {"adadhp.tinit", 0, kMaxSteps},
+      {"adadhp.tfinal", 0, kMaxSteps},
+      {"adadhp.delta_t", 1, kMaxSteps},
+      {"adadhp.beta1", 0, 1, true, true},
+      {"adadhp.beta2", 0, 1, true, true},
+      {"token_gate.s", 0, 1, true},
+      {"token_gate.lambda", 0, 1},
+      {"layers_to_transform", 0, kMaxLayersToTransform - 1},
+      {"num_labels", 0, kMaxLabels},
+      {"epochs", 1, kMaxEpochs},
+      {"max_steps", 0, kMaxSteps},
+      {"batch_size", 1, kMaxBatchSize},
+      {"gradient_accumulation_steps", 1, kMaxBatchSize},
+      {"learning_rate", 0, kMaxLearningRate, true},
+      {"warmup_ratio", 0, 1, false, true},
+      {"warmup_steps", 0, kMaxSteps},
+      {"weight_decay", 0, kMaxWeightDecay},
+      {"max_grad_norm", 0, kMaxAlpha},
+      {"max_seq_len", 2, kMaxSeqLen},
+      {"eval_interval_steps", 0, kMaxSteps},
+      {"checkpoint_interval_steps", 0, kMaxSteps},
+      {"max_attempts", 1, kMaxAttempts},
+      {"keep_checkpoints", 1, kMaxKeepCheckpoints},
+      {"num_threads", 0, kMaxThreads},
+      {"early_stopping_patience", 0, kMaxPatience},
+  };
+  return *kRanges;
+}
+
+const std::vector<std::string>& UnboundedJobSpecFields() {
+  static const std::vector<std::string>* const kFree = new std::vector<std::string>{"seed"};
+  return *kFree;
+}
+
+std::string RangeText(const FieldRange& r) {
+  return absl::StrCat(r.min_open ? "(" : "[", Number(r.min), ", ", Number(r.max),
+                      r.max_open ? ")" : "]");
+}
+
 absl::Status ValidateJobSpec(const v1::JobSpec& s) {
   if (s.base_model().empty()) return FieldError("base_model", "required");
+  if (s.base_model().size() > kMaxPathChars) {
+    return FieldError("base_model", absl::StrCat("at most ", kMaxPathChars, " characters, got ",
+                                                 s.base_model().size()));
+  }
   if (s.method() == v1::METHOD_UNSPECIFIED || !v1::Method_IsValid(s.method())) {
     return FieldError("method", "required: one of LORA, DORA, ADALORA, HUT, ADADHP");
   }
@@ -106,105 +307,74 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
     return FieldError("method_params", absl::StrCat("parameters do not belong to method ",
                                                     v1::Method_Name(s.method())));
   }
-  if (s.has_lora()) {
-    const auto& p = s.lora();
-    if (p.r() < 1) return FieldError("lora.r", absl::StrCat("must be >= 1, got ", p.r()));
-    if (!(p.alpha() > 0)) return FieldError("lora.alpha", "must be > 0");
-    if (!(p.dropout() >= 0 && p.dropout() < 1))
-      return FieldError("lora.dropout", "must be in [0, 1)");
+  for (const FieldRange& r : JobSpecRanges()) {
+    // The gate's numbers mean nothing (and have no defaults) while it is off.
+    if (absl::StartsWith(r.field, "token_gate.") && !s.token_gate().enabled()) continue;
+    RETURN_IF_ERROR(CheckRange(s, r));
   }
+  RETURN_IF_ERROR(CheckFinite(s, ""));
   if (s.has_adalora()) {
     const auto& p = s.adalora();
-    if (p.init_r() < 1) return FieldError("adalora.init_r", "must be >= 1");
-    if (p.target_r() < 0 || p.target_r() > p.init_r()) {
+    if (p.target_r() > p.init_r()) {
       return FieldError("adalora.target_r", absl::StrCat("must be in [0, init_r = ", p.init_r(),
                                                          "], got ", p.target_r()));
     }
-    if (!(p.alpha() > 0)) return FieldError("adalora.alpha", "must be > 0");
-    if (!(p.dropout() >= 0 && p.dropout() < 1))
-      return FieldError("adalora.dropout", "must be in [0, 1)");
-    if (p.tinit() < 0) return FieldError("adalora.tinit", "must be >= 0");
-    if (p.tfinal() < 0) return FieldError("adalora.tfinal", "must be >= 0");
-    if (p.delta_t() < 1) return FieldError("adalora.delta_t", "must be >= 1");
-    if (!(p.beta1() > 0 && p.beta1() < 1)) return FieldError("adalora.beta1", "must be in (0, 1)");
-    if (!(p.beta2() > 0 && p.beta2() < 1)) return FieldError("adalora.beta2", "must be in (0, 1)");
-    if (p.orth_reg_weight() < 0) return FieldError("adalora.orth_reg_weight", "must be >= 0");
     if (s.max_steps() > 0 && p.tinit() >= s.max_steps() - p.tfinal()) {
       return FieldError("adalora.tinit",
                         absl::StrCat("tinit (", p.tinit(), ") must be < max_steps - tfinal (",
                                      s.max_steps() - p.tfinal(), "): no step would prune"));
     }
   }
-  if (s.has_hut() && s.hut().r() < 1) return FieldError("hut.r", "must be >= 1");
   if (s.has_adadhp()) {
     const auto& p = s.adadhp();
-    if (p.target_num() < 0) return FieldError("adadhp.target_num", "must be >= 0");
-    if (p.tinit() < 0) return FieldError("adadhp.tinit", "must be >= 0");
-    if (p.delta_t() < 1) return FieldError("adadhp.delta_t", "must be >= 1");
     if (p.tfinal() != 0 && p.tfinal() <= p.tinit()) {
       return FieldError("adadhp.tfinal", absl::StrCat("must be > tinit (", p.tinit(), ")"));
     }
-    if (!(p.beta1() > 0 && p.beta1() < 1)) return FieldError("adadhp.beta1", "must be in (0, 1)");
-    if (!(p.beta2() > 0 && p.beta2() < 1)) return FieldError("adadhp.beta2", "must be in (0, 1)");
   }
-  if (s.token_gate().enabled()) {
-    if (!(s.token_gate().s() > 0)) return FieldError("token_gate.s", "must be > 0");
-    if (!(s.token_gate().lambda() >= 0)) return FieldError("token_gate.lambda", "must be >= 0");
+  RETURN_IF_ERROR(
+      ModuleSelector::Compile(
+          std::vector<std::string>(s.target_modules().begin(), s.target_modules().end()),
+          std::vector<std::string>(s.exclude_modules().begin(), s.exclude_modules().end()),
+          std::vector<int64_t>(s.layers_to_transform().begin(), s.layers_to_transform().end()))
+          .status());
+  if (s.task() == v1::SEQ_CLS && s.num_labels() < 2) {
+    return FieldError("num_labels", absl::StrCat("SEQ_CLS needs num_labels in [2, ",
+                                                 Number(kMaxLabels), "], got ", s.num_labels()));
   }
-  for (int i = 0; i < s.target_modules_size(); ++i) {
-    const std::string& t = s.target_modules(i);
-    const std::string field = absl::StrCat("target_modules[", i, "]");
-    if (t.empty()) return FieldError(field, "empty module name");
-    if (t.rfind("re:", 0) == 0) {
-      try {
-        std::regex re(t.substr(3));
-      } catch (const std::regex_error& e) {
-        return FieldError(field, absl::StrCat("bad regex: ", e.what()));
-      }
+  if (s.label_names_size() > kMaxLabels) {
+    return FieldError("label_names", absl::StrCat("at most ", Number(kMaxLabels), " names, got ",
+                                                  s.label_names_size()));
+  }
+  std::set<absl::string_view> names;
+  for (int i = 0; i < s.label_names_size(); ++i) {
+    const std::string& name = s.label_names(i);
+    const std::string field = absl::StrCat("label_names[", i, "]");
+    if (name.empty() || name.size() > kMaxLabelNameChars) {
+      return FieldError(field, absl::StrCat("must have 1 to ", kMaxLabelNameChars,
+                                            " characters, got ", name.size()));
+    }
+    if (!names.insert(name).second) {
+      return FieldError(field, absl::StrCat("'", name, "' is given twice"));
     }
   }
-  for (int i = 0; i < s.layers_to_transform_size(); ++i) {
-    if (s.layers_to_transform(i) < 0) {
-      return FieldError(absl::StrCat("layers_to_transform[", i, "]"), "must be >= 0");
-    }
-  }
-  if (s.task() == v1::SEQ_CLS) {
-    if (s.num_labels() < 2) return FieldError("num_labels", "SEQ_CLS needs num_labels >= 2");
-    if (s.label_names_size() != 0 && s.label_names_size() != s.num_labels()) {
-      return FieldError("label_names", absl::StrCat("has ", s.label_names_size(),
-                                                    " names for num_labels = ", s.num_labels()));
-    }
+  if (s.task() == v1::SEQ_CLS && s.label_names_size() != 0 &&
+      s.label_names_size() != s.num_labels()) {
+    return FieldError("label_names", absl::StrCat("has ", s.label_names_size(),
+                                                  " names for num_labels = ", s.num_labels()));
   }
   if (s.training_dataset_id().empty()) return FieldError("training_dataset_id", "required");
+  for (const auto& [field, id] :
+       {std::pair<const char*, const std::string*>{"training_dataset_id", &s.training_dataset_id()},
+        {"validation_dataset_id", &s.validation_dataset_id()}}) {
+    if (id->size() > kMaxDatasetIdChars) {
+      return FieldError(
+          field, absl::StrCat("at most ", kMaxDatasetIdChars, " characters, got ", id->size()));
+    }
+  }
   if (const auto& t = s.chat_template(); t != "chatml" && t != "llama3" && t != "plain") {
-    return FieldError("chat_template",
-                      absl::StrCat("unknown template '", t, "' (known: chatml, llama3, plain)"));
+    return FieldError("chat_template", absl::StrCat("unknown template '", t.substr(0, 64),
+                                                    "' (known: chatml, llama3, plain)"));
   }
-  if (s.epochs() < 1) return FieldError("epochs", "must be >= 1");
-  if (s.max_steps() < 0) return FieldError("max_steps", "must be >= 0");
-  if (s.batch_size() < 1) return FieldError("batch_size", "must be >= 1");
-  if (s.gradient_accumulation_steps() < 1)
-    return FieldError("gradient_accumulation_steps", "must be >= 1");
-  if (!(s.learning_rate() > 0) || !std::isfinite(s.learning_rate())) {
-    return FieldError("learning_rate", "must be a finite number > 0");
-  }
-  if (!(s.warmup_ratio() >= 0 && s.warmup_ratio() < 1))
-    return FieldError("warmup_ratio", "must be in [0, 1)");
-  if (s.warmup_steps() < 0) return FieldError("warmup_steps", "must be >= 0");
-  if (!(s.weight_decay() >= 0)) return FieldError("weight_decay", "must be >= 0");
-  if (!(s.max_grad_norm() >= 0))
-    return FieldError("max_grad_norm", "must be >= 0 (0 disables clipping)");
-  if (s.max_seq_len() < 2) return FieldError("max_seq_len", "must be >= 2");
-  if (s.eval_interval_steps() < 0) return FieldError("eval_interval_steps", "must be >= 0");
-  if (s.checkpoint_interval_steps() < 0)
-    return FieldError("checkpoint_interval_steps", "must be >= 0");
-  if (s.max_attempts() < 1) return FieldError("max_attempts", "must be >= 1");
-  if (s.num_threads() < 0) return FieldError("num_threads", "must be >= 0");
-  if (s.keep_checkpoints() < 1 || s.keep_checkpoints() > kMaxKeepCheckpoints) {
-    return FieldError("keep_checkpoints", absl::StrCat("must be in [1, ", kMaxKeepCheckpoints,
-                                                       "], got ", s.keep_checkpoints()));
-  }
-  if (s.early_stopping_patience() < 0) return FieldError("early_stopping_patience", "must be >= 0");
   if (s.early_stopping_patience() > 0 && s.validation_dataset_id().empty()) {
     return FieldError("early_stopping_patience", "needs validation_dataset_id");
   }

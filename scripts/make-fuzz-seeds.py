@@ -214,3 +214,96 @@ os.makedirs(d, exist_ok=True)
 for name, tok in tok_seeds.items():
     with open(os.path.join(d, name + ".json"), "w", encoding="utf-8") as f:
         json.dump(tok, f, ensure_ascii=False)
+
+
+# fuzz_create_job_request: serialized CreateJobRequest messages (proto/peftd/v1/jobs.proto), encoded
+# by hand in the protobuf wire format (no protobuf package needed). The fake sources of the target
+# know the models tiny-llama, tiny-cls and llama-7b and the datasets ds-text and ds-cls.
+def varint(n):
+    n &= (1 << 64) - 1  # negative int32/int64 values take ten bytes
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def tag(field, wire):
+    return varint(field << 3 | wire)
+
+
+def vint(field, n):
+    return tag(field, 0) + varint(n)
+
+
+def ld(field, data):
+    data = data.encode() if isinstance(data, str) else data
+    return tag(field, 2) + varint(len(data)) + data
+
+
+def f32(field, x):
+    return tag(field, 5) + struct.pack("<f", x)
+
+
+def f64(field, x):
+    return tag(field, 1) + struct.pack("<d", x)
+
+
+def f32_bits(field, bits):
+    return tag(field, 5) + struct.pack("<I", bits)
+
+
+LORA, DORA, ADALORA, HUT, ADADHP = 1, 2, 3, 4, 5
+SEQ_CLS = 2
+
+
+def spec(*fields):
+    return b"".join(fields)
+
+
+def request(spec_bytes, request_id="", labels=None):
+    out = ld(1, spec_bytes)
+    if request_id:
+        out += ld(2, request_id)
+    for k, v in (labels or {}).items():
+        out += ld(4, ld(1, k) + ld(2, v))
+    return out
+
+
+tiny = ld(1, "tiny-llama") + ld(14, "ds-text")
+all_projections = b"".join(ld(8, m) for m in
+                           ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
+write_seeds("fuzz_create_job_request", {
+    "lora_defaults": request(spec(tiny, vint(2, LORA))),
+    "lora_full": request(spec(tiny, vint(2, LORA), ld(3, vint(1, 16) + f32(2, 32.0) + f32(3, 0.05)),
+                              ld(8, "q_proj"), ld(8, "v_proj"), vint(18, 200), vint(19, 8),
+                              f64(21, 2e-4), vint(22, 2), f64(23, 0.05), vint(31, 50),
+                              vint(27, 256), ld(15, "ds-text"), vint(35, 2)),
+                         "r-1", {"team": "nlp"}),
+    "dora_gate": request(spec(tiny, vint(2, DORA), ld(7, vint(1, 1) + f64(2, 4e-5) + f64(3, 1e-6)),
+                              all_projections, ld(9, "layers.0.mlp.down_proj"))),
+    "adalora": request(spec(tiny, vint(2, ADALORA),
+                            ld(4, vint(1, 12) + vint(2, 8) + vint(5, 10) + vint(6, 20) + vint(7, 5)),
+                            vint(18, 100))),
+    "hut_layers": request(spec(tiny, vint(2, HUT), ld(5, vint(1, 4)), ld(10, varint(0) + varint(1)))),
+    "adadhp": request(spec(tiny, vint(2, ADADHP), ld(6, vint(1, 2) + vint(2, 5) + vint(3, 50)),
+                           all_projections, vint(18, 100))),
+    "seq_cls": request(spec(ld(1, "tiny-cls"), ld(14, "ds-cls"), vint(2, LORA), vint(11, SEQ_CLS),
+                            vint(12, 2), ld(13, "neg"), ld(13, "pos"), ld(8, "score"))),
+    "mixed_patterns": request(spec(tiny, vint(2, LORA), ld(8, "q_proj"),
+                                   ld(8, r"re:model\.layers\.[01]\.mlp\.(up|down)_proj"),
+                                   ld(9, r"re:.*\.1\.self_attn\.q_proj"))),
+    # Issue 12's rows: each is refused.
+    "deep_parens": request(spec(tiny, vint(2, LORA), ld(8, "re:" + "(" * 300 + ")" * 300))),
+    "catastrophic_regex": request(spec(tiny, vint(2, LORA), ld(8, "re:(.*)*z"), ld(9, "re:("))),
+    "huge_rank": request(spec(tiny, vint(2, LORA), ld(3, vint(1, 2000000000)))),
+    "non_finite": request(spec(tiny, vint(2, LORA), ld(3, f32_bits(2, 0x7F800000)),
+                               f64(25, float("inf")), vint(34, 1000000), vint(19, 2000000000),
+                               vint(27, 2000000000), vint(33, 1000000))),
+    "unknown_module": request(spec(tiny, vint(2, LORA), ld(8, "no_such_proj"), vint(10, 99))),
+    "negative_numbers": request(spec(tiny, vint(2, LORA), vint(10, -5), vint(18, -1), vint(19, -8))),
+    "big_model_big_rank": request(spec(ld(1, "llama-7b"), ld(14, "ds-text"), vint(2, LORA),
+                                       ld(3, vint(1, 4096)), all_projections)),
+})

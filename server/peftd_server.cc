@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/host_memory.h"
 #include "common/status.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/dataset_upload.h"
@@ -115,6 +116,10 @@ absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOpti
   sched.heartbeat_interval = options.heartbeat_interval;
   sched.lease_timeout = options.lease_timeout;
   sched.restart_grace = options.restart_grace;
+  if (options.local_workers > 0) {
+    // Until the local workers register, admission checks job memory against this host's.
+    sched.local_worker_memory_bytes = UsableMemoryBytes().value_or(0);
+  }
   ASSIGN_OR_RETURN(s->scheduler_, Scheduler::Create(s->store_.get(), s->blobs_.get(), clock, sched,
                                                     s->observer_.get()));
 

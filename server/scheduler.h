@@ -25,6 +25,7 @@
 #include "peftd/v1/jobs.pb.h"
 #include "peftd/v1/worker.pb.h"
 #include "server/attempt_policy.h"
+#include "server/job_admission.h"
 #include "server/scheduler_observer.h"
 #include "storage/blob_store.h"
 #include "storage/job_store.h"
@@ -40,6 +41,9 @@ struct SchedulerOptions {
   absl::Duration restart_grace = absl::Seconds(30);
   // New job ids; default "job-" + 16 random hex digits (tests make them deterministic).
   std::function<std::string()> new_job_id;
+  // > 0: the server runs local workers on this host, with this much usable memory; CreateJob
+  // checks the memory estimate against it while no worker has registered (server/job_admission.h).
+  int64_t local_worker_memory_bytes = 0;
 };
 
 class Scheduler {
@@ -136,7 +140,10 @@ class Scheduler {
   Scheduler(storage::JobStore* store, storage::BlobStore* blobs, const Clock* clock,
             SchedulerOptions options, SchedulerObserver* observer);
   absl::Status Recover();
+  // Admission (server/job_admission.h) with the store, the model root and the live workers.
   absl::Status ValidateRequest(const v1::CreateJobRequest& request, v1::JobSpec* spec);
+  // The registered workers that are not lost, with the memory they advertise. Locks mu_.
+  std::vector<LiveWorker> LiveWorkers();
 
   // Writes `job` (whose state may have changed from `from`) and `events` in one transaction and
   // updates the in-memory queue, leases and counts. Requires mu_.

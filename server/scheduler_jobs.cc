@@ -10,9 +10,8 @@
 #include "common/job_spec.h"
 #include "common/status.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "server/field_violation.h"
+#include "server/admission_sources.h"
 #include "server/job_state.h"
-#include "server/model_root.h"
 #include "server/scheduler.h"
 #include "server/scheduler_internal.h"
 
@@ -24,11 +23,6 @@ using internal::ToProto;
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 1000;
 constexpr int kDefaultEventPageSize = 100;
-constexpr size_t kMaxRequestIdChars = 128;
-constexpr size_t kMaxDisplayNameChars = 256;
-constexpr int kMaxLabels = 64;
-constexpr size_t kMaxLabelKeyChars = 63;
-constexpr size_t kMaxLabelValueChars = 256;
 
 std::string RandomJobId() {
   static std::mutex mu;
@@ -40,54 +34,19 @@ std::string RandomJobId() {
 }  // namespace
 
 absl::Status Scheduler::ValidateRequest(const v1::CreateJobRequest& req, v1::JobSpec* spec) {
-  if (req.request_id().size() > kMaxRequestIdChars) {
-    return absl::InvalidArgumentError(absl::StrCat("request_id: at most ", kMaxRequestIdChars,
-                                                   " characters, got ", req.request_id().size()));
-  }
-  if (req.display_name().size() > kMaxDisplayNameChars) {
-    return absl::InvalidArgumentError(absl::StrCat("display_name: at most ", kMaxDisplayNameChars,
-                                                   " characters, got ", req.display_name().size()));
-  }
-  if (req.labels_size() > kMaxLabels) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("labels: at most ", kMaxLabels, " labels, got ", req.labels_size()));
-  }
-  for (const auto& [key, value] : req.labels()) {
-    if (key.empty() || key.size() > kMaxLabelKeyChars) {
-      return absl::InvalidArgumentError(absl::StrCat("labels: key '", key, "' must have 1 to ",
-                                                     kMaxLabelKeyChars, " characters"));
-    }
-    if (value.size() > kMaxLabelValueChars) {
-      return absl::InvalidArgumentError(absl::StrCat("labels.", key, ": value must have at most ",
-                                                     kMaxLabelValueChars, " characters"));
-    }
-  }
-  *spec = WithDefaults(req.spec());
-  RETURN_IF_ERROR(ValidateJobSpec(*spec));
-  RETURN_IF_ERROR(WithFieldViolation(
-      ResolveModelPath(options_.model_root, spec->base_model()).status(), "base_model"));
-  auto check_dataset = [&](const char* field, const std::string& id) -> absl::Status {
-    auto ds = store_->GetDataset(id);
-    if (absl::IsNotFound(ds.status())) {
-      return absl::NotFoundError(absl::StrCat(field, ": no dataset '", id,
-                                              "' on this server; upload the file first "
-                                              "(peftctl datasets upload FILE) and use its id"));
-    }
-    RETURN_IF_ERROR(ds.status());
-    const bool classification = absl::StartsWith(ds->format(), "classification");
-    if (!ds->format().empty() && classification != (spec->task() == v1::SEQ_CLS)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": dataset ", id, " holds ", ds->format(), " records, which task ",
-                       v1::TaskType_Name(spec->task() == v1::SEQ_CLS ? v1::SEQ_CLS : v1::CAUSAL_LM),
-                       " cannot train on"));
-    }
-    return absl::OkStatus();
-  };
-  RETURN_IF_ERROR(check_dataset("training_dataset_id", spec->training_dataset_id()));
-  if (!spec->validation_dataset_id().empty()) {
-    RETURN_IF_ERROR(check_dataset("validation_dataset_id", spec->validation_dataset_id()));
-  }
+  ServerAdmissionSources sources(options_.model_root, store_, LiveWorkers(),
+                                 options_.local_worker_memory_bytes);
+  ASSIGN_OR_RETURN(*spec, AdmitJob(req, sources));
   return absl::OkStatus();
+}
+
+std::vector<LiveWorker> Scheduler::LiveWorkers() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<LiveWorker> live;
+  for (const auto& [id, w] : workers_) {
+    if (!w.lost) live.push_back({id, AdvertisedMemory(w.registration)});
+  }
+  return live;
 }
 
 absl::StatusOr<v1::Job> Scheduler::CreateJob(const v1::CreateJobRequest& req) {

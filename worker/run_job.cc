@@ -13,7 +13,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "adapters/peft_files.h"
+#include "common/host_memory.h"
 #include "common/job_spec.h"
+#include "common/job_spec_model.h"
+#include "common/memory_estimate.h"
 #include "common/model_config.h"
 #include "common/status.h"
 #include "common/status_payload.h"
@@ -297,6 +300,37 @@ absl::Status ExportMerged(train::PeftLlama& model, const MergedBiases& biases,
                                      biases.zeros);
 }
 
+int64_t FileBytes(const std::string& path) {
+  std::error_code ec;
+  const auto size = path.empty() ? 0 : fs::file_size(path, ec);
+  return ec ? 0 : static_cast<int64_t>(size);
+}
+
+// RESOURCE_EXHAUSTED before anything is allocated when the job's estimated peak does not fit
+// this host (common/memory_estimate.h).
+absl::Status CheckMemoryBeforeLoading(const v1::JobSpec& spec, const SpecOnModel& resolved,
+                                      const JobInputs& in, const RunJobOptions& options,
+                                      train::ProgressSink* sink) {
+  const MemoryEstimate estimate = EstimatePeakMemory(
+      spec, resolved, FileBytes(in.training_data_path) + FileBytes(in.validation_data_path));
+  int64_t available = options.memory_limit_bytes;
+  std::string what = "this worker's memory limit (RunJobOptions.memory_limit_bytes)";
+  if (available <= 0) {
+    absl::StatusOr<int64_t> usable = UsableMemoryBytes();
+    if (!usable.ok()) {
+      sink->OnLog(LogLevel::kWarning, absl::StrCat("memory estimate ", estimate.Summary(),
+                                                   " not checked: ", usable.status().message()));
+      return absl::OkStatus();
+    }
+    available = *usable;
+    what = "this worker's host (MemTotal, or the cgroup limit when lower)";
+  }
+  RETURN_IF_ERROR(CheckMemoryFits(estimate, available, what));
+  sink->OnLog(LogLevel::kDebug, absl::StrCat("memory estimate ", estimate.Summary(), " of ",
+                                             GiB(available), " usable"));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* sink,
                                       const std::atomic<bool>* cancelled,
                                       const RunJobOptions& options, int64_t* batch_size) {
@@ -311,6 +345,10 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
     if (!c.ok()) return Annotate(c.status(), model_what);
     return c;
   }());
+  // The server ran the same checks at submit; `peftd-worker train` has no server in front of it,
+  // and the host may have less memory than the one the server judged by.
+  ASSIGN_OR_RETURN(const SpecOnModel resolved, ResolveSpecOnModel(spec, config));
+  RETURN_IF_ERROR(CheckMemoryBeforeLoading(spec, resolved, in, options, sink));
   absl::StatusOr<std::unique_ptr<data::Tokenizer>> tokenizer = data::LoadTokenizer(model_dir);
   if (!tokenizer.ok()) return Annotate(tokenizer.status(), model_what);
 

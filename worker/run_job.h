@@ -8,8 +8,9 @@
 //
 // Errors carry canonical codes: INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION for the
 // spec, the model or the data (they name the field, the file or the dataset line),
-// RESOURCE_EXHAUSTED when memory runs out (naming the batch size), CANCELLED when `cancelled`
-// was set, INTERNAL for the rest. LibTorch exceptions never escape.
+// RESOURCE_EXHAUSTED when the job's memory estimate exceeds the host's usable memory (checked
+// before the model is loaded) or memory runs out (naming the batch size), CANCELLED when
+// `cancelled` was set, INTERNAL for the rest. LibTorch exceptions never escape.
 #ifndef PEFTD_WORKER_RUN_JOB_H_
 #define PEFTD_WORKER_RUN_JOB_H_
 
@@ -29,6 +30,9 @@ struct RunJobOptions {
   bool eval_before_training = true;
   // Ctrl-C in `peftd-worker train`: finish the step and checkpoint it before stopping.
   bool checkpoint_on_cancel = false;
+  // Memory the job's estimate must fit (common/memory_estimate.h), in bytes; 0 = the host's
+  // UsableMemoryBytes(). Tests set a small one.
+  int64_t memory_limit_bytes = 0;
 };
 
 // Runs the job. `sink` may be null. Thread-compatible: one job per call, but LibTorch's thread

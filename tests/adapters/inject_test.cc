@@ -29,6 +29,25 @@ TEST(MatchesTarget, ASingleRegexMustMatchTheWholeName) {
   EXPECT_EQ(MatchesTarget("x", bad).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Issue 18 item 2: a "re:" entry next to plain names was read literally and matched nothing.
+TEST(MatchesTarget, MixedListsMatchEachEntryOnItsOwn) {
+  TargetSpec s{.target_modules = {"q_proj", R"(re:model\.layers\.[01]\.mlp\..*)"}};
+  EXPECT_TRUE(Match("model.layers.3.self_attn.q_proj", s));
+  EXPECT_TRUE(Match("model.layers.1.mlp.up_proj", s));
+  EXPECT_FALSE(Match("model.layers.2.mlp.up_proj", s));
+  TargetSpec excl{.target_modules = {"v_proj"}, .exclude_modules = {"q_proj", "re:.*\\.1\\..*"}};
+  EXPECT_TRUE(Match("model.layers.0.self_attn.v_proj", excl));
+  EXPECT_FALSE(Match("model.layers.1.self_attn.v_proj", excl));
+}
+
+// Issue 12: std::regex recursed once per parenthesis and overflowed the stack.
+TEST(MatchesTarget, LongPatternsAreRefusedAndCatastrophicOnesRunInLinearTime) {
+  TargetSpec deep{.target_modules = {"re:" + std::string(50000, '(') + std::string(50000, ')')}};
+  EXPECT_EQ(MatchesTarget("x", deep).status().code(), absl::StatusCode::kInvalidArgument);
+  TargetSpec slow{.target_modules = {"re:(.*)*z"}};
+  EXPECT_FALSE(Match(std::string(20000, 'a'), slow));
+}
+
 TEST(MatchesTarget, ExclusionsComeFirstAndLayersFilter) {
   TargetSpec s{.target_modules = {"q_proj", "v_proj"},
                .exclude_modules = {"layers.0.self_attn.v_proj"}};
@@ -76,7 +95,16 @@ TEST(InjectAdapters, ReportsWhatItWrappedAndRefusesNoMatch) {
                                return std::make_shared<LoraAdapter>(l, LoraOptions{});
                              });
   EXPECT_EQ(none.status().message(),
-            "target_modules [c] minus [a] match no Linear module of the model");
+            "target_modules[0]: 'c' matches no Linear module of the model; the model's Linear "
+            "modules are a, b");
+  // Issue 18 item 2: an entry that matches nothing is refused even when another one matches.
+  auto partly = InjectAdapters(*m, {.target_modules = {"b", "foo_proj"}},
+                               [](const std::string&, LinearImpl& l) {
+                                 return std::make_shared<LoraAdapter>(l, LoraOptions{});
+                               });
+  EXPECT_EQ(partly.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(partly.status().message().rfind("target_modules[1]: 'foo_proj' matches no", 0), 0u)
+      << partly.status();
 }
 
 }  // namespace

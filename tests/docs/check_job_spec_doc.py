@@ -9,6 +9,8 @@
   prefix is the JobSpec field of that type (lora, adalora, hut, adadhp, token_gate);
 - the default in the row holds the value the field's proto comment states ("Default 8.",
   "Default (unset) 1.0.", "Default: q_proj, v_proj.");
+- every numeric field (int32, int64, uint64, float, double, or a list of them) has a range in its
+  row's `range` column: an interval such as `[1, 4096]` or `(0, 1]`, or `any`;
 - no row names a field the proto does not have (a renamed or removed field);
 - every value of the enums Method, TaskType and LrSchedule is in the page.
 Python standard library only. Exit 1 with every problem listed.
@@ -18,6 +20,10 @@ import sys
 
 FIELD_RE = re.compile(r"^\s*(?:(optional|repeated)\s+)?(map<[^>]+>|[\w.]+)\s+(\w+)\s*=\s*\d+\s*;\s*(?://\s?(.*))?$")
 ENUMS = ("Method", "TaskType", "LrSchedule")
+NUMERIC = {"int32", "int64", "uint32", "uint64", "sint32", "sint64", "fixed32", "fixed64", "float",
+           "double"}
+NUMBER = r"-?(?:\d+(?:\.\d*)?(?:e[+-]?\d+)?|inf)"
+RANGE_RE = re.compile(r"^`?[\[(]\s*" + NUMBER + r"\s*,\s*" + NUMBER + r"\s*[\])]`?$|^any$")
 
 
 def parse_proto(text):
@@ -75,16 +81,28 @@ def stated_default(comment):
     return first.strip("`'\"()").lower()
 
 
+def split_row(line):
+    """The cells of a table row; `\\|` inside a cell is not a separator."""
+    cells = re.split(r"(?<!\\)\|", line.strip().strip("|"))
+    return [c.strip() for c in cells]
+
+
 def doc_rows(text):
-    """{first-cell name: default cell} of every table row whose first cell is `code`."""
+    """{first-cell name: {column header: cell}} of every table row whose first cell is `code`;
+    columns are named by the header row of their table."""
     rows = {}
+    header = None
     for line in text.splitlines():
         if not line.startswith("|"):
+            header = None
             continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        cells = split_row(line)
+        if header is None:
+            header = [c.lower() for c in cells]
+            continue
         m = re.fullmatch(r"`([\w.]+)`", cells[0]) if cells else None
         if m:
-            rows[m.group(1)] = cells
+            rows[m.group(1)] = dict(zip(header, cells))
     return rows
 
 
@@ -106,11 +124,14 @@ def check(proto_text, doc_text):
             continue
         want = stated_default(comment)
         cells = rows[name]
-        # JobSpec and parameter tables: | field | type | default | meaning |
-        default_cell = cells[2].lower() if len(cells) >= 4 else ""
-        if want is not None and want not in default_cell.replace("`", ""):
+        default_cell = cells.get("default", "")
+        if want is not None and want not in default_cell.lower().replace("`", ""):
             problems.append(f"job-spec.md: `{name}`: the proto says default {want!r}, the page says "
-                            f"{cells[2] if len(cells) >= 4 else '(no default column)'!r}")
+                            f"{default_cell or '(no default column)'!r}")
+        if typ in NUMERIC and not RANGE_RE.match(cells.get("range", "")):
+            problems.append(f"job-spec.md: `{name}` ({typ}) has no range: its `range` cell is "
+                            f"{cells.get('range', '(no range column)')!r}; write an interval such as "
+                            f"`[1, 4096]` or `any`")
     request_fields = {"request_id", "display_name", "labels"}
     documented_types = set(messages) | set(ENUMS)
     for name in rows:
@@ -145,8 +166,11 @@ message JobSpec {
   optional double g = 4; // Clip. Default (unset) 1.0.
 }
 """
-    good = ("| `a` | string | required | x |\n| `p` | P | see | x |\n| `p.r` | int | 8 | x |\n"
-            "| `t` | list | `q_proj`, `v_proj` | x |\n| `g` | double | 1.0 | x |\n`LORA`\n")
+    good = ("| field | type | default | range | meaning |\n| --- | --- | --- | --- | --- |\n"
+            "| `a` | string | required | — | x |\n| `p` | P | see | — | x |\n"
+            "| `p.r` | int | 8 | `[1, 4096]` | x \\| y |\n"
+            "| `t` | list | `q_proj`, `v_proj` | — | x |\n| `g` | double | 1.0 | `(0, 1e6]` | x |\n"
+            "\n`LORA`\n")
     bad = 0
     if check(proto, good):
         print("self-test: a matching page was refused:", check(proto, good))
@@ -154,7 +178,9 @@ message JobSpec {
     for mutation, what in ((good.replace("| 8 |", "| 16 |"), "wrong default"),
                            (good.replace("| `t` |", "| `targets` |"), "missing and unknown row"),
                            (good.replace("`LORA`", ""), "missing enum value"),
-                           (good.replace("| 1.0 |", "| 1 |"), "wrong optional default")):
+                           (good.replace("| 1.0 |", "| 1 |"), "wrong optional default"),
+                           (good.replace("`[1, 4096]`", "—"), "numeric row without a range"),
+                           (good.replace("`(0, 1e6]`", "≥ 0"), "range that is no interval")):
         if not check(proto, mutation):
             print(f"self-test: a page with a {what} passed")
             bad += 1

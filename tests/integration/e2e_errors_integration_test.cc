@@ -11,6 +11,7 @@
 #include "peftd/v1/jobs.grpc.pb.h"
 #include "tests/integration/e2e_support.h"
 #include "tests/integration/peftd_process.h"
+#include "tests/server/test_model.h"
 
 namespace peftd {
 namespace {
@@ -40,7 +41,7 @@ int JobCount(const PeftdProcess& server) {
 TEST(E2e, BadDatasetLinesAndBadSpecFieldsAreNamedByPeftctlAndNothingIsStored) {
   const fs::path dir = testing::FreshTestDir("errors");
   fs::create_directories(dir / "models" / "tiny-llama");
-  std::ofstream(dir / "models" / "tiny-llama" / "config.json") << "{}";
+  std::ofstream(dir / "models" / "tiny-llama" / "config.json") << testing::kTestModelConfigJson;
   PeftdProcess server((dir / "data").string(),
                       {"--model-root=" + (dir / "models").string(), "--local-workers=0"});
   std::string error;

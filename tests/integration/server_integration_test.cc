@@ -31,6 +31,7 @@
 #include "peftd/v1/worker.grpc.pb.h"
 #include "tests/integration/fake_worker.h"
 #include "tests/integration/peftd_process.h"
+#include "tests/server/test_model.h"
 
 namespace peftd {
 namespace {
@@ -47,7 +48,7 @@ fs::path FreshDir(const std::string& name) {
   fs::path dir = fs::temp_directory_path() / absl::StrCat("peftd_it_", name, "_", getpid());
   fs::remove_all(dir);
   fs::create_directories(dir / "models" / "tiny");
-  std::ofstream(dir / "models" / "tiny" / "config.json") << "{}";
+  std::ofstream(dir / "models" / "tiny" / "config.json") << testing::kTestModelConfigJson;
   return dir;
 }
 

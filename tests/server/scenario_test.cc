@@ -41,6 +41,7 @@
 #include "server/scheduler.h"
 #include "storage/blob_store.h"
 #include "storage/job_store.h"
+#include "tests/server/test_model.h"
 
 namespace peftd::server {
 namespace {
@@ -110,7 +111,7 @@ class ScenarioRunner {
     dir_ = fs::temp_directory_path() / absl::StrCat("peftd_scenario_", name, "_", getpid());
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "models" / "tiny");
-    std::ofstream(dir_ / "models" / "tiny" / "config.json") << "{}";
+    std::ofstream(dir_ / "models" / "tiny" / "config.json") << testing::kTestModelConfigJson;
     options_.model_root = (dir_ / "models").string();
     options_.new_job_id = [this] { return absl::StrCat("job-", ++job_counter_); };
   }

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "tests/server/test_model.h"
 
 namespace peftd::server {
 namespace {
@@ -43,7 +44,7 @@ class SchedulerTest : public ::testing::Test {
                         ::testing::UnitTest::GetInstance()->current_test_info()->name(), getpid());
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "models" / "tiny");
-    std::ofstream(dir_ / "models" / "tiny" / "config.json") << "{}";
+    std::ofstream(dir_ / "models" / "tiny" / "config.json") << testing::kTestModelConfigJson;
     // A short busy timeout: the tests that lock the database wait this long per refused write.
     store_ = std::move(*storage::JobStore::Open((dir_ / "jobs.db").string(),
                                                 storage::kSchemaVersion, absl::Milliseconds(100)));

@@ -299,5 +299,51 @@ TEST(RunJob, CancelledBeforeTheFirstStep) {
   EXPECT_EQ(out.status().code(), absl::StatusCode::kCancelled) << out.status();
 }
 
+// Issue 12: the worker checks the job's memory estimate (common/memory_estimate.h) before it
+// reads the data or allocates the model, and fails the job instead of exhausting the host.
+TEST(RunJob, AJobOverTheMemoryLimitFailsBeforeAnythingIsLoaded) {
+  JobInputs in = Inputs("memory_limit");
+  Recorder sink;
+  RunJobOptions options;
+  options.memory_limit_bytes = int64_t{64} << 20;  // the runtime allowance alone is more
+  absl::StatusOr<JobOutputs> out = RunJob(in, &sink, nullptr, options);
+  ASSERT_EQ(out.status().code(), absl::StatusCode::kResourceExhausted) << out.status();
+  EXPECT_EQ(out.status().message().rfind("the job needs an estimated ", 0), 0u) << out.status();
+  EXPECT_NE(out.status().message().find("more than this worker's memory limit "
+                                        "(RunJobOptions.memory_limit_bytes) has: 0.1 GiB"),
+            std::string::npos)
+      << out.status();
+  EXPECT_EQ(sink.phases, std::vector<train::Phase>{train::Phase::kLoadingModel});
+  for (const auto& l : sink.logs) EXPECT_EQ(l.find("records"), std::string::npos) << l;
+  EXPECT_FALSE(fs::exists(in.work_dir));
+
+  // Against the host's real memory: ranges allow batch_size 65536 x max_seq_len 2^20, no host
+  // holds their attention probabilities.
+  in = Inputs("memory_host");
+  in.spec.set_batch_size(65536);
+  in.spec.set_max_seq_len(1 << 20);
+  out = RunJob(in, nullptr, nullptr);
+  ASSERT_EQ(out.status().code(), absl::StatusCode::kResourceExhausted) << out.status();
+  EXPECT_NE(out.status().message().find("more than this worker's host"), std::string::npos)
+      << out.status();
+}
+
+// Issue 18 item 2: a list may mix names and "re:" entries; each stands on its own.
+TEST(RunJob, MixedModuleListsAdaptWhatEachEntryMatches) {
+  JobInputs in = Inputs("mixed");
+  in.spec.clear_target_modules();
+  in.spec.add_target_modules("q_proj");
+  in.spec.add_target_modules(R"(re:model\.layers\.[01]\.mlp\.down_proj)");
+  in.spec.set_max_steps(1);
+  in.spec.clear_validation_dataset_id();
+  in.validation_data_path.clear();
+  Recorder sink;
+  absl::StatusOr<JobOutputs> out = RunJob(in, &sink, nullptr);
+  ASSERT_TRUE(out.ok()) << out.status();
+  bool said = false;  // 4 q_proj and 2 down_proj of the 4-layer tiny model
+  for (const auto& l : sink.logs) said = said || l.find("lora on 6 modules") != std::string::npos;
+  EXPECT_TRUE(said);
+}
+
 }  // namespace
 }  // namespace peftd::worker

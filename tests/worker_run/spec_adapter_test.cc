@@ -305,6 +305,7 @@ const std::set<std::string> kHandledElsewhere = {
     "validation_dataset_id",  // likewise; without it no evaluation source is built
     "export_merged",          // the runner's export step
     "max_attempts",           // the server's retry policy
+    "keep_checkpoints",       // the server trims old checkpoints
 };
 
 TEST(SpecAdapter, EveryJobSpecFieldHasADestination) {

@@ -1,0 +1,41 @@
+#include "common/model_modules.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace peftd::model {
+
+std::vector<LinearModule> LinearModules(const ModelConfig& c) {
+  const int64_t q = c.num_attention_heads * c.head_dim;
+  const int64_t kv = c.num_key_value_heads * c.head_dim;
+  std::vector<LinearModule> out;
+  out.reserve(static_cast<size_t>(c.num_hidden_layers) * 7 + 1);
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string attn = absl::StrCat("model.layers.", i, ".self_attn.");
+    const std::string mlp = absl::StrCat("model.layers.", i, ".mlp.");
+    out.push_back({attn + "q_proj", c.hidden_size, q, c.attention_bias});
+    out.push_back({attn + "k_proj", c.hidden_size, kv, c.attention_bias});
+    out.push_back({attn + "v_proj", c.hidden_size, kv, c.attention_bias});
+    out.push_back({attn + "o_proj", q, c.hidden_size, false});
+    out.push_back({mlp + "gate_proj", c.hidden_size, c.intermediate_size, false});
+    out.push_back({mlp + "up_proj", c.hidden_size, c.intermediate_size, false});
+    out.push_back({mlp + "down_proj", c.intermediate_size, c.hidden_size, false});
+  }
+  if (c.sequence_classification) {
+    out.push_back({"score", c.hidden_size, c.num_labels, false});
+  } else if (!c.tie_word_embeddings) {
+    out.push_back({"lm_head", c.hidden_size, c.vocab_size, false});
+  }
+  return out;
+}
+
+ModelConfig ConfigForNumLabels(ModelConfig c, int64_t num_labels) {
+  if (num_labels <= 0) return c;
+  c.sequence_classification = true;
+  c.num_labels = num_labels;
+  if (c.id2label.size() != static_cast<size_t>(num_labels)) c.id2label.clear();
+  const size_t pos = c.architecture.find("ForCausalLM");
+  if (pos != std::string::npos) c.architecture.replace(pos, 11, "ForSequenceClassification");
+  return c;
+}
+
+}  // namespace peftd::model

@@ -1,0 +1,36 @@
+// The Linear modules of a LLaMA-family model, by their Hugging Face names, computed from its
+// config.json alone (no LibTorch): what target_modules and exclude_modules select from. The
+// worker builds exactly these modules (worker/model/llama.cc; tests/worker_model pins the two
+// lists together), so the server can check patterns and estimate memory before a job runs.
+#ifndef PEFTD_COMMON_MODEL_MODULES_H_
+#define PEFTD_COMMON_MODEL_MODULES_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/model_config.h"
+
+namespace peftd::model {
+
+// One projection: y = x·Wᵀ (+ b), W of shape (out_features, in_features).
+struct LinearModule {
+  std::string name;  // "model.layers.3.self_attn.q_proj"
+  int64_t in_features = 0;
+  int64_t out_features = 0;
+  bool bias = false;
+};
+
+// In model order: per layer q, k, v, o, gate, up, down, then the head: `score` for a
+// sequence-classification model, `lm_head` for a causal LM with untied embeddings, none when the
+// embeddings are tied (the vocabulary projection then reuses embed_tokens, which is no Linear).
+std::vector<LinearModule> LinearModules(const ModelConfig& config);
+
+// The config the worker builds its model from for a job: with num_labels > 0 (a SEQ_CLS job) the
+// model gets a `score` head of num_labels classes whatever config.json says, as HF's
+// AutoModelForSequenceClassification does for a causal-LM checkpoint.
+ModelConfig ConfigForNumLabels(ModelConfig config, int64_t num_labels);
+
+}  // namespace peftd::model
+
+#endif  // PEFTD_COMMON_MODEL_MODULES_H_
