@@ -193,8 +193,8 @@ absl::Status CheckEnums(const google::protobuf::Message& m, const std::string& p
         if (value->number() == 0) continue;  // the UNSPECIFIED default
         absl::StrAppend(&known, known.empty() ? "" : ", ", value->name());
       }
-      return FieldError(path, absl::StrCat(v, " is not a ", f->enum_type()->name(), " (known: ",
-                                           known, ")"));
+      return FieldError(
+          path, absl::StrCat(v, " is not a ", f->enum_type()->name(), " (known: ", known, ")"));
     }
   }
   return absl::OkStatus();

@@ -10,15 +10,15 @@
 //      SIGSTOP for longer than its lease and continued.
 //   3. peftd killed with -9 three times under a remote worker: the worker re-registers with the
 //      restarted server and keeps its lease, so the job ends as attempt 1.
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <signal.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <SQLiteCpp/SQLiteCpp.h>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -136,8 +136,7 @@ pid_t WorkerPid(const PeftdProcess& server) {
 class Faults : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::FreshTestDir(
-        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = testing::FreshTestDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
     server_ = std::make_unique<PeftdProcess>((dir_ / "data").string(), ServerArgs(dir_));
     server_->set_log_file((dir_ / "peftd.log").string());
     std::string error;
@@ -300,10 +299,10 @@ TEST_F(Faults, ThreeServerKillsUnderARemoteWorkerCostNoAttempt) {
   std::string error;
   ASSERT_TRUE(server_->Start(&error)) << error << testing::ReadFile(dir_ / "peftd.log");
   testing::BackgroundProcess worker;
-  worker.Start({testing::kWorker, "--server", server_->address(), "--worker-id", "remote-1",
-                "--cache-dir", (dir_ / "cache").string(), "--model-root",
-                (dir_ / "models").string()},
-               {}, (dir_ / "worker.log").string());
+  worker.Start(
+      {testing::kWorker, "--server", server_->address(), "--worker-id", "remote-1", "--cache-dir",
+       (dir_ / "cache").string(), "--model-root", (dir_ / "models").string()},
+      {}, (dir_ / "worker.log").string());
   const std::string id = Submit(*server_, job_file_);
   int64_t killed_at = 0;
   for (int i = 0; i < 3; ++i) {
