@@ -442,6 +442,23 @@ TEST_F(HostileInput, BadDatasetsAreRefusedNamingTheLine) {
   }
 }
 
+// lora.r is capped at 4096, but a job within every range can still need more memory than any
+// worker has: it is refused at submit with the estimate, and nothing is stored.
+TEST_F(HostileInput, AJobThatFitsNoWorkerIsRefusedWithItsMemoryEstimate) {
+  FakeWorker small(server_->Channel(), "small", kWorkerToken);
+  small.set_memory_bytes(int64_t{8} << 30);
+  ASSERT_TRUE(small.Register().ok());
+  v1::CreateJobRequest req = BaseRequest();
+  req.mutable_spec()->mutable_lora()->set_r(4096);
+  req.mutable_spec()->set_batch_size(65536);
+  req.mutable_spec()->set_max_seq_len(1 << 20);
+  auto started = std::chrono::steady_clock::now();
+  Expect("a job that needs more memory than any worker has", Create(req),
+         grpc::StatusCode::RESOURCE_EXHAUSTED, "the job needs an estimated", started);
+  v1::Job job;
+  EXPECT_TRUE(Create(BaseRequest(), &job).ok()) << "a job that fits is still accepted";
+}
+
 TEST_F(HostileInput, AClientPosingAsAWorkerCanNeitherCrashNorCheat) {
   FakeWorker stranger(server_->Channel(), "stranger");  // no token
   auto started = std::chrono::steady_clock::now();
