@@ -1,6 +1,7 @@
 #include "common/job_spec.h"
 
 #include <cmath>
+#include <functional>
 #include <set>
 #include <string>
 #include <utility>
@@ -147,8 +148,13 @@ absl::Status CheckRange(const v1::JobSpec& s, const FieldRange& range) {
   return absl::OkStatus();
 }
 
-// NaN and infinity in any float or double field, ranged or not (a disabled gate's s included).
-absl::Status CheckFinite(const google::protobuf::Message& m, const std::string& prefix) {
+// Calls `check(message, field, path, index)` for every element of every set scalar field of `m`
+// and of its set sub-messages (index -1: a singular field), until one returns an error.
+using ScalarCheck =
+    std::function<absl::Status(const google::protobuf::Message&,
+                               const google::protobuf::FieldDescriptor&, const std::string&, int)>;
+absl::Status ForEachScalar(const google::protobuf::Message& m, const std::string& prefix,
+                           const ScalarCheck& check) {
   const google::protobuf::Reflection& r = *m.GetReflection();
   std::vector<const google::protobuf::FieldDescriptor*> fields;
   r.ListFields(m, &fields);
@@ -156,48 +162,41 @@ absl::Status CheckFinite(const google::protobuf::Message& m, const std::string& 
     const std::string path = absl::StrCat(prefix, f->name());
     if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
       if (f->is_repeated()) continue;  // JobSpec has no repeated messages
-      RETURN_IF_ERROR(CheckFinite(r.GetMessage(m, f), path + "."));
+      RETURN_IF_ERROR(ForEachScalar(r.GetMessage(m, f), path + ".", check));
       continue;
     }
-    if (!IsFloating(*f)) continue;
     const int n = f->is_repeated() ? r.FieldSize(m, f) : 1;
-    for (int i = 0; i < n; ++i) {
-      const double v = NumberAt(m, *f, f->is_repeated() ? i : -1);
-      if (!std::isfinite(v)) {
-        return FieldError(path, absl::StrCat("must be a finite number, got ", Number(v)));
-      }
-    }
+    for (int i = 0; i < n; ++i) RETURN_IF_ERROR(check(m, *f, path, f->is_repeated() ? i : -1));
   }
   return absl::OkStatus();
 }
 
+// NaN and infinity in any float or double field, ranged or not (a disabled gate's s included).
+absl::Status CheckFinite(const google::protobuf::Message& m,
+                         const google::protobuf::FieldDescriptor& f, const std::string& path,
+                         int index) {
+  if (!IsFloating(f)) return absl::OkStatus();
+  const double v = NumberAt(m, f, index);
+  if (std::isfinite(v)) return absl::OkStatus();
+  return FieldError(path, absl::StrCat("must be a finite number, got ", Number(v)));
+}
+
 // Enum fields hold any number on the wire (proto3 keeps unknown values): each must name a value.
-absl::Status CheckEnums(const google::protobuf::Message& m, const std::string& prefix) {
+absl::Status CheckEnum(const google::protobuf::Message& m,
+                       const google::protobuf::FieldDescriptor& f, const std::string& path,
+                       int index) {
+  if (f.cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_ENUM) return absl::OkStatus();
   const google::protobuf::Reflection& r = *m.GetReflection();
-  std::vector<const google::protobuf::FieldDescriptor*> fields;
-  r.ListFields(m, &fields);
-  for (const auto* f : fields) {
-    const std::string path = absl::StrCat(prefix, f->name());
-    if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
-      if (!f->is_repeated()) RETURN_IF_ERROR(CheckEnums(r.GetMessage(m, f), path + "."));
-      continue;
-    }
-    if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_ENUM) continue;
-    const int n = f->is_repeated() ? r.FieldSize(m, f) : 1;
-    for (int i = 0; i < n; ++i) {
-      const int v = f->is_repeated() ? r.GetRepeatedEnumValue(m, f, i) : r.GetEnumValue(m, f);
-      if (f->enum_type()->FindValueByNumber(v) != nullptr) continue;
-      std::string known;
-      for (int k = 0; k < f->enum_type()->value_count(); ++k) {
-        const auto* value = f->enum_type()->value(k);
-        if (value->number() == 0) continue;  // the UNSPECIFIED default
-        absl::StrAppend(&known, known.empty() ? "" : ", ", value->name());
-      }
-      return FieldError(
-          path, absl::StrCat(v, " is not a ", f->enum_type()->name(), " (known: ", known, ")"));
-    }
+  const int v = index >= 0 ? r.GetRepeatedEnumValue(m, &f, index) : r.GetEnumValue(m, &f);
+  if (f.enum_type()->FindValueByNumber(v) != nullptr) return absl::OkStatus();
+  std::string known;
+  for (int k = 0; k < f.enum_type()->value_count(); ++k) {
+    const auto* value = f.enum_type()->value(k);
+    if (value->number() == 0) continue;  // the UNSPECIFIED default
+    absl::StrAppend(&known, known.empty() ? "" : ", ", value->name());
   }
-  return absl::OkStatus();
+  return FieldError(path,
+                    absl::StrCat(v, " is not a ", f.enum_type()->name(), " (known: ", known, ")"));
 }
 
 }  // namespace
@@ -341,8 +340,8 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
     if (absl::StartsWith(r.field, "token_gate.") && !s.token_gate().enabled()) continue;
     RETURN_IF_ERROR(CheckRange(s, r));
   }
-  RETURN_IF_ERROR(CheckFinite(s, ""));
-  RETURN_IF_ERROR(CheckEnums(s, ""));
+  RETURN_IF_ERROR(ForEachScalar(s, "", CheckFinite));
+  RETURN_IF_ERROR(ForEachScalar(s, "", CheckEnum));
   if (s.has_adalora()) {
     const auto& p = s.adalora();
     if (p.target_r() > p.init_r()) {
