@@ -87,7 +87,21 @@ std::string FormatJobDetails(const v1::Job& job, absl::Time now) {
   if (!spec.validation_dataset_id().empty()) add("validation", spec.validation_dataset_id());
   add("labels", Labels(job));
   if (!job.request_id().empty()) add("request id", job.request_id());
-  add("progress", p.step() == 0 && p.total_steps() == 0 ? "not started" : SummarizeProgress(p));
+  const ProgressStyle style = StyleOf(job);
+  if (p.step() == 0 && p.total_steps() == 0) {
+    add("progress", job.state() == v1::RUNNING ? "no step reported yet (the worker is starting)"
+                    : IsFinal(job.state())   ? "no step was reported"
+                                             : "not started");
+  } else {
+    add("progress", SummarizeProgress(p, style));
+  }
+  if (style.gated) {
+    // token-gate.md reads the gate by these two numbers; 0% sparsity is worth seeing too.
+    add("gate", absl::StrFormat("sparsity %.1f%% (token-weighted %.1f%%), mean tau %.3g over %d "
+                                "modules",
+                                p.gate_sparsity() * 100, p.gate_token_sparsity() * 100,
+                                MeanTau(p), p.gates_size()));
+  }
   if (p.learning_rate() > 0) add("learning rate", absl::StrFormat("%.3g", p.learning_rate()));
   if (p.tokens_seen() > 0) add("tokens seen", FormatCount(static_cast<double>(p.tokens_seen())));
   if (job.trainable_parameters() > 0) {
@@ -119,6 +133,11 @@ std::string FormatJobDetails(const v1::Job& job, absl::Time now) {
     add("adapter",
         absl::StrCat(FormatBytes(job.adapter_size_bytes()), ", sha256 ", job.adapter_sha256()));
   }
+  if (spec.export_merged()) {
+    add("merged model", job.state() == v1::SUCCEEDED
+                            ? absl::StrCat("yes: peftctl download ", job.id(), " --merged")
+                            : "requested (export_merged)");
+  }
   if (job.state() == v1::FAILED) {
     add("error", ErrorText(job.error()));
     if (job.error().blame() != v1::JobError::BLAME_UNSPECIFIED) {
@@ -132,13 +151,18 @@ std::string FormatJobDetails(const v1::Job& job, absl::Time now) {
 std::string FormatEventLine(const v1::JobEvent& e) {
   std::string level =
       e.level() == v1::JobEvent::LEVEL_UNSPECIFIED ? "INFO" : v1::JobEvent::Level_Name(e.level());
-  std::string line = absl::StrFormat("%s  %-7s  %s", FormatTime(e.time()), level,
+  // The id is what `events --after` and `watch --after` take.
+  std::string line = absl::StrFormat("%s  #%-5d  %-7s  %s", FormatTime(e.time()), e.id(), level,
                                      StateWithPhase(e.state(), e.phase()));
   // A progress event's message is the server's text of the same progress ("TRAINING step 20/100
   // loss ..."): the summary says it better. Warnings keep theirs.
   const bool progress_only = e.has_progress() && e.level() < v1::JobEvent::WARNING;
   if (!e.message().empty() && !progress_only) absl::StrAppend(&line, "  ", e.message());
-  if (e.has_progress()) absl::StrAppend(&line, "  ", SummarizeProgress(e.progress()));
+  if (e.has_progress()) {
+    ProgressStyle style;
+    style.live = e.state() == v1::RUNNING;
+    absl::StrAppend(&line, "  ", SummarizeProgress(e.progress(), style));
+  }
   return line;
 }
 
@@ -153,6 +177,13 @@ std::string FormatOutcome(const v1::Job& job) {
       std::string text = absl::StrCat("job ", job.id(), " succeeded", took, ": ", StepText(p),
                                       " steps, loss ", FormatLoss(p.train_loss(), p.step() > 0));
       if (p.has_eval()) absl::StrAppend(&text, ", eval loss ", FormatLoss(p.eval_loss()));
+      if (job.spec().task() == v1::SEQ_CLS && p.has_eval()) {
+        absl::StrAppend(&text, absl::StrFormat(", eval accuracy %.1f%%", p.eval_accuracy() * 100));
+      }
+      if (job.spec().token_gate().enabled()) {
+        absl::StrAppend(&text, absl::StrFormat(", gate sparsity %.1f%% (mean tau %.3g)",
+                                               p.gate_sparsity() * 100, MeanTau(p)));
+      }
       absl::StrAppend(&text, "\n  next: peftctl download ", job.id());
       return text;
     }
