@@ -4,7 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "clients/cli/format.h"
 #include "clients/cli/progress_bar.h"
 
@@ -26,8 +28,33 @@ std::string Labels(const v1::Job& job) {
   return parts.empty() ? "-" : absl::StrJoin(parts, ", ");
 }
 
+// "...: train.jsonl: 3 bad lines: line 1: ...; line 2: ...; shorten ..." as one bad line a line
+// (indented under the head), so that a long list reads as a list.
+std::string ListBadLines(const std::string& message) {
+  size_t head_end = std::string::npos;
+  for (absl::string_view marker : {" bad lines: ", " bad line: "}) {
+    const size_t at = message.find(marker);
+    if (at != std::string::npos) head_end = at + marker.size() - 2;  // keep "bad lines"
+  }
+  if (head_end == std::string::npos) return message;
+  std::string text = message.substr(0, head_end);
+  std::string item;
+  for (absl::string_view part : absl::StrSplit(message.substr(head_end + 2), "; ")) {
+    // A reason may hold "; " itself: only a new "line N:" or the closing advice starts a line.
+    const bool starts = absl::StartsWith(part, "line ") || absl::StartsWith(part, "and ") ||
+                        absl::StartsWith(part, "shorten ") || absl::StartsWith(part, "fix ");
+    if (starts && !item.empty()) {
+      absl::StrAppend(&text, "\n    ", item);
+      item.clear();
+    }
+    absl::StrAppend(&item, item.empty() ? "" : "; ", part);
+  }
+  if (!item.empty()) absl::StrAppend(&text, "\n    ", item);
+  return text;
+}
+
 std::string ErrorText(const v1::JobError& e) {
-  std::string text = e.message();
+  std::string text = ListBadLines(e.message());
   if (!e.field().empty()) absl::StrAppend(&text, " (field ", e.field(), ")");
   if (e.line() > 0) absl::StrAppend(&text, " (line ", e.line(), ")");
   return text;

@@ -97,5 +97,26 @@ TEST(FormatEventLine, ShowsTheEventId) {
   EXPECT_TRUE(absl::StrContains(line, "#1234")) << line;
 }
 
+// A job failed by ten long records: one line each, the advice once (issue 18).
+TEST(FormatOutcome, BadLinesOfAFailedJobAreListedOneALine) {
+  v1::Job job;
+  job.set_id("job-4");
+  job.set_state(v1::FAILED);
+  job.set_attempt(1);
+  job.mutable_error()->set_message(
+      "training_dataset_id 'ds-1': train.jsonl: 2 bad lines: line 1: record is 14 tokens, longer "
+      "than max_seq_len 8; line 2: record is 15 tokens, longer than max_seq_len 8; shorten the "
+      "long records, raise max_seq_len or set truncate: true");
+  job.mutable_error()->set_line(1);
+  const std::string outcome = FormatOutcome(job);
+  EXPECT_TRUE(absl::StrContains(outcome,
+                                "training_dataset_id 'ds-1': train.jsonl: 2 bad lines\n"
+                                "    line 1: record is 14 tokens, longer than max_seq_len 8\n"
+                                "    line 2: record is 15 tokens, longer than max_seq_len 8\n"
+                                "    shorten the long records, raise max_seq_len or set "
+                                "truncate: true (line 1)"))
+      << outcome;
+}
+
 }  // namespace
 }  // namespace peftd::cli
