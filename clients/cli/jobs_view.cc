@@ -33,7 +33,7 @@ std::string Labels(const v1::Job& job) {
 std::string ListBadLines(const std::string& message) {
   size_t head_end = std::string::npos;
   for (absl::string_view marker : {" bad lines: ", " bad line: "}) {
-    const size_t at = message.find(marker);
+    const size_t at = absl::string_view(message).find(marker);
     if (at != std::string::npos) head_end = at + marker.size() - 2;  // keep "bad lines"
   }
   if (head_end == std::string::npos) return message;
