@@ -145,12 +145,12 @@ std::vector<Piece> JobPieces(const v1::JobProgress& p, absl::string_view label,
         {absl::StrFormat("sparsity %.1f%%", p.gate_sparsity() * 100), kRankSparsity, false, 14});
     pieces.push_back({p.gates_size() > 0 ? absl::StrFormat("tau %.3g", MeanTau(p))
                                          : std::string("tau -"),
-                      kRankTau, false, 10});
+                      kRankTau, false, 11});
   }
   if (style.live && (layout || p.eta_seconds() > 0)) {
     pieces.push_back(
         {p.eta_seconds() > 0 ? "ETA " + FormatDuration(p.eta_seconds()) : std::string("ETA -"),
-         kRankEta, false, 9});
+         kRankEta, false, 10});
   }
   return pieces;
 }

@@ -34,24 +34,24 @@ TEST(RenderBar, FillsByFraction) {
 
 TEST(RenderJobProgress, WideTerminalShowsEverything) {
   EXPECT_EQ(RenderJobProgress(Sample(), "running/training", 150),
-            "running/training       [============>                   ]   40/100   40%  "
-            "loss 1.2345  eval 1.3010  1.20k tok/s  sparsity 35.0%  tau -       ETA 1m20s");
+            "running/training       [============>                 ]   40/100   40%  "
+            "loss 1.2345  eval 1.3010  1.20k tok/s  sparsity 35.0%  tau -        ETA 1m20s");
 }
 
 TEST(RenderJobProgress, BarTakesTheRoomLeft) {
-  // 120 columns without a label: the fields take 93 with separators, the bar the rest.
+  // 120 columns without a label: the fields take 95 with separators, the bar the rest.
   std::string line = RenderJobProgress(Sample(), "", 120);
   EXPECT_EQ(line,
-            "[==========>              ]   40/100   40%  loss 1.2345  eval 1.3010  1.20k tok/s  "
-            "sparsity 35.0%  tau -       ETA 1m20s");
-  EXPECT_EQ(line.size(), 120u);
+            "[=========>             ]   40/100   40%  loss 1.2345  eval 1.3010  1.20k tok/s  "
+            "sparsity 35.0%  tau -        ETA 1m20s");
+  EXPECT_EQ(line.size(), 119u);  // the last field's padding is not printed
 }
 
 TEST(RenderJobProgress, NarrowTerminalDropsLeastUsefulFirst) {
   std::string line = RenderJobProgress(Sample(), "running/training", 60);
   EXPECT_LE(line.size(), 60u);
   // tok/s, the label, the percentage, eval, tau and sparsity went; the bar takes the room left.
-  EXPECT_EQ(line, "[==========>              ]   40/100  loss 1.2345  ETA 1m20s");
+  EXPECT_EQ(line, "[=========>              ]   40/100  loss 1.2345  ETA 1m20s");
   std::string tiny = RenderJobProgress(Sample(), "running/training", 30);
   EXPECT_LE(tiny.size(), 30u);
   EXPECT_EQ(tiny, "[=======>           ]   40/100");
@@ -74,7 +74,7 @@ TEST(RenderJobProgress, UnknownTotalAndNoGateNoEval) {
   before_first_step.set_total_steps(10);
   // Rate and ETA are not known yet, but their room is kept for them.
   EXPECT_EQ(RenderJobProgress(before_first_step, "running/loading_model", 80),
-            "running/loading_model  [                  ]   0/10    0%  loss -");
+            "running/loading_model  [                 ]   0/10    0%  loss -");
 }
 
 // A gated job on an 80-column terminal (79 usable): the gate's numbers stay, tok/s and the label
@@ -123,6 +123,21 @@ TEST(RenderJobProgress, BarWidthIsStableAcrossRedraws) {
   }
   EXPECT_EQ(bar_ends.size(), 1u);
   EXPECT_EQ(loss_starts.size(), 1u);
+}
+
+// The widest values of a field fit its room: "ETA 10m43s" and "tau 0.00245" were cut at the
+// line's end on a real terminal.
+TEST(RenderJobProgress, WideValuesAreNotCut) {
+  v1::JobProgress p = Sample();
+  p.set_eta_seconds(643);
+  p.add_gates()->set_tau(0.00245);
+  ProgressStyle gated;
+  gated.gated = true;
+  for (int width : {79, 150}) {
+    const std::string line = RenderJobProgress(p, "running/checkpointing", width, gated);
+    EXPECT_TRUE(absl::StrContains(line, "ETA 10m43s")) << line;
+    EXPECT_TRUE(absl::StrContains(line, "tau 0.00245")) << line;
+  }
 }
 
 TEST(RenderJobProgress, LossesHaveFourDecimals) {
