@@ -15,8 +15,8 @@ absl::StatusOr<PatternKeys> PatternKeys::Compile(const std::vector<std::string>&
     // PEFT: re.match(rf"(.*\.)?({key})$", name), i.e. the key matches a dot-separated tail.
     auto re = std::make_shared<const RE2>("(.*\\.)?(" + key + ")", options);
     if (!re->ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": key '", key.substr(0, 200), "' is not a valid regex (", re->error(), ")"));
+      return absl::InvalidArgumentError(absl::StrCat(field, ": key '", key.substr(0, 200),
+                                                     "' is not a valid regex (", re->error(), ")"));
     }
     out.regexes_.push_back(std::move(re));
   }

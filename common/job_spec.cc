@@ -171,6 +171,35 @@ absl::Status CheckFinite(const google::protobuf::Message& m, const std::string& 
   return absl::OkStatus();
 }
 
+// Enum fields hold any number on the wire (proto3 keeps unknown values): each must name a value.
+absl::Status CheckEnums(const google::protobuf::Message& m, const std::string& prefix) {
+  const google::protobuf::Reflection& r = *m.GetReflection();
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  r.ListFields(m, &fields);
+  for (const auto* f : fields) {
+    const std::string path = absl::StrCat(prefix, f->name());
+    if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (!f->is_repeated()) RETURN_IF_ERROR(CheckEnums(r.GetMessage(m, f), path + "."));
+      continue;
+    }
+    if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_ENUM) continue;
+    const int n = f->is_repeated() ? r.FieldSize(m, f) : 1;
+    for (int i = 0; i < n; ++i) {
+      const int v = f->is_repeated() ? r.GetRepeatedEnumValue(m, f, i) : r.GetEnumValue(m, f);
+      if (f->enum_type()->FindValueByNumber(v) != nullptr) continue;
+      std::string known;
+      for (int k = 0; k < f->enum_type()->value_count(); ++k) {
+        const auto* value = f->enum_type()->value(k);
+        if (value->number() == 0) continue;  // the UNSPECIFIED default
+        absl::StrAppend(&known, known.empty() ? "" : ", ", value->name());
+      }
+      return FieldError(
+          path, absl::StrCat(v, " is not a ", f->enum_type()->name(), " (known: ", known, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 v1::JobSpec WithDefaults(const v1::JobSpec& in) {
@@ -313,6 +342,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
     RETURN_IF_ERROR(CheckRange(s, r));
   }
   RETURN_IF_ERROR(CheckFinite(s, ""));
+  RETURN_IF_ERROR(CheckEnums(s, ""));
   if (s.has_adalora()) {
     const auto& p = s.adalora();
     if (p.target_r() > p.init_r()) {

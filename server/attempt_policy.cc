@@ -78,8 +78,8 @@ v1::JobState ApplyLostAttempt(v1::Job& job, const AttemptLoss& loss, std::string
     if (job.attempts_charged() >= job.spec().max_attempts()) {
       return Fail(job,
                   absl::StrCat("lost its worker without progress ", job.attempts_charged(),
-                               " times (max_attempts ", job.spec().max_attempts(), "; last: ",
-                               loss.why, "); resubmit, or raise max_attempts"),
+                               " times (max_attempts ", job.spec().max_attempts(),
+                               "; last: ", loss.why, "); resubmit, or raise max_attempts"),
                   message);
     }
     cost = absl::StrCat("retry ", job.attempts_charged(), " of ", job.spec().max_attempts() - 1,
@@ -90,10 +90,11 @@ v1::JobState ApplyLostAttempt(v1::Job& job, const AttemptLoss& loss, std::string
   // job's progress (and its progress events) never show a step that no attempt will keep.
   const v1::Checkpoint* resume = NewestCheckpoint(job);
   job.mutable_progress()->set_step(resume == nullptr ? 0 : resume->step());
-  *message = absl::StrCat(
-      "attempt ", attempt, " lost (", loss.why, "; ", cost, "); queued as attempt ", attempt + 1,
-      ", resuming ",
-      resume == nullptr ? "from the start" : absl::StrCat("from the checkpoint of step ", resume->step()));
+  *message = absl::StrCat("attempt ", attempt, " lost (", loss.why, "; ", cost,
+                          "); queued as attempt ", attempt + 1, ", resuming ",
+                          resume == nullptr
+                              ? "from the start"
+                              : absl::StrCat("from the checkpoint of step ", resume->step()));
   return v1::QUEUED;
 }
 

@@ -30,7 +30,8 @@ enum class LossCause {
 
 struct AttemptLoss {
   LossCause cause = LossCause::kWorkerSilent;
-  std::string why;  // for the event and the error, e.g. "worker local-0 killed by signal 9 (SIGKILL)"
+  std::string
+      why;  // for the event and the error, e.g. "worker local-0 killed by signal 9 (SIGKILL)"
 };
 
 // Consecutive worker deaths without progress that fail a job.

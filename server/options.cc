@@ -1,9 +1,8 @@
 #include "server/options.h"
 
+#include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <openssl/rand.h>
 
 #include <CLI/CLI.hpp>
 #include <cctype>
@@ -192,8 +191,8 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path, absl::string_
         absl::StrCat(flag, ": \"", path, "\" is empty; write the token into it"));
   }
   if (token.find_first_of("\r\n") != std::string::npos) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        flag, ": \"", path, "\" holds more than one line; keep only the token"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(flag, ": \"", path, "\" holds more than one line; keep only the token"));
   }
   return token;
 }
@@ -202,7 +201,8 @@ bool IsLoopbackAddress(const std::string& listen) {
   if (absl::StartsWith(listen, "unix:")) return true;
   const size_t colon = listen.rfind(':');
   std::string host = listen.substr(0, colon == std::string::npos ? listen.size() : colon);
-  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) host = host.substr(1, host.size() - 2);
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]"))
+    host = host.substr(1, host.size() - 2);
   host = absl::AsciiStrToLower(host);
   return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
 }
@@ -216,8 +216,9 @@ std::string InsecureListenWarning(const ServerOptions& o) {
         "cancel jobs");
   }
   if (o.tls_cert.empty()) {
-    missing.push_back("no TLS (--tls-cert/--tls-key): tokens, datasets and adapters travel in "
-                      "clear text");
+    missing.push_back(
+        "no TLS (--tls-cert/--tls-key): tokens, datasets and adapters travel in "
+        "clear text");
   }
   if (missing.empty()) return "";
   return absl::StrCat("--listen ", o.listen, " accepts connections from other machines with ",

@@ -53,9 +53,9 @@ struct ServerOptions {
   // Listening beyond loopback without a user token is refused unless this is set; a warning is
   // logged at every start either way (InsecureListenWarning).
   bool insecure = false;
-  std::string tls_cert;         // PEM server certificate chain; TLS on when set
-  std::string tls_key;          // PEM private key of tls_cert (required with it)
-  std::string tls_client_ca;    // PEM CA bundle; when set, clients must present a cert it signed
+  std::string tls_cert;       // PEM server certificate chain; TLS on when set
+  std::string tls_key;        // PEM private key of tls_cert (required with it)
+  std::string tls_client_ca;  // PEM CA bundle; when set, clients must present a cert it signed
 
   // --- scheduling ---
   absl::Duration heartbeat_interval = absl::Seconds(2);  // told to workers at Register

@@ -3,15 +3,14 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include <filesystem>
-#include <set>
 #include <fstream>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/host_memory.h"
 #include "common/status.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/dataset_upload.h"
-#include "storage/data_dir_lock.h"
 #include "server/job_service.h"
 #include "server/metrics.h"
 #include "server/metrics_observer.h"
@@ -21,6 +20,7 @@
 #include "server/worker_service.h"
 #include "server/worker_supervisor.h"
 #include "spdlog/spdlog.h"
+#include "storage/data_dir_lock.h"
 
 namespace peftd::server {
 namespace {
@@ -88,8 +88,7 @@ absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOpti
   // sweep the same jobs and blobs.
   ASSIGN_OR_RETURN(s->data_dir_lock_, storage::DataDirLock::Acquire(options.data_dir));
   if (const std::string warning = InsecureListenWarning(options); !warning.empty()) {
-    spdlog::warn("{}{}", warning,
-                 options.auth_token.empty() ? " (allowed by --insecure)" : "");
+    spdlog::warn("{}{}", warning, options.auth_token.empty() ? " (allowed by --insecure)" : "");
   }
   if (options.worker_token_generated) {
     spdlog::info(
@@ -143,8 +142,7 @@ absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOpti
   grpc::EnableDefaultHealthCheckService(true);
   s->reflection_service_ = std::make_unique<ReflectionService>(
       std::vector<std::string>{"peftd.v1.JobService", "peftd.v1.WorkerService",
-                               "grpc.health.v1.Health",
-                               "grpc.reflection.v1alpha.ServerReflection"},
+                               "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"},
       token);
   grpc::ServerBuilder builder;
   int port = 0;

@@ -61,9 +61,10 @@ refl::ServerReflectionResponse ReflectionService::Answer(const refl::ServerRefle
     case refl::ServerReflectionRequest::kFileContainingExtension: {
       const auto* type =
           pool->FindMessageTypeByName(req.file_containing_extension().containing_type());
-      const auto* ext = type == nullptr ? nullptr
-                                        : pool->FindExtensionByNumber(
-                                              type, req.file_containing_extension().extension_number());
+      const auto* ext = type == nullptr
+                            ? nullptr
+                            : pool->FindExtensionByNumber(
+                                  type, req.file_containing_extension().extension_number());
       if (ext == nullptr) {
         SetError(&resp, grpc::StatusCode::NOT_FOUND, "extension not found");
       } else {

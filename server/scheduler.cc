@@ -6,8 +6,8 @@
 #include "absl/strings/str_format.h"
 #include "common/status.h"
 #include "server/job_state.h"
-#include "spdlog/spdlog.h"
 #include "server/scheduler_internal.h"
+#include "spdlog/spdlog.h"
 
 namespace peftd::server {
 
@@ -269,4 +269,3 @@ void Scheduler::PublishWorkersLocked() {
 }
 
 }  // namespace peftd::server
-

@@ -113,8 +113,8 @@ absl::StatusOr<v1::ListJobsResponse> Scheduler::ListJobs(const v1::ListJobsReque
   }
   q.states.assign(states.begin(), states.end());
   if (req.labels_size() > kMaxLabels) {
-    return absl::InvalidArgumentError(absl::StrCat("labels: at most ", kMaxLabels,
-                                                   " label filters, got ", req.labels_size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("labels: at most ", kMaxLabels, " label filters, got ", req.labels_size()));
   }
   q.labels.insert(req.labels().begin(), req.labels().end());
   ASSIGN_OR_RETURN(storage::JobPage page, store_->ListJobs(q));

@@ -35,9 +35,9 @@ absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const v1::RegisterReque
       // After a server restart the worker may have been restarted with it (local workers die
       // with their server): that costs the job nothing. Otherwise the worker process died.
       RETURN_IF_ERROR(LoseLeaseLocked(
-          job_id, AttemptLoss{lease.awaiting_reclaim ? LossCause::kServerRestarted
-                                                     : LossCause::kWorkerDied,
-                              absl::StrCat("worker ", req.worker_id(), " restarted without it")}));
+          job_id,
+          AttemptLoss{lease.awaiting_reclaim ? LossCause::kServerRestarted : LossCause::kWorkerDied,
+                      absl::StrCat("worker ", req.worker_id(), " restarted without it")}));
       continue;
     }
     if (lease.awaiting_reclaim) {

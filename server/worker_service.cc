@@ -8,11 +8,11 @@
 
 namespace peftd::server {
 
-#define PEFTD_AUTHORIZE(ctx)                                                        \
-  do {                                                                              \
+#define PEFTD_AUTHORIZE(ctx)                                                          \
+  do {                                                                                \
     if (absl::Status auth_ = Authorize(*(ctx), options_.worker_token); !auth_.ok()) { \
-      return ToGrpcStatus(auth_);                                                   \
-    }                                                                               \
+      return ToGrpcStatus(auth_);                                                     \
+    }                                                                                 \
   } while (0)
 
 namespace {

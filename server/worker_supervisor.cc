@@ -262,12 +262,11 @@ void WorkerSupervisor::PollOnce() {
             RestartBackoff(child.consecutive_failures, options_.min_backoff, options_.max_backoff);
         child.last_exit = exit->ToString();
         child.next_start = now + delay;
-        spdlog::warn("worker {} (pid {}) ended with {} after {}; restarting in {}",
-                     child.worker_id, child.process->pid(), child.last_exit,
-                     absl::FormatDuration(ran), absl::FormatDuration(delay));
-        exits.emplace_back(child.worker_id,
-                           absl::StrCat("(pid ", child.process->pid(), ") ended with ",
-                                        child.last_exit));
+        spdlog::warn("worker {} (pid {}) ended with {} after {}; restarting in {}", child.worker_id,
+                     child.process->pid(), child.last_exit, absl::FormatDuration(ran),
+                     absl::FormatDuration(delay));
+        exits.emplace_back(child.worker_id, absl::StrCat("(pid ", child.process->pid(),
+                                                         ") ended with ", child.last_exit));
         child.process.reset();
       }
       if (child.process == nullptr && now >= child.next_start) LaunchLocked(child);

@@ -112,7 +112,7 @@ absl::StatusOr<std::string> BlobStore::Adopt(const std::string& path, const std:
 }
 
 absl::StatusOr<BlobStore::SweepResult> BlobStore::Sweep(const std::set<std::string>& keep,
-                                                      absl::Duration grace) const {
+                                                        absl::Duration grace) const {
   SweepResult result;
   std::error_code ec;
   const absl::Time cutoff = absl::Now() - grace;

@@ -28,21 +28,21 @@ absl::StatusOr<std::unique_ptr<DataDirLock>> DataDirLock::Acquire(const std::str
   const std::string path = (std::filesystem::path(data_dir) / kLockFile).string();
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
-    return absl::InternalError(absl::StrCat("--data-dir: cannot open ", path, ": ",
-                                            std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("--data-dir: cannot open ", path, ": ", std::strerror(errno)));
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     const std::string holder = ReadHolder(fd);
     ::close(fd);
     if (err == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "--data-dir: ", data_dir, " is in use by another peftd (pid ",
-          holder.empty() ? "unknown" : holder,
-          "); stop that one first, or give this one its own --data-dir"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("--data-dir: ", data_dir, " is in use by another peftd (pid ",
+                       holder.empty() ? "unknown" : holder,
+                       "); stop that one first, or give this one its own --data-dir"));
     }
-    return absl::InternalError(absl::StrCat("--data-dir: cannot lock ", path, ": ",
-                                            std::strerror(err)));
+    return absl::InternalError(
+        absl::StrCat("--data-dir: cannot lock ", path, ": ", std::strerror(err)));
   }
   const std::string pid = absl::StrCat(::getpid(), "\n");
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {

@@ -283,8 +283,8 @@ absl::StatusOr<std::vector<v1::JobEvent>> JobStore::Apply(const JobUpdate& updat
       ins.exec();
     }
     for (const auto& [attempt, step] : update.drop_checkpoints) {
-      SQLite::Statement del(*db_,
-                            "DELETE FROM checkpoints WHERE job_id = ? AND attempt = ? AND step = ?");
+      SQLite::Statement del(
+          *db_, "DELETE FROM checkpoints WHERE job_id = ? AND attempt = ? AND step = ?");
       del.bind(1, id);
       del.bind(2, attempt);
       del.bind(3, static_cast<int64_t>(step));

@@ -477,7 +477,8 @@ TEST(PeftModelApply, RefusesPatternsThatMatchNothingAndBadSchedules) {
   AdapterConfig c = Config(MethodKind::kLora, false);
   c.targets.target_modules = {"up_proj"};
   auto st = PeftModel::Apply(model.get(), c, 10).status();
-  EXPECT_NE(st.message().find("target_modules [up_proj] match no Linear module"), std::string::npos)
+  EXPECT_NE(st.message().find("target_modules[0]: 'up_proj' matches no Linear module"),
+            std::string::npos)
       << st;
   c = Config(MethodKind::kAdaLora, false);
   c.adalora_schedule.tinit = 9;

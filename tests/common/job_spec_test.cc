@@ -341,6 +341,17 @@ TEST(JobSpec, LabelNamesAndStringsAreCapped) {
             "training_dataset_id: at most 256 characters, got 300");
 }
 
+TEST(JobSpec, EnumNumbersThatNameNoValueAreRefused) {
+  v1::JobSpec s = Minimal();
+  s.set_task(static_cast<v1::TaskType>(42));
+  EXPECT_EQ(ValidateJobSpec(WithDefaults(s)).message(),
+            "task: 42 is not a TaskType (known: CAUSAL_LM, SEQ_CLS)");
+  s = Minimal();
+  s.set_lr_schedule(static_cast<v1::LrSchedule>(-3));
+  EXPECT_THAT(std::string(ValidateJobSpec(WithDefaults(s)).message()),
+              ::testing::StartsWith("lr_schedule: -3 is not a LrSchedule (known: "));
+}
+
 TEST(JobSpec, ModulePatternsAreCompiledWithRe2) {
   v1::JobSpec s = Minimal();
   // Issue 12: this killed the server with SIGSEGV inside std::regex.

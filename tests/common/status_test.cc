@@ -1,5 +1,6 @@
 #include "common/status.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "common/status_grpc.h"
@@ -67,6 +68,23 @@ TEST(StatusGrpc, EveryCanonicalCodeMapsToTheSameGrpcCode) {
   }
   EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
   EXPECT_TRUE(FromGrpcStatus(grpc::Status::OK).ok());
+}
+
+// A message echoing a 1 MiB value would exceed the client's 8 KiB trailer limit and arrive as
+// RESOURCE_EXHAUSTED: it is cut, on a UTF-8 boundary, and says by how much.
+TEST(Status, GrpcMessagesAndDetailsFitInTrailers) {
+  const std::string huge = "job 'é" + std::string(1 << 20, 'x') + "' not found";
+  absl::Status s = absl::NotFoundError(huge);
+  s.SetPayload("type.googleapis.com/google.rpc.BadRequest", absl::Cord(huge));
+  const grpc::Status g = ToGrpcStatus(s);
+  EXPECT_EQ(g.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_LE(g.error_message().size(), 2100u);
+  EXPECT_THAT(g.error_message(), ::testing::StartsWith("job 'é"));
+  EXPECT_THAT(g.error_message(), ::testing::EndsWith(" more bytes)"));
+  EXPECT_TRUE(g.error_details().empty());
+  const std::string at_boundary = std::string(2047, 'a') + "é" + std::string(10, 'b');
+  const std::string cut = ToGrpcStatus(absl::InvalidArgumentError(at_boundary)).error_message();
+  EXPECT_EQ(cut, std::string(2047, 'a') + "... (12 more bytes)");
 }
 
 }  // namespace

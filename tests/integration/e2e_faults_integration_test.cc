@@ -8,12 +8,17 @@
 //      attempt checkpointed: none of them may cost the job a retry.
 //   2. SQLite held locked by another process for 15 s mid-job, then the worker stopped with
 //      SIGSTOP for longer than its lease and continued.
+//   3. peftd killed with -9 three times under a remote worker: the worker re-registers with the
+//      restarted server and keeps its lease, so the job ends as attempt 1.
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
-#include <SQLiteCpp/SQLiteCpp.h>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -77,6 +82,24 @@ v1::Job Get(const PeftdProcess& server, const std::string& id) {
   return job;
 }
 
+// A TCP port that was free a moment ago (a restarted server must come back on the same address
+// for a remote worker to find it).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  int port = -1;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
 bool CheckpointedThisAttempt(const v1::Job& job) {
   for (const auto& cp : job.checkpoints()) {
     if (cp.attempt() == job.attempt()) return true;
@@ -113,8 +136,7 @@ pid_t WorkerPid(const PeftdProcess& server) {
 class Faults : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::FreshTestDir(
-        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = testing::FreshTestDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
     server_ = std::make_unique<PeftdProcess>((dir_ / "data").string(), ServerArgs(dir_));
     server_->set_log_file((dir_ / "peftd.log").string());
     std::string error;
@@ -260,6 +282,54 @@ TEST_F(Faults, ADatabaseLockedFifteenSecondsAndAWorkerStoppedPastItsLeaseChangeN
   ASSERT_EQ(kill(worker, SIGCONT), 0);
   ExpectSucceededLikeTheReference(id);
   EXPECT_EQ(Get(*server_, id).attempts_charged(), 0) << EventLog(*server_, id);
+}
+
+TEST_F(Faults, ThreeServerKillsUnderARemoteWorkerCostNoAttempt) {
+  // The same data dir, now served on a fixed port with no local worker, and a remote worker.
+  server_->Terminate();
+  const int port = FreePort();
+  ASSERT_GT(port, 0);
+  server_ = std::make_unique<PeftdProcess>(
+      (dir_ / "data").string(),
+      std::vector<std::string>{"--model-root=" + (dir_ / "models").string(),
+                               absl::StrCat("--listen=127.0.0.1:", port), "--local-workers=0",
+                               "--heartbeat-interval=200ms", "--lease-timeout=5s",
+                               "--restart-grace=20s"});
+  server_->set_log_file((dir_ / "peftd.log").string());
+  std::string error;
+  ASSERT_TRUE(server_->Start(&error)) << error << testing::ReadFile(dir_ / "peftd.log");
+  testing::BackgroundProcess worker;
+  worker.Start(
+      {testing::kWorker, "--server", server_->address(), "--worker-id", "remote-1", "--cache-dir",
+       (dir_ / "cache").string(), "--model-root", (dir_ / "models").string()},
+      {}, (dir_ / "worker.log").string());
+  const std::string id = Submit(*server_, job_file_);
+  int64_t killed_at = 0;
+  for (int i = 0; i < 3; ++i) {
+    // Past a checkpoint taken since the last kill, so each kill lands in new progress.
+    v1::Job job;
+    ASSERT_TRUE(testing::WaitUntil(
+        [&] {
+          job = Get(*server_, id);
+          for (const auto& cp : job.checkpoints()) {
+            if (job.state() == v1::RUNNING && cp.step() > killed_at) return true;
+          }
+          return job.state() == v1::SUCCEEDED;
+        },
+        std::chrono::seconds(120)))
+        << EventLog(*server_, id) << testing::ReadFile(dir_ / "worker.log");
+    ASSERT_NE(job.state(), v1::SUCCEEDED) << "the job ended before the kill " << i;
+    killed_at = job.progress().step();
+    server_->Kill();
+    ASSERT_TRUE(server_->Start(&error)) << error << testing::ReadFile(dir_ / "peftd.log");
+  }
+  ExpectSucceededLikeTheReference(id);
+  const v1::Job job = Get(*server_, id);
+  EXPECT_EQ(job.attempt(), 1) << EventLog(*server_, id);
+  EXPECT_EQ(job.attempts_charged(), 0);
+  EXPECT_TRUE(worker.Alive()) << testing::ReadFile(dir_ / "worker.log");
+  EXPECT_TRUE(absl::StrContains(EventLog(*server_, id), "worker remote-1 re-claimed attempt 1"))
+      << EventLog(*server_, id);
 }
 
 }  // namespace

@@ -233,12 +233,12 @@ TEST(E2e, GatedLoraOnARemoteWorkerShowsLossAndSparsitySeriesWhileItRuns) {
   ASSERT_TRUE(MakeCertificates(dir)) << testing::ReadFile(dir / "make-certs.log");
   // A CA-signed certificate, remote workers only: the worker dials with --tls-ca and finds its
   // token (the workers' token, not the users') in PEFTD_TOKEN, as peftctl does.
-  PeftdProcess server((dir / "data").string(),
-                      {"--model-root=" + (dir / "models").string(), "--local-workers=0",
-                       "--heartbeat-interval=200ms", "--lease-timeout=5s",
-                       "--tls-cert=" + (dir / "server.pem").string(),
-                       "--tls-key=" + (dir / "server.key").string(), "--auth-token=gate-token",
-                       "--worker-token=gate-worker-token"});
+  PeftdProcess server(
+      (dir / "data").string(),
+      {"--model-root=" + (dir / "models").string(), "--local-workers=0",
+       "--heartbeat-interval=200ms", "--lease-timeout=5s",
+       "--tls-cert=" + (dir / "server.pem").string(), "--tls-key=" + (dir / "server.key").string(),
+       "--auth-token=gate-token", "--worker-token=gate-worker-token"});
   server.set_tls_root(testing::ReadFile(dir / "ca.pem"));
   server.set_log_file((dir / "peftd.log").string());
   std::string error;

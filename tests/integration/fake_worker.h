@@ -24,10 +24,15 @@ class FakeWorker {
   FakeWorker(std::shared_ptr<grpc::Channel> channel, std::string id, std::string token = "")
       : stub_(v1::WorkerService::NewStub(channel)), id_(std::move(id)), token_(std::move(token)) {}
 
+  // The memory Register advertises (0: unknown, which turns the server's memory check off).
+  void set_memory_bytes(int64_t bytes) { memory_bytes_ = bytes; }
+
   grpc::Status Register(const std::vector<std::string>& running = {}) {
     v1::RegisterRequest req;
     req.set_worker_id(id_);
-    req.add_devices()->set_name("cpu");
+    v1::Device* cpu = req.add_devices();
+    cpu->set_name("cpu");
+    cpu->set_memory_bytes(memory_bytes_);
     for (const auto& j : running) req.add_running_job_ids(j);
     v1::RegisterResponse resp;
     grpc::ClientContext ctx;
@@ -135,6 +140,7 @@ class FakeWorker {
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   std::string id_;
   std::string token_;
+  int64_t memory_bytes_ = 0;
 };
 
 }  // namespace peftd::testing

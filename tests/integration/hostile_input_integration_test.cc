@@ -106,8 +106,8 @@ class HostileInput : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new fs::path(testing::FreshTestDir("hostile"));
     const fs::path models = *dir_ / "models";
-    const testing::RunResult made =
-        testing::RunCommand({testing::kWorker, "make-tiny-model", (models / "tiny-llama").string()});
+    const testing::RunResult made = testing::RunCommand(
+        {testing::kWorker, "make-tiny-model", (models / "tiny-llama").string()});
     ASSERT_EQ(made.exit_code, 0) << made.Describe();
     // Model folders a careless or hostile operator could leave in the root.
     fs::create_directories(models / "broken-config");
@@ -118,11 +118,11 @@ class HostileInput : public ::testing::Test {
            "\"vocab_size\": 32000, \"hidden_size\": -64, \"intermediate_size\": 128, "
            "\"num_hidden_layers\": 1000000000000, \"num_attention_heads\": 4}";
     fs::create_symlink("/etc", models / "escape");
-    server_ = new PeftdProcess(
-        (*dir_ / "data").string(),
-        {"--model-root=" + models.string(), "--local-workers=0", "--max-dataset-bytes=1MiB",
-         "--heartbeat-interval=200ms", "--lease-timeout=3s",
-         std::string("--worker-token=") + kWorkerToken});
+    server_ =
+        new PeftdProcess((*dir_ / "data").string(),
+                         {"--model-root=" + models.string(), "--local-workers=0",
+                          "--max-dataset-bytes=1MiB", "--heartbeat-interval=200ms",
+                          "--lease-timeout=3s", std::string("--worker-token=") + kWorkerToken});
     server_->set_log_file((*dir_ / "peftd.log").string());
     std::string error;
     ASSERT_TRUE(server_->Start(&error)) << error;
@@ -130,8 +130,8 @@ class HostileInput : public ::testing::Test {
   }
   static void TearDownTestSuite() {
     const int64_t rss_after = server_ != nullptr ? RssKib(server_->pid()) : -1;
-    std::cout << "{\"bench\": \"hostile_input\", \"inputs\": " << inputs_ << ", \"refused\": "
-              << refused_ << ", \"max_latency_ms\": " << max_latency_ms_
+    std::cout << "{\"bench\": \"hostile_input\", \"inputs\": " << inputs_
+              << ", \"refused\": " << refused_ << ", \"max_latency_ms\": " << max_latency_ms_
               << ", \"server_rss_before_kib\": " << rss_before_kib_
               << ", \"server_rss_after_kib\": " << rss_after << "}" << std::endl;
     if (server_ != nullptr) {
@@ -146,8 +146,8 @@ class HostileInput : public ::testing::Test {
     // After every test: still serving, memory bounded.
     ASSERT_TRUE(Serving()) << testing::ReadFile(*dir_ / "peftd.log");
     const int64_t rss = RssKib(server_->pid());
-    EXPECT_LT(rss, rss_before_kib_ + (256 << 10)) << "peftd grew from " << rss_before_kib_
-                                                  << " KiB to " << rss << " KiB";
+    EXPECT_LT(rss, rss_before_kib_ + (256 << 10))
+        << "peftd grew from " << rss_before_kib_ << " KiB to " << rss << " KiB";
   }
 
   static bool Serving() {
@@ -276,30 +276,31 @@ TEST_F(HostileInput, GeneratedSpecsTooBigForTheCaseFile) {
     // Killed peftd with SIGSEGV once (std::regex recursion).
     v1::CreateJobRequest r = BaseRequest();
     r.mutable_spec()->add_target_modules("re:" + std::string(50000, '(') + std::string(50000, ')'));
-    all.push_back({"50k nested groups", r, grpc::StatusCode::INVALID_ARGUMENT, "target_modules[0]"});
+    all.push_back(
+        {"50k nested groups", r, grpc::StatusCode::INVALID_ARGUMENT, "target_modules[0]"});
   }
   {
     v1::CreateJobRequest r = BaseRequest();
     r.mutable_spec()->add_target_modules(std::string(1 << 20, 'q'));
-    all.push_back({"1 MiB module name", r, grpc::StatusCode::INVALID_ARGUMENT, "target_modules[0]"});
+    all.push_back(
+        {"1 MiB module name", r, grpc::StatusCode::INVALID_ARGUMENT, "target_modules[0]"});
   }
   {
     v1::CreateJobRequest r = BaseRequest();
     for (int i = 0; i < 10000; ++i) r.mutable_spec()->add_target_modules("q_proj");
-    all.push_back({"10,000 target modules", r, grpc::StatusCode::INVALID_ARGUMENT,
-                   "target_modules"});
+    all.push_back(
+        {"10,000 target modules", r, grpc::StatusCode::INVALID_ARGUMENT, "target_modules"});
   }
   {
     v1::CreateJobRequest r = BaseRequest();
     for (int i = 0; i < 10000; ++i) r.mutable_spec()->add_layers_to_transform(i % 2);
-    all.push_back({"10,000 layers", r, grpc::StatusCode::INVALID_ARGUMENT,
-                   "layers_to_transform"});
+    all.push_back({"10,000 layers", r, grpc::StatusCode::INVALID_ARGUMENT, "layers_to_transform"});
   }
   {
     v1::CreateJobRequest r = BaseRequest();
     r.set_request_id(std::string(10000, 'r'));
-    all.push_back({"10k-character request id", r, grpc::StatusCode::INVALID_ARGUMENT,
-                   "request_id"});
+    all.push_back(
+        {"10k-character request id", r, grpc::StatusCode::INVALID_ARGUMENT, "request_id"});
   }
   {
     v1::CreateJobRequest r = BaseRequest();
@@ -314,8 +315,8 @@ TEST_F(HostileInput, GeneratedSpecsTooBigForTheCaseFile) {
   {
     v1::CreateJobRequest r = BaseRequest();
     r.mutable_spec()->set_base_model(std::string(100000, 'm'));
-    all.push_back({"100k-character model name", r, grpc::StatusCode::INVALID_ARGUMENT,
-                   "base_model"});
+    all.push_back(
+        {"100k-character model name", r, grpc::StatusCode::INVALID_ARGUMENT, "base_model"});
   }
   {
     v1::CreateJobRequest r = BaseRequest();
@@ -369,8 +370,7 @@ TEST_F(HostileInput, BadReadsAndListsAreRefusedOrBounded) {
     Deadline(&ctx, kFastDeadlineMs);
     v1::Job job;
     const auto started = std::chrono::steady_clock::now();
-    Expect("1 MiB job id", stub->GetJob(&ctx, req, &job), grpc::StatusCode::NOT_FOUND, "",
-           started);
+    Expect("1 MiB job id", stub->GetJob(&ctx, req, &job), grpc::StatusCode::NOT_FOUND, "", started);
   }
   {
     v1::ListJobEventsRequest req;
@@ -432,8 +432,7 @@ TEST_F(HostileInput, BadDatasetsAreRefusedNamingTheLine) {
        grpc::StatusCode::INVALID_ARGUMENT, "line 2"},
       {"NUL bytes", std::string("{\"text\": \"a\"}\n\0\0\0\n", 19),
        grpc::StatusCode::INVALID_ARGUMENT, "line 2"},
-      {"over --max-dataset-bytes", long_line + long_line, grpc::StatusCode::RESOURCE_EXHAUSTED,
-       ""},
+      {"over --max-dataset-bytes", long_line + long_line, grpc::StatusCode::RESOURCE_EXHAUSTED, ""},
       {"no header", "{\"text\": \"a\"}\n", grpc::StatusCode::INVALID_ARGUMENT, "header", false},
   };
   for (const Bad& b : bad) {
@@ -441,6 +440,30 @@ TEST_F(HostileInput, BadDatasetsAreRefusedNamingTheLine) {
     const auto started = std::chrono::steady_clock::now();
     Expect(b.name, UploadDataset(b.bytes, "bad.jsonl", &ds, b.header), b.code, b.text, started);
   }
+}
+
+// lora.r is capped at 4096, but a job within every range can still need more memory than any
+// worker has: it is refused at submit with the estimate, and nothing is stored.
+TEST_F(HostileInput, AJobThatFitsNoWorkerIsRefusedWithItsMemoryEstimate) {
+  FakeWorker small(server_->Channel(), "small", kWorkerToken);
+  small.set_memory_bytes(int64_t{8} << 30);
+  ASSERT_TRUE(small.Register().ok());
+  v1::CreateJobRequest req = BaseRequest();
+  req.mutable_spec()->mutable_lora()->set_r(4096);
+  req.mutable_spec()->set_batch_size(65536);
+  req.mutable_spec()->set_max_seq_len(1 << 20);
+  auto started = std::chrono::steady_clock::now();
+  Expect("a job that needs more memory than any worker has", Create(req),
+         grpc::StatusCode::RESOURCE_EXHAUSTED, "the job needs an estimated", started);
+  v1::Job job;
+  ASSERT_TRUE(Create(BaseRequest(), &job).ok()) << "a job that fits is still accepted";
+  // Out of the way of the suite's other tests (they share the server when run in one process).
+  auto stub = v1::JobService::NewStub(server_->Channel());
+  grpc::ClientContext ctx;
+  Deadline(&ctx, kFastDeadlineMs);
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(job.id());
+  ASSERT_TRUE(stub->CancelJob(&ctx, cancel, &job).ok());
 }
 
 TEST_F(HostileInput, AClientPosingAsAWorkerCanNeitherCrashNorCheat) {
@@ -460,8 +483,8 @@ TEST_F(HostileInput, AClientPosingAsAWorkerCanNeitherCrashNorCheat) {
   Expect("heartbeat before register", ghost.Heartbeat(1, {}, &resp), grpc::StatusCode::NOT_FOUND,
          "Register", started);
   started = std::chrono::steady_clock::now();
-  Expect("adapter for a job that does not exist",
-         ghost.Upload(false, "job-nope", 1, 0, "bytes"), grpc::StatusCode::NOT_FOUND, "", started);
+  Expect("adapter for a job that does not exist", ghost.Upload(false, "job-nope", 1, 0, "bytes"),
+         grpc::StatusCode::NOT_FOUND, "", started);
   std::string bytes;
   started = std::chrono::steady_clock::now();
   Expect("fetch of a path, not a sha256", ghost.Fetch("../../../etc/passwd", &bytes),

@@ -10,10 +10,10 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <mutex>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -25,8 +25,8 @@
 #include "common/tar.h"
 #include "google/protobuf/descriptor.pb.h"
 #include "google/rpc/error_details.pb.h"
-#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "google/rpc/status.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "peftd/v1/jobs.grpc.pb.h"
 #include "peftd/v1/worker.grpc.pb.h"
 #include "tests/integration/fake_worker.h"
@@ -128,7 +128,6 @@ v1::CreateJobRequest JobRequest(const std::string& dataset_id, const std::string
   s->set_max_steps(4);
   return req;
 }
-
 
 v1::Job Get(v1::JobService::Stub& stub, const std::string& id) {
   grpc::ClientContext ctx;
@@ -567,7 +566,8 @@ TEST(PeftdServer, UsersAndWorkersHoldSeparateTokensAndHealthIsOpen) {
   EXPECT_TRUE(FakeWorker(server.Channel(), "w-ok", "w0rker").Register().ok());
 
   // Reflection needs the users' token; health needs none.
-  auto reflect = [&](const std::string& token, grpc::reflection::v1alpha::ServerReflectionResponse* out) {
+  auto reflect = [&](const std::string& token,
+                     grpc::reflection::v1alpha::ServerReflectionResponse* out) {
     auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(server.Channel());
     grpc::ClientContext ctx;
     Deadline(&ctx);
@@ -600,8 +600,8 @@ TEST(PeftdServer, UsersAndWorkersHoldSeparateTokensAndHealthIsOpen) {
     bool done = false;
     std::mutex mu;
     std::condition_variable cv;
-    health.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                     &response, [&](grpc::Status s) {
+    health.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                     [&](grpc::Status s) {
                        std::lock_guard<std::mutex> lock(mu);
                        st = s;
                        done = true;

@@ -84,7 +84,7 @@ TEST(AttemptPolicy, TwoDeathsInARowWithoutProgressAreACrashLoop) {
   // A silent loss in between neither counts as a death nor ends the streak.
   EXPECT_EQ(ApplyLostAttempt(job, {LossCause::kWorkerSilent, "b"}, &message), v1::QUEUED);
   EXPECT_EQ(job.crashes_without_progress(), 1);
-  EXPECT_EQ(job.progress().step(), 0);  // no checkpoint: the next attempt starts over
+  EXPECT_EQ(job.progress().step(), 0);   // no checkpoint: the next attempt starts over
   job.mutable_progress()->set_step(77);  // where the third attempt's worker dies
   EXPECT_EQ(ApplyLostAttempt(job, {LossCause::kWorkerDied, "signal 9 (Killed)"}, &message),
             v1::FAILED);

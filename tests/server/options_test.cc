@@ -28,8 +28,8 @@ class OptionsTest : public ::testing::Test {
          {"PEFTD_LISTEN", "PEFTD_METRICS_LISTEN", "PEFTD_DATA_DIR", "PEFTD_MODEL_ROOT",
           "PEFTD_LOCAL_WORKERS", "PEFTD_WORKER_BINARY", "PEFTD_GPUS", "PEFTD_AUTH_TOKEN",
           "PEFTD_AUTH_TOKEN_FILE", "PEFTD_TLS_CERT", "PEFTD_TLS_KEY", "PEFTD_TLS_CLIENT_CA",
-          "PEFTD_EXAMPLES_DIR", "PEFTD_LOG_LEVEL", "PEFTD_WORKER_TOKEN",
-          "PEFTD_WORKER_TOKEN_FILE", "PEFTD_INSECURE"}) {
+          "PEFTD_EXAMPLES_DIR", "PEFTD_LOG_LEVEL", "PEFTD_WORKER_TOKEN", "PEFTD_WORKER_TOKEN_FILE",
+          "PEFTD_INSECURE"}) {
       unsetenv(v);
     }
     dir_ = fs::temp_directory_path() /
@@ -346,8 +346,8 @@ TEST(IsLoopbackAddress, OnlyThisMachine) {
                           "unix:/tmp/peftd.sock", "LOCALHOST:1"}) {
     EXPECT_TRUE(IsLoopbackAddress(yes)) << yes;
   }
-  for (const char* no : {"0.0.0.0:1", "[::]:1", "10.0.0.1:50051", "peftd:50051", ":50051",
-                         "128.0.0.1:1"}) {
+  for (const char* no :
+       {"0.0.0.0:1", "[::]:1", "10.0.0.1:50051", "peftd:50051", ":50051", "128.0.0.1:1"}) {
     EXPECT_FALSE(IsLoopbackAddress(no)) << no;
   }
 }

@@ -90,6 +90,11 @@ TEST(JobStore, MigratesFromEveryOlderVersion) {
                             "VALUES('job-old', 'req-old', 2, 1, ?)");
       ins.bind(1, blob.data(), static_cast<int>(blob.size()));
       ins.exec();
+      if (version >= 3) {  // labels have their own table since version 3
+        db.exec(
+            "INSERT INTO job_labels(key, value, job_seq) "
+            "SELECT 'team', 'nlp', seq FROM jobs WHERE id = 'job-old'");
+      }
       const std::string ev = Event("queued").SerializeAsString();
       SQLite::Statement e(db, "INSERT INTO events(job_id, event) VALUES('job-old', ?)");
       e.bind(1, ev.data(), static_cast<int>(ev.size()));
