@@ -354,16 +354,16 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   if (!tokenizer.ok()) return Annotate(tokenizer.status(), model_what);
 
   const data::DatasetOptions dataset_options = DatasetOptionsFromSpec(spec);
-  ASSIGN_OR_RETURN(data::LoadedDataset train_set,
-                   ReadDataset("training_dataset_id", spec.training_dataset_id(),
-                               in.training_data_path, in.training_data_name, **tokenizer,
-                               dataset_options, sink));
+  ASSIGN_OR_RETURN(
+      data::LoadedDataset train_set,
+      ReadDataset("training_dataset_id", spec.training_dataset_id(), in.training_data_path,
+                  in.training_data_name, **tokenizer, dataset_options, sink));
   std::optional<data::LoadedDataset> validation_set;
   if (!spec.validation_dataset_id().empty() || !in.validation_data_path.empty()) {
-    ASSIGN_OR_RETURN(validation_set,
-                     ReadDataset("validation_dataset_id", spec.validation_dataset_id(),
-                                 in.validation_data_path, in.validation_data_name, **tokenizer,
-                                 dataset_options, sink));
+    ASSIGN_OR_RETURN(
+        validation_set,
+        ReadDataset("validation_dataset_id", spec.validation_dataset_id(), in.validation_data_path,
+                    in.validation_data_name, **tokenizer, dataset_options, sink));
   }
   RETURN_IF_ERROR(CheckVocabulary(train_set.examples, config.vocab_size, "training_dataset_id"));
   if (validation_set) {

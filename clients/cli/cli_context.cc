@@ -62,8 +62,8 @@ absl::Status Cli::Connect() {
   if (options_.token.empty() && !options_.token_file.empty()) {
     std::ifstream in(options_.token_file);
     if (!in) {
-      return absl::NotFoundError(absl::StrCat(
-          "--token-file: cannot read '", options_.token_file, "': check the path and permissions"));
+      return absl::NotFoundError(absl::StrCat("--token-file: cannot read '", options_.token_file,
+                                              "': check the path and permissions"));
     }
     std::stringstream ss;
     ss << in.rdbuf();

@@ -81,14 +81,15 @@ std::string DescribeDataset(const v1::Dataset& d) {
   std::string lines = std::to_string(d.lines());
   // Thousands separators: 1024 -> 1,024.
   for (int i = static_cast<int>(lines.size()) - 3; i > 0; i -= 3) lines.insert(i, ",");
-  return absl::StrCat(d.filename().empty() ? "dataset" : d.filename(), " -> ", d.id(), " (", lines,
-                      d.lines() == 1 ? " line, " : " lines, ", d.format().empty() ? "" : d.format(),
-                      d.format().empty() ? "" : ", ", FormatBytes(d.size_bytes()),
-                      d.bad_lines() > 0 ? absl::StrCat(", ", d.bad_lines(),
-                                                       d.bad_lines() == 1 ? " bad line" : " bad lines",
-                                                       " for jobs with skip_bad_lines")
-                                        : "",
-                      ")");
+  return absl::StrCat(
+      d.filename().empty() ? "dataset" : d.filename(), " -> ", d.id(), " (", lines,
+      d.lines() == 1 ? " line, " : " lines, ", d.format().empty() ? "" : d.format(),
+      d.format().empty() ? "" : ", ", FormatBytes(d.size_bytes()),
+      d.bad_lines() > 0
+          ? absl::StrCat(", ", d.bad_lines(), d.bad_lines() == 1 ? " bad line" : " bad lines",
+                         " for jobs with skip_bad_lines")
+          : "",
+      ")");
 }
 
 }  // namespace peftd::cli

@@ -38,9 +38,9 @@ int RunValidate(Cli& cli, const ValidateArgs& args) {
   // (the server refuses the same pair in a job spec).
   if (args.num_labels > 0 && !options.label_names.empty() &&
       static_cast<int>(options.label_names.size()) != args.num_labels) {
-    return cli.Fail(UsageError(absl::StrCat(
-        "--label-names: ", options.label_names.size(), " names for --num-labels ", args.num_labels,
-        "; give one name per label, in id order")));
+    return cli.Fail(UsageError(absl::StrCat("--label-names: ", options.label_names.size(),
+                                            " names for --num-labels ", args.num_labels,
+                                            "; give one name per label, in id order")));
   }
   std::optional<v1::TaskType> task;
   if (!args.task.empty()) {

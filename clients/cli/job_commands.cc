@@ -31,7 +31,8 @@ int RunList(Cli& cli, const ListArgs& args) {
   for (const std::string& entry : args.states) {
     for (absl::string_view name : absl::StrSplit(entry, ',', absl::SkipWhitespace())) {
       auto state = ParseState(name);
-      if (!state.ok()) return cli.Fail(UsageError(absl::StrCat("--state: ", state.status().message())));
+      if (!state.ok())
+        return cli.Fail(UsageError(absl::StrCat("--state: ", state.status().message())));
       request.add_states(*state);
     }
   }

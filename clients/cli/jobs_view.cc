@@ -2,9 +2,9 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "clients/cli/format.h"
@@ -117,8 +117,8 @@ std::string FormatJobDetails(const v1::Job& job, absl::Time now) {
   const ProgressStyle style = StyleOf(job);
   if (p.step() == 0 && p.total_steps() == 0) {
     add("progress", job.state() == v1::RUNNING ? "no step reported yet (the worker is starting)"
-                    : IsFinal(job.state())   ? "no step was reported"
-                                             : "not started");
+                    : IsFinal(job.state())     ? "no step was reported"
+                                               : "not started");
   } else {
     add("progress", SummarizeProgress(p, style));
   }
@@ -126,8 +126,8 @@ std::string FormatJobDetails(const v1::Job& job, absl::Time now) {
     // token-gate.md reads the gate by these two numbers; 0% sparsity is worth seeing too.
     add("gate", absl::StrFormat("sparsity %.1f%% (token-weighted %.1f%%), mean tau %.3g over %d "
                                 "modules",
-                                p.gate_sparsity() * 100, p.gate_token_sparsity() * 100,
-                                MeanTau(p), p.gates_size()));
+                                p.gate_sparsity() * 100, p.gate_token_sparsity() * 100, MeanTau(p),
+                                p.gates_size()));
   }
   if (p.learning_rate() > 0) add("learning rate", absl::StrFormat("%.3g", p.learning_rate()));
   if (p.tokens_seen() > 0) add("tokens seen", FormatCount(static_cast<double>(p.tokens_seen())));

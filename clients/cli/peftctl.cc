@@ -52,8 +52,8 @@ void AddGlobalOptions(CLI::App& app, GlobalOptions& o) {
 
 // Global flags that take a value: their value is not a command name.
 bool TakesValue(const std::string& arg) {
-  static const char* const kWithValue[] = {"--server",   "--token",    "--token-file",
-                                           "--tls-ca",   "--tls-cert", "--tls-key",
+  static const char* const kWithValue[] = {"--server",          "--token",    "--token-file",
+                                           "--tls-ca",          "--tls-cert", "--tls-key",
                                            "--tls-server-name", "--timeout"};
   for (const char* flag : kWithValue) {
     if (arg == flag) return true;

@@ -143,9 +143,9 @@ std::vector<Piece> JobPieces(const v1::JobProgress& p, absl::string_view label,
   if (layout || style.gated || p.gate_sparsity() > 0 || p.gates_size() > 0) {
     pieces.push_back(
         {absl::StrFormat("sparsity %.1f%%", p.gate_sparsity() * 100), kRankSparsity, false, 14});
-    pieces.push_back({p.gates_size() > 0 ? absl::StrFormat("tau %.3g", MeanTau(p))
-                                         : std::string("tau -"),
-                      kRankTau, false, 11});
+    pieces.push_back(
+        {p.gates_size() > 0 ? absl::StrFormat("tau %.3g", MeanTau(p)) : std::string("tau -"),
+         kRankTau, false, 11});
   }
   if (style.live && (layout || p.eta_seconds() > 0)) {
     pieces.push_back(
@@ -164,11 +164,10 @@ std::vector<Piece> JobLayout(const v1::JobProgress& p, absl::string_view label,
   std::vector<Piece> layout;
   for (const Piece& piece : all) {
     const bool running_only = piece.drop_rank == kRankRate || piece.drop_rank == kRankEta;
-    const bool can_show =
-        piece.is_bar || (running_only && style.live) ||
-        std::any_of(shown.begin(), shown.end(), [&](const Piece& s) {
-          return !s.is_bar && s.drop_rank == piece.drop_rank;
-        });
+    const bool can_show = piece.is_bar || (running_only && style.live) ||
+                          std::any_of(shown.begin(), shown.end(), [&](const Piece& s) {
+                            return !s.is_bar && s.drop_rank == piece.drop_rank;
+                          });
     if (can_show) layout.push_back(piece);
   }
   return layout;
@@ -208,8 +207,8 @@ std::string RenderBar(double fraction, int cells) {
 std::string RenderJobProgress(const v1::JobProgress& p, absl::string_view label, int width,
                               const ProgressStyle& style) {
   double fraction = p.total_steps() > 0 ? static_cast<double>(p.step()) / p.total_steps() : 0;
-  return Render(JobLayout(p, label, style), JobPieces(p, label, style, /*layout=*/false),
-                fraction, width);
+  return Render(JobLayout(p, label, style), JobPieces(p, label, style, /*layout=*/false), fraction,
+                width);
 }
 
 std::string SummarizeProgress(const v1::JobProgress& p, const ProgressStyle& style) {

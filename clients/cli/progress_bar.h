@@ -25,13 +25,13 @@ struct ProgressStyle {
 // The style of `job`: gate, task and validation from its spec, live while RUNNING.
 ProgressStyle StyleOf(const v1::Job& job);
 
-// "[=======>      ]   40/100   40%  loss 1.2345  eval 1.3010  sparsity 35.0%  tau 0.0123  ETA 1m20s"
-// `label` (e.g. "running/training") goes first when not empty. Every field has a fixed width and
-// the line's layout (which fields, how wide the bar) depends only on the style and the width, not
-// on the numbers, so redraws do not jump. Never longer than `width` bytes: when the line does not
-// fit, the bar shrinks (to 10 cells), then fields are dropped, least useful first (tok/s, label,
-// percentage, eval and tau, accuracy, sparsity, loss, ETA), then the bar; the step count always
-// stays. Losses have four decimals.
+// "[=======>      ]   40/100   40%  loss 1.2345  eval 1.3010  sparsity 35.0%  tau 0.0123  ETA
+// 1m20s" `label` (e.g. "running/training") goes first when not empty. Every field has a fixed width
+// and the line's layout (which fields, how wide the bar) depends only on the style and the width,
+// not on the numbers, so redraws do not jump. Never longer than `width` bytes: when the line does
+// not fit, the bar shrinks (to 10 cells), then fields are dropped, least useful first (tok/s,
+// label, percentage, eval and tau, accuracy, sparsity, loss, ETA), then the bar; the step count
+// always stays. Losses have four decimals.
 std::string RenderJobProgress(const v1::JobProgress& progress, absl::string_view label, int width,
                               const ProgressStyle& style = {});
 

@@ -125,8 +125,8 @@ int RunSubmit(Cli& cli, SubmitArgs& args) {
       cli.out() << "request id " << job.request_id() << " was used before: returned the existing "
                 << "job " << job.id() << " (" << StateName(job.state()) << "), no new job\n";
     } else {
-      cli.out() << "submitted job " << job.id() << " (" << StateName(job.state())
-                << ", request id " << job.request_id() << ")\n";
+      cli.out() << "submitted job " << job.id() << " (" << StateName(job.state()) << ", request id "
+                << job.request_id() << ")\n";
     }
     if (failed_at_once) {
       cli.out() << FormatOutcome(job) << "\n";

@@ -77,8 +77,8 @@ class FakeJobService final : public v1::JobService::Service {
   std::string required_token;           // "": no auth
   int watch_drop_after = -1;            // first WatchJob call ends UNAVAILABLE after N events
   grpc::StatusCode watch_drop_code = grpc::StatusCode::UNAVAILABLE;  // ...or with this code
-  std::string adapter_archive;          // DownloadAdapter's bytes
-  std::string adapter_archive_file;     // ...or this file's, when set
+  std::string adapter_archive;                                       // DownloadAdapter's bytes
+  std::string adapter_archive_file;                                  // ...or this file's, when set
   std::string adapter_name = "my-adapter";
   bool corrupt_sha = false;          // announce a wrong sha256
   int64_t announce_extra_bytes = 0;  // announce a wrong size

@@ -74,7 +74,8 @@ TEST_F(MessagesTest, AuthRefusalKeepsOnlyWhatAUserNeeds) {
       "--token-file FILE`; over gRPC send metadata `authorization: Bearer TOKEN`");
   RunResult r = Run({"list"});
   EXPECT_EQ(r.code, 5);
-  EXPECT_TRUE(absl::StrContains(r.err, "requires a bearer token and the call carried none")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "requires a bearer token and the call carried none"))
+      << r.err;
   EXPECT_TRUE(absl::StrContains(r.err, "pass it with --token")) << r.err;
   EXPECT_FALSE(absl::StrContains(r.err, "peftd-worker")) << r.err;
   EXPECT_FALSE(absl::StrContains(r.err, "metadata")) << r.err;
@@ -94,15 +95,16 @@ TEST_F(MessagesTest, CancellingACancelledJobSaysItHadEnded) {
 }
 
 TEST_F(MessagesTest, RepeatedRequestIdSaysItReturnedTheExistingJob) {
-  const std::vector<std::string> submit = {"submit", "--model", "m", "--method", "lora",
-                                           "--train", "ds-1", "--request-id", "r-same"};
+  const std::vector<std::string> submit = {
+      "submit", "--model", "m", "--method", "lora", "--train", "ds-1", "--request-id", "r-same"};
   RunResult r = Run(submit);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(absl::StartsWith(r.out, "submitted job j-2")) << r.out;
   r = Run(submit);
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_TRUE(absl::StartsWith(r.out, "request id r-same was used before: returned the existing "
-                                      "job j-2 (queued), no new job"))
+  EXPECT_TRUE(absl::StartsWith(r.out,
+                               "request id r-same was used before: returned the existing "
+                               "job j-2 (queued), no new job"))
       << r.out;
 }
 
@@ -135,7 +137,8 @@ TEST_F(MessagesTest, ZeroFlagsAndAdaloraRankAndLabelNamesOnTheCommandLine) {
 
 TEST_F(MessagesTest, ValidateRefusesLabelNamesThatDisagreeWithNumLabels) {
   const std::string f = Write("cls.jsonl", "{\"text\": \"good\", \"label\": \"pos\"}\n");
-  RunResult r = RunCli({"datasets", "validate", f, "--num-labels", "3", "--label-names", "neg,pos"});
+  RunResult r =
+      RunCli({"datasets", "validate", f, "--num-labels", "3", "--label-names", "neg,pos"});
   EXPECT_EQ(r.code, 2);
   EXPECT_TRUE(absl::StrContains(r.err, "--label-names: 2 names for --num-labels 3")) << r.err;
   EXPECT_EQ(

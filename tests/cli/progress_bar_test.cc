@@ -108,7 +108,7 @@ TEST(RenderJobProgress, BarWidthIsStableAcrossRedraws) {
     v1::JobProgress p;
     p.set_step(step);
     p.set_total_steps(1000);
-    if (step > 0) p.set_train_loss(20.0 / (step * step));  // 0.00002 .. 0.008
+    if (step > 0) p.set_train_loss(20.0 / (step * step));    // 0.00002 .. 0.008
     if (step >= 100) p.set_train_loss(12.5 - step / 100.0);  // two-digit losses too
     if (step >= 200) {
       p.set_has_eval(true);
@@ -145,7 +145,8 @@ TEST(RenderJobProgress, LossesHaveFourDecimals) {
   for (double loss : {12.5, 1.0, 0.01234, 3.14159}) {
     p.set_train_loss(loss);
     const std::string line = RenderJobProgress(p, "", 200);
-    const std::string text = line.substr(line.find("loss ") + 5, line.find("  eval") - line.find("loss ") - 5);
+    const std::string text =
+        line.substr(line.find("loss ") + 5, line.find("  eval") - line.find("loss ") - 5);
     ASSERT_NE(text.find('.'), std::string::npos) << line;
     EXPECT_EQ(text.size() - text.find('.') - 1, 4u) << line;
   }

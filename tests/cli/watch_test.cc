@@ -1,10 +1,11 @@
 // watch: events until the final state, resumed after the last event id when the stream drops,
 // the exit code from the final state, and --json lines.
+#include "clients/cli/watch.h"
+
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
-#include "clients/cli/watch.h"
 #include "fake_job_service.h"
 #include "nlohmann/json.hpp"
 

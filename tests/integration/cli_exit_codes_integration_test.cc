@@ -79,8 +79,8 @@ class CliExitCodes : public ::testing::Test {
   }
   // A queued job (no worker takes it unless the test plays one).
   std::string Submit(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--json", "submit",  "--model", "tiny-llama",
-                                     "--method", "lora", "--train", train_};
+    std::vector<std::string> args = {"--json",   "submit", "--model", "tiny-llama",
+                                     "--method", "lora",   "--train", train_};
     args.insert(args.end(), extra.begin(), extra.end());
     const RunResult r = Peftctl(server_->address(), args);
     EXPECT_EQ(r.exit_code, 0) << r.Describe();
@@ -97,7 +97,7 @@ TEST_F(CliExitCodes, EveryRowOfTheDocumentedTable) {
   struct Case {
     int code;
     std::vector<std::string> args;
-    std::string says;  // in stderr (or stdout for 0, 7, 8)
+    std::string says;         // in stderr (or stdout for 0, 7, 8)
     std::string server = "";  // "" = the test server
   };
   // 7: a worker leases the oldest job and fails it; 8: the next one is cancelled; the last
@@ -139,10 +139,12 @@ TEST_F(CliExitCodes, EveryRowOfTheDocumentedTable) {
       {2, {"list", "--bogus"}, "--bogus"},
       {2, {"list", "--label", "team"}, "'team' is not key=value"},
       {2, {"list", "--state", "bogus"}, "unknown state 'bogus'"},
-      {2, {"submit", "--model", "tiny-llama", "--method", "lora", "--train", train_, "--lr", "0"},
+      {2,
+       {"submit", "--model", "tiny-llama", "--method", "lora", "--train", train_, "--lr", "0"},
        "--lr: must be > 0"},
       {2, {"submit", "--method", "lora", "--train", train_}, "give --model"},
-      {2, {"datasets", "validate", missing, "--num-labels", "3", "--label-names", "a,b"},
+      {2,
+       {"datasets", "validate", missing, "--num-labels", "3", "--label-names", "a,b"},
        "--label-names"},
       {2, {"list"}, "is not HOST:PORT", "nonsense"},
       {3, {"get", "job-0000000000000000"}, "no job"},
@@ -150,16 +152,19 @@ TEST_F(CliExitCodes, EveryRowOfTheDocumentedTable) {
       {3, {"datasets", "upload", missing}, "missing.jsonl"},
       {3, {"datasets", "validate", missing}, "missing.jsonl"},
       {3, {"submit", "-f", (dir_ / "missing.yaml").string()}, "missing.yaml"},
-      {3, {"submit", "--model", "tiny-llama", "--method", "lora", "--train", missing},
+      {3,
+       {"submit", "--model", "tiny-llama", "--method", "lora", "--train", missing},
        "missing.jsonl"},
-      {3, {"submit", "--model", "no-such-model", "--method", "lora", "--train", train_},
+      {3,
+       {"submit", "--model", "no-such-model", "--method", "lora", "--train", train_},
        "base_model"},
       {3, {"--token-file", (dir_ / "no-token").string(), "list"}, "--token-file"},
       {4, {"datasets", "upload", bad}, "line 2"},
-      {4, {"submit", "--model", "tiny-llama", "--method", "lora", "--train", train_, "--rank",
-           "-1"},
+      {4,
+       {"submit", "--model", "tiny-llama", "--method", "lora", "--train", train_, "--rank", "-1"},
        "lora.r"},
-      {4, {"submit", "-f", Write("job.yaml", "base_model: tiny-llama\nmethod: lora\nlora:\n  r: x\n")},
+      {4,
+       {"submit", "-f", Write("job.yaml", "base_model: tiny-llama\nmethod: lora\nlora:\n  r: x\n")},
        "job.yaml:4"},
       {6, {"list"}, "cannot reach peftd", "127.0.0.1:1"},
       {6, {"health", "--service", "no.such.Service"}, "SERVICE_UNKNOWN"},
@@ -172,7 +177,8 @@ TEST_F(CliExitCodes, EveryRowOfTheDocumentedTable) {
     const RunResult r = Peftctl(c.server.empty() ? addr : c.server, c.args);
     EXPECT_EQ(r.exit_code, c.code) << absl::StrJoin(c.args, " ") << "\n" << r.Describe();
     EXPECT_TRUE(absl::StrContains(r.err + r.out, c.says))
-        << absl::StrJoin(c.args, " ") << " should say: " << c.says << "\n" << r.Describe();
+        << absl::StrJoin(c.args, " ") << " should say: " << c.says << "\n"
+        << r.Describe();
     covered.insert(c.code);
   }
 
@@ -194,8 +200,8 @@ TEST_F(CliExitCodes, EveryRowOfTheDocumentedTable) {
   covered.insert(5);
 
   for (int code : DocumentedCodes()) {
-    EXPECT_TRUE(covered.count(code)) << "cli.md documents exit code " << code
-                                     << " but no case here runs it";
+    EXPECT_TRUE(covered.count(code))
+        << "cli.md documents exit code " << code << " but no case here runs it";
   }
   EXPECT_EQ(DocumentedCodes(), covered);
 }
@@ -205,9 +211,9 @@ TEST_F(CliExitCodes, EveryRowOfTheDocumentedTable) {
 TEST_F(CliExitCodes, WatchThroughAServerShutdownExits6) {
   const std::string job = Submit();
   const std::string out = (dir_ / "watch.out").string(), err = (dir_ / "watch.err").string();
-  const pid_t pid = testing::Spawn({testing::kPeftctl, "--server", server_->address(), "watch",
-                                    job, "--reconnect-timeout", "2"},
-                                   {{"PEFTD_TOKEN", "\x01"}, {"PEFTD_SERVER", "\x01"}}, out, err);
+  const pid_t pid = testing::Spawn(
+      {testing::kPeftctl, "--server", server_->address(), "watch", job, "--reconnect-timeout", "2"},
+      {{"PEFTD_TOKEN", "\x01"}, {"PEFTD_SERVER", "\x01"}}, out, err);
   std::this_thread::sleep_for(std::chrono::milliseconds(800));  // the stream is open
   EXPECT_EQ(server_->Terminate(), 0);
   int status = 0;
@@ -223,8 +229,8 @@ TEST_F(CliExitCodes, WatchThroughAServerShutdownExits6) {
 // docs/job-spec.md "Module patterns": every entry must match a Linear module of the model, names
 // and `re:` entries mix, and a refusal lists the names that exist.
 TEST_F(CliExitCodes, ModulePatternsThroughPeftctl) {
-  const std::vector<std::string> base = {"submit", "--model", "tiny-llama", "--method", "lora",
-                                         "--train", train_};
+  const std::vector<std::string> base = {"submit", "--model", "tiny-llama", "--method",
+                                         "lora",   "--train", train_};
   auto with = [&](std::vector<std::string> extra) {
     std::vector<std::string> args = base;
     args.insert(args.end(), extra.begin(), extra.end());
@@ -272,9 +278,8 @@ TEST_F(CliExitCodes, SkipBadLinesKeepsTheDatasetForJobsThatOptIn) {
 }
 
 TEST_F(CliExitCodes, RepeatedRequestIdAndCancelTwiceSayWhatHappened) {
-  const std::vector<std::string> submit = {"submit",  "--model", "tiny-llama", "--method",
-                                           "lora",    "--train", train_,       "--request-id",
-                                           "r-again"};
+  const std::vector<std::string> submit = {"submit",  "--model", "tiny-llama",   "--method", "lora",
+                                           "--train", train_,    "--request-id", "r-again"};
   RunResult r = Peftctl(server_->address(), submit);
   ASSERT_EQ(r.exit_code, 0) << r.Describe();
   EXPECT_TRUE(absl::StartsWith(r.out, "submitted job ")) << r.Describe();

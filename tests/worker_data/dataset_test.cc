@@ -170,8 +170,9 @@ TEST(Dataset, ManyLongRecordsGiveTheAdviceOnceUnderTheUploadedName) {
   auto d = Load(file, options);
   ASSERT_FALSE(d.ok());
   const std::string message(d.status().message());
-  EXPECT_TRUE(absl::StartsWith(message, "my-train.jsonl: 10 bad lines: line 1: record is 14 "
-                                        "tokens, longer than max_seq_len 8; line 2:"))
+  EXPECT_TRUE(absl::StartsWith(message,
+                               "my-train.jsonl: 10 bad lines: line 1: record is 14 "
+                               "tokens, longer than max_seq_len 8; line 2:"))
       << message;
   size_t advice = 0;
   for (size_t at = message.find("raise max_seq_len"); at != std::string::npos;

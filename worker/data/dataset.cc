@@ -230,9 +230,8 @@ absl::StatusOr<Example> RecordTokenizer::Finish(std::vector<int64_t> ids,
   if (n > options_.max_seq_len) {
     if (!options_.truncate) {
       // The advice is given once for the file (Assemble), not once per long record.
-      return absl::InvalidArgumentError(absl::StrCat("record is ", n, " tokens, ",
-                                                     kLongerThanMaxSeqLen, " ",
-                                                     options_.max_seq_len));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "record is ", n, " tokens, ", kLongerThanMaxSeqLen, " ", options_.max_seq_len));
     }
     ids.resize(options_.max_seq_len);
     if (!labels.empty()) labels.resize(options_.max_seq_len);
@@ -311,11 +310,12 @@ absl::StatusOr<LoadedDataset> Assemble(ValidationResult validation, std::vector<
     std::string message = DescribeErrors(file, summary);
     const bool too_long =
         std::any_of(summary.errors.begin(), summary.errors.end(), [](const LineError& e) {
-      return e.reason.find(kLongerThanMaxSeqLen) != std::string::npos;
-    });
+          return e.reason.find(kLongerThanMaxSeqLen) != std::string::npos;
+        });
     if (too_long) {
-      absl::StrAppend(&message, "; shorten the long records, raise max_seq_len or set truncate: "
-                                "true (keeps their first max_seq_len tokens)");
+      absl::StrAppend(&message,
+                      "; shorten the long records, raise max_seq_len or set truncate: "
+                      "true (keeps their first max_seq_len tokens)");
     }
     return absl::InvalidArgumentError(message);
   }
