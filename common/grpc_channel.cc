@@ -12,7 +12,7 @@ namespace {
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* option) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::InvalidArgumentError(
+    return absl::NotFoundError(
         absl::StrCat(option, ": cannot read '", path, "': check the path and its permissions"));
   }
   std::stringstream ss;

@@ -42,6 +42,10 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannelOrError(const ChannelO
 // not call credentials: gRPC C++ refuses call credentials on insecure channels.
 void AddAuth(grpc::ClientContext* context, const std::string& token);
 
+// Initial metadata of a CreateJob reply that returns the job an earlier request with the same
+// request_id made (value "true"): the reply is that Job either way.
+inline constexpr char kExistingJobMetadata[] = "peftd-existing-job";
+
 }  // namespace peftd
 
 #endif  // PEFTD_COMMON_GRPC_CHANNEL_H_

@@ -27,8 +27,10 @@ void DatasetUploadValidator::Feed(absl::string_view bytes) {
 
 void DatasetUploadValidator::Finish() { result_ = validator_.Finish(); }
 
-absl::Status DatasetUploadValidator::ToStatus(const std::string& filename) const {
+absl::Status DatasetUploadValidator::ToStatus(const std::string& filename,
+                                              bool allow_bad_lines) const {
   if (result_.ok()) return absl::OkStatus();
+  if (allow_bad_lines && result_.records > 0) return absl::OkStatus();
   const std::string name = filename.empty() ? "dataset" : filename;
   absl::Status st = absl::InvalidArgumentError(
       absl::StrCat(data::DescribeErrors(name, result_), "; fix the file and upload it again"));

@@ -28,8 +28,10 @@ class DatasetUploadValidator {
   int64_t lines() const { return result_.lines; }
   std::string format() const { return data::FormatName(result_.format); }
 
-  // OK when the file has records and no bad line; InvalidArgument otherwise (see above).
-  absl::Status ToStatus(const std::string& filename) const;
+  // OK when the file has records and no bad line (or, with `allow_bad_lines`, when it has at
+  // least one record: the bad lines are then only counted); InvalidArgument otherwise.
+  absl::Status ToStatus(const std::string& filename, bool allow_bad_lines = false) const;
+  int64_t bad_lines() const { return result_.bad_lines; }
 
  private:
   data::RecordValidator validator_;

@@ -49,6 +49,14 @@ absl::StatusOr<int64_t> CheckDataset(AdmissionSources& sources, const v1::JobSpe
                                             "(peftctl datasets upload FILE) and use its id"));
   }
   RETURN_IF_ERROR(ds.status());
+  if (ds->bad_lines() > 0 && !spec.skip_bad_lines()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "skip_bad_lines: ", field, " ", id,
+        ds->filename().empty() ? "" : absl::StrCat(" (", ds->filename(), ")"), " has ",
+        ds->bad_lines(), ds->bad_lines() == 1 ? " bad line" : " bad lines", " of ", ds->lines(),
+        "; set skip_bad_lines: true (peftctl submit --skip-bad-lines) to train on its valid "
+        "lines, or fix the file and upload it again"));
+  }
   const bool classification = absl::StartsWith(ds->format(), "classification");
   if (!ds->format().empty() && classification != (spec.task() == v1::SEQ_CLS)) {
     return absl::InvalidArgumentError(

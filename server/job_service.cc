@@ -1,6 +1,7 @@
 #include "server/job_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_channel.h"
 #include "common/status.h"
 #include "common/status_grpc.h"
 #include "google/protobuf/util/time_util.h"
@@ -34,8 +35,11 @@ JobServiceImpl::JobServiceImpl(Scheduler* scheduler, storage::BlobStore* blobs,
 grpc::Status JobServiceImpl::CreateJob(grpc::ServerContext* ctx, const v1::CreateJobRequest* req,
                                        v1::Job* resp) {
   PEFTD_AUTHORIZE(ctx);
-  auto job = scheduler_->CreateJob(*req);
+  bool existed = false;
+  auto job = scheduler_->CreateJob(*req, &existed);
   if (!job.ok()) return ToGrpcStatus(WithFieldViolation(job.status()));
+  // The reply is the Job either way; clients that care (peftctl) read this to say so.
+  if (existed) ctx->AddInitialMetadata(kExistingJobMetadata, "true");
   *resp = std::move(*job);
   return grpc::Status::OK;
 }
@@ -143,7 +147,7 @@ absl::StatusOr<v1::Dataset> JobServiceImpl::ReceiveDataset(
   }
   if (ctx->IsCancelled()) return absl::CancelledError("the client went away");
   validator.Finish();
-  RETURN_IF_ERROR(validator.ToStatus(header.filename()));
+  RETURN_IF_ERROR(validator.ToStatus(header.filename(), header.allow_bad_lines()));
   ASSIGN_OR_RETURN(
       std::string sha,
       upload.Commit(header.size_bytes() > 0 ? header.size_bytes() : -1, header.sha256()));
@@ -154,6 +158,7 @@ absl::StatusOr<v1::Dataset> JobServiceImpl::ReceiveDataset(
   ds.set_lines(validator.lines());
   ds.set_filename(header.filename());
   ds.set_format(validator.format());
+  ds.set_bad_lines(validator.bad_lines());
   *ds.mutable_create_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
   ASSIGN_OR_RETURN(v1::Dataset stored, scheduler_->RecordDataset(ds));
   if (stored.sha256() != sha) {

@@ -251,7 +251,9 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
       ->group("Network");
   app.add_option(
          "--port-file", o.port_file,
-         "once serving, write \"grpc=HOST:PORT metrics=HOST:PORT\" (the first stdout line) here")
+         "once serving, write one line \"grpc=HOST:PORT metrics=HOST:PORT\" here (metrics=off "
+         "when disabled): the ports port 0 picked, as on the first stdout line after \"peftd: "
+         "listening \"")
       ->group("Network");
 
   app.add_option("--data-dir", o.data_dir, "database, blobs and worker caches (created 0700)")

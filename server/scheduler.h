@@ -62,8 +62,9 @@ class Scheduler {
 
   // Validates (InvalidArgument / NotFound naming the field; nothing stored) and queues a job.
   // Idempotent by request_id: the same id with the same spec returns the same job, with another
-  // spec AlreadyExists; concurrent duplicates create exactly one job.
-  absl::StatusOr<v1::Job> CreateJob(const v1::CreateJobRequest& request);
+  // spec AlreadyExists; concurrent duplicates create exactly one job. `*existed` (when given) says
+  // whether the job was already there.
+  absl::StatusOr<v1::Job> CreateJob(const v1::CreateJobRequest& request, bool* existed = nullptr);
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
   // Newest first; page_size defaults to 50, at most 1000.
   absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);

@@ -49,7 +49,7 @@ std::vector<LiveWorker> Scheduler::LiveWorkers() {
   return live;
 }
 
-absl::StatusOr<v1::Job> Scheduler::CreateJob(const v1::CreateJobRequest& req) {
+absl::StatusOr<v1::Job> Scheduler::CreateJob(const v1::CreateJobRequest& req, bool* existed_out) {
   v1::JobSpec spec;
   RETURN_IF_ERROR(ValidateRequest(req, &spec));
   std::lock_guard<std::mutex> lock(mu_);
@@ -77,6 +77,7 @@ absl::StatusOr<v1::Job> Scheduler::CreateJob(const v1::CreateJobRequest& req) {
           "request_id: '", req.request_id(), "' was already used for job ", stored.id(),
           " with a different spec; use a new request_id to submit another job"));
     }
+    if (existed_out != nullptr) *existed_out = true;
     return stored;
   }
   queue_key_[job.id()] = next_order_++;
@@ -174,9 +175,12 @@ absl::StatusOr<std::vector<v1::Dataset>> Scheduler::ListDatasets() {
 absl::StatusOr<storage::Artifact> Scheduler::GetArtifact(const std::string& job_id, bool merged) {
   ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
   if (job.state() != v1::SUCCEEDED) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job ", job_id, " is ", v1::JobState_Name(job.state()),
-                     "; its adapter can be downloaded once the job SUCCEEDED"));
+    // A job that ended otherwise never will have one; a live one may.
+    const bool ended = job.state() == v1::FAILED || job.state() == v1::CANCELLED;
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", job_id, " is ", v1::JobState_Name(job.state()),
+        ended ? "; it ended without an adapter (only a SUCCEEDED job has one): submit it again"
+              : "; its adapter can be downloaded once the job SUCCEEDED"));
   }
   ASSIGN_OR_RETURN(auto artifact, store_->GetArtifact(job_id, merged ? "merged" : "adapter"));
   if (!artifact) {

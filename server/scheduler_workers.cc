@@ -114,9 +114,11 @@ absl::StatusOr<v1::Lease> Scheduler::LeaseNextLocked(const std::string& worker_i
   *lease.mutable_spec() = job.spec();
   ASSIGN_OR_RETURN(v1::Dataset train, store_->GetDataset(job.spec().training_dataset_id()));
   lease.set_training_dataset_sha256(train.sha256());
+  lease.set_training_dataset_filename(train.filename());
   if (!job.spec().validation_dataset_id().empty()) {
     ASSIGN_OR_RETURN(v1::Dataset val, store_->GetDataset(job.spec().validation_dataset_id()));
     lease.set_validation_dataset_sha256(val.sha256());
+    lease.set_validation_dataset_filename(val.filename());
   }
   if (const v1::Checkpoint* cp = NewestCheckpoint(job)) *lease.mutable_resume_from() = *cp;
   if (job.attempt() == 1)

@@ -18,11 +18,12 @@ struct JobInputs {
   std::string job_id;
   int attempt = 1;
   v1::JobSpec spec;
-  std::string model_root;                            // base_model resolves inside it
-  std::string training_data_path;                    // local JSONL
-  std::string validation_data_path;                  // empty when none
-  std::optional<std::string> resume_checkpoint_dir;  // holds checkpoint.safetensors
-  std::string work_dir;                              // scratch space for checkpoints and the export
+  std::string model_root;                                // base_model resolves inside it
+  std::string training_data_path;                        // local JSONL
+  std::string validation_data_path;                      // empty when none
+  std::string training_data_name, validation_data_name;  // the uploaded names, for messages
+  std::optional<std::string> resume_checkpoint_dir;      // holds checkpoint.safetensors
+  std::string work_dir;  // scratch space for checkpoints and the export
 };
 
 struct JobOutputs {

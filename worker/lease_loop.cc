@@ -394,6 +394,8 @@ absl::Status LeaseLoop::Prepare(ActiveJob& job, JobInputs* in) {
                  });
   };
   RETURN_IF_ERROR(fetch_dataset(lease.training_dataset_sha256(), &in->training_data_path));
+  in->training_data_name = lease.training_dataset_filename();
+  in->validation_data_name = lease.validation_dataset_filename();
   if (!lease.validation_dataset_sha256().empty()) {
     RETURN_IF_ERROR(fetch_dataset(lease.validation_dataset_sha256(), &in->validation_data_path));
   }

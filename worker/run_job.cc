@@ -108,12 +108,13 @@ v1::DatasetStats ToProto(const data::DatasetStats& s) {
 
 // Reads one dataset; errors say which dataset of the job is at fault.
 absl::StatusOr<data::LoadedDataset> ReadDataset(const char* field, const std::string& id,
-                                                const std::string& path,
+                                                const std::string& path, const std::string& name,
                                                 const data::Tokenizer& tokenizer,
-                                                const data::DatasetOptions& options,
+                                                data::DatasetOptions options,
                                                 train::ProgressSink* sink) {
   const std::string what = absl::StrCat(field, " '", id, "'");
   if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(what, ": no file"));
+  options.display_name = name;  // the uploaded name, not the cache's sha256.jsonl
   std::vector<data::LineError> errors;
   absl::StatusOr<data::LoadedDataset> loaded = data::LoadDataset(path, tokenizer, options, &errors);
   if (!loaded.ok()) {
@@ -353,14 +354,16 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   if (!tokenizer.ok()) return Annotate(tokenizer.status(), model_what);
 
   const data::DatasetOptions dataset_options = DatasetOptionsFromSpec(spec);
-  ASSIGN_OR_RETURN(data::LoadedDataset train_set,
-                   ReadDataset("training_dataset_id", spec.training_dataset_id(),
-                               in.training_data_path, **tokenizer, dataset_options, sink));
+  ASSIGN_OR_RETURN(
+      data::LoadedDataset train_set,
+      ReadDataset("training_dataset_id", spec.training_dataset_id(), in.training_data_path,
+                  in.training_data_name, **tokenizer, dataset_options, sink));
   std::optional<data::LoadedDataset> validation_set;
   if (!spec.validation_dataset_id().empty() || !in.validation_data_path.empty()) {
-    ASSIGN_OR_RETURN(validation_set,
-                     ReadDataset("validation_dataset_id", spec.validation_dataset_id(),
-                                 in.validation_data_path, **tokenizer, dataset_options, sink));
+    ASSIGN_OR_RETURN(
+        validation_set,
+        ReadDataset("validation_dataset_id", spec.validation_dataset_id(), in.validation_data_path,
+                    in.validation_data_name, **tokenizer, dataset_options, sink));
   }
   RETURN_IF_ERROR(CheckVocabulary(train_set.examples, config.vocab_size, "training_dataset_id"));
   if (validation_set) {

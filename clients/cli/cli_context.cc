@@ -11,12 +11,28 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "clients/cli/exit_codes.h"
 #include "clients/cli/rpc_error_details.h"
 #include "common/grpc_channel.h"
+#include "common/status.h"
 
 namespace peftd::cli {
+
+namespace {
+
+// peftd's auth refusals end with how every kind of client passes a token (peftctl, workers, raw
+// gRPC metadata): peftctl prints its own advice instead, so the server's is cut off.
+std::string WithoutServerHowTo(const std::string& message) {
+  for (absl::string_view marker : {": pass the server's token", "; workers take"}) {
+    const size_t at = absl::string_view(message).find(marker);
+    if (at != std::string::npos) return message.substr(0, at);
+  }
+  return message;
+}
+
+}  // namespace
 
 Cli::Cli(std::ostream& out, std::ostream& err, bool out_is_tty, bool err_is_tty, int terminal_width)
     : out_(out),
@@ -25,12 +41,29 @@ Cli::Cli(std::ostream& out, std::ostream& err, bool out_is_tty, bool err_is_tty,
       err_is_tty_(err_is_tty),
       terminal_width_(terminal_width) {}
 
+absl::Status CheckServerAddress(absl::string_view address) {
+  // gRPC target schemes pass as they are; they are rare on a command line and gRPC checks them.
+  for (absl::string_view scheme : {"unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:"}) {
+    if (absl::StartsWith(address, scheme)) return absl::OkStatus();
+  }
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  const bool ok = colon != absl::string_view::npos && colon > 0 &&
+                  absl::SimpleAtoi(address.substr(colon + 1), &port) && port > 0 && port < 65536 &&
+                  address.find_first_of(" /") == absl::string_view::npos;
+  if (ok) return absl::OkStatus();
+  return UsageError(absl::StrCat("--server: '", address,
+                                 "' is not HOST:PORT (e.g. 127.0.0.1:50051 or "
+                                 "peftd.example.com:50051; also PEFTD_SERVER)"));
+}
+
 absl::Status Cli::Connect() {
+  RETURN_IF_ERROR(CheckServerAddress(options_.server));
   if (options_.token.empty() && !options_.token_file.empty()) {
     std::ifstream in(options_.token_file);
     if (!in) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--token-file: cannot read '", options_.token_file, "': check the path and permissions"));
+      return absl::NotFoundError(absl::StrCat("--token-file: cannot read '", options_.token_file,
+                                              "': check the path and permissions"));
     }
     std::stringstream ss;
     ss << in.rdbuf();
@@ -51,7 +84,11 @@ absl::Status Cli::Connect() {
   channel_options.tls_key_file = options_.tls_key;
   channel_options.tls_server_name = options_.tls_server_name;
   auto channel = MakeChannelOrError(channel_options);
-  if (!channel.ok()) return channel.status();
+  if (!channel.ok()) {
+    // A missing file stays NotFound (3); the rest is a wrong combination of --tls-* flags (2).
+    if (absl::IsNotFound(channel.status())) return channel.status();
+    return UsageError(channel.status().message());
+  }
   channel_ = *std::move(channel);
   tls_ = UsesTls(channel_options);
   stub_ = v1::JobService::NewStub(channel_);
@@ -91,7 +128,8 @@ int Cli::Fail(const grpc::Status& status, absl::string_view doing) {
            << "s while " << doing << ": the server may be overloaded; retry or raise --timeout\n";
       break;
     case grpc::StatusCode::UNAUTHENTICATED:
-      err_ << "error: peftd refused the request while " << doing << ": " << message << "\n  "
+      err_ << "error: peftd refused the request while " << doing << ": "
+           << WithoutServerHowTo(message) << "\n  "
            << (options_.token.empty() ? "this server needs a token: pass it with --token, "
                                         "--token-file or PEFTD_TOKEN"
                                       : "check the token given with --token, --token-file or "

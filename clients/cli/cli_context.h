@@ -27,6 +27,10 @@ struct GlobalOptions {
   bool timeout_given = false;   // streams get a deadline only when --timeout is given
 };
 
+// "HOST:PORT" (or a gRPC target scheme such as unix:PATH); a UsageError naming --server
+// otherwise, so that a typo is not reported as an unreachable server.
+absl::Status CheckServerAddress(absl::string_view address);
+
 class Cli {
  public:
   // `out_is_tty` / `err_is_tty` enable live progress redraws on that stream.
@@ -42,7 +46,8 @@ class Cli {
   int terminal_width() const { return terminal_width_; }
 
   // Reads the token (flag, file, environment) and builds the channel. Called once before the
-  // first RPC; an unreadable token or TLS file is an InvalidArgument naming the flag.
+  // first RPC; a malformed --server is a UsageError, an unreadable token or TLS file a NotFound
+  // naming the flag.
   absl::Status Connect();
   v1::JobService::Stub& stub() { return *stub_; }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }

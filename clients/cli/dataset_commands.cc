@@ -2,6 +2,7 @@
 #include <memory>
 #include <ostream>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "clients/cli/commands.h"
 #include "clients/cli/dataset_upload.h"
@@ -11,13 +12,19 @@
 namespace peftd::cli {
 namespace {
 
-int RunUpload(Cli& cli, const std::string& path) {
+struct UploadArgs {
+  std::string path;
+  bool allow_bad_lines = false;
+};
+
+int RunUpload(Cli& cli, const UploadArgs& args) {
   v1::Dataset dataset;
-  grpc::Status status = UploadDatasetFile(cli, path, &dataset);
+  grpc::Status status = UploadDatasetFile(cli, args.path, args.allow_bad_lines, &dataset);
   if (!status.ok()) {
-    int code = cli.Fail(status, "uploading " + path);
-    if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
-      cli.err() << "  fix those lines and upload again\n";
+    int code = cli.Fail(status, "uploading " + args.path);
+    if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT && !args.allow_bad_lines) {
+      cli.err() << "  fix those lines and upload again (or keep them for jobs with "
+                   "skip_bad_lines: --allow-bad-lines)\n";
     }
     return code;
   }
@@ -47,7 +54,9 @@ int RunListDatasets(Cli& cli) {
   const absl::Time now = absl::Now();
   for (const auto& d : response.datasets()) {
     rows.push_back({d.id(), d.filename().empty() ? "-" : d.filename(),
-                    d.format().empty() ? "-" : d.format(), std::to_string(d.lines()),
+                    d.format().empty() ? "-" : d.format(),
+                    d.bad_lines() > 0 ? absl::StrCat(d.lines(), " (", d.bad_lines(), " bad)")
+                                      : std::to_string(d.lines()),
                     FormatBytes(d.size_bytes()), FormatAge(d.create_time(), now)});
   }
   cli.out() << FormatTable(rows);
@@ -83,12 +92,14 @@ void AddDatasetCommands(CLI::App& app, Cli& cli, Action* action) {
   CLI::App* datasets = app.add_subcommand("datasets", "Upload, validate and list datasets");
   datasets->require_subcommand(1);
 
-  auto path = std::make_shared<std::string>();
+  auto args = std::make_shared<UploadArgs>();
   CLI::App* upload = datasets->add_subcommand(
       "upload", "Upload a JSONL file; the server checks every line and names the bad ones");
-  upload->add_option("FILE", *path, "JSONL file")->required()->check(CLI::ExistingFile);
+  upload->add_option("FILE", args->path, "JSONL file")->required();
+  upload->add_flag("--allow-bad-lines", args->allow_bad_lines,
+                   "Store a file with bad lines (counted) for jobs with skip_bad_lines");
   upload->callback(
-      [&cli, action, path] { action->run = [&cli, path] { return RunUpload(cli, *path); }; });
+      [&cli, action, args] { action->run = [&cli, args] { return RunUpload(cli, *args); }; });
 
   AddDatasetValidateCommand(*datasets, cli, action);
 

@@ -24,19 +24,20 @@ absl::StatusOr<DatasetRef> ResolveDatasetRef(const std::string& value, const std
     if (fs::is_regular_file(relative, ec)) return DatasetRef{relative.string(), ""};
   }
   if (absl::StartsWith(value, "ds-")) return DatasetRef{"", value};
-  return absl::InvalidArgumentError(
+  return absl::NotFoundError(
       absl::StrCat(what, ": '", value,
                    "' is neither a local file nor a dataset id (ds-...): check the path, or run "
                    "`peftctl datasets list` for the ids"));
 }
 
-grpc::Status UploadDatasetFile(Cli& cli, const std::string& path, v1::Dataset* dataset) {
+grpc::Status UploadDatasetFile(Cli& cli, const std::string& path, bool allow_bad_lines,
+                               v1::Dataset* dataset) {
   std::error_code ec;
   const int64_t size = static_cast<int64_t>(fs::file_size(path, ec));
   auto sha = Sha256HexOfFile(path);
   std::ifstream in(path, std::ios::binary);
   if (ec || !sha.ok() || !in) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         absl::StrCat("cannot read '", path, "': check the path and permissions"));
   }
   auto context = cli.NewContext(/*stream=*/true);
@@ -46,6 +47,7 @@ grpc::Status UploadDatasetFile(Cli& cli, const std::string& path, v1::Dataset* d
   header.mutable_header()->set_filename(fs::path(path).filename().string());
   header.mutable_header()->set_size_bytes(size);
   header.mutable_header()->set_sha256(*sha);
+  header.mutable_header()->set_allow_bad_lines(allow_bad_lines);
   bool open = writer->Write(header);
 
   const bool show_progress = cli.err_is_tty() && !cli.json() && size >= kUploadProgressMinBytes;
@@ -79,9 +81,15 @@ std::string DescribeDataset(const v1::Dataset& d) {
   std::string lines = std::to_string(d.lines());
   // Thousands separators: 1024 -> 1,024.
   for (int i = static_cast<int>(lines.size()) - 3; i > 0; i -= 3) lines.insert(i, ",");
-  return absl::StrCat(d.filename().empty() ? "dataset" : d.filename(), " -> ", d.id(), " (", lines,
-                      d.lines() == 1 ? " line, " : " lines, ", d.format().empty() ? "" : d.format(),
-                      d.format().empty() ? "" : ", ", FormatBytes(d.size_bytes()), ")");
+  return absl::StrCat(
+      d.filename().empty() ? "dataset" : d.filename(), " -> ", d.id(), " (", lines,
+      d.lines() == 1 ? " line, " : " lines, ", d.format().empty() ? "" : d.format(),
+      d.format().empty() ? "" : ", ", FormatBytes(d.size_bytes()),
+      d.bad_lines() > 0
+          ? absl::StrCat(", ", d.bad_lines(), d.bad_lines() == 1 ? " bad line" : " bad lines",
+                         " for jobs with skip_bad_lines")
+          : "",
+      ")");
 }
 
 }  // namespace peftd::cli

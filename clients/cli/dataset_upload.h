@@ -25,13 +25,15 @@ struct DatasetRef {
 };
 
 // A value that names an existing file (as given, or relative to `base_dir` when not empty) is a
-// file; else a value starting with "ds-" is an id; else an InvalidArgument naming `what`.
+// file; else a value starting with "ds-" is an id; else a NotFound naming `what`.
 absl::StatusOr<DatasetRef> ResolveDatasetRef(const std::string& value, const std::string& base_dir,
                                              absl::string_view what);
 
-// Uploads `path`. On failure returns the server's status, whose details may name every bad line;
-// a local read error comes back as INVALID_ARGUMENT naming the file.
-grpc::Status UploadDatasetFile(Cli& cli, const std::string& path, v1::Dataset* dataset);
+// Uploads `path`; with `allow_bad_lines` the server stores a file with bad lines (counted in
+// Dataset.bad_lines) for jobs with skip_bad_lines. On failure returns the server's status, whose
+// details may name every bad line; a local read error comes back as NOT_FOUND naming the file.
+grpc::Status UploadDatasetFile(Cli& cli, const std::string& path, bool allow_bad_lines,
+                               v1::Dataset* dataset);
 
 // One line for humans: "train.jsonl -> ds-0123456789abcdef (1,024 lines, prompt_completion, 2.1
 // MiB)".

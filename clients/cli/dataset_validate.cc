@@ -34,10 +34,20 @@ int RunValidate(Cli& cli, const ValidateArgs& args) {
       options.label_names.emplace_back(name);
     }
   }
+  // Names are the labels' ids in order: a count that disagrees is a mistake in one of the flags
+  // (the server refuses the same pair in a job spec).
+  if (args.num_labels > 0 && !options.label_names.empty() &&
+      static_cast<int>(options.label_names.size()) != args.num_labels) {
+    return cli.Fail(UsageError(absl::StrCat("--label-names: ", options.label_names.size(),
+                                            " names for --num-labels ", args.num_labels,
+                                            "; give one name per label, in id order")));
+  }
   std::optional<v1::TaskType> task;
   if (!args.task.empty()) {
     auto parsed = ParseTask(args.task);
-    if (!parsed.ok()) return cli.Fail(Annotate(parsed.status(), "--task"));
+    if (!parsed.ok()) {
+      return cli.Fail(UsageError(absl::StrCat("--task: ", parsed.status().message())));
+    }
     task = *parsed;
   }
   auto result = data::ValidateRecordFile(args.path, options);
@@ -86,7 +96,8 @@ int RunValidate(Cli& cli, const ValidateArgs& args) {
     if (unlisted > 0) {
       cli.err() << "  and " << unlisted << " more (--max-errors to list them)\n";
     }
-    cli.err() << "  fix those lines (or submit with skip_bad_lines: true in the job file)\n";
+    cli.err() << "  fix those lines, or train on the others: submit with --skip-bad-lines "
+                 "(skip_bad_lines: true in a job file)\n";
     return kExitInvalid;
   }
   if (!mismatch.empty()) {

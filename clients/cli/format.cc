@@ -58,7 +58,7 @@ std::string FormatCount(double n) {
 
 std::string FormatLoss(double loss, bool has) {
   if (!has || !std::isfinite(loss)) return "-";
-  return absl::StrFormat("%.4g", loss);
+  return absl::StrFormat("%.4f", loss);
 }
 
 std::string FormatAge(const google::protobuf::Timestamp& t, absl::Time now) {

@@ -22,7 +22,8 @@ std::string FormatBytes(int64_t bytes);
 // Metric suffixes with three significant digits: "950", "4.20k", "135M", "1.10B".
 std::string FormatCount(double n);
 
-// Four significant digits ("1.234", "0.01234"); "-" when `has` is false.
+// Four decimals, whatever the size ("1.2340", "0.0123", "12.5000"): losses of one job line up;
+// "-" when `has` is false.
 std::string FormatLoss(double loss, bool has = true);
 
 // The time since `t` as a duration ("3m12s"); "-" when `t` is unset.

@@ -18,6 +18,18 @@ namespace {
 const char* const kStatusNames[] = {"UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"};
 constexpr int kServing = 1;
 
+void PrintStatus(Cli& cli, const std::string& service, const std::string& name) {
+  if (cli.json()) {
+    cli.out() << nlohmann::json(
+                     {{"server", cli.options().server}, {"service", service}, {"status", name}})
+                     .dump(2)
+              << "\n";
+  } else {
+    cli.out() << "peftd at " << cli.options().server
+              << (service.empty() ? "" : " (" + service + ")") << ": " << name << "\n";
+  }
+}
+
 int RunHealth(Cli& cli, const std::string& service) {
   google::protobuf::UnknownFieldSet request_fields;
   if (!service.empty()) request_fields.AddLengthDelimited(1, service);
@@ -40,7 +52,18 @@ int RunHealth(Cli& cli, const std::string& service) {
   cq.Shutdown();
   while (cq.Next(&tag, &ok)) {
   }
-  if (!status.ok()) return cli.Fail(status, "checking the health of peftd");
+  // A probe always gets an answer on stdout: the standard check answers NOT_FOUND for a service
+  // it does not know (SERVICE_UNKNOWN), and a server that cannot be reached is UNREACHABLE. Only
+  // SERVING exits 0; everything else is 6 (docs/cli.md).
+  if (!status.ok() && status.error_code() != grpc::StatusCode::NOT_FOUND) {
+    if (cli.json()) PrintStatus(cli, service, "UNREACHABLE");
+    cli.Fail(status, "checking the health of peftd");
+    return kExitUnavailable;
+  }
+  if (!status.ok()) {
+    PrintStatus(cli, service, "SERVICE_UNKNOWN");
+    return kExitUnavailable;
+  }
 
   std::vector<grpc::Slice> slices;
   std::string response_bytes;
@@ -60,15 +83,7 @@ int RunHealth(Cli& cli, const std::string& service) {
   }
   const char* name =
       serving_status >= 0 && serving_status < 4 ? kStatusNames[serving_status] : "UNKNOWN";
-  if (cli.json()) {
-    cli.out() << nlohmann::json(
-                     {{"server", cli.options().server}, {"service", service}, {"status", name}})
-                     .dump(2)
-              << "\n";
-  } else {
-    cli.out() << "peftd at " << cli.options().server
-              << (service.empty() ? "" : " (" + service + ")") << ": " << name << "\n";
-  }
+  PrintStatus(cli, service, name);
   return serving_status == kServing ? kExitOk : kExitUnavailable;
 }
 

@@ -2,6 +2,7 @@
 #include <memory>
 #include <ostream>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "clients/cli/commands.h"
@@ -30,13 +31,14 @@ int RunList(Cli& cli, const ListArgs& args) {
   for (const std::string& entry : args.states) {
     for (absl::string_view name : absl::StrSplit(entry, ',', absl::SkipWhitespace())) {
       auto state = ParseState(name);
-      if (!state.ok()) return cli.Fail(Annotate(state.status(), "--state"));
+      if (!state.ok())
+        return cli.Fail(UsageError(absl::StrCat("--state: ", state.status().message())));
       request.add_states(*state);
     }
   }
   for (const std::string& label : args.labels) {
     auto kv = ParseLabel(label, "--label");
-    if (!kv.ok()) return cli.Fail(kv.status());
+    if (!kv.ok()) return cli.Fail(UsageError(kv.status().message()));
     (*request.mutable_labels())[kv->first] = kv->second;
   }
   request.set_page_token(args.page_token);
@@ -116,6 +118,16 @@ int RunEvents(Cli& cli, const std::string& id, int64_t after, int limit) {
 }
 
 int RunCancel(Cli& cli, const std::string& id) {
+  // The state before: CancelJob answers CANCELLED both for a queued job it just cancelled and
+  // for one cancelled long ago, and the two deserve different words.
+  v1::JobState before = v1::JOB_STATE_UNSPECIFIED;
+  {
+    auto get_context = cli.NewContext();
+    v1::GetJobRequest get;
+    get.set_job_id(id);
+    v1::Job job;
+    if (cli.stub().GetJob(get_context.get(), get, &job).ok()) before = job.state();
+  }
   auto context = cli.NewContext();
   v1::CancelJobRequest request;
   request.set_job_id(id);
@@ -124,6 +136,11 @@ int RunCancel(Cli& cli, const std::string& id) {
   if (!status.ok()) return cli.Fail(status, "cancelling job " + id);
   if (cli.json()) {
     cli.PrintJson(job);
+    return kExitOk;
+  }
+  if (IsFinal(before)) {
+    // Cancel is idempotent: a job that already ended stays as it was.
+    cli.out() << "job " << id << " had already ended: " << StateName(job.state()) << "\n";
     return kExitOk;
   }
   switch (job.state()) {
@@ -148,8 +165,10 @@ void AddJobCommands(CLI::App& app, Cli& cli, Action* action) {
   auto list = std::make_shared<ListArgs>();
   CLI::App* ls = app.add_subcommand("list", "List jobs, newest first");
   ls->add_option("--state", list->states,
-                 "Only jobs in these states (comma-separated or repeated: queued,running,...)");
-  ls->add_option("--label", list->labels, "Only jobs with this key=value label (repeatable)");
+                 "Only jobs in these states (comma-separated or repeated: queued,running,...)")
+      ->check(CheckStateFlag);
+  ls->add_option("--label", list->labels, "Only jobs with this key=value label (repeatable)")
+      ->check(CheckLabelFlag);
   ls->add_option("--limit", list->limit, "At most this many jobs (default 50)")
       ->check(CLI::PositiveNumber);
   ls->add_option("--page-token", list->page_token, "Continue after a previous listing");

@@ -368,7 +368,7 @@ absl::StatusOr<v1::JobSpec> ParseJobSpec(absl::string_view text, absl::string_vi
 absl::StatusOr<v1::JobSpec> LoadJobSpecFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::InvalidArgumentError(
+    return absl::NotFoundError(
         absl::StrCat("-f: cannot read job file '", path, "': check the path"));
   }
   std::stringstream ss;

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "clients/cli/format.h"
 #include "clients/cli/progress_bar.h"
 
@@ -26,8 +28,33 @@ std::string Labels(const v1::Job& job) {
   return parts.empty() ? "-" : absl::StrJoin(parts, ", ");
 }
 
+// "...: train.jsonl: 3 bad lines: line 1: ...; line 2: ...; shorten ..." as one bad line a line
+// (indented under the head), so that a long list reads as a list.
+std::string ListBadLines(const std::string& message) {
+  size_t head_end = std::string::npos;
+  for (absl::string_view marker : {" bad lines: ", " bad line: "}) {
+    const size_t at = absl::string_view(message).find(marker);
+    if (at != std::string::npos) head_end = at + marker.size() - 2;  // keep "bad lines"
+  }
+  if (head_end == std::string::npos) return message;
+  std::string text = message.substr(0, head_end);
+  std::string item;
+  for (absl::string_view part : absl::StrSplit(message.substr(head_end + 2), "; ")) {
+    // A reason may hold "; " itself: only a new "line N:" or the closing advice starts a line.
+    const bool starts = absl::StartsWith(part, "line ") || absl::StartsWith(part, "and ") ||
+                        absl::StartsWith(part, "shorten ") || absl::StartsWith(part, "fix ");
+    if (starts && !item.empty()) {
+      absl::StrAppend(&text, "\n    ", item);
+      item.clear();
+    }
+    absl::StrAppend(&item, item.empty() ? "" : "; ", part);
+  }
+  if (!item.empty()) absl::StrAppend(&text, "\n    ", item);
+  return text;
+}
+
 std::string ErrorText(const v1::JobError& e) {
-  std::string text = e.message();
+  std::string text = ListBadLines(e.message());
   if (!e.field().empty()) absl::StrAppend(&text, " (field ", e.field(), ")");
   if (e.line() > 0) absl::StrAppend(&text, " (line ", e.line(), ")");
   return text;
@@ -87,7 +114,21 @@ std::string FormatJobDetails(const v1::Job& job, absl::Time now) {
   if (!spec.validation_dataset_id().empty()) add("validation", spec.validation_dataset_id());
   add("labels", Labels(job));
   if (!job.request_id().empty()) add("request id", job.request_id());
-  add("progress", p.step() == 0 && p.total_steps() == 0 ? "not started" : SummarizeProgress(p));
+  const ProgressStyle style = StyleOf(job);
+  if (p.step() == 0 && p.total_steps() == 0) {
+    add("progress", job.state() == v1::RUNNING ? "no step reported yet (the worker is starting)"
+                    : IsFinal(job.state())     ? "no step was reported"
+                                               : "not started");
+  } else {
+    add("progress", SummarizeProgress(p, style));
+  }
+  if (style.gated) {
+    // token-gate.md reads the gate by these two numbers; 0% sparsity is worth seeing too.
+    add("gate", absl::StrFormat("sparsity %.1f%% (token-weighted %.1f%%), mean tau %.3g over %d "
+                                "modules",
+                                p.gate_sparsity() * 100, p.gate_token_sparsity() * 100, MeanTau(p),
+                                p.gates_size()));
+  }
   if (p.learning_rate() > 0) add("learning rate", absl::StrFormat("%.3g", p.learning_rate()));
   if (p.tokens_seen() > 0) add("tokens seen", FormatCount(static_cast<double>(p.tokens_seen())));
   if (job.trainable_parameters() > 0) {
@@ -119,6 +160,11 @@ std::string FormatJobDetails(const v1::Job& job, absl::Time now) {
     add("adapter",
         absl::StrCat(FormatBytes(job.adapter_size_bytes()), ", sha256 ", job.adapter_sha256()));
   }
+  if (spec.export_merged()) {
+    add("merged model", job.state() == v1::SUCCEEDED
+                            ? absl::StrCat("yes: peftctl download ", job.id(), " --merged")
+                            : "requested (export_merged)");
+  }
   if (job.state() == v1::FAILED) {
     add("error", ErrorText(job.error()));
     if (job.error().blame() != v1::JobError::BLAME_UNSPECIFIED) {
@@ -132,13 +178,18 @@ std::string FormatJobDetails(const v1::Job& job, absl::Time now) {
 std::string FormatEventLine(const v1::JobEvent& e) {
   std::string level =
       e.level() == v1::JobEvent::LEVEL_UNSPECIFIED ? "INFO" : v1::JobEvent::Level_Name(e.level());
-  std::string line = absl::StrFormat("%s  %-7s  %s", FormatTime(e.time()), level,
+  // The id is what `events --after` and `watch --after` take.
+  std::string line = absl::StrFormat("%s  #%-5d  %-7s  %s", FormatTime(e.time()), e.id(), level,
                                      StateWithPhase(e.state(), e.phase()));
   // A progress event's message is the server's text of the same progress ("TRAINING step 20/100
   // loss ..."): the summary says it better. Warnings keep theirs.
   const bool progress_only = e.has_progress() && e.level() < v1::JobEvent::WARNING;
   if (!e.message().empty() && !progress_only) absl::StrAppend(&line, "  ", e.message());
-  if (e.has_progress()) absl::StrAppend(&line, "  ", SummarizeProgress(e.progress()));
+  if (e.has_progress()) {
+    ProgressStyle style;
+    style.live = e.state() == v1::RUNNING;
+    absl::StrAppend(&line, "  ", SummarizeProgress(e.progress(), style));
+  }
   return line;
 }
 
@@ -153,6 +204,13 @@ std::string FormatOutcome(const v1::Job& job) {
       std::string text = absl::StrCat("job ", job.id(), " succeeded", took, ": ", StepText(p),
                                       " steps, loss ", FormatLoss(p.train_loss(), p.step() > 0));
       if (p.has_eval()) absl::StrAppend(&text, ", eval loss ", FormatLoss(p.eval_loss()));
+      if (job.spec().task() == v1::SEQ_CLS && p.has_eval()) {
+        absl::StrAppend(&text, absl::StrFormat(", eval accuracy %.1f%%", p.eval_accuracy() * 100));
+      }
+      if (job.spec().token_gate().enabled()) {
+        absl::StrAppend(&text, absl::StrFormat(", gate sparsity %.1f%% (mean tau %.3g)",
+                                               p.gate_sparsity() * 100, MeanTau(p)));
+      }
       absl::StrAppend(&text, "\n  next: peftctl download ", job.id());
       return text;
     }

@@ -50,6 +50,48 @@ void AddGlobalOptions(CLI::App& app, GlobalOptions& o) {
       ->check(CLI::PositiveNumber);
 }
 
+// Global flags that take a value: their value is not a command name.
+bool TakesValue(const std::string& arg) {
+  static const char* const kWithValue[] = {"--server",          "--token",    "--token-file",
+                                           "--tls-ca",          "--tls-cert", "--tls-key",
+                                           "--tls-server-name", "--timeout"};
+  for (const char* flag : kWithValue) {
+    if (arg == flag) return true;
+  }
+  return false;
+}
+
+// The first word of the command line that should name a (sub)command but names none, with the
+// names it could have been: "unknown command 'frobnicate'; the commands are: submit, ...".
+// Empty when the words name known commands. CLI11 only says "A subcommand is required".
+std::string UnknownCommand(CLI::App& app, int argc, const char* const* argv) {
+  CLI::App* level = &app;
+  std::string path = "peftctl";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") return "";
+    if (!arg.empty() && arg[0] == '-') {
+      if (TakesValue(arg)) ++i;
+      continue;
+    }
+    std::vector<std::string> names;
+    CLI::App* next = nullptr;
+    for (CLI::App* sub : level->get_subcommands([](CLI::App*) { return true; })) {
+      names.push_back(sub->get_name());
+      if (sub->get_name() == arg) next = sub;
+    }
+    if (names.empty()) return "";  // a leaf command: the rest are its arguments
+    if (next == nullptr) {
+      std::string text = "unknown command '" + arg + "' of " + path + "; the commands are:";
+      for (size_t n = 0; n < names.size(); ++n) text += (n ? ", " : " ") + names[n];
+      return text;
+    }
+    level = next;
+    path += " " + arg;
+  }
+  return "";
+}
+
 }  // namespace
 
 int RunPeftctl(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
@@ -92,7 +134,8 @@ int RunPeftctl(int argc, const char* const* argv, std::ostream& out, std::ostrea
       app.exit(e, out, err);
       return kExitOk;
     }
-    err << "error: " << e.what() << "\n";
+    const std::string unknown = UnknownCommand(app, argc, argv);
+    err << "error: " << (unknown.empty() ? std::string(e.what()) : unknown) << "\n";
     err << "  run `peftctl --help` (or `peftctl COMMAND --help`) for the usage\n";
     return kExitUsage;
   }

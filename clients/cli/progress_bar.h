@@ -12,16 +12,35 @@
 
 namespace peftd::cli {
 
-// "[=======>      ]  40/100  40%  loss 1.234  eval 1.301  1.20k tok/s  sparsity 35.0%  ETA 1m20s"
-// `label` (e.g. "training") goes first when not empty. Never longer than `width` bytes: when the
-// line does not fit, the bar shrinks (to 10 cells), then fields are dropped, least useful first
-// (tok/s, sparsity, eval, label, loss, percentage, ETA), then the bar; the step count always
-// stays. Sparsity is shown only when the gate reports it (> 0), eval only once has_eval is set.
-std::string RenderJobProgress(const v1::JobProgress& progress, absl::string_view label, int width);
+// What the job is, beyond its numbers: which fields its line always carries.
+struct ProgressStyle {
+  bool gated = false;           // token gate on: sparsity and mean tau, 0 included
+  bool classification = false;  // seq_cls: eval accuracy
+  bool has_validation = false;  // eval loss ("-" until the first evaluation)
+  // The job is running: ETA and tok/s mean something. Off for queued, cancelling and ended jobs,
+  // whose last ETA and rate are stale.
+  bool live = true;
+};
 
-// The same numbers without the bar, for log lines:
-// "step 40/100  loss 1.234  eval 1.301  1.20k tok/s  sparsity 35.0%  ETA 1m20s".
-std::string SummarizeProgress(const v1::JobProgress& progress);
+// The style of `job`: gate, task and validation from its spec, live while RUNNING.
+ProgressStyle StyleOf(const v1::Job& job);
+
+// "[=======>      ]   40/100   40%  loss 1.2345  eval 1.3010  sparsity 35.0%  tau 0.0123  ETA
+// 1m20s" `label` (e.g. "running/training") goes first when not empty. Every field has a fixed width
+// and the line's layout (which fields, how wide the bar) depends only on the style and the width,
+// not on the numbers, so redraws do not jump. Never longer than `width` bytes: when the line does
+// not fit, the bar shrinks (to 10 cells), then fields are dropped, least useful first (tok/s,
+// label, percentage, eval and tau, accuracy, sparsity, loss, ETA), then the bar; the step count
+// always stays. Losses have four decimals.
+std::string RenderJobProgress(const v1::JobProgress& progress, absl::string_view label, int width,
+                              const ProgressStyle& style = {});
+
+// The same numbers without the bar and the padding, for log lines and `get`:
+// "step 40/100  loss 1.2345  eval 1.3010  1.20k tok/s  sparsity 35.0%  tau 0.0123  ETA 1m20s".
+std::string SummarizeProgress(const v1::JobProgress& progress, const ProgressStyle& style = {});
+
+// The mean of the modules' thresholds tau (0 without gate statistics).
+double MeanTau(const v1::JobProgress& progress);
 
 // "train.jsonl [=====>     ] 12.0 MiB/30.0 MiB  40%  4.0 MiB/s  ETA 4s", same fitting rules
 // (rate and ETA are dropped first, then the name). `elapsed_seconds` > 0 enables rate and ETA.

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "clients/cli/exit_codes.h"
 #include "common/status.h"
 
 namespace peftd::cli {
@@ -45,7 +46,18 @@ absl::Status MethodParamsFromFlags(const SubmitFlags& f, v1::JobSpec* spec) {
     }
     case v1::ADALORA: {
       auto* p = spec->mutable_adalora();
-      if (f.rank) p->set_target_r(*f.rank);
+      if (f.rank) {
+        // target_r <= init_r: a rank above the default init_r raises it, so that `--rank 16`
+        // means what it says; an init_r the job file set is the user's and is kept.
+        constexpr int kDefaultInitR = 12;
+        if (p->init_r() == 0 && *f.rank > kDefaultInitR) p->set_init_r(*f.rank);
+        if (p->init_r() != 0 && *f.rank > p->init_r()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "--rank: ", *f.rank, " sets adalora.target_r, which must be <= adalora.init_r (",
+              p->init_r(), " in the job file); raise init_r in the file or lower --rank"));
+        }
+        p->set_target_r(*f.rank);
+      }
       if (f.alpha) p->set_alpha(static_cast<float>(*f.alpha));
       if (f.dropout) p->set_dropout(static_cast<float>(*f.dropout));
       return absl::OkStatus();
@@ -111,13 +123,60 @@ absl::StatusOr<std::pair<std::string, std::string>> ParseLabel(absl::string_view
   return std::make_pair(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));
 }
 
+std::string CheckLabelFlag(const std::string& text) {
+  if (ParseLabel(text, "--label").ok()) return "";
+  return absl::StrCat("'", text, "' is not key=value (e.g. --label team=nlp)");
+}
+
+std::string CheckStateFlag(const std::string& text) {
+  for (absl::string_view name : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    auto state = ParseState(name);
+    if (!state.ok()) return std::string(state.status().message());
+  }
+  return "";
+}
+
 std::string RandomRequestId() {
   std::random_device rd;
   std::mt19937_64 rng((static_cast<uint64_t>(rd()) << 32) ^ rd());
   return absl::StrFormat("r-%016x", rng());
 }
 
-absl::Status ApplySubmitFlags(const SubmitFlags& f, v1::CreateJobRequest* request) {
+namespace {
+
+// Flags whose spec field reads 0 as "use the default": a 0 given on purpose would be silently
+// replaced, so it is refused.
+absl::Status RefuseZeroes(const SubmitFlags& f) {
+  struct Flag {
+    const char* name;
+    bool zero;
+    const char* default_value;
+  };
+  const Flag flags[] = {
+      {"--lr", f.lr && *f.lr == 0, "2e-4"},
+      {"--gate-s", f.gate_s && *f.gate_s == 0, "4e-5"},
+      {"--gate-lambda", f.gate_lambda && *f.gate_lambda == 0, "1e-6"},
+      {"--rank", f.rank && *f.rank == 0, "8"},
+      {"--alpha", f.alpha && *f.alpha == 0, "the method's"},
+      {"--epochs", f.epochs && *f.epochs == 0, "1"},
+      {"--batch-size", f.batch_size && *f.batch_size == 0, "8"},
+      {"--grad-accum", f.grad_accum && *f.grad_accum == 0, "1"},
+      {"--max-seq-len", f.max_seq_len && *f.max_seq_len == 0, "512"},
+      {"--checkpoint-interval", f.checkpoint_interval && *f.checkpoint_interval == 0, "50"},
+      {"--max-attempts", f.max_attempts && *f.max_attempts == 0, "3"},
+  };
+  for (const Flag& flag : flags) {
+    if (flag.zero) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag.name, ": must be > 0 (the job spec reads 0 as the default, ",
+                       flag.default_value, "; leave the flag out for the default)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyFlags(const SubmitFlags& f, v1::CreateJobRequest* request) {
+  RETURN_IF_ERROR(RefuseZeroes(f));
   v1::JobSpec* spec = request->mutable_spec();
   if (f.model) spec->set_base_model(*f.model);
   if (f.method) {
@@ -157,6 +216,14 @@ absl::Status ApplySubmitFlags(const SubmitFlags& f, v1::CreateJobRequest* reques
     spec->set_task(*task);
   }
   if (f.num_labels) spec->set_num_labels(*f.num_labels);
+  if (!f.label_names.empty()) {
+    spec->clear_label_names();
+    for (const std::string& entry : f.label_names) {
+      for (absl::string_view n : absl::StrSplit(entry, ',', absl::SkipWhitespace())) {
+        spec->add_label_names(std::string(absl::StripAsciiWhitespace(n)));
+      }
+    }
+  }
   if (f.train) spec->set_training_dataset_id(*f.train);
   if (f.val) spec->set_validation_dataset_id(*f.val);
   if (f.chat_template) spec->set_chat_template(*f.chat_template);
@@ -179,6 +246,7 @@ absl::Status ApplySubmitFlags(const SubmitFlags& f, v1::CreateJobRequest* reques
   if (f.checkpoint_interval) spec->set_checkpoint_interval_steps(*f.checkpoint_interval);
   if (f.max_attempts) spec->set_max_attempts(*f.max_attempts);
   if (f.export_merged) spec->set_export_merged(*f.export_merged);
+  if (f.skip_bad_lines) spec->set_skip_bad_lines(*f.skip_bad_lines);
   if (f.name) request->set_display_name(*f.name);
   if (f.request_id) request->set_request_id(*f.request_id);
   for (const std::string& label : f.labels) {
@@ -186,6 +254,14 @@ absl::Status ApplySubmitFlags(const SubmitFlags& f, v1::CreateJobRequest* reques
     (*request->mutable_labels())[kv.first] = kv.second;
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ApplySubmitFlags(const SubmitFlags& f, v1::CreateJobRequest* request) {
+  absl::Status status = ApplyFlags(f, request);
+  if (status.ok()) return status;
+  return UsageError(status.message());
 }
 
 }  // namespace peftd::cli

@@ -26,16 +26,19 @@ struct SubmitFlags {
   std::optional<double> lr, alpha, dropout, warmup_ratio, weight_decay;
   std::optional<int64_t> warmup_steps, eval_interval, checkpoint_interval;
   std::optional<uint64_t> seed;
-  std::optional<bool> export_merged;
+  std::optional<bool> export_merged, skip_bad_lines;
   std::vector<std::string> target_modules;  // comma-separated or repeated; replaces the file's
+  std::vector<std::string> label_names;     // comma-separated or repeated; replaces the file's
   std::vector<std::string> labels;          // key=value, repeatable
 };
 
 // Applies the flags that were given onto `request` (whose spec may come from a job file).
 // --rank, --alpha and --dropout go to the parameters of the method (lora for LORA and DORA,
 // adalora for ADALORA with --rank as target_r, hut for HUT); a method without such a parameter
-// is an InvalidArgument naming the flag. Changing the method drops the file's parameters of
-// another method. --gate-s and --gate-lambda turn the gate on.
+// is an error naming the flag. Changing the method drops the file's parameters of another
+// method. --gate-s and --gate-lambda turn the gate on. --rank N for adalora sets target_r and
+// raises an unset init_r (default 12) to N. A 0 for a flag whose field reads 0 as "the default"
+// (--lr 0 would train at 2e-4) is refused. Every error is a UsageError (exit 2).
 absl::Status ApplySubmitFlags(const SubmitFlags& flags, v1::CreateJobRequest* request);
 
 // Case-insensitive names ("lora", "DoRA", "seq-cls"); InvalidArgument listing the choices.
@@ -47,6 +50,11 @@ absl::StatusOr<v1::JobState> ParseState(absl::string_view name);
 // "key=value" -> (key, value); InvalidArgument naming `flag` otherwise.
 absl::StatusOr<std::pair<std::string, std::string>> ParseLabel(absl::string_view text,
                                                                absl::string_view flag);
+
+// CLI11 validators (->check): "" when `text` is fine, else why not, without the flag's name
+// (CLI11 puts it in front).
+std::string CheckLabelFlag(const std::string& text);
+std::string CheckStateFlag(const std::string& text);  // comma-separated state names
 
 // "r-" + 16 random hex digits: the default idempotency key of a submit.
 std::string RandomRequestId();

@@ -12,6 +12,7 @@
 #include "clients/cli/jobs_view.h"
 #include "clients/cli/spec_flags.h"
 #include "clients/cli/watch.h"
+#include "common/grpc_channel.h"
 
 namespace peftd::cli {
 namespace {
@@ -26,7 +27,8 @@ struct SubmitArgs {
 
 // Replaces a dataset value that names a local file by the id the server gives it on upload.
 // Returns 0 or the exit code of the failure (already reported).
-int ResolveDataset(Cli& cli, std::string* value, const std::string& base_dir, const char* what) {
+int ResolveDataset(Cli& cli, std::string* value, const std::string& base_dir, const char* what,
+                   bool skip_bad_lines) {
   if (value->empty()) return kExitOk;
   auto ref = ResolveDatasetRef(*value, base_dir, what);
   if (!ref.ok()) return cli.Fail(ref.status());
@@ -35,8 +37,15 @@ int ResolveDataset(Cli& cli, std::string* value, const std::string& base_dir, co
     return kExitOk;
   }
   v1::Dataset dataset;
-  grpc::Status status = UploadDatasetFile(cli, ref->path, &dataset);
-  if (!status.ok()) return cli.Fail(status, "uploading " + ref->path);
+  // A job that skips bad lines may train on a file that has some: the server keeps their count.
+  grpc::Status status = UploadDatasetFile(cli, ref->path, skip_bad_lines, &dataset);
+  if (!status.ok()) {
+    const int code = cli.Fail(status, "uploading " + ref->path);
+    if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT && !skip_bad_lines) {
+      cli.err() << "  fix those lines, or train on the others with --skip-bad-lines\n";
+    }
+    return code;
+  }
   if (!cli.json()) cli.out() << "uploaded " << DescribeDataset(dataset) << "\n";
   *value = dataset.id();
   return kExitOk;
@@ -44,17 +53,17 @@ int ResolveDataset(Cli& cli, std::string* value, const std::string& base_dir, co
 
 absl::Status CheckRequired(const v1::JobSpec& spec) {
   if (spec.base_model().empty()) {
-    return absl::InvalidArgumentError(
+    return UsageError(
         "the job has no base model: give --model NAME or base_model in the job file "
         "(`peftctl models list` shows the names)");
   }
   if (spec.method() == v1::METHOD_UNSPECIFIED) {
-    return absl::InvalidArgumentError(
+    return UsageError(
         "the job has no method: give --method lora|dora|adalora|hut|adadhp or method in the job "
         "file");
   }
   if (spec.training_dataset_id().empty()) {
-    return absl::InvalidArgumentError(
+    return UsageError(
         "the job has no training data: give --train FILE|ds-ID or training_dataset_id in the "
         "job file");
   }
@@ -78,11 +87,11 @@ int RunSubmit(Cli& cli, SubmitArgs& args) {
 
   v1::JobSpec* spec = request.mutable_spec();
   if (int code = ResolveDataset(cli, spec->mutable_training_dataset_id(), base_dir,
-                                "--train / training_dataset_id")) {
+                                "--train / training_dataset_id", spec->skip_bad_lines())) {
     return code;
   }
   if (int code = ResolveDataset(cli, spec->mutable_validation_dataset_id(), base_dir,
-                                "--val / validation_dataset_id")) {
+                                "--val / validation_dataset_id", spec->skip_bad_lines())) {
     return code;
   }
 
@@ -110,8 +119,15 @@ int RunSubmit(Cli& cli, SubmitArgs& args) {
       cli.PrintJson(job);
     }
   } else {
-    cli.out() << "submitted job " << job.id() << " (" << StateName(job.state()) << ", request id "
-              << job.request_id() << ")\n";
+    const auto& metadata = context->GetServerInitialMetadata();
+    const auto existing = metadata.find(kExistingJobMetadata);
+    if (existing != metadata.end() && existing->second == "true") {
+      cli.out() << "request id " << job.request_id() << " was used before: returned the existing "
+                << "job " << job.id() << " (" << StateName(job.state()) << "), no new job\n";
+    } else {
+      cli.out() << "submitted job " << job.id() << " (" << StateName(job.state()) << ", request id "
+                << job.request_id() << ")\n";
+    }
     if (failed_at_once) {
       cli.out() << FormatOutcome(job) << "\n";
     } else if (!args.watch) {
@@ -142,8 +158,7 @@ void AddSubmitCommand(CLI::App& app, Cli& cli, Action* action) {
       "submit",
       "Submit a fine-tuning job (flags, or -f job.yaml|job.json; flags override the file)");
   sub->add_option("-f,--file", f.file,
-                  "Job file: the JobSpec as protobuf JSON, or the same in YAML")
-      ->check(CLI::ExistingFile);
+                  "Job file: the JobSpec as protobuf JSON, or the same in YAML");
   AddOptional(sub, "--model", f.model, "Base model (a name from `peftctl models list`)");
   AddOptional(sub, "--method", f.method, "lora, dora, adalora, hut or adadhp");
   sub->add_flag_function(
@@ -173,6 +188,8 @@ void AddSubmitCommand(CLI::App& app, Cli& cli, Action* action) {
                   "re:REGEX for a regex)");
   AddOptional(sub, "--task", f.task, "causal_lm (default) or seq_cls");
   AddOptional(sub, "--num-labels", f.num_labels, "Classes, for --task seq_cls");
+  sub->add_option("--label-names", f.label_names,
+                  "Classification: the names string labels map to, in id order (comma-separated)");
   AddOptional(sub, "--chat-template", f.chat_template,
               "For messages records: chatml, llama3, plain");
   AddOptional(sub, "--seed", f.seed, "RNG seed (default 42)");
@@ -183,11 +200,10 @@ void AddSubmitCommand(CLI::App& app, Cli& cli, Action* action) {
   sub->add_flag_function(
       "--export-merged", [&f](int64_t n) { f.export_merged = n > 0; },
       "Also export a merged full model (ungated, mergeable methods)");
-  sub->add_option("--label", f.labels, "A key=value label (repeatable)")
-      ->check([](const std::string& v) {
-        auto kv = ParseLabel(v, "--label");
-        return kv.ok() ? std::string() : std::string(kv.status().message());
-      });
+  sub->add_option("--label", f.labels, "A key=value label (repeatable)")->check(CheckLabelFlag);
+  sub->add_flag_function(
+      "--skip-bad-lines", [&f](int64_t n) { f.skip_bad_lines = n > 0; },
+      "Train on the valid lines of a dataset with bad ones (skip_bad_lines; they are counted)");
   AddOptional(sub, "--name", f.name, "Display name");
   AddOptional(sub, "--request-id", f.request_id,
               "Idempotency key (default: a random one, printed); resubmitting with the same id "

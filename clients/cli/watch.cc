@@ -17,9 +17,19 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-// Codes of a stream that broke rather than ended: a restarted server, a dropped connection.
+// Codes of a stream that broke rather than ended: a restarted server, a dropped connection. A
+// server shutting down cancels its open streams (CANCELLED); our own Ctrl-C ends the process
+// before a status is read, so CANCELLED here is always the server's.
 bool IsTransient(grpc::StatusCode code) {
-  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::ABORTED;
+  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::ABORTED ||
+         code == grpc::StatusCode::CANCELLED;
+}
+
+// A new attempt (requeued, or leased again and loading the model) starts from a checkpoint: the
+// previous attempt's loss, rate and ETA no longer describe it until its first progress report.
+bool StartsOver(const v1::JobEvent& e) {
+  return !e.has_progress() &&
+         (e.state() == v1::QUEUED || (e.state() == v1::RUNNING && e.phase() == v1::LOADING_MODEL));
 }
 
 int ExitCodeForState(v1::JobState state) {
@@ -38,7 +48,8 @@ int ExitCodeForState(v1::JobState state) {
 // Draws the events: one JSON document per line, plain log lines, or a bar redrawn in place.
 class EventPrinter {
  public:
-  explicit EventPrinter(Cli& cli) : cli_(cli), live_(cli.out_is_tty() && !cli.json()) {}
+  EventPrinter(Cli& cli, const ProgressStyle& style)
+      : cli_(cli), live_(cli.out_is_tty() && !cli.json()), line_(style) {}
 
   void Show(const v1::JobEvent& e) {
     std::ostream& out = cli_.out();
@@ -55,13 +66,9 @@ class EventPrinter {
         text_only.clear_progress();
         out << "\r\x1b[2K" << FormatEventLine(text_only) << "\n";
       }
-      if (e.has_progress()) {
-        progress_ = e.progress();
-        has_progress_ = true;
-      }
-      label_ = StateWithPhase(e.state(), e.phase());
-      if (has_progress_) {
-        out << "\r\x1b[2K" << RenderJobProgress(progress_, label_, cli_.terminal_width() - 1);
+      line_.Update(e);
+      if (line_.has_progress()) {
+        out << "\r\x1b[2K" << line_.Render(cli_.terminal_width() - 1);
         bar_drawn_ = true;
       }
     }
@@ -77,16 +84,43 @@ class EventPrinter {
  private:
   Cli& cli_;
   bool live_;
-  v1::JobProgress progress_;
-  bool has_progress_ = false;
+  LiveLine line_;
   bool bar_drawn_ = false;
-  std::string label_;
 };
 
 }  // namespace
 
+void LiveLine::Update(const v1::JobEvent& e) {
+  if (e.has_progress()) {
+    progress_ = e.progress();
+    has_progress_ = true;
+  } else if (StartsOver(e)) {
+    progress_.clear_train_loss();
+    progress_.clear_eta_seconds();
+    progress_.clear_tokens_per_second();
+  }
+  state_ = e.state();
+  label_ = StateWithPhase(e.state(), e.phase());
+}
+
+std::string LiveLine::Render(int width) const {
+  ProgressStyle style = style_;
+  style.live = state_ == v1::RUNNING;
+  return RenderJobProgress(progress_, label_, width, style);
+}
+
 int WatchJobUntilDone(Cli& cli, const std::string& job_id, const WatchOptions& options) {
-  EventPrinter printer(cli);
+  // The spec says which fields the live line always carries (gate, accuracy, eval); a failed
+  // look-up only costs those, the stream reports the real error.
+  ProgressStyle style;
+  if (cli.out_is_tty() && !cli.json()) {
+    auto context = cli.NewContext();
+    v1::GetJobRequest get;
+    get.set_job_id(job_id);
+    v1::Job job;
+    if (cli.stub().GetJob(context.get(), get, &job).ok()) style = StyleOf(job);
+  }
+  EventPrinter printer(cli, style);
   const auto reconnect_window = std::chrono::duration_cast<SteadyClock::duration>(
       std::chrono::duration<double>(options.reconnect_timeout_seconds));
   int64_t last_id = options.after_event_id;
@@ -134,7 +168,9 @@ int WatchJobUntilDone(Cli& cli, const std::string& job_id, const WatchOptions& o
       cli.err() << "error: lost the event stream of job " << job_id << " and could not get it "
                 << "back within " << FormatDuration(options.reconnect_timeout_seconds)
                 << " (--reconnect-timeout)\n";
-      return cli.Fail(status, doing);
+      cli.Fail(status, doing);
+      // Whatever the last code was, the server stayed away: exit 6 as documented.
+      return kExitUnavailable;
     }
     if (!cli.json() && !cli.out_is_tty()) {
       cli.err() << "note: event stream lost (" << status.error_message() << "); resuming after "

@@ -6,8 +6,28 @@
 #include <string>
 
 #include "clients/cli/cli_context.h"
+#include "clients/cli/progress_bar.h"
 
 namespace peftd::cli {
+
+// The live line of `watch` on a terminal: the last progress, updated by each event. A new
+// attempt (the job requeued, or leased again and loading its model) drops the previous attempt's
+// loss, rate and ETA until its own first report; a job that is not running shows no rate or ETA.
+class LiveLine {
+ public:
+  explicit LiveLine(const ProgressStyle& style) : style_(style) {}
+  void Update(const v1::JobEvent& event);
+  bool has_progress() const { return has_progress_; }
+  // The line for a terminal of `width` columns.
+  std::string Render(int width) const;
+
+ private:
+  ProgressStyle style_;
+  v1::JobProgress progress_;
+  bool has_progress_ = false;
+  v1::JobState state_ = v1::JOB_STATE_UNSPECIFIED;
+  std::string label_;
+};
 
 struct WatchOptions {
   // Give up (exit 6) after this long without getting a stream back.

@@ -122,11 +122,12 @@ TEST_F(CommandsTest, SubmitJobFileErrorsNameTheLineAndSendNothing) {
 }
 
 TEST_F(CommandsTest, SubmitWithoutRequiredFieldsSaysWhichFlag) {
+  // A missing required flag is a usage error (2); a missing file is not found (3).
   RunResult r = Run({"submit", "--method", "lora", "--train", "ds-1"});
-  EXPECT_EQ(r.code, 4);
+  EXPECT_EQ(r.code, 2);
   EXPECT_TRUE(absl::StrContains(r.err, "give --model NAME")) << r.err;
   r = Run({"submit", "--model", "m", "--method", "lora", "--train", "no-such-file.jsonl"});
-  EXPECT_EQ(r.code, 4);
+  EXPECT_EQ(r.code, 3);
   EXPECT_TRUE(absl::StrContains(r.err,
                                 "'no-such-file.jsonl' is neither a local file nor a "
                                 "dataset id"))
@@ -141,7 +142,8 @@ TEST_F(CommandsTest, SubmitPrintsEveryBadLineOfTheDataset) {
   EXPECT_EQ(r.err, "error: uploading " + train +
                        ": train.jsonl: 2 bad lines\n"
                        "  line 2: field \"text\": must be a non-empty string\n"
-                       "  line 4: field \"text\": must be a non-empty string\n");
+                       "  line 4: field \"text\": must be a non-empty string\n"
+                       "  fix those lines, or train on the others with --skip-bad-lines\n");
   EXPECT_TRUE(server_.service.creates.empty());
 }
 
@@ -185,9 +187,14 @@ TEST_F(CommandsTest, ListTableFiltersAndPages) {
   r = Run({"list", "--page-token", "3", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(ParseJson(r)["jobs"][0]["id"], "j-4");
+  // Malformed flag values are usage errors (2), as cli.md's table says.
   r = Run({"list", "--state", "sleeping"});
-  EXPECT_EQ(r.code, 4);
+  EXPECT_EQ(r.code, 2);
   EXPECT_TRUE(absl::StrContains(r.err, "--state: unknown state 'sleeping'")) << r.err;
+  r = Run({"list", "--label", "team"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "'team' is not key=value")) << r.err;
+  EXPECT_FALSE(absl::StrContains(r.err, "--label: --label:")) << r.err;
 }
 
 TEST_F(CommandsTest, GetShowsTheJob) {
@@ -357,7 +364,7 @@ TEST_F(CommandsTest, BearerTokenFromFlagFileOrEnvironment) {
   EXPECT_EQ(Run({"get", "j-1"}).code, 0);
   unsetenv("PEFTD_TOKEN");
   r = Run({"get", "j-1", "--token-file", (dir_ / "missing").string()});
-  EXPECT_EQ(r.code, 4);
+  EXPECT_EQ(r.code, 3);
   EXPECT_TRUE(absl::StrContains(r.err, "--token-file: cannot read")) << r.err;
 }
 
@@ -390,8 +397,11 @@ TEST_F(CommandsTest, HealthIsTheStandardCheck) {
   r = Run({"health", "--json"});
   EXPECT_EQ(r.code, 6);
   EXPECT_EQ(ParseJson(r)["status"], "NOT_SERVING");
+  // The standard check answers NOT_FOUND for a service it does not know: not SERVING, so 6 as
+  // every other answer but SERVING (before: 3), and said on stdout.
   r = Run({"health", "--service", "no.such.Service"});
-  EXPECT_EQ(r.code, 3);  // the default health service answers NOT_FOUND for unknown services
+  EXPECT_EQ(r.code, 6);
+  EXPECT_EQ(r.out, "peftd at " + server_.address() + " (no.such.Service): SERVICE_UNKNOWN\n");
 }
 
 TEST(Unreachable, SaysWhatToDo) {

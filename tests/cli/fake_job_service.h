@@ -76,8 +76,9 @@ class FakeJobService final : public v1::JobService::Service {
   std::optional<grpc::Status> forced;   // every RPC returns this when set
   std::string required_token;           // "": no auth
   int watch_drop_after = -1;            // first WatchJob call ends UNAVAILABLE after N events
-  std::string adapter_archive;          // DownloadAdapter's bytes
-  std::string adapter_archive_file;     // ...or this file's, when set
+  grpc::StatusCode watch_drop_code = grpc::StatusCode::UNAVAILABLE;  // ...or with this code
+  std::string adapter_archive;                                       // DownloadAdapter's bytes
+  std::string adapter_archive_file;                                  // ...or this file's, when set
   std::string adapter_name = "my-adapter";
   bool corrupt_sha = false;          // announce a wrong sha256
   int64_t announce_extra_bytes = 0;  // announce a wrong size
@@ -89,6 +90,7 @@ class FakeJobService final : public v1::JobService::Service {
   std::vector<v1::ListJobsRequest> lists;
   std::vector<int64_t> watch_after_ids;
   std::vector<std::string> uploaded_names, uploaded_bytes, uploaded_sha256;
+  std::vector<bool> uploaded_allow_bad_lines;
   std::vector<std::string> authorizations;
 
   grpc::Status CreateJob(grpc::ServerContext* c, const v1::CreateJobRequest* req,
@@ -98,6 +100,7 @@ class FakeJobService final : public v1::JobService::Service {
     creates.push_back(*req);
     for (const auto& [id, existing] : jobs) {
       if (!req->request_id().empty() && existing.request_id() == req->request_id()) {
+        c->AddInitialMetadata("peftd-existing-job", "true");  // as peftd marks a repeat
         *job = existing;
         return grpc::Status::OK;
       }
@@ -187,7 +190,7 @@ class FakeJobService final : public v1::JobService::Service {
     int sent = 0;
     for (const auto& e : to_send) {
       if (drop_after >= 0 && sent == drop_after) {
-        return {grpc::StatusCode::UNAVAILABLE, "connection dropped"};
+        return {watch_drop_code, "connection dropped"};
       }
       writer->Write(e);
       ++sent;
@@ -227,6 +230,7 @@ class FakeJobService final : public v1::JobService::Service {
     uploaded_names.push_back(header.filename());
     uploaded_bytes.push_back(bytes);
     uploaded_sha256.push_back(header.sha256());
+    uploaded_allow_bad_lines.push_back(header.allow_bad_lines());
     if (header.sha256() != Sha256Hex(bytes) || header.size_bytes() != (int64_t)bytes.size()) {
       return {grpc::StatusCode::DATA_LOSS, "size or sha256 mismatch"};
     }
@@ -239,6 +243,11 @@ class FakeJobService final : public v1::JobService::Service {
             {absl::StrCat("line ", line_no, ": text"),
              absl::StrCat("line ", line_no, ": field \"text\": must be a non-empty string")});
       }
+    }
+    // As peftd: with allow_bad_lines a file with some good lines is kept, its bad ones counted.
+    if (!bad.empty() && header.allow_bad_lines() && static_cast<int>(bad.size()) < line_no) {
+      dataset->set_bad_lines(static_cast<int64_t>(bad.size()));
+      bad.clear();
     }
     if (!bad.empty()) {
       // As peftd words it: every bad line in the message, and each as a field violation.

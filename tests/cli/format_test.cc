@@ -33,9 +33,12 @@ TEST(FormatCount, ThreeSignificantDigits) {
   EXPECT_EQ(FormatCount(1.1e9), "1.10B");
 }
 
-TEST(FormatLoss, FourSignificantDigitsOrDash) {
-  EXPECT_EQ(FormatLoss(1.23456), "1.235");
-  EXPECT_EQ(FormatLoss(0.0123456), "0.01235");
+// One precision for every loss of a job, so that a column of them lines up (before: "%.4g" gave
+// 1.235 next to 0.01235 and 12.5).
+TEST(FormatLoss, FourDecimalsOrDash) {
+  EXPECT_EQ(FormatLoss(1.23456), "1.2346");
+  EXPECT_EQ(FormatLoss(0.0123456), "0.0123");
+  EXPECT_EQ(FormatLoss(12.5), "12.5000");
   EXPECT_EQ(FormatLoss(1.0, false), "-");
 }
 

@@ -177,7 +177,8 @@ TEST(JobSpecFile, LoadPicksTheFormatByExtensionOrContent) {
     EXPECT_TRUE(MessageDifferencer::Equals(*spec, Expected())) << name;
   }
   auto missing = LoadJobSpecFile((dir / "nope.yaml").string());
-  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
+  // A missing file is "not found" (exit 3), as every file named on the command line.
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(absl::StrContains(missing.status().message(), "nope.yaml"));
 }
 

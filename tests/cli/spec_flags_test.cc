@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
+#include "clients/cli/exit_codes.h"
 
 namespace peftd::cli {
 namespace {
@@ -150,6 +151,71 @@ TEST(ApplySubmitFlags, RefusalsNameTheFlag) {
   f = {};
   f.labels = {"novalue"};
   EXPECT_EQ(error(f), "--label: 'novalue' is not key=value (e.g. --label team=nlp)");
+}
+
+// A 0 for a field that reads 0 as "the default" would be replaced silently (--lr 0 trained at
+// 2e-4): refused, naming the flag, as a usage error.
+TEST(ApplySubmitFlags, ZeroThatMeansDefaultIsRefused) {
+  SubmitFlags lr;
+  lr.lr = 0;
+  v1::CreateJobRequest req;
+  absl::Status st = ApplySubmitFlags(lr, &req);
+  EXPECT_TRUE(IsUsageError(st)) << st;
+  EXPECT_TRUE(absl::StartsWith(st.message(), "--lr: must be > 0")) << st;
+  SubmitFlags gate;
+  gate.gate_s = 0;
+  st = ApplySubmitFlags(gate, &req);
+  EXPECT_TRUE(IsUsageError(st)) << st;
+  EXPECT_TRUE(absl::StartsWith(st.message(), "--gate-s: must be > 0")) << st;
+  SubmitFlags fine;
+  fine.lr = 1e-3;
+  fine.gate_s = 1e-4;
+  EXPECT_TRUE(ApplySubmitFlags(fine, &req).ok());
+}
+
+// --rank is AdaLoRA's target_r, which must not pass init_r (default 12): an unset init_r is
+// raised with it; one the job file set is kept and both are named.
+TEST(ApplySubmitFlags, AdaloraRankRaisesInitR) {
+  SubmitFlags f;
+  f.method = "adalora";
+  f.rank = 16;
+  v1::CreateJobRequest req;
+  ASSERT_TRUE(ApplySubmitFlags(f, &req).ok());
+  EXPECT_EQ(req.spec().adalora().target_r(), 16);
+  EXPECT_EQ(req.spec().adalora().init_r(), 16);
+  f.rank = 8;
+  v1::CreateJobRequest small;
+  ASSERT_TRUE(ApplySubmitFlags(f, &small).ok());
+  EXPECT_EQ(small.spec().adalora().init_r(), 0);  // the default 12 stands
+  v1::CreateJobRequest from_file;
+  from_file.mutable_spec()->set_method(v1::ADALORA);
+  from_file.mutable_spec()->mutable_adalora()->set_init_r(12);
+  f.rank = 16;
+  absl::Status st = ApplySubmitFlags(f, &from_file);
+  EXPECT_TRUE(IsUsageError(st)) << st;
+  EXPECT_TRUE(absl::StrContains(st.message(), "adalora.target_r")) << st;
+  EXPECT_TRUE(absl::StrContains(st.message(), "adalora.init_r (12")) << st;
+}
+
+TEST(ApplySubmitFlags, LabelNamesAndSkipBadLines) {
+  SubmitFlags f;
+  f.label_names = {"neg, pos", "neutral"};
+  f.skip_bad_lines = true;
+  v1::CreateJobRequest req;
+  ASSERT_TRUE(ApplySubmitFlags(f, &req).ok());
+  ASSERT_EQ(req.spec().label_names_size(), 3);
+  EXPECT_EQ(req.spec().label_names(0), "neg");
+  EXPECT_EQ(req.spec().label_names(2), "neutral");
+  EXPECT_TRUE(req.spec().skip_bad_lines());
+}
+
+// CLI11 puts the flag's name in front of a validator's message: the message must not repeat it
+// (before: "--label: --label: 'bad' is not key=value").
+TEST(CheckLabelFlag, MessageWithoutTheFlagName) {
+  EXPECT_EQ(CheckLabelFlag("team=nlp"), "");
+  EXPECT_EQ(CheckLabelFlag("bad"), "'bad' is not key=value (e.g. --label team=nlp)");
+  EXPECT_EQ(CheckStateFlag("queued,running"), "");
+  EXPECT_TRUE(absl::StartsWith(CheckStateFlag("queued,bogus"), "unknown state 'bogus'"));
 }
 
 TEST(ParseState, CaseInsensitive) {

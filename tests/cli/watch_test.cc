@@ -1,5 +1,7 @@
 // watch: events until the final state, resumed after the last event id when the stream drops,
 // the exit code from the final state, and --json lines.
+#include "clients/cli/watch.h"
+
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
@@ -130,6 +132,58 @@ TEST_F(WatchTest, ResumeFromAGivenEventAndSubmitWatch) {
   EXPECT_EQ(r.code, 6);
   EXPECT_TRUE(absl::StrContains(r.out, "submitted job j-2")) << r.out;
   EXPECT_TRUE(absl::StrContains(r.err, "could not get it back")) << r.err;
+}
+
+// A server shutting down cancels open streams: CANCELLED is retried like UNAVAILABLE (before: exit
+// 1 at once), and giving up after --reconnect-timeout is exit 6 whatever the last code was.
+TEST_F(WatchTest, ServerCancelledStreamIsResumed) {
+  Script(v1::SUCCEEDED);
+  server_.service.watch_drop_after = 2;
+  server_.service.watch_drop_code = grpc::StatusCode::CANCELLED;
+  RunResult r = Run({"watch", "j-1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(server_.service.watch_after_ids, (std::vector<int64_t>{0, 11}));
+  server_.service.forced = grpc::Status(grpc::StatusCode::CANCELLED, "server shutting down");
+  r = Run({"watch", "j-1", "--reconnect-timeout", "0.3"});
+  EXPECT_EQ(r.code, 6) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "could not get it back")) << r.err;
+}
+
+v1::JobEvent Event(v1::JobState state, v1::JobPhase phase, int64_t step) {
+  v1::JobEvent e;
+  e.set_state(state);
+  e.set_phase(phase);
+  if (step > 0) {
+    auto* p = e.mutable_progress();
+    p->set_step(step);
+    p->set_total_steps(100);
+    p->set_train_loss(3.25);
+    p->set_eta_seconds(90);
+    p->set_tokens_per_second(1500);
+  }
+  return e;
+}
+
+// Attempt 2 starts from a checkpoint: until its first report the line shows no loss, rate or ETA
+// of attempt 1. A cancelled job shows neither rate nor ETA.
+TEST(LiveLine, NewAttemptDropsTheOldNumbers) {
+  LiveLine line(ProgressStyle{});
+  line.Update(Event(v1::RUNNING, v1::TRAINING, 40));
+  std::string text = line.Render(150);
+  EXPECT_TRUE(absl::StrContains(text, "loss 3.2500")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "ETA 1m30s")) << text;
+  line.Update(Event(v1::QUEUED, v1::JOB_PHASE_UNSPECIFIED, 0));
+  line.Update(Event(v1::RUNNING, v1::LOADING_MODEL, 0));
+  text = line.Render(150);
+  EXPECT_TRUE(absl::StrContains(text, "loss -")) << text;
+  EXPECT_FALSE(absl::StrContains(text, "ETA 1m30s")) << text;
+  EXPECT_FALSE(absl::StrContains(text, "1.50k tok/s")) << text;
+  line.Update(Event(v1::RUNNING, v1::TRAINING, 45));
+  EXPECT_TRUE(absl::StrContains(line.Render(150), "loss 3.2500"));
+  line.Update(Event(v1::CANCELLED, v1::JOB_PHASE_UNSPECIFIED, 0));
+  text = line.Render(150);
+  EXPECT_FALSE(absl::StrContains(text, "ETA")) << text;
+  EXPECT_FALSE(absl::StrContains(text, "tok/s")) << text;
 }
 
 TEST_F(WatchTest, UnknownJobExits3) {

@@ -76,6 +76,28 @@ TEST(AdmitJob, AGoodRequestComesBackWithDefaults) {
   EXPECT_EQ(spec->target_modules_size(), 2);
 }
 
+// A dataset stored with its bad lines counted (uploaded with allow_bad_lines) is for jobs with
+// skip_bad_lines only: others are refused at submit naming the field and the count (issue 18).
+TEST(AdmitJob, ADatasetWithBadLinesNeedsSkipBadLines) {
+  FakeSources sources;
+  v1::Dataset bad = sources.datasets["ds-text"];
+  bad.set_id("ds-bad");
+  bad.set_filename("train.jsonl");
+  bad.set_lines(10);
+  bad.set_bad_lines(3);
+  sources.datasets["ds-bad"] = bad;
+  v1::CreateJobRequest request = Request();
+  request.mutable_spec()->set_validation_dataset_id("ds-bad");
+  auto refused = AdmitJob(request, sources);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  EXPECT_EQ(refused.status().message(),
+            "skip_bad_lines: validation_dataset_id ds-bad (train.jsonl) has 3 bad lines of 10; set "
+            "skip_bad_lines: true (peftctl submit --skip-bad-lines) to train on its valid lines, "
+            "or fix the file and upload it again");
+  request.mutable_spec()->set_skip_bad_lines(true);
+  EXPECT_TRUE(AdmitJob(request, sources).ok());
+}
+
 TEST(AdmitJob, TheIssueRowsAreRefusedWithTheirCodeAndMessage) {
   struct Case {
     std::function<void(v1::CreateJobRequest&)> mutate;

@@ -18,6 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class OptionsTest : public ::testing::Test {
  protected:
@@ -147,6 +148,16 @@ TEST_F(OptionsTest, HelpListsEveryFlagWithItsDefault) {
                             "2s", "6s", "30s", "info", "auto", "PEFTD_AUTH_TOKEN"}) {
     EXPECT_THAT(help, HasSubstr(value));
   }
+}
+
+// --port-file holds "grpc=... metrics=..." (what main writes), not the whole first stdout line
+// ("peftd: listening grpc=..."), which the help used to claim.
+TEST_F(OptionsTest, PortFileHelpSaysWhatTheFileHolds) {
+  auto o = Parse({"--help"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  const std::string& help = o->exit_message;
+  EXPECT_THAT(help, Not(HasSubstr("(the first stdout line)")));
+  EXPECT_THAT(help, HasSubstr("metrics=off"));
 }
 
 TEST_F(OptionsTest, VersionIsPrinted) {

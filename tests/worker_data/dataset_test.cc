@@ -11,6 +11,7 @@
 #include <map>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "nlohmann/json.hpp"
 #include "tests/worker_data/fake_tokenizer.h"
 
@@ -151,9 +152,34 @@ TEST(Dataset, WithoutTruncationALongRecordIsABadLineWithItsTokenCount) {
   EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(d.status().message(),
             "train.jsonl: 1 bad line: line 2: record is 14 tokens, longer than max_seq_len 8; "
-            "shorten it, raise max_seq_len or set truncate");
+            "shorten the long records, raise max_seq_len or set truncate: true (keeps their "
+            "first max_seq_len tokens)");
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0].line, 2);
+}
+
+// Ten long records: the advice once at the end, not once per line (issue 18), and the file
+// named as it was uploaded rather than by the worker cache's sha256 name.
+TEST(Dataset, ManyLongRecordsGiveTheAdviceOnceUnderTheUploadedName) {
+  DatasetOptions options;
+  options.max_seq_len = 8;
+  options.truncate = false;
+  options.display_name = "my-train.jsonl";
+  std::string file;
+  for (int i = 0; i < 10; ++i) file += "{\"text\": \"abcdefghijkl\"}\n";
+  auto d = Load(file, options);
+  ASSERT_FALSE(d.ok());
+  const std::string message(d.status().message());
+  EXPECT_TRUE(absl::StartsWith(message,
+                               "my-train.jsonl: 10 bad lines: line 1: record is 14 "
+                               "tokens, longer than max_seq_len 8; line 2:"))
+      << message;
+  size_t advice = 0;
+  for (size_t at = message.find("raise max_seq_len"); at != std::string::npos;
+       at = message.find("raise max_seq_len", at + 1)) {
+    ++advice;
+  }
+  EXPECT_EQ(advice, 1u) << message;
 }
 
 TEST(Dataset, APromptThatFillsMaxSeqLenLeavesNothingToTrainOn) {
@@ -181,8 +207,9 @@ TEST(Dataset, BadLinesAreListedOrSkippedAndCounted) {
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.status().message(),
             "train.jsonl: 3 bad lines: line 3: field \"completion\": missing; line 4: record is "
-            "25 tokens, longer than max_seq_len 10; shorten it, raise max_seq_len or set "
-            "truncate; line 5: field \"prompt\": expected a string, got a number");
+            "25 tokens, longer than max_seq_len 10; line 5: field \"prompt\": expected a string, "
+            "got a number; shorten the long records, raise max_seq_len or set truncate: true "
+            "(keeps their first max_seq_len tokens)");
   ASSERT_EQ(errors.size(), 3u);
   EXPECT_EQ(errors[0], (LineError{3, "completion", "missing"}));
   EXPECT_EQ(errors[1].line, 4);

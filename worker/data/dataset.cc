@@ -9,6 +9,9 @@
 #include "common/status.h"
 
 namespace peftd::data {
+
+// The reason of a record longer than max_seq_len without truncate, as found again by Assemble.
+constexpr char kLongerThanMaxSeqLen[] = "longer than max_seq_len";
 namespace {
 
 constexpr int64_t kIgnore = -100;          // label of a position without loss (HF ignore_index)
@@ -226,9 +229,9 @@ absl::StatusOr<Example> RecordTokenizer::Finish(std::vector<int64_t> ids,
   const int64_t n = static_cast<int64_t>(ids.size());
   if (n > options_.max_seq_len) {
     if (!options_.truncate) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("record is ", n, " tokens, longer than max_seq_len ", options_.max_seq_len,
-                       "; shorten it, raise max_seq_len or set truncate"));
+      // The advice is given once for the file (Assemble), not once per long record.
+      return absl::InvalidArgumentError(absl::StrCat(
+          "record is ", n, " tokens, ", kLongerThanMaxSeqLen, " ", options_.max_seq_len));
     }
     ids.resize(options_.max_seq_len);
     if (!labels.empty()) labels.resize(options_.max_seq_len);
@@ -297,14 +300,24 @@ absl::StatusOr<LoadedDataset> Assemble(ValidationResult validation, std::vector<
                      [](const LineError& a, const LineError& b) { return a.line < b.line; });
   out.stats.records = static_cast<int64_t>(out.examples.size());
 
-  const std::string file(name);
+  const std::string file = options.display_name.empty() ? std::string(name) : options.display_name;
   ValidationResult summary;
   summary.records = out.stats.records;
   summary.bad_lines = static_cast<int64_t>(bad.size());
   summary.errors = std::move(bad);
   if (errors) *errors = summary.errors;
   if (summary.bad_lines > 0 && !options.skip_bad_lines) {
-    return absl::InvalidArgumentError(DescribeErrors(file, summary));
+    std::string message = DescribeErrors(file, summary);
+    const bool too_long =
+        std::any_of(summary.errors.begin(), summary.errors.end(), [](const LineError& e) {
+          return e.reason.find(kLongerThanMaxSeqLen) != std::string::npos;
+        });
+    if (too_long) {
+      absl::StrAppend(&message,
+                      "; shorten the long records, raise max_seq_len or set truncate: "
+                      "true (keeps their first max_seq_len tokens)");
+    }
+    return absl::InvalidArgumentError(message);
   }
   out.stats.skipped_lines = summary.bad_lines;
   if (out.examples.empty()) {

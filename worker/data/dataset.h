@@ -46,6 +46,9 @@ struct DatasetOptions {
   int num_labels = 0;                    // classification: labels must be in [0, num_labels)
   std::vector<std::string> label_names;  // classification: string labels map to their index
   int num_threads = 0;                   // tokenizing threads; 0 = the machine's cores (max 8)
+  // The file's name in messages ("train.jsonl"); empty: the name of the file read (on a worker,
+  // the dataset's sha256).
+  std::string display_name;
 };
 
 struct DatasetStats {
