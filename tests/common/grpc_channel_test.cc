@@ -26,7 +26,7 @@ TEST(GrpcChannel, UnreadableTlsFilesAreNamed) {
   o.tls_ca_file = "/nonexistent/ca.pem";
   auto channel = MakeChannelOrError(o);
   ASSERT_FALSE(channel.ok());
-  EXPECT_EQ(channel.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(channel.status().code(), absl::StatusCode::kNotFound);  // peftctl exit 3
   EXPECT_TRUE(absl::StrContains(channel.status().message(), "--tls-ca"));
   EXPECT_TRUE(absl::StrContains(channel.status().message(), "/nonexistent/ca.pem"));
   // Never a silent fallback to plaintext: the channel still exists, but is a TLS one.
