@@ -22,6 +22,7 @@
 #include "common/status_payload.h"
 #include "nlohmann/json.hpp"
 #include "worker/data/dataset.h"
+#include "worker/data/packing.h"
 #include "worker/data/tokenizer.h"
 #include "worker/model/hf_loader.h"
 #include "worker/model/tiny_model.h"
@@ -369,6 +370,21 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   }
   if (IsCancelled(cancelled)) return CancelledWhile("loading");
 
+  if (spec.task() != v1::SEQ_CLS && spec.packing()) {
+    // Steps per epoch count rows, so packing comes before the plan.
+    data::PackingStats packed;
+    train_set.examples =
+        data::PackExamples(std::move(train_set.examples), spec.max_seq_len(), spec.seed(), &packed);
+    sink->OnLog(
+        LogLevel::kInfo,
+        absl::StrFormat("packing: %d training records in %d rows of %d tokens, %.1f%% "
+                        "of the rows' positions are real tokens",
+                        packed.records, packed.rows, packed.row_length, 100 * packed.Efficiency()));
+    if (validation_set) {
+      validation_set->examples =
+          data::PackExamples(std::move(validation_set->examples), spec.max_seq_len(), spec.seed());
+    }
+  }
   const int hardware = static_cast<int>(std::thread::hardware_concurrency());
   ASSIGN_OR_RETURN(RunPlan plan,
                    PlanRun(spec, static_cast<int64_t>(train_set.examples.size()), hardware));
@@ -416,7 +432,7 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
 
   train::PeftLlama trainable(*llama, std::move(peft));
   train::MemoryBatchSource source(std::move(train_set.examples), plan.batch_size, pad_id, plan.seed,
-                                  plan.classification);
+                                  plan.classification, /*group_by_length=*/!plan.packing);
   std::optional<train::MemoryEvalSource> eval;
   if (validation_set) {
     eval.emplace(std::move(validation_set->examples), plan.batch_size, pad_id, plan.classification);

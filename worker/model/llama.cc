@@ -105,7 +105,9 @@ LlamaModelImpl::LlamaModelImpl(const ModelConfig& c) : config_(c) {
 }
 
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids,
-                                      const torch::Tensor& attention_mask) {
+                                      const torch::Tensor& attention_mask,
+                                      const torch::Tensor& position_ids,
+                                      const torch::Tensor& sequence_ids) {
   const int64_t b = input_ids.size(0), t = input_ids.size(1);
   const auto device = input_ids.device();
   torch::Tensor real =
@@ -114,7 +116,10 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids,
           : torch::ones({b, t}, torch::TensorOptions().dtype(torch::kBool).device(device));
   // Positions count real tokens only, so a left-padded sequence sees the same positions as
   // an unpadded one.
-  torch::Tensor positions = (real.to(torch::kLong).cumsum(1) - 1).clamp_min(0).to(torch::kFloat);
+  // A packed row gives each record's own positions.
+  torch::Tensor positions =
+      position_ids.defined() ? position_ids.to(device).to(torch::kFloat)
+                             : (real.to(torch::kLong).cumsum(1) - 1).clamp_min(0).to(torch::kFloat);
   torch::Tensor freqs =
       positions.unsqueeze(-1) * inv_freq_.to(device).view({1, 1, -1});  // (B, T, D/2)
   torch::Tensor emb = torch::cat({freqs, freqs}, -1);
@@ -124,6 +129,11 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids,
   torch::Tensor causal =
       torch::ones({t, t}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
   torch::Tensor allowed = causal.view({1, t, t}).logical_and(real.view({b, 1, t}));
+  if (sequence_ids.defined()) {
+    // Block-diagonal: a query sees keys of its own record only.
+    torch::Tensor seq = sequence_ids.to(device);
+    allowed = allowed.logical_and(seq.view({b, t, 1}).eq(seq.view({b, 1, t})));
+  }
   const double lowest = std::numeric_limits<float>::lowest();
   torch::Tensor mask =
       torch::zeros({b, t, t}, h.options()).masked_fill_(allowed.logical_not(), lowest);
@@ -147,9 +157,10 @@ LlamaImpl::LlamaImpl(const ModelConfig& c) : config_(c) {
   }
 }
 
-torch::Tensor LlamaImpl::Hidden(const torch::Tensor& input_ids,
-                                const torch::Tensor& attention_mask) {
-  return model->forward(input_ids, attention_mask);
+torch::Tensor LlamaImpl::Hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                const torch::Tensor& position_ids,
+                                const torch::Tensor& sequence_ids) {
+  return model->forward(input_ids, attention_mask, position_ids, sequence_ids);
 }
 
 torch::Tensor LlamaImpl::Head(const torch::Tensor& hidden) {

@@ -67,7 +67,11 @@ class LlamaModelImpl : public torch::nn::Module {
  public:
   explicit LlamaModelImpl(const ModelConfig& config);
   // input_ids (B, T) int64; attention_mask (B, T) with 1 for real tokens (undefined = all real).
-  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  // A packed batch also gives position_ids and sequence_ids (B, T) (train::Batch): positions
+  // restart at every record and attention is block-diagonal causal, so a record sees only itself.
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                        const torch::Tensor& position_ids = {},
+                        const torch::Tensor& sequence_ids = {});
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RmsNorm norm{nullptr};
@@ -84,7 +88,9 @@ class LlamaImpl : public torch::nn::Module {
   explicit LlamaImpl(const ModelConfig& config);
 
   // Final hidden states (B, T, hidden).
-  torch::Tensor Hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  torch::Tensor Hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                       const torch::Tensor& position_ids = {},
+                       const torch::Tensor& sequence_ids = {});
   // Vocabulary logits (causal LM) or class logits (classification) of hidden states (..., hidden).
   torch::Tensor Head(const torch::Tensor& hidden);
   // Logits of every position: (B, T, vocab), or (B, num_labels) of the last real token.
