@@ -17,6 +17,7 @@ peftd_library(peftd_worker TORCH
           ${CMAKE_CURRENT_SOURCE_DIR}/signal_watch.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/train_command.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/eval_command.cc
+          ${CMAKE_CURRENT_SOURCE_DIR}/tokenize_command.cc
   DEPS peftd_train peftd_model peftd_adapters peftd_data peftd_job_spec peftd_lease_loop
        peftd_proto)
 

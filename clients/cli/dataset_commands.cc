@@ -91,6 +91,7 @@ void AddDatasetCommands(CLI::App& app, Cli& cli, Action* action) {
       [&cli, action, path] { action->run = [&cli, path] { return RunUpload(cli, *path); }; });
 
   AddDatasetValidateCommand(*datasets, cli, action);
+  AddDatasetInspectCommand(*datasets, cli, action);
 
   CLI::App* list = datasets->add_subcommand("list", "List the datasets on the server");
   list->callback([&cli, action] { action->run = [&cli] { return RunListDatasets(cli); }; });
