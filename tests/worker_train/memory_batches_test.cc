@@ -72,10 +72,11 @@ TEST(MemoryBatches, PackedRowsNumberTheirRecordsAndRestartPositions) {
   single.input_ids = {1, 2, 3, 4};
   const Batch b = Collate({&row, &single}, 0, false);
   ASSERT_TRUE(b.position_ids.defined());
+  // The padding of the second row continues its record (positions 4, 5; record 2).
   EXPECT_TRUE(
-      torch::equal(b.position_ids, torch::tensor({{0, 1, 2, 0, 1, 2}, {0, 1, 2, 3, 0, 0}})));
+      torch::equal(b.position_ids, torch::tensor({{0, 1, 2, 0, 1, 2}, {0, 1, 2, 3, 4, 5}})));
   EXPECT_TRUE(
-      torch::equal(b.sequence_ids, torch::tensor({{0, 0, 0, 1, 1, 1}, {2, 2, 2, 2, 3, 3}})));
+      torch::equal(b.sequence_ids, torch::tensor({{0, 0, 0, 1, 1, 1}, {2, 2, 2, 2, 2, 2}})));
   EXPECT_EQ(b.num_targets, 4 + 3);
   EXPECT_EQ(b.num_tokens, 10);
   // Without a packed row the batch is as before: no positions, no record numbers.

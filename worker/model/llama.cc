@@ -58,14 +58,14 @@ AttentionImpl::AttentionImpl(const ModelConfig& c)
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
                                      const torch::Tensor& sin, const torch::Tensor& mask,
-                                     bool every_row_sees_a_key) {
+                                     bool every_row_sees_a_key, const torch::Tensor& first_key) {
   const int64_t b = x.size(0), t = x.size(1);
   // (B, T, H·D) -> (B, H, T, D), q and k with RoPE (cos/sin (B, T, D)).
   torch::Tensor q = RopeForward(q_proj->forward(x), cos, sin, heads_);
   torch::Tensor k = RopeForward(k_proj->forward(x), cos, sin, kv_heads_);
   torch::Tensor v = v_proj->forward(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
   torch::Tensor out = AttentionCore(q, k, v, mask, 1.0 / std::sqrt(static_cast<double>(head_dim_)),
-                                    /*causal=*/every_row_sees_a_key);
+                                    /*causal=*/every_row_sees_a_key, first_key);
   return o_proj->forward(out);
 }
 
@@ -89,9 +89,9 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
                                         const torch::Tensor& sin, const torch::Tensor& mask,
-                                        bool every_row_sees_a_key) {
-  torch::Tensor h =
-      x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask, every_row_sees_a_key);
+                                        bool every_row_sees_a_key, const torch::Tensor& first_key) {
+  torch::Tensor h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask,
+                                           every_row_sees_a_key, first_key);
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 
@@ -141,8 +141,15 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids,
   // key in HF's arithmetic, so the causal schedule, which skips later keys, needs none of them:
   // every sequence starts with a real token.
   const bool every_row_sees_a_key = adapters::GemmCovers(h) && real.select(1, 0).all().item<bool>();
+  // A packed row: each query's record starts `position` tokens back.
+  torch::Tensor first_key;
+  if (position_ids.defined() && sequence_ids.defined()) {
+    first_key = (torch::arange(t, torch::kLong).view({1, t}) - position_ids.to(torch::kCPU))
+                    .clamp_min(0)
+                    .contiguous();
+  }
   for (const auto& layer : *layers) {
-    h = layer->as<DecoderLayerImpl>()->forward(h, cos, sin, mask, every_row_sees_a_key);
+    h = layer->as<DecoderLayerImpl>()->forward(h, cos, sin, mask, every_row_sees_a_key, first_key);
   }
   return norm->forward(h);
 }

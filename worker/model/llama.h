@@ -34,8 +34,10 @@ class AttentionImpl : public torch::nn::Module {
   // x (B, T, hidden); cos/sin (B, T, head_dim); mask additive (B, T, T), causal. With
   // `every_row_sees_a_key` (no sequence starts with padding) attention skips the blocks above
   // the diagonal (AttentionCore's causal schedule).
+  // `first_key` (B, T): where each query's record starts, for a packed batch (AttentionCore).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask, bool every_row_sees_a_key = false);
+                        const torch::Tensor& mask, bool every_row_sees_a_key = false,
+                        const torch::Tensor& first_key = {});
   adapters::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
@@ -55,7 +57,8 @@ class DecoderLayerImpl : public torch::nn::Module {
  public:
   explicit DecoderLayerImpl(const ModelConfig& config);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask, bool every_row_sees_a_key = false);
+                        const torch::Tensor& mask, bool every_row_sees_a_key = false,
+                        const torch::Tensor& first_key = {});
   Attention self_attn{nullptr};
   Mlp mlp{nullptr};
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};

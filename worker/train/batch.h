@@ -21,8 +21,8 @@ struct Batch {
   int64_t num_targets = 0;       // positions (causal LM) or sequences (SEQ_CLS) that carry loss
   // Packed batches only, undefined otherwise. (B, T) int64: each token's position within its
   // record (RoPE restarts at every record), and the record it belongs to, numbered 0, 1, ... over
-  // the batch in row-major order (the padding at a row's end has a number of its own). Attention
-  // sees only keys of the same record.
+  // the batch in row-major order (the padding at a row's end counts as part of its last record,
+  // whose queries never see it). Attention sees only real keys of the same record.
   torch::Tensor position_ids;
   torch::Tensor sequence_ids;
 };

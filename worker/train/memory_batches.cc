@@ -52,8 +52,12 @@ Batch Collate(const std::vector<const Example*>& examples, int64_t pad_id, bool 
         pos_a[i][j] = j - start;
         seq_a[i][j] = sequence;
       }
-      if (n < t) ++sequence;
-      for (int64_t j = n; j < t; ++j) seq_a[i][j] = sequence;
+      // Padding joins the row's last record (the mask hides it from that record's queries), so
+      // every query sees a key and records start where positions restart.
+      for (int64_t j = n; j < t; ++j) {
+        pos_a[i][j] = j - start;
+        seq_a[i][j] = sequence;
+      }
     }
   }
   for (int64_t i = 0; i < b; ++i) {
