@@ -49,9 +49,13 @@ struct FusedGateFunction : public torch::autograd::Function<FusedGateFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& base_in,
                                const torch::Tensor& delta_in, const torch::Tensor& mask_in,
                                int64_t gate_ptr, double tau, bool training_window, bool counts,
-                               int64_t sequence_length) {
+                               int64_t sequence_length, const torch::Tensor& sequence_ids_in) {
     const torch::Tensor base = base_in.contiguous(), delta = delta_in.contiguous();
     const torch::Tensor mask = mask_in.contiguous();
+    // Packed rows: a sequence ends where the record number changes; else every sequence_length.
+    const torch::Tensor sequence_ids = sequence_ids_in.contiguous();
+    const int64_t* sid =
+        sequence_ids.numel() == base.size(0) ? sequence_ids.data_ptr<int64_t>() : nullptr;
     const int64_t n = base.size(0), d = base.size(1);
     torch::Tensor h = torch::empty_like(base);
     torch::Tensor on = torch::empty({n}, base.options());
@@ -85,7 +89,9 @@ struct FusedGateFunction : public torch::autograd::Function<FusedGateFunction> {
         real += mp[i];
         on_in_sequence += (is_on ? 1.0 : 0.0) * mp[i];
         real_in_sequence += mp[i];
-        if ((i + 1) % sequence_length == 0) {
+        const bool sequence_ends =
+            sid ? (i + 1 == n || sid[i + 1] != sid[i]) : (i + 1) % sequence_length == 0;
+        if (sequence_ends) {
           if (real_in_sequence > 0) {
             sequence_sum += 1.0 - on_in_sequence / real_in_sequence;
             sequences += 1;
@@ -144,6 +150,7 @@ struct FusedGateFunction : public torch::autograd::Function<FusedGateFunction> {
             torch::Tensor(),
             torch::Tensor(),
             torch::Tensor(),
+            torch::Tensor(),
             torch::Tensor()};
   }
 };
@@ -183,6 +190,13 @@ torch::Tensor TokenGate::TokenMask(int64_t tokens, const torch::TensorOptions& o
   return torch::ones({tokens}, options);
 }
 
+torch::Tensor TokenGate::SequenceIds(int64_t tokens) const {
+  if (context_ && context_->sequence_ids.defined() && context_->sequence_ids.numel() == tokens) {
+    return context_->sequence_ids.reshape({tokens}).to(torch::kLong).cpu().contiguous();
+  }
+  return torch::empty({0}, torch::kLong);
+}
+
 int64_t TokenGate::SequenceLength(const torch::Tensor& x, int64_t tokens) const {
   int64_t t = tokens;
   if (context_ && context_->token_mask.defined() && context_->token_mask.dim() == 2 &&
@@ -217,7 +231,7 @@ torch::Tensor TokenGate::Forward(const torch::Tensor& x, const torch::Tensor& we
     mask = TokenMask(base.size(0), base.options());
     return FusedGateFunction::apply(base, delta, mask, reinterpret_cast<int64_t>(this), tau_,
                                     training_window, inner_->IsActive(),
-                                    SequenceLength(x, base.size(0)))
+                                    SequenceLength(x, base.size(0)), SequenceIds(base.size(0)))
         .view(out_shape);
   }
   {
@@ -228,8 +242,20 @@ torch::Tensor TokenGate::Forward(const torch::Tensor& x, const torch::Tensor& we
     const bool counts = inner_->IsActive();  // AdaLoRA at rank 0 / pruned AdaDHP: left out
     if (counts) {
       const int64_t t = SequenceLength(x, on.size(0));
-      torch::Tensor on_seq = (on * mask).to(torch::kDouble).view({-1, t}).sum(1);
-      torch::Tensor real_seq = mask.to(torch::kDouble).view({-1, t}).sum(1);
+      torch::Tensor on_seq, real_seq;
+      const torch::Tensor sequence_ids = SequenceIds(on.size(0));
+      if (sequence_ids.numel() == on.size(0) && on.size(0) > 0) {
+        // Packed rows: sums per record.
+        const torch::Tensor index = sequence_ids.to(on.device());
+        const int64_t records = index.max().item<int64_t>() + 1;
+        const auto options = on.options().dtype(torch::kDouble);
+        on_seq =
+            torch::zeros({records}, options).index_add_(0, index, (on * mask).to(torch::kDouble));
+        real_seq = torch::zeros({records}, options).index_add_(0, index, mask.to(torch::kDouble));
+      } else {
+        on_seq = (on * mask).to(torch::kDouble).view({-1, t}).sum(1);
+        real_seq = mask.to(torch::kDouble).view({-1, t}).sum(1);
+      }
       torch::Tensor has_tokens = real_seq.gt(0);
       // Sequences of padding only have no sparsity (TS-PEFT eq. 23 averages over samples).
       torch::Tensor seq_sparsity = torch::where(has_tokens, 1.0 - on_seq / real_seq.clamp_min(1.0),

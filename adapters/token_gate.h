@@ -28,6 +28,9 @@ struct GateOptions {
 // `token_mask` ((B, T), 1 = real token) before each forward; undefined means every token is real.
 struct GateContext {
   torch::Tensor token_mask;
+  // Packed batches: (B, T) int64, the record of every token, numbered in row-major order (see
+  // train::Batch). Per-sequence sparsity is then per record. Undefined: one sequence per row.
+  torch::Tensor sequence_ids;
 };
 
 class TokenGate : public Adapter {
@@ -101,6 +104,8 @@ class TokenGate : public Adapter {
   // Tokens per sequence of a forward over `tokens` tokens: the token mask's row length, else the
   // input's second-to-last dimension ((B, T, in)), else all of them (one sequence).
   int64_t SequenceLength(const torch::Tensor& x, int64_t tokens) const;
+  // The record of every token of a packed batch (N) int64 on the CPU, else an empty tensor.
+  torch::Tensor SequenceIds(int64_t tokens) const;
   // Adds one forward's counts to the training or the evaluation window.
   void AddWindow(const torch::Tensor& on_real, const torch::Tensor& real,
                  const torch::Tensor& sequence_sparsity_sum, const torch::Tensor& sequences,

@@ -257,6 +257,7 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (!s.has_max_grad_norm()) s.set_max_grad_norm(1.0);
   if (s.max_seq_len() == 0) s.set_max_seq_len(512);
   if (!s.has_truncate()) s.set_truncate(true);
+  if (!s.has_packing()) s.set_packing(s.task() == v1::CAUSAL_LM);
   if (!s.has_seed()) s.set_seed(42);
   if (s.checkpoint_interval_steps() == 0) s.set_checkpoint_interval_steps(50);
   if (s.max_attempts() == 0) s.set_max_attempts(3);
@@ -369,6 +370,11 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
   if (s.task() == v1::SEQ_CLS && s.num_labels() < 2) {
     return FieldError("num_labels", absl::StrCat("SEQ_CLS needs num_labels in [2, ",
                                                  Number(kMaxLabels), "], got ", s.num_labels()));
+  }
+  if (s.task() == v1::SEQ_CLS && s.packing()) {
+    return FieldError("packing",
+                      "SEQ_CLS cannot pack records (one label per sequence); leave "
+                      "packing unset or false");
   }
   if (s.label_names_size() > kMaxLabels) {
     return FieldError("label_names", absl::StrCat("at most ", Number(kMaxLabels), " names, got ",

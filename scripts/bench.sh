@@ -4,6 +4,9 @@
 #   tiny model, batch 1 x 32 tokens  (per-op overhead dominates)
 #   tiny model, batch 8 x 128 tokens (small GEMMs dominate)
 #   ~100M LLaMA-shaped model, batch 8 x 128 (large GEMMs dominate; 4 measured steps per method)
+# bench_epoch runs one epoch over real data (docs/performance.md, "One epoch over real data"):
+#   tiny model: GSM8K (1,319 records) and Self-Instruct (427), batch 8
+#   ~100M model: the first 32 GSM8K records, batch 8 (4 steps)
 set -euo pipefail
 build=${1:-build}
 found=0
@@ -15,6 +18,16 @@ for b in $(find "$build/bench" -maxdepth 2 -type f -executable -name 'bench_*' |
                 "--config 100m --batch 8 --seq 128 --steps 4 --warmup 1"; do
       echo "== $b $args" >&2
       # shellcheck disable=SC2086  # the arguments are words on purpose
+      "$b" $args
+    done
+    continue
+  fi
+  if [ "$(basename "$b")" = bench_epoch ]; then
+    for args in "--config tiny --data gsm8k" \
+                "--config tiny --data self-instruct" \
+                "--config 100m --data gsm8k --records 32"; do
+      echo "== $b $args" >&2
+      # shellcheck disable=SC2086
       "$b" $args
     done
     continue

@@ -30,6 +30,7 @@
 #include "worker/model/tiny_model.h"
 #include "worker/run_job.h"
 #include "worker/signal_watch.h"
+#include "worker/tokenize_command.h"
 #include "worker/train_command.h"
 
 namespace {
@@ -146,6 +147,30 @@ int main(int argc, char** argv) {
   std::string tiny_dir;
   int shards = 1;
   bool bf16 = false;
+  peftd::worker::TokenizeCommandOptions tokenize;
+  auto* tokenize_cmd = app.add_subcommand(
+      "tokenize", "how a dataset tokenizes under a model: tokens, loss mask, packing");
+  tokenize_cmd->add_option("data", tokenize.data_file, "dataset: JSONL records")
+      ->required()
+      ->check(CLI::ExistingFile);
+  tokenize_cmd->add_option("--model", tokenize.model_dir, "HF model folder (its tokenizer)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  tokenize_cmd->add_option("--max-seq-len", tokenize.max_seq_len, "tokens per row (job spec)")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
+  tokenize_cmd->add_option("--chat-template", tokenize.chat_template,
+                           "for messages records: chatml, llama3 or plain");
+  tokenize_cmd->add_flag("!--no-truncate", tokenize.truncate,
+                         "refuse records longer than --max-seq-len");
+  tokenize_cmd
+      ->add_option("--num-labels", tokenize.num_labels,
+                   "classification records (SEQ_CLS) with this many classes")
+      ->check(CLI::Range(2, 65536));
+  tokenize_cmd->add_option("--record", tokenize.record, "0-based record to render")
+      ->check(CLI::NonNegativeNumber);
+  tokenize_cmd->add_option("--seed", tokenize.seed, "packing seed (job spec)");
+  tokenize_cmd->add_flag("--json", tokenize.json, "print JSON");
+
   auto* tiny = app.add_subcommand("make-tiny-model",
                                   "write the deterministic tiny LLaMA-shaped HF model folder");
   tiny->add_option("dir", tiny_dir, "output folder")->required();
@@ -177,6 +202,7 @@ int main(int argc, char** argv) {
   }
   if (*demo) return RunDemoCommand(demo_dir, steps, threads, json_out);
   if (*eval_cmd) return peftd::worker::RunEvalCommand(eval);
+  if (*tokenize_cmd) return peftd::worker::RunTokenizeCommand(tokenize);
 
   // Long runs: SIGINT / SIGTERM stop them cleanly. Blocked before any LibTorch or gRPC thread
   // exists, so that only the watcher receives them.

@@ -8,7 +8,6 @@
 #include <sstream>
 #include <thread>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -20,9 +19,10 @@
 #include "common/model_config.h"
 #include "common/status.h"
 #include "common/status_payload.h"
-#include "nlohmann/json.hpp"
 #include "worker/data/dataset.h"
+#include "worker/data/packing.h"
 #include "worker/data/tokenizer.h"
+#include "worker/merged_export.h"
 #include "worker/model/hf_loader.h"
 #include "worker/model/tiny_model.h"
 #include "worker/spec_adapter.h"
@@ -34,20 +34,11 @@ namespace peftd::worker {
 namespace {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 using train::LogLevel;
 using train::Phase;
 
 constexpr char kBuiltinModel[] = "tiny-llama";
 constexpr char kCheckpointPrefix[] = "step-";
-// Files of a model folder that a merged export carries over unchanged.
-constexpr const char* kTokenizerFiles[] = {"tokenizer.json",
-                                           "tokenizer.model",
-                                           "tokenizer_config.json",
-                                           "special_tokens_map.json",
-                                           "generation_config.json",
-                                           "vocab.json",
-                                           "merges.txt"};
 
 class NullSink : public train::ProgressSink {};
 
@@ -156,22 +147,6 @@ absl::Status CheckVocabulary(const std::vector<data::Example>& examples, int64_t
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadText(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path.string()));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-absl::Status WriteText(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-  out.close();
-  if (!out) return absl::InternalError(absl::StrCat("writing ", path.string()));
-  return absl::OkStatus();
-}
-
 // Moves a finished export from its temporary folder into place, so a half-written export is
 // never taken for a complete one.
 absl::Status Publish(const fs::path& tmp, const fs::path& dir) {
@@ -180,125 +155,6 @@ absl::Status Publish(const fs::path& tmp, const fs::path& dir) {
   fs::rename(tmp, dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("moving ", tmp.string(), ": ", ec.message()));
   return absl::OkStatus();
-}
-
-// Why `peft` cannot become a plain HF checkpoint of the same architecture, or "".
-std::string UnmergeableReason(adapters::PeftModel& peft) {
-  if (peft.config().gate) return "a token-gated adapter changes only some tokens";
-  return "";
-}
-
-// The biases a merged model holds beyond its base's, and how its config.json declares them.
-// HUT's merge gives every adapted layer a bias (b = γ⊙b0 + β). HF's Llama declares biases per
-// group, for every layer alike: attention_bias for q/k/v/o_proj, mlp_bias for gate/up/down_proj
-// (transformers 4.41+). A group that gains a bias anywhere gets the flag, and zero biases
-// wherever the base had none, so that the folder loads as the same function.
-struct MergedBiases {
-  bool changed = false;  // the merge adds a bias somewhere
-  bool attention_bias = false;
-  bool mlp_bias = false;
-  std::map<std::string, torch::Tensor> zeros;  // "model.layers.0.self_attn.k_proj.bias" -> 0
-  std::string why_not;  // non-empty when the base's config.json cannot declare them
-};
-
-MergedBiases PlanMergedBiases(model::LlamaImpl& llama, adapters::PeftModel& peft) {
-  MergedBiases plan;
-  const model::ModelConfig& mc = llama.config();
-  plan.attention_bias = mc.attention_bias;
-  plan.mlp_bias = mc.mlp_bias;
-  if (peft.config().method != adapters::MethodKind::kHut) return plan;
-  enum Group { kAttention, kMlp, kOther };
-  auto group_of = [](const std::string& name) {
-    for (const char* p :
-         {".self_attn.q_proj", ".self_attn.k_proj", ".self_attn.v_proj", ".self_attn.o_proj"}) {
-      if (absl::EndsWith(name, p)) return kAttention;
-    }
-    for (const char* p : {".mlp.gate_proj", ".mlp.up_proj", ".mlp.down_proj"}) {
-      if (absl::EndsWith(name, p)) return kMlp;
-    }
-    return kOther;
-  };
-  std::vector<std::pair<std::string, adapters::LinearImpl*>> bias_free[3];
-  bool gains[3] = {false, false, false};
-  for (const auto& item : llama.named_modules()) {
-    auto* linear = item.value()->as<adapters::LinearImpl>();
-    if (linear == nullptr || linear->bias.defined()) continue;
-    const Group g = group_of(item.key());
-    if (peft.linears().count(item.key())) {
-      gains[g] = true;
-      plan.changed = true;
-    } else {
-      bias_free[g].emplace_back(item.key(), linear);
-    }
-  }
-  if (!plan.changed) return plan;
-  const bool llama_arch = absl::StartsWith(mc.architecture, "Llama");
-  std::string undeclarable;
-  for (const auto& [name, linear] : peft.linears()) {
-    if (linear->bias.defined()) continue;
-    if (!llama_arch || group_of(name) == kOther) {
-      undeclarable = name;
-      break;
-    }
-  }
-  if (!undeclarable.empty()) {
-    plan.why_not =
-        absl::StrCat("HUT's beta adds a bias to ", undeclarable, ", which a ", mc.architecture,
-                     " config.json cannot declare (only Llama's attention_bias and mlp_bias can)");
-    return plan;
-  }
-  plan.attention_bias = plan.attention_bias || gains[kAttention];
-  plan.mlp_bias = plan.mlp_bias || gains[kMlp];
-  for (Group g : {kAttention, kMlp}) {
-    if (g == kAttention ? !plan.attention_bias : !plan.mlp_bias) continue;
-    for (const auto& [name, linear] : bias_free[g]) {
-      plan.zeros[name + ".bias"] = torch::zeros({linear->out_features()}, linear->weight.options());
-    }
-  }
-  return plan;
-}
-
-// The merged model folder: config.json of the trained model, the tokenizer files, and the
-// merged weights.
-absl::Status ExportMerged(train::PeftLlama& model, const MergedBiases& biases,
-                          const fs::path& base_dir, const fs::path& tmp, const v1::JobSpec& spec,
-                          const std::atomic<bool>* cancelled) {
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (ec) return absl::InternalError(absl::StrCat("creating ", tmp.string(), ": ", ec.message()));
-  ASSIGN_OR_RETURN(std::string config_text, ReadText(base_dir / "config.json"));
-  json config = json::parse(config_text, nullptr, false);
-  if (!config.is_object()) return absl::InternalError("base model config.json is not an object");
-  const model::ModelConfig& mc = model.model()->config();
-  config["architectures"] = {mc.architecture};
-  config["torch_dtype"] = "float32";
-  if (biases.changed) {
-    config["attention_bias"] = biases.attention_bias;
-    config["mlp_bias"] = biases.mlp_bias;
-  }
-  if (mc.sequence_classification) {
-    json id2label = json::object(), label2id = json::object();
-    for (int64_t i = 0; i < mc.num_labels; ++i) {
-      const std::string name = i < spec.label_names_size() ? spec.label_names(static_cast<int>(i))
-                                                           : absl::StrCat("LABEL_", i);
-      id2label[std::to_string(i)] = name;
-      label2id[name] = i;
-    }
-    config["num_labels"] = mc.num_labels;
-    config["id2label"] = id2label;
-    config["label2id"] = label2id;
-  }
-  RETURN_IF_ERROR(WriteText(tmp / "config.json", config.dump(2) + "\n"));
-  for (const char* name : kTokenizerFiles) {
-    if (IsCancelled(cancelled)) return CancelledWhile("exporting the merged model");
-    if (!fs::exists(base_dir / name)) continue;
-    fs::copy_file(base_dir / name, tmp / name, fs::copy_options::overwrite_existing, ec);
-    if (ec) return absl::InternalError(absl::StrCat("copying ", name, ": ", ec.message()));
-  }
-  if (IsCancelled(cancelled)) return CancelledWhile("exporting the merged model");
-  return adapters::SaveMergedWeights(model.peft(), (tmp / "model.safetensors").string(),
-                                     biases.zeros);
 }
 
 int64_t FileBytes(const std::string& path) {
@@ -372,6 +228,21 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   }
   if (IsCancelled(cancelled)) return CancelledWhile("loading");
 
+  if (spec.task() != v1::SEQ_CLS && spec.packing()) {
+    // Steps per epoch count rows, so packing comes before the plan.
+    data::PackingStats packed;
+    train_set.examples =
+        data::PackExamples(std::move(train_set.examples), spec.max_seq_len(), spec.seed(), &packed);
+    sink->OnLog(
+        LogLevel::kInfo,
+        absl::StrFormat("packing: %d training records in %d rows of %d tokens, %.1f%% "
+                        "of the rows' positions are real tokens",
+                        packed.records, packed.rows, packed.row_length, 100 * packed.Efficiency()));
+    if (validation_set) {
+      validation_set->examples =
+          data::PackExamples(std::move(validation_set->examples), spec.max_seq_len(), spec.seed());
+    }
+  }
   const int hardware = static_cast<int>(std::thread::hardware_concurrency());
   ASSIGN_OR_RETURN(RunPlan plan,
                    PlanRun(spec, static_cast<int64_t>(train_set.examples.size()), hardware));
@@ -419,7 +290,7 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
 
   train::PeftLlama trainable(*llama, std::move(peft));
   train::MemoryBatchSource source(std::move(train_set.examples), plan.batch_size, pad_id, plan.seed,
-                                  plan.classification);
+                                  plan.classification, /*group_by_length=*/!plan.packing);
   std::optional<train::MemoryEvalSource> eval;
   if (validation_set) {
     eval.emplace(std::move(validation_set->examples), plan.batch_size, pad_id, plan.classification);

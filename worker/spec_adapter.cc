@@ -68,6 +68,7 @@ absl::StatusOr<RunPlan> PlanRun(const v1::JobSpec& spec, int64_t train_records,
   const int64_t total = TotalSteps(spec, train_records);
   plan.classification = spec.task() == v1::SEQ_CLS;
   plan.num_labels = plan.classification ? spec.num_labels() : 0;
+  plan.packing = !plan.classification && spec.packing();
   plan.batch_size = spec.batch_size();
   plan.seed = spec.seed();
   plan.num_threads = spec.num_threads() > 0 ? spec.num_threads() : std::max(hardware_threads, 1);

@@ -25,6 +25,9 @@ struct RunPlan {
   int num_threads = 1;     // LibTorch intra-op threads
   bool classification = false;
   int num_labels = 0;  // SEQ_CLS only
+  // Causal LM: several records per max_seq_len row (data::PackExamples); off, batches group
+  // records of close lengths (train::MemoryBatchSource's group_by_length).
+  bool packing = false;
 };
 
 // What the datasets are read with; needs no record count.
@@ -36,9 +39,9 @@ data::DatasetOptions DatasetOptionsFromSpec(const v1::JobSpec& spec);
 int64_t TotalSteps(const v1::JobSpec& spec, int64_t train_records);
 
 // `spec` must have been through WithDefaults and ValidateJobSpec. `train_records` is the number
-// of training examples; `hardware_threads` is used when the spec leaves num_threads at 0.
-// InvalidArgument naming the field for what only the run's length can tell (an AdaLoRA schedule
-// that never prunes, an AdaDHP tfinal past the end).
+// of training examples (packed rows when packing); `hardware_threads` is used when the spec leaves
+// num_threads at 0. InvalidArgument naming the field for what only the run's length can tell (an
+// AdaLoRA schedule that never prunes, an AdaDHP tfinal past the end).
 absl::StatusOr<RunPlan> PlanRun(const v1::JobSpec& spec, int64_t train_records,
                                 int hardware_threads);
 

@@ -11,12 +11,14 @@ peftd_library(peftd_worker TORCH
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/demo_run.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/spec_adapter.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/run_job.cc
+          ${CMAKE_CURRENT_SOURCE_DIR}/merged_export.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/job_file.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/json_log_sink.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/console_progress.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/signal_watch.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/train_command.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/eval_command.cc
+          ${CMAKE_CURRENT_SOURCE_DIR}/tokenize_command.cc
   DEPS peftd_train peftd_model peftd_adapters peftd_data peftd_job_spec peftd_lease_loop
        peftd_proto)
 

@@ -140,9 +140,15 @@ json RunOne(const model::ModelConfig& config, const std::string& variant, int64_
           {"final_loss", result->final_train_loss}};
 }
 
+// `keep_freed_memory`: glibc told to keep what it frees (GLIBC_TUNABLES), as the best-configured
+// users run PyTorch; without it, glibc's defaults.
 json RunBaseline(const std::string& config, int64_t batch, int64_t seq, int64_t steps,
-                 int64_t warmup, int threads) {
+                 int64_t warmup, int threads, bool keep_freed_memory) {
   std::ostringstream cmd;
+  if (keep_freed_memory) {
+    cmd << "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:"
+           "glibc.malloc.trim_threshold=4294967295 ";
+  }
   cmd << "/usr/bin/python3 " << PEFTD_SOURCE_DIR
       << "/bench/train/baseline_pytorch_peft.py --config " << config << " --batch " << batch
       << " --seq " << seq << " --steps " << steps << " --warmup " << warmup << " --threads "
@@ -157,6 +163,7 @@ json RunBaseline(const std::string& config, int64_t batch, int64_t seq, int64_t 
   if (rc != 0 || j.is_discarded()) {
     return {{"error", "baseline did not run (is Debian's python3-torch installed?)"}};
   }
+  j["glibc_keeps_freed_memory"] = keep_freed_memory;
   return j;
 }
 
@@ -206,8 +213,13 @@ int main(int argc, char** argv) {
               {"threads", threads},
               {"load_average_at_start", LoadAverage()},
               {"results", json::array()}};
-  json b;
-  if (baseline) b = RunBaseline(config_name, batch, seq, steps, warmup, threads);
+  // The baseline before and after ours, each time with glibc's defaults and keeping freed memory.
+  std::vector<json> baselines;
+  if (baseline) {
+    for (bool keep : {false, true}) {
+      baselines.push_back(RunBaseline(config_name, batch, seq, steps, warmup, threads, keep));
+    }
+  }
   for (const auto& v : variants)
     out["results"].push_back(RunOne(config, v, batch, seq, steps, warmup, profile));
   peak = std::max(peak, MeasureMatmulPeakGflops());  // again after the runs: the best of both
@@ -220,13 +232,19 @@ int main(int argc, char** argv) {
     }
   }
   if (baseline) {
-    // Before and after ours: the faster of the two runs is the baseline (the conservative choice).
-    json after = RunBaseline(config_name, batch, seq, steps, warmup, threads);
-    if (!b.contains("tokens_per_s") ||
-        (after.contains("tokens_per_s") &&
-         after["tokens_per_s"].get<double>() > b["tokens_per_s"].get<double>())) {
-      b = after;
+    // The fastest of the four runs is the baseline (the conservative choice).
+    for (bool keep : {true, false}) {
+      baselines.push_back(RunBaseline(config_name, batch, seq, steps, warmup, threads, keep));
     }
+    json b;
+    for (const json& run : baselines) {
+      if (run.contains("tokens_per_s") &&
+          (!b.contains("tokens_per_s") ||
+           run["tokens_per_s"].get<double>() > b["tokens_per_s"].get<double>())) {
+        b = run;
+      }
+    }
+    out["baseline_runs"] = baselines;
     out["baseline"] = b;
     if (b.contains("tokens_per_s")) {
       const double base = b["tokens_per_s"].get<double>();

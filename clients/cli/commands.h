@@ -19,9 +19,12 @@ void AddSubmitCommand(CLI::App& app, Cli& cli, Action* action);    // submit
 void AddJobCommands(CLI::App& app, Cli& cli, Action* action);      // list, get, events, cancel
 void AddWatchCommand(CLI::App& app, Cli& cli, Action* action);     // watch
 void AddDownloadCommand(CLI::App& app, Cli& cli, Action* action);  // download
-void AddDatasetCommands(CLI::App& app, Cli& cli, Action* action);  // datasets upload|validate|list
+void AddDatasetCommands(CLI::App& app, Cli& cli,
+                        Action* action);  // datasets upload|validate|inspect|list
 // `datasets validate`, on the `datasets` group (called by AddDatasetCommands).
 void AddDatasetValidateCommand(CLI::App& datasets, Cli& cli, Action* action);
+// `datasets inspect` (runs peftd-worker tokenize), on the `datasets` group.
+void AddDatasetInspectCommand(CLI::App& datasets, Cli& cli, Action* action);
 void AddModelCommands(CLI::App& app, Cli& cli, Action* action);  // models list
 void AddHealthCommand(CLI::App& app, Cli& cli, Action* action);  // health
 

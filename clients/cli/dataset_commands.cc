@@ -102,6 +102,7 @@ void AddDatasetCommands(CLI::App& app, Cli& cli, Action* action) {
       [&cli, action, args] { action->run = [&cli, args] { return RunUpload(cli, *args); }; });
 
   AddDatasetValidateCommand(*datasets, cli, action);
+  AddDatasetInspectCommand(*datasets, cli, action);
 
   CLI::App* list = datasets->add_subcommand("list", "List the datasets on the server");
   list->callback([&cli, action] { action->run = [&cli] { return RunListDatasets(cli); }; });

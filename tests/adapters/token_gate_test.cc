@@ -238,6 +238,31 @@ TEST(TokenGate, SparsityIsPerSequenceThenAveragedOverSequences) {
   }
 }
 
+// A packed row: the two sequences of the test above share one row of 10 real tokens plus 2 of
+// padding (sequence_ids 0, 0, 1 × 8, 2, 2). Per-sequence sparsity is per record, 0.5 as when
+// they had rows of their own, not 0.2 as one sequence of 10 would give.
+TEST(TokenGate, PackedRecordsAreSequencesOfTheirOwn) {
+  for (torch::Dtype dtype : {torch::kDouble, torch::kBFloat16}) {
+    torch::manual_seed(10);
+    Fixture f;
+    f.base->Attach(f.gate, "adapter");
+    f.base->to(dtype);
+    f.base->train();
+    f.gate->set_tau(1e-3);
+    torch::Tensor x = torch::randn({1, 12, kIn}, torch::kDouble) + 1;
+    x[0].slice(0, 0, 2).zero_();
+    f.ctx->token_mask = torch::tensor({{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}});
+    f.ctx->sequence_ids = torch::tensor({{0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2}});
+    f.base->forward(x.to(dtype)).sum().backward();
+    const TokenGate::Sparsity s = f.gate->TakeTrainSparsity();
+    EXPECT_DOUBLE_EQ(s.per_sequence, 0.5) << dtype;
+    EXPECT_DOUBLE_EQ(s.per_token, 0.2) << dtype;
+    f.ctx->sequence_ids = torch::Tensor();  // one sequence per row: what packing must not give
+    f.base->forward(x.to(dtype)).sum().backward();
+    EXPECT_DOUBLE_EQ(f.gate->TakeTrainSparsity().per_sequence, 0.2) << dtype;
+  }
+}
+
 // An AdaLoRA module whose keep mask keeps nothing changes nothing once the allocator re-masks,
 // and is left out of sparsity even while the optimizer regrows E between maskings.
 TEST(TokenGate, AdaLoraPrunedByItsKeepMaskIsLeftOutEvenWhenERegrows) {

@@ -38,6 +38,7 @@ TEST(JobSpec, DefaultsFillEveryUnsetField) {
   EXPECT_DOUBLE_EQ(s.learning_rate(), 2e-4);
   EXPECT_DOUBLE_EQ(s.max_grad_norm(), 1.0);
   EXPECT_TRUE(s.truncate());
+  EXPECT_TRUE(s.packing());
   EXPECT_EQ(s.seed(), 42u);
   EXPECT_EQ(s.max_attempts(), 3);
   EXPECT_TRUE(ValidateJobSpec(s).ok()) << ValidateJobSpec(s);
@@ -52,6 +53,21 @@ TEST(JobSpec, ExplicitZeroesSurviveDefaults) {
   EXPECT_EQ(s.max_grad_norm(), 0);
   EXPECT_FALSE(s.truncate());
   EXPECT_EQ(s.seed(), 0u);
+}
+
+TEST(JobSpec, PackingDefaultsOnForCausalLmOnly) {
+  v1::JobSpec in = Minimal();
+  in.set_packing(false);
+  EXPECT_FALSE(WithDefaults(in).packing());
+  v1::JobSpec cls = Minimal();
+  cls.set_task(v1::SEQ_CLS);
+  cls.set_num_labels(2);
+  EXPECT_FALSE(WithDefaults(cls).packing());
+  EXPECT_TRUE(ValidateJobSpec(WithDefaults(cls)).ok());
+  cls.set_packing(true);
+  const absl::Status refused = ValidateJobSpec(WithDefaults(cls));
+  EXPECT_TRUE(absl::IsInvalidArgument(refused)) << refused;
+  EXPECT_TRUE(absl::StartsWith(refused.message(), "packing: ")) << refused;
 }
 
 TEST(JobSpec, GateDefaultsOnlyWhenEnabled) {

@@ -78,6 +78,56 @@ TEST(AttentionCore, CausalBlocksEqualTheFullComputation) {
   ExpectMatchesReference({1, 3, 1, 64, 2}, torch::ones({1, 64}), false, /*causal=*/true);
 }
 
+// Packed rows: block-diagonal causal masks with the records' first keys; the GEMMs also skip the
+// keys before each block's record. Records of 5, 40, 1 and 20 tokens and 4 of padding (blocks of 32
+// rows straddle records), and a row of one 70-token record; right padding joins its row's last
+// record.
+TEST(AttentionCore, PackedRecordsSkipEarlierRecordsAndEqualTheFullComputation) {
+  const int64_t b = 2, t = 70;
+  torch::Tensor record = torch::zeros({b, t}, torch::kLong);
+  torch::Tensor first_key = torch::zeros({b, t}, torch::kLong);
+  torch::Tensor real = torch::ones({b, t});
+  int64_t start = 0, id = 0;
+  for (int64_t len : {5, 40, 1, 20}) {
+    record[0].slice(0, start, start + len).fill_(id++);
+    first_key[0].slice(0, start, start + len).fill_(start);
+    start += len;
+  }
+  record[0].slice(0, start).fill_(id - 1);  // padding: the last record's
+  first_key[0].slice(0, start).fill_(start - 20);
+  real[0].slice(0, start).zero_();
+  torch::Tensor allowed = torch::ones({t, t}, torch::kBool).tril().view({1, t, t});
+  allowed = allowed.logical_and(real.to(torch::kBool).view({b, 1, t}))
+                .logical_and(record.view({b, t, 1}).eq(record.view({b, 1, t})));
+  torch::Tensor mask =
+      torch::zeros({b, t, t}, torch::kDouble)
+          .masked_fill_(allowed.logical_not(), std::numeric_limits<double>::lowest());
+
+  torch::manual_seed(9);
+  const auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  torch::Tensor q = torch::randn({b, 4, t, 8}, opts).requires_grad_(true);
+  torch::Tensor k = torch::randn({b, 2, t, 8}, opts).requires_grad_(true);
+  torch::Tensor v = torch::randn({b, 2, t, 8}, opts).requires_grad_(true);
+  torch::Tensor weights = torch::randn({b, t, 32}, opts) * real.view({b, t, 1}).to(torch::kDouble);
+  auto run = [&](bool fast) {
+    torch::Tensor out = fast ? AttentionCore(q, k, v, mask, 0.35, /*causal=*/true, first_key)
+                             : AttentionCoreReference(q, k, v, mask, 0.35);
+    (out * weights).sum().backward();
+    std::vector<torch::Tensor> r = {out.detach() * real.view({b, t, 1}).to(torch::kDouble),
+                                    q.grad().clone(), k.grad().clone(), v.grad().clone()};
+    q.mutable_grad().reset();
+    k.mutable_grad().reset();
+    v.mutable_grad().reset();
+    return r;
+  };
+  const auto ours = run(true), ref = run(false);
+  const char* names[] = {"output", "dq", "dk", "dv"};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(torch::allclose(ours[i], ref[i], 1e-12, 1e-12))
+        << names[i] << " " << (ours[i] - ref[i]).abs().max();
+  }
+}
+
 TEST(AttentionCore, KeysWithoutGradientGetNone) {
   ExpectMatchesReference({2, 4, 2, 5, 3}, torch::ones({2, 5}), false);
 }

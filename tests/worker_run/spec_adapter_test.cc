@@ -259,6 +259,12 @@ std::map<std::string, Check> FieldChecks() {
     s.set_truncate(false);
     EXPECT_FALSE(Plan(s).dataset.truncate);
   };
+  c["packing"] = [] {
+    v1::JobSpec s = Base();
+    EXPECT_TRUE(Plan(s).packing);  // the default for CAUSAL_LM
+    s.set_packing(false);
+    EXPECT_FALSE(Plan(s).packing);
+  };
   c["skip_bad_lines"] = [] {
     v1::JobSpec s = Base();
     s.set_skip_bad_lines(true);

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "worker/data/packing.h"
 #include "worker/model/hf_loader.h"
 #include "worker/model/tiny_model.h"
 #include "worker/train/memory_batches.h"
@@ -80,6 +81,7 @@ struct Case {
   // Threshold on eval loss after / before. HUT and AdaDHP only rescale rows and columns of W0:
   // on a random tiny model they can lower the loss by a few percent, the low-rank methods by >10%.
   double max_ratio = 0.9;
+  bool packed = false;  // resume test: records of mixed lengths packed into rows
 };
 
 void PrintTo(const Case& c, std::ostream* os) {
@@ -89,7 +91,7 @@ void PrintTo(const Case& c, std::ostream* os) {
 class TrainTinyTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(TrainTinyTest, EvalLossDrops) {
-  const auto [kind, gated, lr, max_ratio] = GetParam();
+  const auto [kind, gated, lr, max_ratio, packed] = GetParam();
   const int64_t steps = 60;
   torch::set_num_threads(1);
   auto model = MakeModel(kind, gated, steps);
@@ -189,7 +191,13 @@ TEST_P(TrainTinyResume, KillAndResumeReproducesTheLossCurveExactly) {
   auto run = [&](std::optional<std::string> resume, ProgressSink* sink, std::atomic<bool>* flag,
                  const std::string& dir) {
     auto model = MakeModel(GetParam().kind, GetParam().gated, steps);
-    MemoryBatchSource train(Sequences(40, 20, 5), 8, 511, /*seed=*/9);
+    std::vector<Example> examples = Sequences(40, 20, 5);
+    if (GetParam().packed) {
+      // Records of 3 to 19 tokens packed into rows of 32: 4 batches of 4 rows per epoch.
+      for (size_t i = 0; i < examples.size(); ++i) examples[i].input_ids.resize(3 + (i * 7) % 17);
+      examples = data::PackExamples(std::move(examples), 32, /*seed=*/9);
+    }
+    MemoryBatchSource train(std::move(examples), GetParam().packed ? 4 : 8, 511, /*seed=*/9);
     TrainerOptions o = Options(steps, 1e-2);
     o.checkpoint_interval_steps = 4;
     o.checkpoint_dir = dir;
@@ -218,9 +226,11 @@ TEST_P(TrainTinyResume, KillAndResumeReproducesTheLossCurveExactly) {
 INSTANTIATE_TEST_SUITE_P(
     Methods, TrainTinyResume,
     ::testing::Values(Case{MethodKind::kLora, false, 0}, Case{MethodKind::kLora, true, 0},
-                      Case{MethodKind::kAdaLora, true, 0}, Case{MethodKind::kAdaDhp, true, 0}),
+                      Case{MethodKind::kAdaLora, true, 0}, Case{MethodKind::kAdaDhp, true, 0},
+                      Case{MethodKind::kLora, true, 0, 0.9, /*packed=*/true}),
     [](const auto& info) {
-      return std::string(adapters::MethodName(info.param.kind)) + (info.param.gated ? "_S" : "");
+      return std::string(adapters::MethodName(info.param.kind)) + (info.param.gated ? "_S" : "") +
+             (info.param.packed ? "_packed" : "");
     });
 
 }  // namespace

@@ -14,6 +14,10 @@ struct Example {
   std::vector<int64_t> input_ids;
   std::vector<int64_t> labels;  // causal LM; empty = same as input_ids
   int64_t class_label = -1;     // SEQ_CLS
+  // A packed row (worker/data/packing.h) holds several records: where each one starts, the first
+  // at 0. Empty = one record. The first label of every record is −100, so no position predicts
+  // the next record's first token.
+  std::vector<int32_t> record_starts;
 };
 
 }  // namespace peftd::data

@@ -21,8 +21,13 @@ namespace peftd::model {
 // that every row sees at least one key (a row that sees none attends uniformly to all keys, later
 // ones included); blocks above the diagonal are then skipped: the same result for about 60% of
 // the GEMM work at T = 128.
+// `first_key` (B, T) int64 on the CPU, with `causal` only: the first key each query may see (the
+// start of its record in a packed row; non-decreasing along T), with the mask hiding every
+// earlier key. The GEMMs then skip keys before a block's first record too, so a row of short
+// records costs about the sum of their own causal triangles.
 torch::Tensor AttentionCore(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                            const torch::Tensor& mask, double scale, bool causal = false);
+                            const torch::Tensor& mask, double scale, bool causal = false,
+                            const torch::Tensor& first_key = {});
 
 // The same with ATen ops and autograd (the reference of the tests, and the path for devices and
 // dtypes AttentionCore does not cover).

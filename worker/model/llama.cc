@@ -58,14 +58,14 @@ AttentionImpl::AttentionImpl(const ModelConfig& c)
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
                                      const torch::Tensor& sin, const torch::Tensor& mask,
-                                     bool every_row_sees_a_key) {
+                                     bool every_row_sees_a_key, const torch::Tensor& first_key) {
   const int64_t b = x.size(0), t = x.size(1);
   // (B, T, H·D) -> (B, H, T, D), q and k with RoPE (cos/sin (B, T, D)).
   torch::Tensor q = RopeForward(q_proj->forward(x), cos, sin, heads_);
   torch::Tensor k = RopeForward(k_proj->forward(x), cos, sin, kv_heads_);
   torch::Tensor v = v_proj->forward(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
   torch::Tensor out = AttentionCore(q, k, v, mask, 1.0 / std::sqrt(static_cast<double>(head_dim_)),
-                                    /*causal=*/every_row_sees_a_key);
+                                    /*causal=*/every_row_sees_a_key, first_key);
   return o_proj->forward(out);
 }
 
@@ -89,9 +89,9 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
                                         const torch::Tensor& sin, const torch::Tensor& mask,
-                                        bool every_row_sees_a_key) {
-  torch::Tensor h =
-      x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask, every_row_sees_a_key);
+                                        bool every_row_sees_a_key, const torch::Tensor& first_key) {
+  torch::Tensor h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, mask,
+                                           every_row_sees_a_key, first_key);
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 
@@ -105,7 +105,9 @@ LlamaModelImpl::LlamaModelImpl(const ModelConfig& c) : config_(c) {
 }
 
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids,
-                                      const torch::Tensor& attention_mask) {
+                                      const torch::Tensor& attention_mask,
+                                      const torch::Tensor& position_ids,
+                                      const torch::Tensor& sequence_ids) {
   const int64_t b = input_ids.size(0), t = input_ids.size(1);
   const auto device = input_ids.device();
   torch::Tensor real =
@@ -114,7 +116,10 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids,
           : torch::ones({b, t}, torch::TensorOptions().dtype(torch::kBool).device(device));
   // Positions count real tokens only, so a left-padded sequence sees the same positions as
   // an unpadded one.
-  torch::Tensor positions = (real.to(torch::kLong).cumsum(1) - 1).clamp_min(0).to(torch::kFloat);
+  // A packed row gives each record's own positions.
+  torch::Tensor positions =
+      position_ids.defined() ? position_ids.to(device).to(torch::kFloat)
+                             : (real.to(torch::kLong).cumsum(1) - 1).clamp_min(0).to(torch::kFloat);
   torch::Tensor freqs =
       positions.unsqueeze(-1) * inv_freq_.to(device).view({1, 1, -1});  // (B, T, D/2)
   torch::Tensor emb = torch::cat({freqs, freqs}, -1);
@@ -124,6 +129,11 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids,
   torch::Tensor causal =
       torch::ones({t, t}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
   torch::Tensor allowed = causal.view({1, t, t}).logical_and(real.view({b, 1, t}));
+  if (sequence_ids.defined()) {
+    // Block-diagonal: a query sees keys of its own record only.
+    torch::Tensor seq = sequence_ids.to(device);
+    allowed = allowed.logical_and(seq.view({b, t, 1}).eq(seq.view({b, 1, t})));
+  }
   const double lowest = std::numeric_limits<float>::lowest();
   torch::Tensor mask =
       torch::zeros({b, t, t}, h.options()).masked_fill_(allowed.logical_not(), lowest);
@@ -131,8 +141,15 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids,
   // key in HF's arithmetic, so the causal schedule, which skips later keys, needs none of them:
   // every sequence starts with a real token.
   const bool every_row_sees_a_key = adapters::GemmCovers(h) && real.select(1, 0).all().item<bool>();
+  // A packed row: each query's record starts `position` tokens back.
+  torch::Tensor first_key;
+  if (position_ids.defined() && sequence_ids.defined()) {
+    first_key = (torch::arange(t, torch::kLong).view({1, t}) - position_ids.to(torch::kCPU))
+                    .clamp_min(0)
+                    .contiguous();
+  }
   for (const auto& layer : *layers) {
-    h = layer->as<DecoderLayerImpl>()->forward(h, cos, sin, mask, every_row_sees_a_key);
+    h = layer->as<DecoderLayerImpl>()->forward(h, cos, sin, mask, every_row_sees_a_key, first_key);
   }
   return norm->forward(h);
 }
@@ -147,9 +164,10 @@ LlamaImpl::LlamaImpl(const ModelConfig& c) : config_(c) {
   }
 }
 
-torch::Tensor LlamaImpl::Hidden(const torch::Tensor& input_ids,
-                                const torch::Tensor& attention_mask) {
-  return model->forward(input_ids, attention_mask);
+torch::Tensor LlamaImpl::Hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                const torch::Tensor& position_ids,
+                                const torch::Tensor& sequence_ids) {
+  return model->forward(input_ids, attention_mask, position_ids, sequence_ids);
 }
 
 torch::Tensor LlamaImpl::Head(const torch::Tensor& hidden) {

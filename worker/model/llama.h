@@ -34,8 +34,10 @@ class AttentionImpl : public torch::nn::Module {
   // x (B, T, hidden); cos/sin (B, T, head_dim); mask additive (B, T, T), causal. With
   // `every_row_sees_a_key` (no sequence starts with padding) attention skips the blocks above
   // the diagonal (AttentionCore's causal schedule).
+  // `first_key` (B, T): where each query's record starts, for a packed batch (AttentionCore).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask, bool every_row_sees_a_key = false);
+                        const torch::Tensor& mask, bool every_row_sees_a_key = false,
+                        const torch::Tensor& first_key = {});
   adapters::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
@@ -55,7 +57,8 @@ class DecoderLayerImpl : public torch::nn::Module {
  public:
   explicit DecoderLayerImpl(const ModelConfig& config);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& mask, bool every_row_sees_a_key = false);
+                        const torch::Tensor& mask, bool every_row_sees_a_key = false,
+                        const torch::Tensor& first_key = {});
   Attention self_attn{nullptr};
   Mlp mlp{nullptr};
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -67,7 +70,11 @@ class LlamaModelImpl : public torch::nn::Module {
  public:
   explicit LlamaModelImpl(const ModelConfig& config);
   // input_ids (B, T) int64; attention_mask (B, T) with 1 for real tokens (undefined = all real).
-  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  // A packed batch also gives position_ids and sequence_ids (B, T) (train::Batch): positions
+  // restart at every record and attention is block-diagonal causal, so a record sees only itself.
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                        const torch::Tensor& position_ids = {},
+                        const torch::Tensor& sequence_ids = {});
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RmsNorm norm{nullptr};
@@ -84,7 +91,9 @@ class LlamaImpl : public torch::nn::Module {
   explicit LlamaImpl(const ModelConfig& config);
 
   // Final hidden states (B, T, hidden).
-  torch::Tensor Hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  torch::Tensor Hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                       const torch::Tensor& position_ids = {},
+                       const torch::Tensor& sequence_ids = {});
   // Vocabulary logits (causal LM) or class logits (classification) of hidden states (..., hidden).
   torch::Tensor Head(const torch::Tensor& hidden);
   // Logits of every position: (B, T, vocab), or (B, num_labels) of the last real token.

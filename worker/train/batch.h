@@ -19,6 +19,12 @@ struct Batch {
   torch::Tensor labels;          // causal LM: (B, T) int64, -100 = no loss; SEQ_CLS: (B) int64
   int64_t num_tokens = 0;        // non-padding tokens
   int64_t num_targets = 0;       // positions (causal LM) or sequences (SEQ_CLS) that carry loss
+  // Packed batches only, undefined otherwise. (B, T) int64: each token's position within its
+  // record (RoPE restarts at every record), and the record it belongs to, numbered 0, 1, ... over
+  // the batch in row-major order (the padding at a row's end counts as part of its last record,
+  // whose queries never see it). Attention sees only real keys of the same record.
+  torch::Tensor position_ids;
+  torch::Tensor sequence_ids;
 };
 
 // An endless, deterministic stream of training batches (epoch after epoch), whose position can be

@@ -7,6 +7,11 @@
 #include "absl/strings/str_cat.h"
 
 namespace peftd::train {
+namespace {
+
+constexpr size_t kMegaBatchBatches = 50;  // HF LengthGroupedSampler's mega-batch multiplier
+
+}  // namespace
 
 Batch Collate(const std::vector<const Example*>& examples, int64_t pad_id, bool classification) {
   const int64_t b = static_cast<int64_t>(examples.size());
@@ -21,6 +26,40 @@ Batch Collate(const std::vector<const Example*>& examples, int64_t pad_id, bool 
   auto mask_a = mask.accessor<int64_t, 2>();
   int64_t* label_data = labels.data_ptr<int64_t>();
   Batch batch;
+  const bool packed = std::any_of(examples.begin(), examples.end(),
+                                  [](const Example* e) { return e->record_starts.size() > 1; });
+  if (packed) {
+    // Positions restart at every record; each record, and the padding of each row, gets the
+    // next number (Batch::sequence_ids).
+    batch.position_ids = torch::zeros({b, t}, torch::kLong);
+    batch.sequence_ids = torch::empty({b, t}, torch::kLong);
+    auto pos_a = batch.position_ids.accessor<int64_t, 2>();
+    auto seq_a = batch.sequence_ids.accessor<int64_t, 2>();
+    int64_t sequence = -1;
+    for (int64_t i = 0; i < b; ++i) {
+      const Example& e = *examples[i];
+      const int64_t n = static_cast<int64_t>(e.input_ids.size());
+      size_t next = 0;  // index of the next record start
+      int64_t start = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        if (next < e.record_starts.size() && e.record_starts[next] == j) {
+          start = j;
+          ++next;
+          ++sequence;
+        } else if (j == 0) {
+          ++sequence;  // an unpacked example: one record
+        }
+        pos_a[i][j] = j - start;
+        seq_a[i][j] = sequence;
+      }
+      // Padding joins the row's last record (the mask hides it from that record's queries), so
+      // every query sees a key and records start where positions restart.
+      for (int64_t j = n; j < t; ++j) {
+        pos_a[i][j] = j - start;
+        seq_a[i][j] = sequence;
+      }
+    }
+  }
   for (int64_t i = 0; i < b; ++i) {
     const Example& e = *examples[i];
     const auto& lab = e.labels.empty() ? e.input_ids : e.labels;
@@ -46,12 +85,14 @@ Batch Collate(const std::vector<const Example*>& examples, int64_t pad_id, bool 
 }
 
 MemoryBatchSource::MemoryBatchSource(std::vector<Example> examples, int64_t batch_size,
-                                     int64_t pad_id, uint64_t seed, bool classification)
+                                     int64_t pad_id, uint64_t seed, bool classification,
+                                     bool group_by_length)
     : examples_(std::move(examples)),
       batch_size_(std::max<int64_t>(1, batch_size)),
       pad_id_(pad_id),
       seed_(seed),
-      classification_(classification) {
+      classification_(classification),
+      group_by_length_(group_by_length) {
   Shuffle();
 }
 
@@ -60,6 +101,18 @@ void MemoryBatchSource::Shuffle() {
   std::iota(order_.begin(), order_.end(), 0);
   std::mt19937_64 rng(seed_ + 1000003ULL * static_cast<uint64_t>(epoch_));
   std::shuffle(order_.begin(), order_.end(), rng);
+  if (!group_by_length_) return;
+  // HF's LengthGroupedSampler: mega-batches of 50 batches, each sorted longest first, so the
+  // records of a batch have close lengths and little padding, while the order stays random.
+  const size_t mega = static_cast<size_t>(batch_size_) * kMegaBatchBatches;
+  for (size_t begin = 0; begin < order_.size(); begin += mega) {
+    const auto first = order_.begin() + static_cast<std::ptrdiff_t>(begin);
+    const auto last =
+        order_.begin() + static_cast<std::ptrdiff_t>(std::min(order_.size(), begin + mega));
+    std::stable_sort(first, last, [this](size_t a, size_t b) {
+      return examples_[a].input_ids.size() > examples_[b].input_ids.size();
+    });
+  }
 }
 
 int64_t MemoryBatchSource::BatchesPerEpoch() const {

@@ -18,8 +18,11 @@ Batch Collate(const std::vector<const Example*>& examples, int64_t pad_id, bool 
 
 class MemoryBatchSource : public BatchSource {
  public:
+  // With `group_by_length`, each epoch's shuffled order is cut into mega-batches of 50 batches,
+  // each sorted by length, longest first (HF's LengthGroupedSampler): a batch pads to a length
+  // close to its records'.
   MemoryBatchSource(std::vector<Example> examples, int64_t batch_size, int64_t pad_id,
-                    uint64_t seed, bool classification = false);
+                    uint64_t seed, bool classification = false, bool group_by_length = false);
   Batch Next() override;
   double Epoch() const override;
   int64_t BatchesPerEpoch() const override;
@@ -32,6 +35,7 @@ class MemoryBatchSource : public BatchSource {
   int64_t batch_size_, pad_id_;
   uint64_t seed_;
   bool classification_;
+  bool group_by_length_;
   std::vector<size_t> order_;
   int64_t epoch_ = 0, index_ = 0;  // next batch: order_[index_ * batch_size_ ...] of epoch_
 };

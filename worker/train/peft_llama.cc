@@ -15,6 +15,8 @@ LossOutput PeftLlama::Forward(const Batch& batch) {
   torch::Tensor mask = batch.attention_mask.to(device);
   torch::Tensor labels = batch.labels.to(device);
   peft_->gate_context().token_mask = mask;
+  peft_->gate_context().sequence_ids =
+      batch.sequence_ids.defined() ? batch.sequence_ids.to(device) : torch::Tensor();
   LossOutput out;
   if (model_->config().sequence_classification) {
     torch::Tensor logits = model_->forward(ids, mask);
@@ -23,7 +25,9 @@ LossOutput PeftLlama::Forward(const Batch& batch) {
     out.correct = logits.argmax(-1).eq(labels).sum().item<int64_t>();
     return out;
   }
-  torch::Tensor hidden = model_->Hidden(ids, mask);
+  torch::Tensor hidden = model_->Hidden(
+      ids, mask, batch.position_ids.defined() ? batch.position_ids.to(device) : torch::Tensor(),
+      batch.sequence_ids.defined() ? batch.sequence_ids.to(device) : torch::Tensor());
   const int64_t b = ids.size(0), t = ids.size(1);
   // Position j predicts labels[j + 1]; project only the positions that carry a label.
   torch::Tensor targets = labels.narrow(1, 1, t - 1);
@@ -36,6 +40,7 @@ LossOutput PeftLlama::Forward(const Batch& batch) {
     h = h.index({selected});
     targets = targets.index({selected});
   }
+  head_rows_ = h.size(0);
   // A frozen vocabulary projection without bias goes through the fused loss; an adapted
   // lm_head does not.
   const adapters::Linear& head = model_->lm_head;

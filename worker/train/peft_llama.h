@@ -32,10 +32,14 @@ class PeftLlama : public TrainableModel {
 
   model::Llama& model() { return model_; }
   adapters::PeftModel& peft() { return *peft_; }
+  // Rows the vocabulary projection got in the last causal-LM Forward: the positions that carry a
+  // label (not the prompt, not padding).
+  int64_t head_rows() const { return head_rows_; }
 
  private:
   model::Llama model_;
   std::unique_ptr<adapters::PeftModel> peft_;
+  int64_t head_rows_ = 0;
 };
 
 }  // namespace peftd::train

@@ -1,0 +1,48 @@
+// The merged model of a job (`export_merged`): whether the adapter can be folded into the base,
+// the biases the merge adds (HUT) and how config.json declares them, and the folder written: the
+// trained model's config.json, the tokenizer files and the merged weights.
+#ifndef PEFTD_WORKER_MERGED_EXPORT_H_
+#define PEFTD_WORKER_MERGED_EXPORT_H_
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "adapters/peft_model.h"
+#include "peftd/v1/job.pb.h"
+#include "worker/model/llama.h"
+#include "worker/train/peft_llama.h"
+
+namespace peftd::worker {
+
+// Why `peft` cannot become a plain HF checkpoint of the same architecture, or "".
+std::string UnmergeableReason(adapters::PeftModel& peft);
+
+// The biases a merged model holds beyond its base's, and how its config.json declares them.
+// HUT's merge gives every adapted layer a bias (b = γ⊙b0 + β). HF's Llama declares biases per
+// group, for every layer alike: attention_bias for q/k/v/o_proj, mlp_bias for gate/up/down_proj
+// (transformers 4.41+). A group that gains a bias anywhere gets the flag, and zero biases
+// wherever the base had none, so that the folder loads as the same function.
+struct MergedBiases {
+  bool changed = false;  // the merge adds a bias somewhere
+  bool attention_bias = false;
+  bool mlp_bias = false;
+  std::map<std::string, torch::Tensor> zeros;  // "model.layers.0.self_attn.k_proj.bias" -> 0
+  std::string why_not;  // non-empty when the base's config.json cannot declare them
+};
+
+MergedBiases PlanMergedBiases(model::LlamaImpl& llama, adapters::PeftModel& peft);
+
+// The merged model folder written into `tmp`: config.json of the trained model, the tokenizer
+// files of `base_dir`, and the merged weights. CANCELLED when `cancelled` is set on the way.
+absl::Status ExportMerged(train::PeftLlama& model, const MergedBiases& biases,
+                          const std::filesystem::path& base_dir, const std::filesystem::path& tmp,
+                          const v1::JobSpec& spec, const std::atomic<bool>* cancelled);
+
+}  // namespace peftd::worker
+
+#endif  // PEFTD_WORKER_MERGED_EXPORT_H_
