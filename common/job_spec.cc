@@ -371,11 +371,6 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
     return FieldError("num_labels", absl::StrCat("SEQ_CLS needs num_labels in [2, ",
                                                  Number(kMaxLabels), "], got ", s.num_labels()));
   }
-  if (s.task() == v1::SEQ_CLS && s.packing()) {
-    return FieldError("packing",
-                      "SEQ_CLS cannot pack records (one label per sequence); leave "
-                      "packing unset or false");
-  }
   if (s.label_names_size() > kMaxLabels) {
     return FieldError("label_names", absl::StrCat("at most ", Number(kMaxLabels), " names, got ",
                                                   s.label_names_size()));

@@ -264,6 +264,10 @@ std::map<std::string, Check> FieldChecks() {
     EXPECT_TRUE(Plan(s).packing);  // the default for CAUSAL_LM
     s.set_packing(false);
     EXPECT_FALSE(Plan(s).packing);
+    s.set_packing(true);
+    s.set_task(v1::SEQ_CLS);
+    s.set_num_labels(2);
+    EXPECT_FALSE(Plan(s).packing);  // classification records are never packed
   };
   c["skip_bad_lines"] = [] {
     v1::JobSpec s = Base();

@@ -223,15 +223,17 @@ TEST_P(TrainTinyResume, KillAndResumeReproducesTheLossCurveExactly) {
     EXPECT_EQ(resumed->losses[i], full->losses[8 + i]) << "step " << 9 + i;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Methods, TrainTinyResume,
-    ::testing::Values(Case{MethodKind::kLora, false, 0}, Case{MethodKind::kLora, true, 0},
-                      Case{MethodKind::kAdaLora, true, 0}, Case{MethodKind::kAdaDhp, true, 0},
-                      Case{MethodKind::kLora, true, 0, 0.9, /*packed=*/true}),
-    [](const auto& info) {
-      return std::string(adapters::MethodName(info.param.kind)) + (info.param.gated ? "_S" : "") +
-             (info.param.packed ? "_packed" : "");
-    });
+INSTANTIATE_TEST_SUITE_P(Methods, TrainTinyResume,
+                         ::testing::Values(Case{MethodKind::kLora, false, 0},
+                                           Case{MethodKind::kLora, true, 0},
+                                           Case{MethodKind::kAdaLora, true, 0},
+                                           Case{MethodKind::kAdaDhp, true, 0},
+                                           Case{MethodKind::kLora, true, 0, 0.9, /*packed=*/true}),
+                         [](const auto& info) {
+                           return std::string(adapters::MethodName(info.param.kind)) +
+                                  (info.param.gated ? "_S" : "") +
+                                  (info.param.packed ? "_packed" : "");
+                         });
 
 }  // namespace
 }  // namespace peftd::train
