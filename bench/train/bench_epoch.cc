@@ -26,6 +26,7 @@
 
 #include "absl/strings/str_split.h"
 #include "adapters/peft_model.h"
+#include "bench/train/python_peer.h"
 #include "nlohmann/json.hpp"
 #include "worker/data/dataset.h"
 #include "worker/data/packing.h"
@@ -189,26 +190,10 @@ json RunOurs(const model::ModelConfig& config, const std::string& variant,
 }
 
 json RunPeer(const Args& a, const std::string& records_file, bool keep_freed_memory) {
-  std::ostringstream cmd;
-  if (keep_freed_memory) {
-    cmd << "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:"
-           "glibc.malloc.trim_threshold=4294967295 ";
-  }
-  cmd << "/usr/bin/python3 " << PEFTD_SOURCE_DIR << "/bench/train/baseline_epoch.py --config "
-      << a.config << " --records " << records_file << " --batch " << a.batch << " --threads "
-      << a.threads << " --seed " << a.seed << " 2>/dev/null";
-  FILE* p = popen(cmd.str().c_str(), "r");
-  if (!p) return {{"error", "cannot run python3"}};
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-  const int rc = pclose(p);
-  json j = json::parse(out, nullptr, false);
-  if (rc != 0 || j.is_discarded()) {
-    return {{"error", "the peer did not run (is Debian's python3-torch installed?)"}};
-  }
-  j["glibc_keeps_freed_memory"] = keep_freed_memory;
-  return j;
+  std::ostringstream args;
+  args << "baseline_epoch.py --config " << a.config << " --records " << records_file << " --batch "
+       << a.batch << " --threads " << a.threads << " --seed " << a.seed;
+  return bench::RunPythonPeer(args.str(), keep_freed_memory);
 }
 
 }  // namespace

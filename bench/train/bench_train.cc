@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "adapters/peft_model.h"
+#include "bench/train/python_peer.h"
 #include "nlohmann/json.hpp"
 #include "worker/model/llama.h"
 #include "worker/model/tiny_model.h"
@@ -140,31 +141,12 @@ json RunOne(const model::ModelConfig& config, const std::string& variant, int64_
           {"final_loss", result->final_train_loss}};
 }
 
-// `keep_freed_memory`: glibc told to keep what it frees (GLIBC_TUNABLES), as the best-configured
-// users run PyTorch; without it, glibc's defaults.
 json RunBaseline(const std::string& config, int64_t batch, int64_t seq, int64_t steps,
                  int64_t warmup, int threads, bool keep_freed_memory) {
-  std::ostringstream cmd;
-  if (keep_freed_memory) {
-    cmd << "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:"
-           "glibc.malloc.trim_threshold=4294967295 ";
-  }
-  cmd << "/usr/bin/python3 " << PEFTD_SOURCE_DIR
-      << "/bench/train/baseline_pytorch_peft.py --config " << config << " --batch " << batch
-      << " --seq " << seq << " --steps " << steps << " --warmup " << warmup << " --threads "
-      << threads << " 2>/dev/null";
-  FILE* p = popen(cmd.str().c_str(), "r");
-  if (!p) return {{"error", "cannot run python3"}};
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-  const int rc = pclose(p);
-  json j = json::parse(out, nullptr, false);
-  if (rc != 0 || j.is_discarded()) {
-    return {{"error", "baseline did not run (is Debian's python3-torch installed?)"}};
-  }
-  j["glibc_keeps_freed_memory"] = keep_freed_memory;
-  return j;
+  std::ostringstream args;
+  args << "baseline_pytorch_peft.py --config " << config << " --batch " << batch << " --seq " << seq
+       << " --steps " << steps << " --warmup " << warmup << " --threads " << threads;
+  return bench::RunPythonPeer(args.str(), keep_freed_memory);
 }
 
 }  // namespace
