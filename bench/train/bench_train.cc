@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -158,31 +159,18 @@ int main(int argc, char** argv) {
   std::vector<std::string> variants = {"lora", "lora_S", "dora", "adalora", "hut", "adadhp"};
   bool baseline = true;
   std::string profile;  // --profile PREFIX: a chrome://tracing file per variant
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--config")
-      config_name = next();
-    else if (a == "--steps")
-      steps = std::stoll(next());
-    else if (a == "--warmup")
-      warmup = std::stoll(next());
-    else if (a == "--batch")
-      batch = std::stoll(next());
-    else if (a == "--seq")
-      seq = std::stoll(next());
-    else if (a == "--threads")
-      threads = std::stoi(next());
-    else if (a == "--profile")
-      profile = next();
-    else if (a == "--no-baseline")
-      baseline = false;
-    else if (a == "--methods") {
-      variants.clear();
-      std::stringstream ss(next());
-      for (std::string v; std::getline(ss, v, ',');) variants.push_back(v);
-    }
-  }
+  CLI::App app{"Training tokens/s and MFU of every method against PyTorch eager + PEFT"};
+  app.add_option("--config", config_name, "model: tiny or 100m")
+      ->check(CLI::IsMember({"tiny", "100m"}));
+  app.add_option("--steps", steps, "timed optimizer steps");
+  app.add_option("--warmup", warmup, "untimed steps first");
+  app.add_option("--batch", batch, "sequences per step");
+  app.add_option("--seq", seq, "tokens per sequence");
+  app.add_option("--threads", threads, "intra-op threads (default: the core count)");
+  app.add_option("--profile", profile, "write a chrome://tracing file per variant: PREFIX");
+  app.add_flag("!--no-baseline", baseline, "skip the PyTorch peer");
+  app.add_option("--methods", variants, "comma-separated variants")->delimiter(',');
+  CLI11_PARSE(app, argc, argv);
   torch::set_num_threads(threads);
   const model::ModelConfig config =
       config_name == "100m" ? model::BenchConfig100M() : model::TinyConfig();
