@@ -16,6 +16,24 @@ namespace {
 
 constexpr int kWatchBatch = 100;
 
+// The field a refused sweep names: a child's refusal "children[2] (lora.r=0): lora.r: must be
+// >= 1" names "children[2].lora.r"; the sweep's own ("spec.axes[1].values[0]: ...") its prefix.
+std::string SweepField(const absl::Status& st) {
+  const std::string message(st.message());
+  if (message.rfind("children[", 0) == 0) {
+    const size_t close = message.find("): ");
+    if (close == std::string::npos) return "";
+    const std::string rest = message.substr(close + 3);
+    const size_t colon = rest.find(": ");
+    const std::string child = message.substr(0, message.find(' '));
+    if (colon == std::string::npos || rest.substr(0, colon).find(' ') != std::string::npos) {
+      return child;
+    }
+    return child + "." + rest.substr(0, colon);
+  }
+  return "";
+}
+
 }  // namespace
 
 #define PEFTD_AUTHORIZE(ctx)                                                        \
@@ -37,6 +55,49 @@ grpc::Status JobServiceImpl::CreateJob(grpc::ServerContext* ctx, const v1::Creat
   auto job = scheduler_->CreateJob(*req);
   if (!job.ok()) return ToGrpcStatus(WithFieldViolation(job.status()));
   *resp = std::move(*job);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::CreateSweep(grpc::ServerContext* ctx,
+                                         const v1::CreateSweepRequest* req, v1::Sweep* resp) {
+  PEFTD_AUTHORIZE(ctx);
+  auto sweep = scheduler_->CreateSweep(*req);
+  if (!sweep.ok())
+    return ToGrpcStatus(WithFieldViolation(sweep.status(), SweepField(sweep.status())));
+  *resp = std::move(*sweep);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::GetSweep(grpc::ServerContext* ctx, const v1::GetSweepRequest* req,
+                                      v1::Sweep* resp) {
+  PEFTD_AUTHORIZE(ctx);
+  if (req->sweep_id().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("sweep_id: required"));
+  }
+  auto sweep = scheduler_->GetSweep(req->sweep_id());
+  if (!sweep.ok()) return ToGrpcStatus(sweep.status());
+  *resp = std::move(*sweep);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::ListSweeps(grpc::ServerContext* ctx, const v1::ListSweepsRequest* req,
+                                        v1::ListSweepsResponse* resp) {
+  PEFTD_AUTHORIZE(ctx);
+  auto page = scheduler_->ListSweeps(*req);
+  if (!page.ok()) return ToGrpcStatus(page.status());
+  *resp = std::move(*page);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::CancelSweep(grpc::ServerContext* ctx,
+                                         const v1::CancelSweepRequest* req, v1::Sweep* resp) {
+  PEFTD_AUTHORIZE(ctx);
+  if (req->sweep_id().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("sweep_id: required"));
+  }
+  auto sweep = scheduler_->CancelSweep(req->sweep_id());
+  if (!sweep.ok()) return ToGrpcStatus(sweep.status());
+  *resp = std::move(*sweep);
   return grpc::Status::OK;
 }
 

@@ -89,8 +89,10 @@ absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRe
     update.job = std::move(job);
     RETURN_IF_ERROR(CommitSameStateLocked(std::move(update)));
   }
-  for (int i = 0; i < req.free_slots() && !queue_.empty(); ++i) {
-    absl::StatusOr<v1::Lease> lease = LeaseNextLocked(req.worker_id());
+  for (int i = 0; i < req.free_slots(); ++i) {
+    const std::optional<std::string> next = NextLeasableLocked();
+    if (!next) break;
+    absl::StatusOr<v1::Lease> lease = LeaseLocked(req.worker_id(), *next);
     if (!lease.ok()) {
       // The reports above are stored; failing the heartbeat would make the worker send them
       // again. The job stays queued for the next heartbeat.
@@ -104,8 +106,26 @@ absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRe
   return resp;
 }
 
-absl::StatusOr<v1::Lease> Scheduler::LeaseNextLocked(const std::string& worker_id) {
-  const std::string job_id = queue_.begin()->second;
+std::optional<std::string> Scheduler::NextLeasableLocked() const {
+  std::map<std::string, int> leased;  // sweep id -> its children holding a lease
+  if (!sweep_concurrency_.empty()) {
+    for (const auto& [job_id, lease] : leases_) {
+      if (auto s = job_sweep_.find(job_id); s != job_sweep_.end()) ++leased[s->second];
+    }
+  }
+  for (const auto& [order, job_id] : queue_) {
+    auto sweep = job_sweep_.find(job_id);
+    if (sweep != job_sweep_.end()) {
+      auto limit = sweep_concurrency_.find(sweep->second);
+      if (limit != sweep_concurrency_.end() && leased[sweep->second] >= limit->second) continue;
+    }
+    return job_id;
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<v1::Lease> Scheduler::LeaseLocked(const std::string& worker_id,
+                                                 const std::string& job_id) {
   ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
   const absl::Time now = clock_->Now();
   v1::Lease lease;
