@@ -8,6 +8,7 @@
 #include "common/job_spec_model.h"
 #include "common/memory_estimate.h"
 #include "common/status.h"
+#include "server/init_from_check.h"
 
 namespace peftd::server {
 namespace {
@@ -95,6 +96,9 @@ absl::StatusOr<v1::JobSpec> AdmitJob(const v1::CreateJobRequest& req, AdmissionS
     ASSIGN_OR_RETURN(int64_t validation_bytes, CheckDataset(sources, spec, "validation_dataset_id",
                                                             spec.validation_dataset_id()));
     dataset_bytes += validation_bytes;
+  }
+  if (spec.has_init_from()) {
+    RETURN_IF_ERROR(CheckInitFrom(spec, resolved, config, sources));
   }
   if (std::optional<WorkerMemory> memory = sources.LargestWorkerMemory()) {
     RETURN_IF_ERROR(CheckMemoryFits(EstimatePeakMemory(spec, resolved, dataset_bytes),

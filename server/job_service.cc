@@ -256,11 +256,12 @@ grpc::Status JobServiceImpl::DownloadAdapter(grpc::ServerContext* ctx,
                                              const v1::DownloadAdapterRequest* req,
                                              grpc::ServerWriter<v1::DownloadAdapterChunk>* writer) {
   PEFTD_AUTHORIZE(ctx);
-  auto artifact = scheduler_->GetArtifact(req->job_id(), req->merged());
+  auto artifact = scheduler_->GetArtifact(req->job_id(), req->merged(), req->step());
   if (!artifact.ok()) return ToGrpcStatus(artifact.status());
   v1::DownloadAdapterChunk header;
   header.mutable_header()->set_name(
-      absl::StrCat(req->job_id(), req->merged() ? "-merged" : "-adapter"));
+      absl::StrCat(req->job_id(), req->step() > 0 ? absl::StrCat("-step-", req->step()) : "",
+                   req->merged() ? "-merged" : "-adapter"));
   header.mutable_header()->set_size_bytes(artifact->size_bytes);
   header.mutable_header()->set_sha256(artifact->sha256);
   if (!writer->Write(header)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");

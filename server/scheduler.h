@@ -85,8 +85,11 @@ class Scheduler {
   // Records an uploaded dataset (its bytes already in the blob store). Same id: no-op.
   absl::StatusOr<v1::Dataset> RecordDataset(const v1::Dataset& dataset);
   absl::StatusOr<std::vector<v1::Dataset>> ListDatasets();
-  // The adapter (or merged model) of a SUCCEEDED job: FailedPrecondition before that.
-  absl::StatusOr<storage::Artifact> GetArtifact(const std::string& job_id, bool merged);
+  // The adapter (or merged model) of a SUCCEEDED job: FailedPrecondition before that. With
+  // step > 0: the adapter of the job's kept checkpoint of that step, in any state; NotFound
+  // listing the kept steps when there is none.
+  absl::StatusOr<storage::Artifact> GetArtifact(const std::string& job_id, bool merged,
+                                                int64_t step = 0);
 
   // --- Sweeps (scheduler_sweeps.cc, docs/sweeps.md) ---------------------------------------------
 
@@ -123,8 +126,10 @@ class Scheduler {
                                                 const std::string& sha256);
   // Whether a dataset with these bytes was uploaded (FetchDataset).
   absl::StatusOr<bool> IsDataset(const std::string& sha256);
+  // The adapter (or merged model) an attempt uploaded; with step > 0 the adapter of its
+  // checkpoint of that step (storage::CheckpointAdapterKind).
   absl::Status RecordAdapter(const std::string& job_id, int attempt, bool merged,
-                             const std::string& sha256, int64_t size_bytes);
+                             const std::string& sha256, int64_t size_bytes, int64_t step = 0);
   // Final report of an attempt. Idempotent for a repeated identical report.
   absl::Status CompleteJob(const v1::CompleteJobRequest& request);
 

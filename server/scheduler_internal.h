@@ -9,12 +9,15 @@
 #include <random>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "peftd/v1/job.pb.h"
+#include "peftd/v1/worker.pb.h"
 #include "server/attempt_policy.h"
+#include "storage/job_store.h"
 
 namespace peftd::server::internal {
 
@@ -39,6 +42,12 @@ inline std::string ResumeText(const v1::Job& job) {
   return cp == nullptr ? "from the start"
                        : absl::StrCat("from the checkpoint of step ", cp->step());
 }
+
+// The blob JobSpec.init_from names: the adapter archive of the job (step 0) or its kept
+// checkpoint of that step (the newest attempt's). Admission checked that it exists;
+// FailedPrecondition when it went since.
+absl::StatusOr<v1::InitSource> ResolveInitSource(storage::JobStore& store,
+                                                 const v1::InitFrom& init);
 
 // A new id: `prefix` + "-" + 16 random hex digits ("job-5b180f1280a0f29c").
 inline std::string RandomId(const char* prefix) {

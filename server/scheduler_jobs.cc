@@ -170,8 +170,34 @@ absl::StatusOr<std::vector<v1::Dataset>> Scheduler::ListDatasets() {
   return store_->ListDatasets();
 }
 
-absl::StatusOr<storage::Artifact> Scheduler::GetArtifact(const std::string& job_id, bool merged) {
+absl::StatusOr<storage::Artifact> Scheduler::GetArtifact(const std::string& job_id, bool merged,
+                                                         int64_t step) {
   ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
+  if (step < 0) return absl::InvalidArgumentError("step: must be >= 0 (0 = the final adapter)");
+  if (step > 0) {
+    if (merged) {
+      return absl::InvalidArgumentError(
+          "step: a checkpoint has no merged model; download its adapter (without merged)");
+    }
+    std::string kept;
+    bool found = false;
+    for (const v1::Checkpoint& cp : job.checkpoints()) {
+      found = found || cp.step() == step;
+      absl::StrAppend(&kept, kept.empty() ? "" : ", ", cp.step());
+    }
+    if (!found) {
+      return absl::NotFoundError(
+          absl::StrCat("job ", job_id, " keeps no checkpoint of step ", step,
+                       kept.empty() ? "; it keeps none" : absl::StrCat("; it keeps ", kept)));
+    }
+    ASSIGN_OR_RETURN(auto artifact,
+                     store_->GetArtifact(job_id, storage::CheckpointAdapterKind(step)));
+    if (!artifact) {
+      return absl::NotFoundError(absl::StrCat("the checkpoint of step ", step, " of job ", job_id,
+                                              " has no adapter (its worker did not write one)"));
+    }
+    return *artifact;
+  }
   if (job.state() != v1::SUCCEEDED) {
     return absl::FailedPreconditionError(
         absl::StrCat("job ", job_id, " is ", v1::JobState_Name(job.state()),

@@ -285,9 +285,16 @@ absl::StatusOr<std::vector<v1::JobEvent>> JobStore::Apply(const JobUpdate& updat
       del.bind(2, attempt);
       del.bind(3, static_cast<int64_t>(step));
       del.exec();
+      SQLite::Statement adapter(
+          *db_, "DELETE FROM artifacts WHERE job_id = ? AND kind = ? AND attempt = ?");
+      adapter.bind(1, id);
+      adapter.bind(2, CheckpointAdapterKind(step));
+      adapter.bind(3, attempt);
+      adapter.exec();
     }
     if (update.drop_artifacts) {
-      SQLite::Statement del(*db_, "DELETE FROM artifacts WHERE job_id = ?");
+      SQLite::Statement del(
+          *db_, "DELETE FROM artifacts WHERE job_id = ? AND kind IN ('adapter', 'merged')");
       del.bind(1, id);
       del.exec();
     }

@@ -60,14 +60,22 @@ struct NewJob {
   std::vector<v1::JobEvent> events;
 };
 
-// A stored build artifact of a job (the adapter archive, or the merged model archive).
+// A stored build artifact of a job (the adapter archive, the merged model archive, or the adapter
+// of one of its checkpoints).
 struct Artifact {
   std::string job_id;
-  std::string kind;  // "adapter" or "merged"
+  std::string kind;  // "adapter", "merged" or CheckpointAdapterKind(step)
   std::string sha256;
   int64_t size_bytes = 0;
   int attempt = 0;  // the attempt that uploaded it
 };
+
+// The artifact kind of the adapter written with the checkpoint of `step`: "adapter@step-50". It
+// goes when that checkpoint's record is dropped, and stays when a requeue drops the attempt's
+// final artifacts.
+inline std::string CheckpointAdapterKind(int64_t step) {
+  return "adapter@step-" + std::to_string(step);
+}
 
 // One write of a job: its new row, the events that explain it, and optional checkpoint and
 // artifact records to add or remove. Applied in one transaction (removals before additions).
@@ -77,7 +85,7 @@ struct JobUpdate {
   std::optional<v1::Checkpoint> checkpoint;
   std::optional<Artifact> artifact;
   std::vector<std::pair<int, int64_t>> drop_checkpoints;  // (attempt, step) records to delete
-  bool drop_artifacts = false;                            // delete every artifact of the job
+  bool drop_artifacts = false;  // delete the job's final artifacts (adapter, merged)
 };
 
 class JobStore {

@@ -6,6 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -179,6 +180,18 @@ absl::Status ApplySubmitFlags(const SubmitFlags& f, v1::CreateJobRequest* reques
   if (f.checkpoint_interval) spec->set_checkpoint_interval_steps(*f.checkpoint_interval);
   if (f.max_attempts) spec->set_max_attempts(*f.max_attempts);
   if (f.export_merged) spec->set_export_merged(*f.export_merged);
+  if (f.init_from) {
+    const std::vector<std::string> parts = absl::StrSplit(*f.init_from, '@');
+    int64_t step = 0;
+    if (parts.size() > 2 || parts[0].empty() ||
+        (parts.size() == 2 && (!absl::SimpleAtoi(parts[1], &step) || step < 1))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--init-from: expected JOB (its adapter) or JOB@STEP (a kept checkpoint), got '",
+          *f.init_from, "'"));
+    }
+    spec->mutable_init_from()->set_job(parts[0]);
+    spec->mutable_init_from()->set_step(step);
+  }
   if (f.name) request->set_display_name(*f.name);
   if (f.request_id) request->set_request_id(*f.request_id);
   for (const std::string& label : f.labels) {

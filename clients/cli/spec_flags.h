@@ -18,7 +18,7 @@ namespace peftd::cli {
 struct SubmitFlags {
   std::string file;  // -f job.yaml|job.json
   std::optional<std::string> model, method, train, val, task, name, request_id, schedule,
-      chat_template;
+      chat_template, init_from;  // init_from: JOB or JOB@STEP
   std::optional<bool> gate;
   std::optional<double> gate_s, gate_lambda;
   std::optional<int64_t> steps;
@@ -35,7 +35,8 @@ struct SubmitFlags {
 // --rank, --alpha and --dropout go to the parameters of the method (lora for LORA and DORA,
 // adalora for ADALORA with --rank as target_r, hut for HUT); a method without such a parameter
 // is an InvalidArgument naming the flag. Changing the method drops the file's parameters of
-// another method. --gate-s and --gate-lambda turn the gate on.
+// another method. --gate-s and --gate-lambda turn the gate on. --init-from JOB[@STEP] sets
+// init_from.
 absl::Status ApplySubmitFlags(const SubmitFlags& flags, v1::CreateJobRequest* request);
 
 // Case-insensitive names ("lora", "DoRA", "seq-cls"); InvalidArgument listing the choices.

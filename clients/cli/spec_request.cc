@@ -128,6 +128,8 @@ void AddSpecFlags(CLI::App* sub, SubmitFlags& f) {
   AddOptional(sub, "--checkpoint-interval", f.checkpoint_interval,
               "Checkpoint every N steps (default 50)");
   AddOptional(sub, "--max-attempts", f.max_attempts, "Attempts before the job fails (default 3)");
+  AddOptional(sub, "--init-from", f.init_from,
+              "Start from the adapter of job JOB, or its checkpoint of step N with JOB@N");
   sub->add_flag_function(
       "--export-merged", [&f](int64_t n) { f.export_merged = n > 0; },
       "Also export a merged full model (ungated, mergeable methods)");
