@@ -24,6 +24,7 @@ void AddDatasetCommands(CLI::App& app, Cli& cli, Action* action);  // datasets u
 void AddDatasetValidateCommand(CLI::App& datasets, Cli& cli, Action* action);
 void AddModelCommands(CLI::App& app, Cli& cli, Action* action);  // models list
 void AddHealthCommand(CLI::App& app, Cli& cli, Action* action);  // health
+void AddReportCommand(CLI::App& app, Cli& cli, Action* action);  // report
 void AddSweepCommands(CLI::App& app, Cli& cli,
                       Action* action);  // sweep submit|get|list|cancel|watch
 

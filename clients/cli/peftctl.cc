@@ -80,6 +80,7 @@ int RunPeftctl(int argc, const char* const* argv, std::ostream& out, std::ostrea
   AddModelCommands(app, cli, &action);
   AddHealthCommand(app, cli, &action);
   AddSweepCommands(app, cli, &action);
+  AddReportCommand(app, cli, &action);
 
   try {
     app.parse(argc, argv);

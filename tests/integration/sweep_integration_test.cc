@@ -1,7 +1,8 @@
 // Sweeps through the real peftd and the real peftctl, with a scripted worker: `sweep submit`
 // queues one child per grid point, at most --max-concurrency run at once, `sweep get --json`
 // names the best child by eval loss, a sweep whose child would be refused is refused whole
-// naming the child and the field, and `sweep cancel` / `sweep watch` act on every child.
+// naming the child and the field, `sweep cancel` / `sweep watch` act on every child, and
+// `peftctl report` writes the sweep's and a child's HTML.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -148,6 +149,21 @@ TEST_F(SweepIntegrationTest, AGridRunsAtMostMaxConcurrencyAtOnceAndNamesTheBestC
   RunResult watch = Ctl("sweep watch " + sweep.id());
   EXPECT_EQ(watch.exit_code, 0) << watch.Describe();
   EXPECT_NE(watch.out.find("sweep " + sweep.id() + " succeeded"), std::string::npos) << watch.out;
+
+  // The report of the sweep and of one child: one HTML file each, with the table and the charts.
+  const std::string html = (dir_ / "sweep.html").string();
+  RunResult report = Ctl("report " + sweep.id() + " -o " + html);
+  ASSERT_EQ(report.exit_code, 0) << report.Describe();
+  const std::string page = testing::ReadFile(html);
+  EXPECT_EQ(page.rfind("<!DOCTYPE html>", 0), 0u);
+  EXPECT_NE(page.find(sweep.children(2).job_id() + " (best)"), std::string::npos);
+  EXPECT_NE(page.find("<svg"), std::string::npos);
+  EXPECT_EQ(Ctl("report " + sweep.id() + " -o " + html).exit_code, 1);  // exists: --force
+  RunResult job_report =
+      Ctl("--json report " + sweep.children(0).job_id() + " -o " + (dir_ / "job.html").string());
+  ASSERT_EQ(job_report.exit_code, 0) << job_report.Describe();
+  EXPECT_NE(job_report.out.find("\"kind\": \"job\""), std::string::npos) << job_report.out;
+  EXPECT_NE(testing::ReadFile(dir_ / "job.html").find("train and eval loss"), std::string::npos);
 
   // Every child carries its sweep and the sweep's name.
   RunResult job = Ctl("--json get " + sweep.children(0).job_id());
