@@ -309,12 +309,15 @@ const std::vector<FieldRange>& JobSpecRanges() {
       {"num_threads", 0, kMaxThreads},
       {"early_stopping_patience", 0, kMaxPatience},
       {"init_from.step", 0, kMaxSteps},
+      {"selection.fraction", 0, 1},
+      {"selection.top_k", 0, kMaxModules},
   };
   return *kRanges;
 }
 
 const std::vector<std::string>& UnboundedJobSpecFields() {
-  static const std::vector<std::string>* const kFree = new std::vector<std::string>{"seed"};
+  static const std::vector<std::string>* const kFree =
+      new std::vector<std::string>{"seed", "selection.seed"};
   return *kFree;
 }
 

@@ -16,22 +16,22 @@ namespace {
 
 constexpr int kWatchBatch = 100;
 
-// The field a refused sweep names: a child's refusal "children[2] (lora.r=0): lora.r: must be
-// >= 1" names "children[2].lora.r"; the sweep's own ("spec.axes[1].values[0]: ...") its prefix.
-std::string SweepField(const absl::Status& st) {
+// A refused sweep with the field it names: a child's refusal "children[2] (lora.r=0): lora.r:
+// must be >= 1" names "children[2].lora.r", described by "must be >= 1"; the sweep's own
+// ("spec.axes[1].values[0]: ...") its prefix.
+absl::Status WithSweepFieldViolation(const absl::Status& st) {
   const std::string message(st.message());
-  if (message.rfind("children[", 0) == 0) {
-    const size_t close = message.find("): ");
-    if (close == std::string::npos) return "";
-    const std::string rest = message.substr(close + 3);
-    const size_t colon = rest.find(": ");
-    const std::string child = message.substr(0, message.find(' '));
-    if (colon == std::string::npos || rest.substr(0, colon).find(' ') != std::string::npos) {
-      return child;
-    }
-    return child + "." + rest.substr(0, colon);
+  const size_t close = message.find("): ");
+  if (message.rfind("children[", 0) != 0 || close == std::string::npos) {
+    return WithFieldViolation(st);
   }
-  return "";
+  const std::string child = message.substr(0, message.find(' '));
+  const std::string rest = message.substr(close + 3);
+  const size_t colon = rest.find(": ");
+  if (colon == std::string::npos || rest.substr(0, colon).find(' ') != std::string::npos) {
+    return WithFieldViolation(st, child, rest);
+  }
+  return WithFieldViolation(st, child + "." + rest.substr(0, colon), rest.substr(colon + 2));
 }
 
 }  // namespace
@@ -62,8 +62,7 @@ grpc::Status JobServiceImpl::CreateSweep(grpc::ServerContext* ctx,
                                          const v1::CreateSweepRequest* req, v1::Sweep* resp) {
   PEFTD_AUTHORIZE(ctx);
   auto sweep = scheduler_->CreateSweep(*req);
-  if (!sweep.ok())
-    return ToGrpcStatus(WithFieldViolation(sweep.status(), SweepField(sweep.status())));
+  if (!sweep.ok()) return ToGrpcStatus(WithSweepFieldViolation(sweep.status()));
   *resp = std::move(*sweep);
   return grpc::Status::OK;
 }

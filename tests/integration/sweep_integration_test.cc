@@ -176,7 +176,12 @@ TEST_F(SweepIntegrationTest, AGridRunsAtMostMaxConcurrencyAtOnceAndNamesTheBestC
 TEST_F(SweepIntegrationTest, ASweepWithARefusedChildIsRefusedWholeNamingTheChildAndTheField) {
   RunResult r = Ctl(SubmitArgs() + " --grid lora.r=8,-1");
   EXPECT_EQ(r.exit_code, 4) << r.Describe();
-  EXPECT_NE(r.err.find("children[1] (lora.r=-1): lora.r: "), std::string::npos) << r.err;
+  // The child, its values and the field; then the field violation the server attached.
+  EXPECT_NE(r.err.find("submitting the sweep: children[1] (lora.r=-1): lora.r\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("  children[1].lora.r: must be in [1, 4096], got -1"), std::string::npos)
+      << r.err;
   RunResult list = Ctl("--json sweep list");
   ASSERT_EQ(list.exit_code, 0) << list.Describe();
   v1::ListSweepsResponse sweeps;

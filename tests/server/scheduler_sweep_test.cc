@@ -227,5 +227,52 @@ TEST_F(SchedulerSweepTest, SubmittingIsIdempotentByRequestId) {
   EXPECT_EQ(list->sweeps(0).children_size(), 2);
 }
 
+// The paper's percentage study: a sweep over selection.fraction keeps 25%, 50% and 100% of a
+// gated run's modules with the lowest sparsity; each child's stored spec names its modules.
+TEST_F(SchedulerSweepTest, ASweepOverTheSelectedFractionChoosesModulesPerChild) {
+  v1::CreateJobRequest gated;  // LoRA with the token gate on
+  *gated.mutable_spec() = Request("seed", {"1"}).spec().base();
+  auto a = scheduler_->CreateJob(gated);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(Lease(1), std::vector<std::string>{a->id()});
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("w1");
+  v1::ProgressReport* r = hb.add_reports();
+  r->set_job_id(a->id());
+  r->set_attempt(1);
+  r->mutable_progress()->set_step(10);
+  const std::pair<const char*, double> gates[] = {{"model.layers.0.self_attn.q_proj", 0.5},
+                                                  {"model.layers.0.self_attn.v_proj", 0.1},
+                                                  {"model.layers.1.self_attn.q_proj", 0.9},
+                                                  {"model.layers.1.self_attn.v_proj", 0.3}};
+  for (const auto& [module, sparsity] : gates) {
+    auto* g = r->mutable_progress()->add_gates();
+    g->set_module(module);
+    g->set_sparsity(sparsity);
+  }
+  ASSERT_TRUE(scheduler_->Heartbeat(hb).ok());
+  Complete(a->id(), v1::SUCCEEDED);
+
+  v1::CreateSweepRequest study = Request("selection.fraction", {"0.25", "0.5", "1"});
+  v1::JobSpec* base = study.mutable_spec()->mutable_base();
+  base->set_method(v1::DORA);
+  base->mutable_token_gate()->set_enabled(false);
+  base->mutable_selection()->set_from_job(a->id());
+  base->mutable_selection()->set_criterion(v1::ModuleSelection::LOWEST_SPARSITY);
+  auto sweep = scheduler_->CreateSweep(study);
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  std::vector<std::vector<std::string>> chosen;
+  for (const auto& child : sweep->children()) {
+    const v1::JobSpec spec = scheduler_->GetJob(child.job_id())->spec();
+    chosen.emplace_back(spec.target_modules().begin(), spec.target_modules().end());
+    EXPECT_EQ(spec.selection().from_job(), a->id());  // the choice is on record
+  }
+  EXPECT_EQ(chosen, (std::vector<std::vector<std::string>>{
+                        {"model.layers.0.self_attn.v_proj"},
+                        {"model.layers.0.self_attn.v_proj", "model.layers.1.self_attn.v_proj"},
+                        {"model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj",
+                         "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"}}));
+}
+
 }  // namespace
 }  // namespace peftd::server
