@@ -344,8 +344,6 @@ absl::StatusOr<AdapterConfig> ReadAdapterConfig(const std::string& dir) {
 absl::StatusOr<std::unique_ptr<PeftModel>> LoadAdapter(torch::nn::Module* model,
                                                        const std::string& dir) {
   ASSIGN_OR_RETURN(AdapterConfig config, ReadAdapterConfig(dir));
-  const std::string config_path = (fs::path(dir) / kConfigFile).string();
-  ASSIGN_OR_RETURN(ordered_json j, ReadJson(config_path));
   // The schedules do not run at inference; give them a horizon that validates.
   const int64_t horizon =
       std::max<int64_t>(config.adalora_schedule.total_step,
@@ -357,6 +355,16 @@ absl::StatusOr<std::unique_ptr<PeftModel>> LoadAdapter(torch::nn::Module* model,
   ASSIGN_OR_RETURN(
       auto peft,
       PeftModel::Apply(model, config, std::max<int64_t>(horizon, config.adadhp.tfinal + 1)));
+  RETURN_IF_ERROR(LoadAdapterWeights(model, *peft, dir));
+  return peft;
+}
+
+absl::Status LoadAdapterWeights(torch::nn::Module* model, PeftModel& peft_model,
+                                const std::string& dir) {
+  ASSIGN_OR_RETURN(AdapterConfig config, ReadAdapterConfig(dir));
+  const std::string config_path = (fs::path(dir) / kConfigFile).string();
+  ASSIGN_OR_RETURN(ordered_json j, ReadJson(config_path));
+  PeftModel* peft = &peft_model;
   const std::string weights = (fs::path(dir) / kWeightsFile).string();
   ASSIGN_OR_RETURN(auto tensors, LoadTensors(weights));
   std::set<std::string> used;
@@ -439,7 +447,7 @@ absl::StatusOr<std::unique_ptr<PeftModel>> LoadAdapter(torch::nn::Module* model,
     torch::NoGradGuard no_grad;
     p->copy_(t);
   }
-  return peft;
+  return absl::OkStatus();
 }
 
 absl::Status SaveMergedWeights(PeftModel& peft, const std::string& path,

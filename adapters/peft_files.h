@@ -32,6 +32,12 @@ absl::StatusOr<AdapterConfig> ReadAdapterConfig(const std::string& dir);
 absl::StatusOr<std::unique_ptr<PeftModel>> LoadAdapter(torch::nn::Module* model,
                                                        const std::string& dir);
 
+// Loads the tensors of the adapter folder `dir` into `peft`, already applied to `model` with the
+// same modules and shapes (continue training: JobSpec.init_from): AdaLoRA's rank pattern, AdaDHP's
+// frozen modules, every τ of a gated adapter and the modules_to_save tensors too. Errors as
+// LoadAdapter's.
+absl::Status LoadAdapterWeights(torch::nn::Module* model, PeftModel& peft, const std::string& dir);
+
 // Writes the model with every adapter merged (mergeable methods only) as HF weights
 // (`model.layers.0.self_attn.q_proj.weight`, ...) to `path`, plus `extra` tensors (e.g. zero
 // biases the merged config.json declares); the model is left unmerged.

@@ -309,12 +309,16 @@ const std::vector<FieldRange>& JobSpecRanges() {
       {"keep_checkpoints", 1, kMaxKeepCheckpoints},
       {"num_threads", 0, kMaxThreads},
       {"early_stopping_patience", 0, kMaxPatience},
+      {"init_from.step", 0, kMaxSteps},
+      {"selection.fraction", 0, 1},
+      {"selection.top_k", 0, kMaxModules},
   };
   return *kRanges;
 }
 
 const std::vector<std::string>& UnboundedJobSpecFields() {
-  static const std::vector<std::string>* const kFree = new std::vector<std::string>{"seed"};
+  static const std::vector<std::string>* const kFree =
+      new std::vector<std::string>{"seed", "selection.seed"};
   return *kFree;
 }
 
@@ -367,6 +371,14 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
           std::vector<std::string>(s.exclude_modules().begin(), s.exclude_modules().end()),
           std::vector<int64_t>(s.layers_to_transform().begin(), s.layers_to_transform().end()))
           .status());
+  if (s.has_init_from() && s.init_from().job().empty()) {
+    return FieldError("init_from.job", "required: the id of the job to start from");
+  }
+  if (s.init_from().job().size() > kMaxDatasetIdChars) {
+    return FieldError("init_from.job",
+                      absl::StrCat("at most ", kMaxDatasetIdChars, " characters, got ",
+                                   s.init_from().job().size()));
+  }
   if (s.task() == v1::SEQ_CLS && s.num_labels() < 2) {
     return FieldError("num_labels", absl::StrCat("SEQ_CLS needs num_labels in [2, ",
                                                  Number(kMaxLabels), "], got ", s.num_labels()));

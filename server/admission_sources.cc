@@ -36,6 +36,10 @@ absl::StatusOr<v1::Dataset> ServerAdmissionSources::GetDataset(const std::string
   return store_->GetDataset(id);
 }
 
+absl::StatusOr<v1::Job> ServerAdmissionSources::GetJob(const std::string& id) {
+  return store_->GetJob(id);
+}
+
 std::optional<WorkerMemory> ServerAdmissionSources::LargestWorkerMemory() {
   return server::LargestWorkerMemory(live_workers_, local_host_bytes_);
 }

@@ -1,5 +1,6 @@
-// The scheduler's AdmissionSources: models under the model root (config.json only), datasets from
-// the job store, and the memory the live workers advertised (a snapshot taken per request).
+// The scheduler's AdmissionSources: models under the model root (config.json only), datasets and
+// jobs from the job store, and the memory the live workers advertised (a snapshot taken per
+// request).
 #ifndef PEFTD_SERVER_ADMISSION_SOURCES_H_
 #define PEFTD_SERVER_ADMISSION_SOURCES_H_
 
@@ -21,6 +22,7 @@ class ServerAdmissionSources : public AdmissionSources {
   absl::StatusOr<model::ModelConfig> ReadModelConfig(const std::string& base_model) override;
   absl::StatusOr<v1::Dataset> GetDataset(const std::string& id) override;
   std::optional<WorkerMemory> LargestWorkerMemory() override;
+  absl::StatusOr<v1::Job> GetJob(const std::string& id) override;
 
  private:
   const std::string model_root_;

@@ -5,11 +5,12 @@
 
 namespace peftd::server {
 
-absl::Status WithFieldViolation(absl::Status st, const std::string& field) {
+absl::Status WithFieldViolation(absl::Status st, const std::string& field,
+                                const std::string& given_description) {
   if (st.ok() || st.GetPayload(kBadRequestTypeUrl).has_value()) return st;
   const absl::string_view msg = st.message();
   std::string name = field;
-  std::string description(msg);
+  std::string description = given_description.empty() ? std::string(msg) : given_description;
   if (name.empty()) {
     const size_t colon = msg.find(": ");
     if (colon == absl::string_view::npos || colon == 0 ||

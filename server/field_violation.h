@@ -12,11 +12,12 @@ namespace peftd::server {
 
 inline constexpr char kBadRequestTypeUrl[] = "type.googleapis.com/google.rpc.BadRequest";
 
-// `st` with a BadRequest naming `field` (described by the message). With `field` empty, the field
-// is the message's prefix before ": " when that prefix is one word ("lora.r: must be >= 1").
-// OK statuses, statuses that already carry a BadRequest, and messages without a field come back
-// unchanged.
-absl::Status WithFieldViolation(absl::Status st, const std::string& field = "");
+// `st` with a BadRequest naming `field`, described by `description` (default: the message). With
+// `field` empty, the field is the message's prefix before ": " when that prefix is one word
+// ("lora.r: must be >= 1"). OK statuses, statuses that already carry a BadRequest, and messages
+// without a field come back unchanged.
+absl::Status WithFieldViolation(absl::Status st, const std::string& field = "",
+                                const std::string& description = "");
 
 }  // namespace peftd::server
 

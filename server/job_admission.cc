@@ -8,6 +8,8 @@
 #include "common/job_spec_model.h"
 #include "common/memory_estimate.h"
 #include "common/status.h"
+#include "server/init_from_check.h"
+#include "server/module_selection.h"
 
 namespace peftd::server {
 namespace {
@@ -93,7 +95,13 @@ std::optional<WorkerMemory> LargestWorkerMemory(const std::vector<LiveWorker>& l
 
 absl::StatusOr<v1::JobSpec> AdmitJob(const v1::CreateJobRequest& req, AdmissionSources& sources) {
   RETURN_IF_ERROR(CheckRequestFields(req));
-  v1::JobSpec spec = WithDefaults(req.spec());
+  v1::JobSpec given = req.spec();
+  if (given.has_selection()) {
+    // The chosen names go into the stored spec: the run reproduces without the earlier job.
+    ASSIGN_OR_RETURN(std::vector<std::string> chosen, SelectModules(given, sources));
+    for (const std::string& m : chosen) given.add_target_modules(m);
+  }
+  v1::JobSpec spec = WithDefaults(given);
   RETURN_IF_ERROR(ValidateJobSpec(spec));
   ASSIGN_OR_RETURN(model::ModelConfig config, sources.ReadModelConfig(spec.base_model()));
   ASSIGN_OR_RETURN(SpecOnModel resolved, ResolveSpecOnModel(spec, config));
@@ -103,6 +111,9 @@ absl::StatusOr<v1::JobSpec> AdmitJob(const v1::CreateJobRequest& req, AdmissionS
     ASSIGN_OR_RETURN(int64_t validation_bytes, CheckDataset(sources, spec, "validation_dataset_id",
                                                             spec.validation_dataset_id()));
     dataset_bytes += validation_bytes;
+  }
+  if (spec.has_init_from()) {
+    RETURN_IF_ERROR(CheckInitFrom(spec, resolved, config, sources));
   }
   if (std::optional<WorkerMemory> memory = sources.LargestWorkerMemory()) {
     RETURN_IF_ERROR(CheckMemoryFits(EstimatePeakMemory(spec, resolved, dataset_bytes),

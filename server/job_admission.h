@@ -61,13 +61,18 @@ class AdmissionSources {
   virtual absl::StatusOr<v1::Dataset> GetDataset(const std::string& id) = 0;
   // The most memory one worker can give a job; nullopt when unknown (the check is skipped).
   virtual std::optional<WorkerMemory> LargestWorkerMemory() = 0;
+  // The stored job `id` (JobSpec.init_from); NotFound when there is none.
+  virtual absl::StatusOr<v1::Job> GetJob(const std::string& id) {
+    return absl::NotFoundError("no job '" + id + "'");
+  }
 };
 
 // The spec with its defaults filled, ready to store, or the first refusal: InvalidArgument (a
-// field: its message starts with the field path), NotFound (a dataset or base_model that does
-// not exist), FailedPrecondition (a model folder without config.json), ResourceExhausted (the
-// memory estimate exceeds every worker; the message names the estimate in GiB and the largest
-// worker memory).
+// field: its message starts with the field path), NotFound (a dataset, base_model or
+// init_from.job that does not exist), FailedPrecondition (a model folder without config.json; an
+// init_from job that has not ended or kept no such checkpoint), ResourceExhausted (the memory
+// estimate exceeds every worker; the message names the estimate in GiB and the largest worker
+// memory).
 absl::StatusOr<v1::JobSpec> AdmitJob(const v1::CreateJobRequest& request,
                                      AdmissionSources& sources);
 

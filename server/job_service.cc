@@ -17,6 +17,24 @@ namespace {
 
 constexpr int kWatchBatch = 100;
 
+// A refused sweep with the field it names: a child's refusal "children[2] (lora.r=0): lora.r:
+// must be >= 1" names "children[2].lora.r", described by "must be >= 1"; the sweep's own
+// ("spec.axes[1].values[0]: ...") its prefix.
+absl::Status WithSweepFieldViolation(const absl::Status& st) {
+  const std::string message(st.message());
+  const size_t close = message.find("): ");
+  if (message.rfind("children[", 0) != 0 || close == std::string::npos) {
+    return WithFieldViolation(st);
+  }
+  const std::string child = message.substr(0, message.find(' '));
+  const std::string rest = message.substr(close + 3);
+  const size_t colon = rest.find(": ");
+  if (colon == std::string::npos || rest.substr(0, colon).find(' ') != std::string::npos) {
+    return WithFieldViolation(st, child, rest);
+  }
+  return WithFieldViolation(st, child + "." + rest.substr(0, colon), rest.substr(colon + 2));
+}
+
 }  // namespace
 
 #define PEFTD_AUTHORIZE(ctx)                                                        \
@@ -41,6 +59,48 @@ grpc::Status JobServiceImpl::CreateJob(grpc::ServerContext* ctx, const v1::Creat
   // The reply is the Job either way; clients that care (peftctl) read this to say so.
   if (existed) ctx->AddInitialMetadata(kExistingJobMetadata, "true");
   *resp = std::move(*job);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::CreateSweep(grpc::ServerContext* ctx,
+                                         const v1::CreateSweepRequest* req, v1::Sweep* resp) {
+  PEFTD_AUTHORIZE(ctx);
+  auto sweep = scheduler_->CreateSweep(*req);
+  if (!sweep.ok()) return ToGrpcStatus(WithSweepFieldViolation(sweep.status()));
+  *resp = std::move(*sweep);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::GetSweep(grpc::ServerContext* ctx, const v1::GetSweepRequest* req,
+                                      v1::Sweep* resp) {
+  PEFTD_AUTHORIZE(ctx);
+  if (req->sweep_id().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("sweep_id: required"));
+  }
+  auto sweep = scheduler_->GetSweep(req->sweep_id());
+  if (!sweep.ok()) return ToGrpcStatus(sweep.status());
+  *resp = std::move(*sweep);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::ListSweeps(grpc::ServerContext* ctx, const v1::ListSweepsRequest* req,
+                                        v1::ListSweepsResponse* resp) {
+  PEFTD_AUTHORIZE(ctx);
+  auto page = scheduler_->ListSweeps(*req);
+  if (!page.ok()) return ToGrpcStatus(page.status());
+  *resp = std::move(*page);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::CancelSweep(grpc::ServerContext* ctx,
+                                         const v1::CancelSweepRequest* req, v1::Sweep* resp) {
+  PEFTD_AUTHORIZE(ctx);
+  if (req->sweep_id().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("sweep_id: required"));
+  }
+  auto sweep = scheduler_->CancelSweep(req->sweep_id());
+  if (!sweep.ok()) return ToGrpcStatus(sweep.status());
+  *resp = std::move(*sweep);
   return grpc::Status::OK;
 }
 
@@ -200,11 +260,12 @@ grpc::Status JobServiceImpl::DownloadAdapter(grpc::ServerContext* ctx,
                                              const v1::DownloadAdapterRequest* req,
                                              grpc::ServerWriter<v1::DownloadAdapterChunk>* writer) {
   PEFTD_AUTHORIZE(ctx);
-  auto artifact = scheduler_->GetArtifact(req->job_id(), req->merged());
+  auto artifact = scheduler_->GetArtifact(req->job_id(), req->merged(), req->step());
   if (!artifact.ok()) return ToGrpcStatus(artifact.status());
   v1::DownloadAdapterChunk header;
   header.mutable_header()->set_name(
-      absl::StrCat(req->job_id(), req->merged() ? "-merged" : "-adapter"));
+      absl::StrCat(req->job_id(), req->step() > 0 ? absl::StrCat("-step-", req->step()) : "",
+                   req->merged() ? "-merged" : "-adapter"));
   header.mutable_header()->set_size_bytes(artifact->size_bytes);
   header.mutable_header()->set_sha256(artifact->sha256);
   if (!writer->Write(header)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");

@@ -40,6 +40,14 @@ class JobServiceImpl final : public v1::JobService::Service {
                           v1::ListModelsResponse* resp) override;
   grpc::Status DownloadAdapter(grpc::ServerContext* ctx, const v1::DownloadAdapterRequest* req,
                                grpc::ServerWriter<v1::DownloadAdapterChunk>* writer) override;
+  grpc::Status CreateSweep(grpc::ServerContext* ctx, const v1::CreateSweepRequest* req,
+                           v1::Sweep* resp) override;
+  grpc::Status GetSweep(grpc::ServerContext* ctx, const v1::GetSweepRequest* req,
+                        v1::Sweep* resp) override;
+  grpc::Status ListSweeps(grpc::ServerContext* ctx, const v1::ListSweepsRequest* req,
+                          v1::ListSweepsResponse* resp) override;
+  grpc::Status CancelSweep(grpc::ServerContext* ctx, const v1::CancelSweepRequest* req,
+                           v1::Sweep* resp) override;
 
  private:
   absl::StatusOr<v1::Dataset> ReceiveDataset(grpc::ServerContext* ctx,

@@ -273,6 +273,9 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
       ->group("Limits");
   app.add_option("--max-message-bytes", max_message, "largest gRPC message, both directions")
       ->group("Limits");
+  app.add_option("--max-sweep-children", o.max_sweep_children,
+                 "most child jobs one sweep may have (docs/sweeps.md)")
+      ->group("Limits");
 
   app.add_option("--local-workers", o.local_workers,
                  "peftd-worker children to spawn and supervise (0 = remote workers only)")
@@ -396,6 +399,9 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   auto dataset_bytes = ParseByteSize(max_dataset);
   if (!dataset_bytes.ok()) return FlagError("max-dataset-bytes", dataset_bytes.status().message());
   if (*dataset_bytes <= 0) return FlagError("max-dataset-bytes", "must be positive");
+  if (o.max_sweep_children < 1 || o.max_sweep_children > 10000) {
+    return FlagError("max-sweep-children", "must be in [1, 10000]");
+  }
   o.max_dataset_bytes = *dataset_bytes;
   auto message_bytes = ParseByteSize(max_message);
   if (!message_bytes.ok()) return FlagError("max-message-bytes", message_bytes.status().message());

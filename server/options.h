@@ -72,6 +72,7 @@ struct ServerOptions {
   // --- limits ---
   int64_t max_dataset_bytes = int64_t{1} << 30;   // one uploaded dataset
   int64_t max_message_bytes = int64_t{16} << 20;  // one gRPC message (both directions)
+  int max_sweep_children = 64;                    // children of one sweep
 
   // --- logging ---
   std::string log_level = "info";  // trace, debug, info, warn, error, critical, off

@@ -41,6 +41,15 @@ absl::Status Scheduler::Recover() {
   const absl::Time now = clock_->Now();
   for (v1::Job& job : active) {
     queue_key_[job.id()] = next_order_++;
+    if (!job.sweep_id().empty()) {
+      job_sweep_[job.id()] = job.sweep_id();
+      if (sweep_concurrency_.count(job.sweep_id()) == 0) {
+        ASSIGN_OR_RETURN(v1::Sweep sweep, store_->GetSweep(job.sweep_id()));
+        if (sweep.spec().max_concurrency() > 0) {
+          sweep_concurrency_[sweep.id()] = sweep.spec().max_concurrency();
+        }
+      }
+    }
     if (job.state() == v1::VALIDATING) {
       // Accepted but not queued when the server stopped: validation is synchronous, so queue it.
       RETURN_IF_ERROR(TransitionLocked(job, v1::QUEUED, "queued after a server restart"));
@@ -235,6 +244,7 @@ absl::Status Scheduler::CommitLocked(v1::JobState from, storage::JobUpdate updat
     if (!IsLeased(to)) leases_.erase(job.id());
     if (IsFinal(to)) {
       queue_key_.erase(job.id());
+      job_sweep_.erase(job.id());
       observer_->JobFinished(job.spec().method(), to);
       observer_->JobRemoved(job.id());
     }

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -44,6 +45,10 @@ struct SchedulerOptions {
   // > 0: the server runs local workers on this host, with this much usable memory; CreateJob
   // checks the memory estimate against it while no worker has registered (server/job_admission.h).
   int64_t local_worker_memory_bytes = 0;
+  // The most children one sweep may have (CreateSweep refuses a larger grid or list).
+  int max_sweep_children = 64;
+  // New sweep ids; default "sweep-" + 16 random hex digits.
+  std::function<std::string()> new_sweep_id;
 };
 
 class Scheduler {
@@ -81,8 +86,26 @@ class Scheduler {
   // Records an uploaded dataset (its bytes already in the blob store). Same id: no-op.
   absl::StatusOr<v1::Dataset> RecordDataset(const v1::Dataset& dataset);
   absl::StatusOr<std::vector<v1::Dataset>> ListDatasets();
-  // The adapter (or merged model) of a SUCCEEDED job: FailedPrecondition before that.
-  absl::StatusOr<storage::Artifact> GetArtifact(const std::string& job_id, bool merged);
+  // The adapter (or merged model) of a SUCCEEDED job: FailedPrecondition before that. With
+  // step > 0: the adapter of the job's kept checkpoint of that step, in any state; NotFound
+  // listing the kept steps when there is none.
+  absl::StatusOr<storage::Artifact> GetArtifact(const std::string& job_id, bool merged,
+                                                int64_t step = 0);
+
+  // --- Sweeps (scheduler_sweeps.cc, docs/sweeps.md) ---------------------------------------------
+
+  // Expands the sweep into children (server/sweep_expand.h) and admits each like CreateJob; the
+  // first child that would be refused refuses the whole sweep with its code and a message
+  // starting "children[i] (field=value, ...): " then the job's refusal. Otherwise the sweep and
+  // every child are stored in one transaction and the children queue in order. Idempotent by
+  // request_id like CreateJob.
+  absl::StatusOr<v1::Sweep> CreateSweep(const v1::CreateSweepRequest& request);
+  // The sweep with its comparison table (server/sweep_view.h).
+  absl::StatusOr<v1::Sweep> GetSweep(const std::string& sweep_id);
+  // Newest first; page_size defaults to 50, at most 1000.
+  absl::StatusOr<v1::ListSweepsResponse> ListSweeps(const v1::ListSweepsRequest& request);
+  // Idempotent: records the cancel and cancels every child as CancelJob does.
+  absl::StatusOr<v1::Sweep> CancelSweep(const std::string& sweep_id);
 
   // --- WorkerService ----------------------------------------------------------------------------
 
@@ -104,8 +127,10 @@ class Scheduler {
                                                 const std::string& sha256);
   // Whether a dataset with these bytes was uploaded (FetchDataset).
   absl::StatusOr<bool> IsDataset(const std::string& sha256);
+  // The adapter (or merged model) an attempt uploaded; with step > 0 the adapter of its
+  // checkpoint of that step (storage::CheckpointAdapterKind).
   absl::Status RecordAdapter(const std::string& job_id, int attempt, bool merged,
-                             const std::string& sha256, int64_t size_bytes);
+                             const std::string& sha256, int64_t size_bytes, int64_t step = 0);
   // Final report of an attempt. Idempotent for a repeated identical report.
   absl::Status CompleteJob(const v1::CompleteJobRequest& request);
 
@@ -161,7 +186,14 @@ class Scheduler {
   absl::Status LoseLeaseLocked(const std::string& job_id, const AttemptLoss& loss);
   absl::Status RecordReportLocked(v1::Job& job, const v1::ProgressReport& report,
                                   std::vector<v1::JobEvent>* events);
-  absl::StatusOr<v1::Lease> LeaseNextLocked(const std::string& worker_id);
+  // The first queued job that may be leased now: a sweep's child waits while its sweep has
+  // max_concurrency children leased. Requires mu_.
+  std::optional<std::string> NextLeasableLocked() const;
+  absl::StatusOr<v1::Lease> LeaseLocked(const std::string& worker_id, const std::string& job_id);
+  // CancelJob's transition of `job` (updated in place). Requires mu_.
+  absl::Status CancelJobLocked(v1::Job& job);
+  // A new QUEUED job (already stored) joins the queue and the counts. Requires mu_.
+  void EnqueueNewLocked(const v1::Job& job);
   absl::Status CheckLeaseLocked(const std::string& job_id, int attempt) const;
   void PublishCountsLocked();
   void PublishWorkersLocked();
@@ -185,6 +217,10 @@ class Scheduler {
   std::map<std::string, Lease> leases_;              // guarded by mu_; RUNNING and CANCELLING jobs
   std::map<std::string, Worker> workers_;            // guarded by mu_
   std::map<v1::JobState, int64_t> counts_;           // guarded by mu_
+  // Sweep children that are not final: job id -> sweep id.
+  std::map<std::string, std::string> job_sweep_;  // guarded by mu_
+  // Sweeps with a concurrency limit: sweep id -> max_concurrency (> 0).
+  std::map<std::string, int> sweep_concurrency_;  // guarded by mu_
 };
 
 }  // namespace peftd::server

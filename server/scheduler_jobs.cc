@@ -1,12 +1,10 @@
 // Scheduler: the JobService side (submit, read, list, cancel, events, datasets, artifacts).
 #include <algorithm>
 #include <mutex>
-#include <random>
 #include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "common/job_spec.h"
 #include "common/status.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -23,13 +21,6 @@ using internal::ToProto;
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 1000;
 constexpr int kDefaultEventPageSize = 100;
-
-std::string RandomJobId() {
-  static std::mutex mu;
-  static std::mt19937_64 rng(std::random_device{}());
-  std::lock_guard<std::mutex> lock(mu);
-  return absl::StrFormat("job-%016x", rng());
-}
 
 }  // namespace
 
@@ -54,7 +45,7 @@ absl::StatusOr<v1::Job> Scheduler::CreateJob(const v1::CreateJobRequest& req, bo
   RETURN_IF_ERROR(ValidateRequest(req, &spec));
   std::lock_guard<std::mutex> lock(mu_);
   v1::Job job;
-  job.set_id(options_.new_job_id ? options_.new_job_id() : RandomJobId());
+  job.set_id(options_.new_job_id ? options_.new_job_id() : internal::RandomId("job"));
   job.set_request_id(req.request_id());
   job.set_display_name(req.display_name());
   *job.mutable_labels() = req.labels();
@@ -65,10 +56,7 @@ absl::StatusOr<v1::Job> Scheduler::CreateJob(const v1::CreateJobRequest& req, bo
   RETURN_IF_ERROR(CheckTransition(v1::VALIDATING, v1::QUEUED));
   job.set_state(v1::QUEUED);
   std::vector<v1::JobEvent> events = {
-      EventLocked(job, v1::JobEvent::INFO,
-                  absl::StrCat("queued: ", v1::Method_Name(spec.method()),
-                               spec.token_gate().enabled() ? " with the token gate" : "", " on ",
-                               spec.base_model(), ", training data ", spec.training_dataset_id()))};
+      EventLocked(job, v1::JobEvent::INFO, internal::QueuedText(spec))};
   bool existed = false;
   ASSIGN_OR_RETURN(v1::Job stored, store_->InsertJob(job, std::move(events), &existed));
   if (existed) {
@@ -80,14 +68,19 @@ absl::StatusOr<v1::Job> Scheduler::CreateJob(const v1::CreateJobRequest& req, bo
     if (existed_out != nullptr) *existed_out = true;
     return stored;
   }
-  queue_key_[job.id()] = next_order_++;
-  queue_.emplace(queue_key_[job.id()], job.id());
-  ++counts_[v1::QUEUED];
-  observer_->JobSubmitted(spec.method());
+  EnqueueNewLocked(job);
   PublishCountsLocked();
   ++event_generation_;
   events_cv_.notify_all();
   return job;
+}
+
+void Scheduler::EnqueueNewLocked(const v1::Job& job) {
+  queue_key_[job.id()] = next_order_++;
+  queue_.emplace(queue_key_[job.id()], job.id());
+  ++counts_[v1::QUEUED];
+  if (!job.sweep_id().empty()) job_sweep_[job.id()] = job.sweep_id();
+  observer_->JobSubmitted(job.spec().method());
 }
 
 absl::StatusOr<v1::Job> Scheduler::GetJob(const std::string& job_id) {
@@ -127,14 +120,20 @@ absl::StatusOr<v1::ListJobsResponse> Scheduler::ListJobs(const v1::ListJobsReque
 absl::StatusOr<v1::Job> Scheduler::CancelJob(const std::string& job_id) {
   std::lock_guard<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
-  if (job.state() == v1::QUEUED || job.state() == v1::VALIDATING) {
-    RETURN_IF_ERROR(TransitionLocked(job, v1::CANCELLED, "cancelled while queued"));
-  } else if (job.state() == v1::RUNNING) {
-    RETURN_IF_ERROR(TransitionLocked(
-        job, v1::CANCELLING,
-        absl::StrCat("cancel requested; worker ", job.worker_id(), " stops within one step")));
-  }
+  RETURN_IF_ERROR(CancelJobLocked(job));
   return job;
+}
+
+absl::Status Scheduler::CancelJobLocked(v1::Job& job) {
+  if (job.state() == v1::QUEUED || job.state() == v1::VALIDATING) {
+    return TransitionLocked(job, v1::CANCELLED, "cancelled while queued");
+  }
+  if (job.state() == v1::RUNNING) {
+    return TransitionLocked(
+        job, v1::CANCELLING,
+        absl::StrCat("cancel requested; worker ", job.worker_id(), " stops within one step"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<v1::JobEvent>> Scheduler::ListJobEvents(const std::string& job_id,
@@ -172,8 +171,34 @@ absl::StatusOr<std::vector<v1::Dataset>> Scheduler::ListDatasets() {
   return store_->ListDatasets();
 }
 
-absl::StatusOr<storage::Artifact> Scheduler::GetArtifact(const std::string& job_id, bool merged) {
+absl::StatusOr<storage::Artifact> Scheduler::GetArtifact(const std::string& job_id, bool merged,
+                                                         int64_t step) {
   ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
+  if (step < 0) return absl::InvalidArgumentError("step: must be >= 0 (0 = the final adapter)");
+  if (step > 0) {
+    if (merged) {
+      return absl::InvalidArgumentError(
+          "step: a checkpoint has no merged model; download its adapter (without merged)");
+    }
+    std::string kept;
+    bool found = false;
+    for (const v1::Checkpoint& cp : job.checkpoints()) {
+      found = found || cp.step() == step;
+      absl::StrAppend(&kept, kept.empty() ? "" : ", ", cp.step());
+    }
+    if (!found) {
+      return absl::NotFoundError(
+          absl::StrCat("job ", job_id, " keeps no checkpoint of step ", step,
+                       kept.empty() ? "; it keeps none" : absl::StrCat("; it keeps ", kept)));
+    }
+    ASSIGN_OR_RETURN(auto artifact,
+                     store_->GetArtifact(job_id, storage::CheckpointAdapterKind(step)));
+    if (!artifact) {
+      return absl::NotFoundError(absl::StrCat("the checkpoint of step ", step, " of job ", job_id,
+                                              " has no adapter (its worker did not write one)"));
+    }
+    return *artifact;
+  }
   if (job.state() != v1::SUCCEEDED) {
     // A job that ended otherwise never will have one; a live one may.
     const bool ended = job.state() == v1::FAILED || job.state() == v1::CANCELLED;

@@ -12,6 +12,7 @@
 namespace peftd::server {
 
 using internal::FromProto;
+using internal::ResolveInitSource;
 using internal::ResumeText;
 using internal::ShortSha;
 using internal::ToProto;
@@ -89,8 +90,10 @@ absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRe
     update.job = std::move(job);
     RETURN_IF_ERROR(CommitSameStateLocked(std::move(update)));
   }
-  for (int i = 0; i < req.free_slots() && !queue_.empty(); ++i) {
-    absl::StatusOr<v1::Lease> lease = LeaseNextLocked(req.worker_id());
+  for (int i = 0; i < req.free_slots(); ++i) {
+    const std::optional<std::string> next = NextLeasableLocked();
+    if (!next) break;
+    absl::StatusOr<v1::Lease> lease = LeaseLocked(req.worker_id(), *next);
     if (!lease.ok()) {
       // The reports above are stored; failing the heartbeat would make the worker send them
       // again. The job stays queued for the next heartbeat.
@@ -104,8 +107,26 @@ absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRe
   return resp;
 }
 
-absl::StatusOr<v1::Lease> Scheduler::LeaseNextLocked(const std::string& worker_id) {
-  const std::string job_id = queue_.begin()->second;
+std::optional<std::string> Scheduler::NextLeasableLocked() const {
+  std::map<std::string, int> leased;  // sweep id -> its children holding a lease
+  if (!sweep_concurrency_.empty()) {
+    for (const auto& [job_id, lease] : leases_) {
+      if (auto s = job_sweep_.find(job_id); s != job_sweep_.end()) ++leased[s->second];
+    }
+  }
+  for (const auto& [order, job_id] : queue_) {
+    auto sweep = job_sweep_.find(job_id);
+    if (sweep != job_sweep_.end()) {
+      auto limit = sweep_concurrency_.find(sweep->second);
+      if (limit != sweep_concurrency_.end() && leased[sweep->second] >= limit->second) continue;
+    }
+    return job_id;
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<v1::Lease> Scheduler::LeaseLocked(const std::string& worker_id,
+                                                 const std::string& job_id) {
   ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
   const absl::Time now = clock_->Now();
   v1::Lease lease;
@@ -121,6 +142,10 @@ absl::StatusOr<v1::Lease> Scheduler::LeaseNextLocked(const std::string& worker_i
     lease.set_validation_dataset_filename(val.filename());
   }
   if (const v1::Checkpoint* cp = NewestCheckpoint(job)) *lease.mutable_resume_from() = *cp;
+  if (job.spec().has_init_from()) {
+    ASSIGN_OR_RETURN(*lease.mutable_init_from(),
+                     ResolveInitSource(*store_, job.spec().init_from()));
+  }
   if (job.attempt() == 1)
     observer_->QueueWait(absl::ToDoubleSeconds(now - FromProto(job.create_time())));
   job.set_worker_id(worker_id);
@@ -183,6 +208,17 @@ absl::StatusOr<v1::Checkpoint> Scheduler::FindCheckpoint(const std::string& job_
   for (const auto& cp : checkpoints) {
     if (cp.sha256() == sha256) return cp;
   }
+  // The weights the job starts from (init_from) are fetched the same way.
+  ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
+  if (job.spec().has_init_from()) {
+    ASSIGN_OR_RETURN(v1::InitSource init, ResolveInitSource(*store_, job.spec().init_from()));
+    if (init.sha256() == sha256) {
+      v1::Checkpoint cp;
+      cp.set_step(init.step());
+      cp.set_sha256(init.sha256());
+      return cp;
+    }
+  }
   return absl::NotFoundError(
       absl::StrCat("job ", job_id, " has no checkpoint with sha256 ", ShortSha(sha256)));
 }
@@ -193,15 +229,27 @@ absl::StatusOr<bool> Scheduler::IsDataset(const std::string& sha256) {
 }
 
 absl::Status Scheduler::RecordAdapter(const std::string& job_id, int attempt, bool merged,
-                                      const std::string& sha256, int64_t size_bytes) {
+                                      const std::string& sha256, int64_t size_bytes, int64_t step) {
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(CheckLeaseLocked(job_id, attempt));
   ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
+  leases_[job_id].expires = clock_->Now() + options_.lease_timeout;
+  if (step > 0 && !merged) {
+    // A checkpoint's adapter: served by `download --step`, dropped with its checkpoint.
+    storage::JobUpdate update;
+    update.events.push_back(
+        EventLocked(job, v1::JobEvent::DEBUG,
+                    absl::StrCat("adapter of the checkpoint of step ", step, " uploaded (",
+                                 size_bytes, " bytes, sha256 ", ShortSha(sha256), ")")));
+    update.artifact = storage::Artifact{job_id, storage::CheckpointAdapterKind(step), sha256,
+                                        size_bytes, attempt};
+    update.job = std::move(job);
+    return CommitSameStateLocked(std::move(update));
+  }
   if (!merged) {
     job.set_adapter_sha256(sha256);
     job.set_adapter_size_bytes(size_bytes);
   }
-  leases_[job_id].expires = clock_->Now() + options_.lease_timeout;
   storage::JobUpdate update;
   v1::JobEvent event =
       EventLocked(job, v1::JobEvent::INFO,

@@ -129,7 +129,8 @@ grpc::Status WorkerServiceImpl::UploadAdapter(grpc::ServerContext* ctx,
   auto got = Receive(reader);
   if (!got.ok()) return ToGrpcStatus(got.status());
   const auto& [h, sha] = *got;
-  if (auto st = scheduler_->RecordAdapter(h.job_id(), h.attempt(), h.merged(), sha, h.size_bytes());
+  if (auto st = scheduler_->RecordAdapter(h.job_id(), h.attempt(), h.merged(), sha, h.size_bytes(),
+                                          h.step());
       !st.ok()) {
     return ToGrpcStatus(st);
   }

@@ -10,36 +10,21 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
+#include "storage/sqlite_rows.h"
 
 namespace peftd::storage {
 namespace {
+
+using internal::BindBlob;
+using internal::Guarded;
+using internal::ParseColumn;
+using internal::Serialize;
+using internal::ToMicros;
 
 constexpr char kPageTokenPrefix[] = "jobs-before:";
 
 // One schema step: applied in its own transaction together with `PRAGMA user_version = N`.
 using Migration = std::function<void(SQLite::Database&)>;
-
-int64_t ToMicros(const google::protobuf::Timestamp& t) {
-  return t.seconds() * 1000000 + t.nanos() / 1000;
-}
-
-template <typename M>
-std::string Serialize(const M& m) {
-  std::string out;
-  m.SerializeToString(&out);
-  return out;
-}
-
-template <typename M>
-M ParseColumn(const SQLite::Column& c) {
-  M m;
-  m.ParseFromArray(c.getBlob(), c.getBytes());
-  return m;
-}
-
-void BindBlob(SQLite::Statement& s, int index, const std::string& bytes) {
-  s.bind(index, bytes.data(), static_cast<int>(bytes.size()));
-}
 
 void InsertLabels(SQLite::Database& db, int64_t seq, const v1::Job& job) {
   for (const auto& [key, value] : job.labels()) {
@@ -130,20 +115,22 @@ const std::vector<Migration>& Migrations() {
           CREATE INDEX artifacts_by_sha256 ON artifacts(sha256);
         )sql");
       },
+      // 5: sweeps, and the sweep a job belongs to (NULL for jobs submitted alone).
+      [](SQLite::Database& db) {
+        db.exec(R"sql(
+          CREATE TABLE sweeps (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order: ListSweeps pages by it
+            id TEXT NOT NULL UNIQUE,
+            request_id TEXT UNIQUE,                 -- NULL when the client gave none
+            create_time_us INTEGER NOT NULL,
+            sweep BLOB NOT NULL                     -- serialized v1.Sweep (no live numbers)
+          );
+          ALTER TABLE jobs ADD COLUMN sweep_id TEXT REFERENCES sweeps(id);
+          CREATE INDEX jobs_by_sweep ON jobs(sweep_id, seq);
+        )sql");
+      },
   };
   return *steps;
-}
-
-// Runs `fn`, turning SQLiteCpp's exceptions into a status naming what was being done.
-template <typename Fn>
-auto Guarded(const char* what, Fn&& fn) -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (const SQLite::Exception& e) {
-    return absl::InternalError(absl::StrCat("job store: ", what, ": ", e.what()));
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("job store: ", what, ": ", e.what()));
-  }
 }
 
 }  // namespace
@@ -227,6 +214,29 @@ std::vector<v1::JobEvent> JobStore::AppendEventsLocked(const std::string& job_id
 
 void JobStore::WriteLabelsLocked(int64_t seq, const v1::Job& job) { InsertLabels(*db_, seq, job); }
 
+void JobStore::InsertJobRowLocked(const v1::Job& job, std::vector<v1::JobEvent> events) {
+  SQLite::Statement ins(*db_,
+                        "INSERT INTO jobs(id, request_id, state, create_time_us, job, sweep_id) "
+                        "VALUES(?, ?, ?, ?, ?, ?)");
+  ins.bind(1, job.id());
+  if (job.request_id().empty()) {
+    ins.bind(2);  // NULL: many jobs without a request id
+  } else {
+    ins.bind(2, job.request_id());
+  }
+  ins.bind(3, static_cast<int>(job.state()));
+  ins.bind(4, ToMicros(job.create_time()));
+  BindBlob(ins, 5, Serialize(job));
+  if (job.sweep_id().empty()) {
+    ins.bind(6);
+  } else {
+    ins.bind(6, job.sweep_id());
+  }
+  ins.exec();
+  WriteLabelsLocked(db_->getLastInsertRowid(), job);
+  AppendEventsLocked(job.id(), std::move(events));
+}
+
 absl::StatusOr<v1::Job> JobStore::InsertJob(const v1::Job& job, std::vector<v1::JobEvent> events,
                                             bool* existed) {
   return Guarded("inserting a job", [&]() -> absl::StatusOr<v1::Job> {
@@ -241,21 +251,7 @@ absl::StatusOr<v1::Job> JobStore::InsertJob(const v1::Job& job, std::vector<v1::
         return ParseColumn<v1::Job>(q.getColumn(0));
       }
     }
-    SQLite::Statement ins(*db_,
-                          "INSERT INTO jobs(id, request_id, state, create_time_us, job) "
-                          "VALUES(?, ?, ?, ?, ?)");
-    ins.bind(1, job.id());
-    if (job.request_id().empty()) {
-      ins.bind(2);  // NULL: many jobs without a request id
-    } else {
-      ins.bind(2, job.request_id());
-    }
-    ins.bind(3, static_cast<int>(job.state()));
-    ins.bind(4, ToMicros(job.create_time()));
-    BindBlob(ins, 5, Serialize(job));
-    ins.exec();
-    WriteLabelsLocked(db_->getLastInsertRowid(), job);
-    AppendEventsLocked(job.id(), std::move(events));
+    InsertJobRowLocked(job, std::move(events));
     tx.commit();
     return job;
   });
@@ -289,9 +285,16 @@ absl::StatusOr<std::vector<v1::JobEvent>> JobStore::Apply(const JobUpdate& updat
       del.bind(2, attempt);
       del.bind(3, static_cast<int64_t>(step));
       del.exec();
+      SQLite::Statement adapter(
+          *db_, "DELETE FROM artifacts WHERE job_id = ? AND kind = ? AND attempt = ?");
+      adapter.bind(1, id);
+      adapter.bind(2, CheckpointAdapterKind(step));
+      adapter.bind(3, attempt);
+      adapter.exec();
     }
     if (update.drop_artifacts) {
-      SQLite::Statement del(*db_, "DELETE FROM artifacts WHERE job_id = ?");
+      SQLite::Statement del(
+          *db_, "DELETE FROM artifacts WHERE job_id = ? AND kind IN ('adapter', 'merged')");
       del.bind(1, id);
       del.exec();
     }

@@ -1,6 +1,6 @@
-// The job store (DESIGN.md "Storage"): jobs, their event logs, datasets, checkpoints, artifacts and
-// workers in one SQLite file through SQLiteCpp. WAL mode, busy_timeout, foreign keys on; the
-// schema is migrated step by step by PRAGMA user_version when the file is opened.
+// The job store (DESIGN.md "Storage"): jobs, their event logs, datasets, checkpoints, artifacts,
+// workers and sweeps in one SQLite file through SQLiteCpp. WAL mode, busy_timeout, foreign keys on;
+// the schema is migrated step by step by PRAGMA user_version when the file is opened.
 //
 // Rows hold the serialized proto (the Job exactly as the server knows it) plus the indexed columns
 // that queries need (state, request_id, insertion order, labels). The store holds no policy: the
@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "peftd/v1/job.pb.h"
+#include "peftd/v1/sweep.pb.h"
 #include "peftd/v1/worker.pb.h"
 
 namespace SQLite {
@@ -34,7 +35,7 @@ class Database;
 namespace peftd::storage {
 
 // The schema version this build writes. Older files are migrated on Open; newer ones refused.
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 struct JobQuery {
   int page_size = 50;                         // 1..1000 (the caller applies defaults and limits)
@@ -48,14 +49,33 @@ struct JobPage {
   std::string next_page_token;  // empty on the last page
 };
 
-// A stored build artifact of a job (the adapter archive, or the merged model archive).
+struct SweepPage {
+  std::vector<v1::Sweep> sweeps;  // newest first
+  std::string next_page_token;    // empty on the last page
+};
+
+// A new job and the events that explain it.
+struct NewJob {
+  v1::Job job;
+  std::vector<v1::JobEvent> events;
+};
+
+// A stored build artifact of a job (the adapter archive, the merged model archive, or the adapter
+// of one of its checkpoints).
 struct Artifact {
   std::string job_id;
-  std::string kind;  // "adapter" or "merged"
+  std::string kind;  // "adapter", "merged" or CheckpointAdapterKind(step)
   std::string sha256;
   int64_t size_bytes = 0;
   int attempt = 0;  // the attempt that uploaded it
 };
+
+// The artifact kind of the adapter written with the checkpoint of `step`: "adapter@step-50". It
+// goes when that checkpoint's record is dropped, and stays when a requeue drops the attempt's
+// final artifacts.
+inline std::string CheckpointAdapterKind(int64_t step) {
+  return "adapter@step-" + std::to_string(step);
+}
 
 // One write of a job: its new row, the events that explain it, and optional checkpoint and
 // artifact records to add or remove. Applied in one transaction (removals before additions).
@@ -65,7 +85,7 @@ struct JobUpdate {
   std::optional<v1::Checkpoint> checkpoint;
   std::optional<Artifact> artifact;
   std::vector<std::pair<int, int64_t>> drop_checkpoints;  // (attempt, step) records to delete
-  bool drop_artifacts = false;                            // delete every artifact of the job
+  bool drop_artifacts = false;  // delete the job's final artifacts (adapter, merged)
 };
 
 class JobStore {
@@ -120,6 +140,23 @@ class JobStore {
   absl::StatusOr<std::optional<v1::Dataset>> FindDatasetBySha256(const std::string& sha256);
   absl::StatusOr<std::vector<v1::Dataset>> ListDatasets();
 
+  // --- Sweeps (storage/sweep_store.cc) ---------------------------------------------------------
+  // The stored row of a sweep is a v1::Sweep as the scheduler made it (spec, children's ids and
+  // values, cancel_requested); the live columns of its children are filled by the reader.
+
+  // Inserts a sweep and all its children (each with sweep_id set) in one transaction. When a
+  // sweep with the same non-empty request_id exists, nothing is written, that sweep is returned
+  // and `*existed` is set.
+  absl::StatusOr<v1::Sweep> InsertSweep(const v1::Sweep& sweep, const std::vector<NewJob>& children,
+                                        bool* existed);
+  absl::StatusOr<v1::Sweep> GetSweep(const std::string& sweep_id);
+  // Rewrites a sweep's row (cancel_requested). NotFound when it does not exist.
+  absl::Status UpdateSweep(const v1::Sweep& sweep);
+  // Newest first; page_size as in JobQuery.
+  absl::StatusOr<SweepPage> ListSweeps(int page_size, const std::string& page_token);
+  // The jobs of a sweep, oldest first.
+  absl::StatusOr<std::vector<v1::Job>> ListSweepJobs(const std::string& sweep_id);
+
   // Worker registrations, for inspection across restarts.
   absl::Status UpsertWorker(const v1::RegisterRequest& worker, absl::Time last_seen);
   absl::StatusOr<std::vector<v1::RegisterRequest>> ListWorkers();
@@ -130,6 +167,8 @@ class JobStore {
   std::vector<v1::JobEvent> AppendEventsLocked(const std::string& job_id,
                                                std::vector<v1::JobEvent> events);
   void WriteLabelsLocked(int64_t seq, const v1::Job& job);
+  // Writes a new job's row, labels and events; inside the caller's transaction.
+  void InsertJobRowLocked(const v1::Job& job, std::vector<v1::JobEvent> events);
 
   std::mutex mu_;
   std::unique_ptr<SQLite::Database> db_;  // guarded by mu_

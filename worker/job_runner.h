@@ -14,6 +14,13 @@
 
 namespace peftd::worker {
 
+// The weights a job starts from (JobSpec.init_from), fetched by the lease loop.
+struct InitWeights {
+  std::string dir;  // holds checkpoint.safetensors, or the adapter folder
+  bool adapter = false;
+  std::string what;  // for the log: "the adapter of job job-1"
+};
+
 struct JobInputs {
   std::string job_id;
   int attempt = 1;
@@ -23,6 +30,7 @@ struct JobInputs {
   std::string validation_data_path;                      // empty when none
   std::string training_data_name, validation_data_name;  // the uploaded names, for messages
   std::optional<std::string> resume_checkpoint_dir;      // holds checkpoint.safetensors
+  std::optional<InitWeights> init;                       // ignored when resuming
   std::string work_dir;  // scratch space for checkpoints and the export
 };
 

@@ -10,6 +10,7 @@
 #include "common/host_memory.h"
 #include "common/status.h"
 #include "common/status_grpc.h"
+#include "common/tar.h"
 #include "worker/job_completion.h"
 #include "worker/progress_reporter.h"
 
@@ -411,6 +412,27 @@ absl::Status LeaseLoop::Prepare(ActiveJob& job, JobInputs* in) {
                             return stub_->FetchCheckpoint(ctx, r);
                           }));
     in->resume_checkpoint_dir = dir.string();
+  } else if (lease.has_init_from() && !lease.init_from().sha256().empty()) {
+    // A resumed attempt has these weights in its checkpoint already.
+    const v1::InitSource& init = lease.init_from();
+    const std::string what = init.adapter() ? absl::StrCat("the adapter of job ", init.job_id())
+                                            : absl::StrCat("the checkpoint of step ", init.step(),
+                                                           " of job ", init.job_id());
+    const fs::path dir = job_dir / "init";
+    const fs::path blob =
+        init.adapter() ? job_dir / "init-adapter.tar" : dir / "checkpoint.safetensors";
+    RETURN_IF_ERROR(fetch(what, init.sha256(), blob.string(), [&](grpc::ClientContext* ctx) {
+      v1::FetchCheckpointRequest r;
+      r.set_job_id(lease.job_id());
+      r.set_attempt(lease.attempt());
+      r.set_sha256(init.sha256());
+      return stub_->FetchCheckpoint(ctx, r);
+    }));
+    if (init.adapter()) {
+      fs::remove_all(dir, ec);
+      RETURN_IF_ERROR(ExtractTarFile(blob.string(), dir.string()));
+    }
+    in->init = InitWeights{dir.string(), init.adapter(), what};
   }
   return absl::OkStatus();
 }
@@ -475,6 +497,12 @@ void LeaseLoop::RunJob(std::shared_ptr<ActiveJob> job) {
     FlushReport(*job);
     const std::string file = (fs::path(dir) / "checkpoint.safetensors").string();
     absl::Status st = Upload(/*checkpoint=*/true, *job, step, false, FileBlob(file));
+    // The step's adapter folder, when the trainer wrote one: what `download --step` serves.
+    const fs::path adapter = fs::path(dir) / "adapter";
+    std::error_code ec;
+    if (st.ok() && fs::is_directory(adapter, ec)) {
+      st = Upload(/*checkpoint=*/false, *job, step, false, ArchiveBlob(adapter.string()));
+    }
     return job->dropped ? absl::OkStatus() : st;
   };
   ProgressReporter reporter(&job->progress, std::move(hooks));

@@ -23,6 +23,7 @@
 #include "worker/data/packing.h"
 #include "worker/data/tokenizer.h"
 #include "worker/merged_export.h"
+#include "worker/init_weights.h"
 #include "worker/model/hf_loader.h"
 #include "worker/model/tiny_model.h"
 #include "worker/spec_adapter.h"
@@ -307,6 +308,9 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   }
   train::Trainer trainer(trainer_options, &trainable, &source, eval ? &*eval : nullptr, sink,
                          cancelled);
+  if (in.init && !in.resume_checkpoint_dir) {
+    RETURN_IF_ERROR(ApplyInitWeights(*in.init, trainable, trainer, sink));
+  }
   if (eval && options.eval_before_training && !in.resume_checkpoint_dir) {
     ASSIGN_OR_RETURN(train::EvalMetrics before, trainer.Evaluate(0));
     out.initial_eval_loss = before.loss;

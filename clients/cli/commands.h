@@ -27,6 +27,9 @@ void AddDatasetValidateCommand(CLI::App& datasets, Cli& cli, Action* action);
 void AddDatasetInspectCommand(CLI::App& datasets, Cli& cli, Action* action);
 void AddModelCommands(CLI::App& app, Cli& cli, Action* action);  // models list
 void AddHealthCommand(CLI::App& app, Cli& cli, Action* action);  // health
+void AddReportCommand(CLI::App& app, Cli& cli, Action* action);  // report
+void AddSweepCommands(CLI::App& app, Cli& cli,
+                      Action* action);  // sweep submit|get|list|cancel|watch
 
 }  // namespace peftd::cli
 

@@ -32,6 +32,7 @@ struct DownloadArgs {
   std::string output;  // -o: the adapter folder; default ./<name from the server>
   bool merged = false;
   bool force = false;
+  int64_t step = 0;  // --step: the adapter of the job's kept checkpoint of this step
 };
 
 // A folder name from the server, kept to one plain path component.
@@ -67,7 +68,9 @@ struct TempPath {
 };
 
 int RunDownload(Cli& cli, const DownloadArgs& args) {
-  const std::string what = args.merged ? "merged model" : "adapter";
+  const std::string what =
+      args.merged ? "merged model"
+                  : (args.step > 0 ? absl::StrCat("adapter of step ", args.step) : "adapter");
   const std::string doing = "downloading the " + what + " of job " + args.id;
   // Refuse before transferring anything when the target is known up front.
   if (!args.output.empty() && fs::exists(args.output) && !args.force) {
@@ -78,6 +81,7 @@ int RunDownload(Cli& cli, const DownloadArgs& args) {
   v1::DownloadAdapterRequest request;
   request.set_job_id(args.id);
   request.set_merged(args.merged);
+  request.set_step(args.step);
   auto reader = cli.stub().DownloadAdapter(context.get(), request);
 
   v1::DownloadAdapterChunk message;
@@ -208,7 +212,7 @@ int RunDownload(Cli& cli, const DownloadArgs& args) {
   if (cli.json()) {
     nlohmann::json j = {{"job_id", args.id},     {"path", target.string()}, {"name", header.name()},
                         {"merged", args.merged}, {"size_bytes", size},      {"sha256", digest},
-                        {"files", files}};
+                        {"step", args.step},     {"files", files}};
     cli.out() << j.dump(2) << "\n";
   } else {
     cli.out() << "downloaded the " << what << " of job " << args.id << " to " << target.string()
@@ -229,6 +233,11 @@ void AddDownloadCommand(CLI::App& app, Cli& cli, Action* action) {
                   "The adapter folder to create (default: ./<name given by the server>)");
   sub->add_flag("--merged", args->merged, "The merged full model instead (export_merged jobs)");
   sub->add_flag("--force", args->force, "Replace the folder if it exists");
+  sub->add_option("--step", args->step,
+                  "The adapter of the job's kept checkpoint of step N (any state; `get` lists "
+                  "them)")
+      ->check(CLI::PositiveNumber)
+      ->excludes("--merged");
   sub->callback(
       [&cli, action, args] { action->run = [&cli, args] { return RunDownload(cli, *args); }; });
 }

@@ -106,6 +106,7 @@ int RunPeftctl(int argc, const char* const* argv, std::ostream& out, std::ostrea
              "  peftctl submit -f job.yaml --steps 200 --label team=nlp\n"
              "  peftctl list --state running,queued\n"
              "  peftctl download JOB_ID -o my-adapter\n"
+             "  peftctl sweep submit -f job.yaml --grid token_gate.lambda=1e-6,1e-5 --watch\n"
              "Docs: docs/cli.md\n");
   app.require_subcommand(1);
   // Global flags are accepted after the command too: `peftctl get ID --json`.
@@ -120,6 +121,8 @@ int RunPeftctl(int argc, const char* const* argv, std::ostream& out, std::ostrea
   AddDatasetCommands(app, cli, &action);
   AddModelCommands(app, cli, &action);
   AddHealthCommand(app, cli, &action);
+  AddSweepCommands(app, cli, &action);
+  AddReportCommand(app, cli, &action);
 
   try {
     app.parse(argc, argv);

@@ -6,6 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -247,6 +248,18 @@ absl::Status ApplyFlags(const SubmitFlags& f, v1::CreateJobRequest* request) {
   if (f.max_attempts) spec->set_max_attempts(*f.max_attempts);
   if (f.export_merged) spec->set_export_merged(*f.export_merged);
   if (f.skip_bad_lines) spec->set_skip_bad_lines(*f.skip_bad_lines);
+  if (f.init_from) {
+    const std::vector<std::string> parts = absl::StrSplit(*f.init_from, '@');
+    int64_t step = 0;
+    if (parts.size() > 2 || parts[0].empty() ||
+        (parts.size() == 2 && (!absl::SimpleAtoi(parts[1], &step) || step < 1))) {
+      return UsageError(absl::StrCat(
+          "--init-from: expected JOB (its adapter) or JOB@STEP (a kept checkpoint), got '",
+          *f.init_from, "'"));
+    }
+    spec->mutable_init_from()->set_job(parts[0]);
+    spec->mutable_init_from()->set_step(step);
+  }
   if (f.name) request->set_display_name(*f.name);
   if (f.request_id) request->set_request_id(*f.request_id);
   for (const std::string& label : f.labels) {

@@ -18,7 +18,7 @@ namespace peftd::cli {
 struct SubmitFlags {
   std::string file;  // -f job.yaml|job.json
   std::optional<std::string> model, method, train, val, task, name, request_id, schedule,
-      chat_template;
+      chat_template, init_from;  // init_from: JOB or JOB@STEP
   std::optional<bool> gate;
   std::optional<double> gate_s, gate_lambda;
   std::optional<int64_t> steps;
@@ -38,7 +38,8 @@ struct SubmitFlags {
 // is an error naming the flag. Changing the method drops the file's parameters of another
 // method. --gate-s and --gate-lambda turn the gate on. --rank N for adalora sets target_r and
 // raises an unset init_r (default 12) to N. A 0 for a flag whose field reads 0 as "the default"
-// (--lr 0 would train at 2e-4) is refused. Every error is a UsageError (exit 2).
+// (--lr 0 would train at 2e-4) is refused. --init-from JOB[@STEP]
+// sets init_from. Every error is a UsageError (exit 2).
 absl::Status ApplySubmitFlags(const SubmitFlags& flags, v1::CreateJobRequest* request);
 
 // Case-insensitive names ("lora", "DoRA", "seq-cls"); InvalidArgument listing the choices.

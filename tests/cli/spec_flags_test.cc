@@ -151,6 +151,23 @@ TEST(ApplySubmitFlags, RefusalsNameTheFlag) {
   f = {};
   f.labels = {"novalue"};
   EXPECT_EQ(error(f), "--label: 'novalue' is not key=value (e.g. --label team=nlp)");
+  for (const char* bad : {"job-1@", "@5", "job-1@x", "job-1@0", "a@1@2"}) {
+    f = {};
+    f.init_from = bad;
+    EXPECT_TRUE(absl::StartsWith(error(f), "--init-from: expected JOB")) << bad;
+  }
+}
+
+TEST(ApplySubmitFlags, InitFromTakesAJobAndAnOptionalStep) {
+  SubmitFlags f;
+  f.init_from = "job-1";
+  v1::CreateJobRequest req;
+  ASSERT_TRUE(ApplySubmitFlags(f, &req).ok());
+  EXPECT_EQ(req.spec().init_from().job(), "job-1");
+  EXPECT_EQ(req.spec().init_from().step(), 0);
+  f.init_from = "job-1@50";
+  ASSERT_TRUE(ApplySubmitFlags(f, &req).ok());
+  EXPECT_EQ(req.spec().init_from().step(), 50);
 }
 
 // A 0 for a field that reads 0 as "the default" would be replaced silently (--lr 0 trained at

@@ -167,6 +167,7 @@ v1::JobSpec SpecFor(const std::string& path) {
   if (absl::StartsWith(path, "hut.")) s.set_method(v1::HUT);
   if (absl::StartsWith(path, "adadhp.")) s.set_method(v1::ADADHP);
   if (absl::StartsWith(path, "token_gate.")) s.mutable_token_gate()->set_enabled(true);
+  if (absl::StartsWith(path, "init_from.")) s.mutable_init_from()->set_job("job-1");
   s = WithDefaults(s);
   if (path == "adalora.target_r") s.mutable_adalora()->set_init_r(4096);
   if (path == "adalora.init_r") s.mutable_adalora()->set_target_r(0);

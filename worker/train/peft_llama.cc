@@ -1,5 +1,6 @@
 #include "worker/train/peft_llama.h"
 
+#include "adapters/peft_files.h"
 #include "worker/model/lm_head_loss.h"
 
 namespace peftd::train {
@@ -98,6 +99,12 @@ void PeftLlama::FillStepMetrics(StepMetrics* m) {
 void PeftLlama::EndEval(EvalMetrics* m) {
   FillSparsity(peft_->EvalGateSparsity(), &m->gate_sparsity, &m->gate_token_sparsity,
                &m->gate_sparsity_by_module, &m->gate_token_sparsity_by_module);
+}
+
+absl::Status PeftLlama::ExportAdapter(const std::string& dir) {
+  std::map<std::string, torch::Tensor> modules_to_save;
+  if (!model_->score.is_empty()) modules_to_save["score.weight"] = model_->score->weight;
+  return adapters::SaveAdapter(*peft_, dir, modules_to_save);
 }
 
 }  // namespace peftd::train

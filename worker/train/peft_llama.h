@@ -25,6 +25,8 @@ class PeftLlama : public TrainableModel {
   void FillStepMetrics(StepMetrics* metrics) override;
   void BeginEval() override { peft_->BeginEval(); }
   void EndEval(EvalMetrics* metrics) override;
+  // The PEFT folder (adapters::SaveAdapter), with the score head of a classifier.
+  absl::Status ExportAdapter(const std::string& dir) override;
   std::map<std::string, torch::Tensor> ExtraState() override { return peft_->StateDict(); }
   absl::Status LoadExtraState(const std::map<std::string, torch::Tensor>& state) override {
     return peft_->LoadStateDict(state);

@@ -269,6 +269,7 @@ absl::Status Trainer::SaveCheckpoint(int64_t step, bool even_if_cancelled) {
   if (Cancelled() && !even_if_cancelled)
     return absl::CancelledError("cancelled while checkpointing");
   RETURN_IF_ERROR(WriteTensorFile((tmp_dir / "checkpoint.safetensors").string(), file));
+  RETURN_IF_ERROR(model_->ExportAdapter((tmp_dir / "adapter").string()));
   fs::remove_all(final_dir, ec);
   fs::rename(tmp_dir, final_dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("renaming checkpoint: ", ec.message()));
@@ -289,6 +290,26 @@ absl::Status Trainer::SaveCheckpoint(int64_t step, bool even_if_cancelled) {
     sink_->OnPhase(Phase::kTraining);
   }
   return absl::OkStatus();
+}
+
+absl::Status Trainer::InitWeightsFrom(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "checkpoint.safetensors").string();
+  ASSIGN_OR_RETURN(TensorFile file, ReadTensorFile(path));
+  torch::NoGradGuard no_grad;
+  const auto trainable = WithPrefix(file.tensors, "trainable/");
+  for (const auto& t : model_->Trainable()) {
+    auto it = trainable.find(t.name);
+    if (it == trainable.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": missing trainable tensor ", t.name));
+    }
+    if (!it->second.sizes().equals(t.tensor.sizes())) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ", t.name, " has shape ",
+                                                     c10::str(it->second.sizes()), ", expected ",
+                                                     c10::str(t.tensor.sizes())));
+    }
+    t.tensor.detach().copy_(it->second);
+  }
+  return Annotate(model_->LoadExtraState(WithPrefix(file.tensors, "model/")), path);
 }
 
 absl::Status Trainer::LoadCheckpoint(const std::string& dir) {

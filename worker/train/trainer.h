@@ -49,6 +49,9 @@ class TrainableModel {
   virtual void BeginEval() {}
   virtual void EndEval(EvalMetrics* metrics) {}
   // Everything that changes in training besides the trainable tensors and AdamW's moments.
+  // Writes the current weights as an adapter folder in `dir` (next to each checkpoint, so the
+  // server can serve any kept step: `peftctl download JOB --step N`). Default: nothing.
+  virtual absl::Status ExportAdapter(const std::string& dir) { return absl::OkStatus(); }
   virtual std::map<std::string, torch::Tensor> ExtraState() { return {}; }
   virtual absl::Status LoadExtraState(const std::map<std::string, torch::Tensor>& state) {
     return absl::OkStatus();
@@ -99,6 +102,12 @@ class Trainer {
 
   // Evaluates on the whole validation set.
   absl::StatusOr<EvalMetrics> Evaluate(int64_t step);
+
+  // Continue training (JobSpec.init_from): sets the trainable tensors and the model's extra state
+  // (gate τ, AdaLoRA's masks) from the checkpoint in `dir` of another run of the same shapes; the
+  // optimizer, the schedule, the RNG and the data start fresh. Call before Run() (without a
+  // resume checkpoint). InvalidArgument naming a missing or mis-shaped tensor.
+  absl::Status InitWeightsFrom(const std::string& dir);
 
  private:
   absl::Status SaveCheckpoint(int64_t step, bool even_if_cancelled = false);
