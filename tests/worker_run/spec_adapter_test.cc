@@ -316,6 +316,8 @@ const std::set<std::string> kHandledElsewhere = {
     "export_merged",          // the runner's export step
     "max_attempts",           // the server's retry policy
     "keep_checkpoints",       // the server trims old checkpoints
+    "init_from",              // the server resolves it into Lease.init_from (worker/init_weights)
+    "selection",              // the server writes the chosen modules into target_modules
 };
 
 TEST(SpecAdapter, EveryJobSpecFieldHasADestination) {
