@@ -227,7 +227,7 @@ note "so 'eval before' is the base model's loss on the validation set; 'eval aft
 
 # ---------------------------------------------------------------------------------------------
 step "7/7 a sweep over the gate's λ, and its report"
-LAMBDAS=2e-4,2e-3,2e-2,2e-1
+LAMBDAS=1e-6,1e-4,1e-2,1  # four decades apart, up to the largest value a spec takes
 show "peftctl sweep submit --model tiny-llama --method lora --gate --train $TRAIN --val $VAL --steps $SWEEP_STEPS --grid token_gate.lambda=$LAMBDAS --name demo-lambda"
 SWEEP=$(peftctl --json sweep submit "${COMMON[@]}" --method lora --rank 4 --alpha 8 --lr 1e-2 \
   "${GATE[@]}" --steps "$SWEEP_STEPS" --grid "token_gate.lambda=$LAMBDAS" --name demo-lambda \
@@ -239,7 +239,8 @@ waitfor "$PEFTCTL" sweep watch "$SWEEP" || rc=$?
 REPORT=$DEMO/sweep-report.html
 show "peftctl report $SWEEP -o $REPORT"
 peftctl report "$SWEEP" -o "$REPORT" --force | sed 's/^/   /'
-note "a larger λ presses more tokens off (higher sparsity); the report plots eval loss against sparsity"
+note "λ pushes τ up for every token that is on; over $SWEEP_STEPS steps of the tiny model τ rises by about s a step"
+note "whatever λ is, so the sparsities stay close: compare them, and eval loss against sparsity, in the report"
 note "report (one offline HTML file, open it in a browser): $REPORT"
 echo
 note "adapter: $DEMO/adapters/lora_S   metrics: $METRICS_URL   server log: $DEMO/peftd.log"

@@ -79,9 +79,9 @@ TEST(SweepsView, TheTableMarksTheBestChildAndShowsAccuracyForClassifiers) {
   EXPECT_TRUE(absl::StrContains(out, "children:     2/2 ended\n")) << out;
   EXPECT_TRUE(absl::StrContains(out, "metric:       eval_loss (lowest wins)\n")) << out;
   EXPECT_TRUE(absl::StrContains(
-      out, "*  1  job-b  lora.r=8  succeeded  10/10  1.25       25.0%     0.40%      17.6k  31s"))
+      out, "*  1  job-b  lora.r=8  succeeded  10/10  1.2500     25.0%     0.40%      17.6k  31s"))
       << out;
-  EXPECT_TRUE(absl::StrContains(out, "   0  job-a  lora.r=4  succeeded  10/10  2.5   ")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "   0  job-a  lora.r=4  succeeded  10/10  2.5000  ")) << out;
   s.set_metric(v1::EVAL_ACCURACY);
   EXPECT_TRUE(absl::StrContains(FormatSweepDetails(s, absl::Now()), "EVAL ACC"));
   EXPECT_TRUE(absl::StrContains(FormatSweepDetails(s, absl::Now()), "50.0%"));
