@@ -31,7 +31,9 @@ absl::StatusOr<std::vector<std::string>> SelectModules(const v1::JobSpec& spec,
     return Invalid("selection.from_job", "required: the job to choose from");
   if (sel.criterion() == v1::ModuleSelection::CRITERION_UNSPECIFIED ||
       !v1::ModuleSelection::Criterion_IsValid(sel.criterion())) {
-    return Invalid("selection.criterion", "required: LOWEST_SPARSITY, HIGHEST_SPARSITY, NORM_RELATIVE, NORM_ABS or RANDOM");
+    return Invalid(
+        "selection.criterion",
+        "required: LOWEST_SPARSITY, HIGHEST_SPARSITY, NORM_RELATIVE, NORM_ABS or RANDOM");
   }
   if ((sel.fraction() > 0) == (sel.top_k() > 0)) {
     return Invalid("selection", "give fraction (in (0, 1]) or top_k (>= 1), one of them");
@@ -77,8 +79,8 @@ absl::StatusOr<std::vector<std::string>> SelectModules(const v1::JobSpec& spec,
       for (const auto& g : source->progress().gates()) score[g.module()] = g.sparsity();
     } else {
       for (const auto& m : source->progress().module_norms()) {
-        score[m.module()] = criterion == v1::ModuleSelection::NORM_RELATIVE ? m.relative()
-                                                                            : m.absolute();
+        score[m.module()] =
+            criterion == v1::ModuleSelection::NORM_RELATIVE ? m.relative() : m.absolute();
       }
     }
     const char* what = by_sparsity ? "gate sparsity" : "module output norms";

@@ -44,7 +44,8 @@ TEST(NormProbe, MeansEqualTheClosedFormOverTheRealTokens) {
   Fixture f;
   f.base->forward(Fixture::X());
   // x1 = [1, 2, 3]: W0 x + b = [7.5, -1.5], M = [6, 3]; x2 = [0, -1, 1]: [2.5, -2.5], M = [-2, -1].
-  const double relative = (std::sqrt(45.0) / std::sqrt(58.5) + std::sqrt(5.0) / std::sqrt(12.5)) / 2;
+  const double relative =
+      (std::sqrt(45.0) / std::sqrt(58.5) + std::sqrt(5.0) / std::sqrt(12.5)) / 2;
   const double absolute = (std::sqrt(45.0) + std::sqrt(5.0)) / 2;
   const NormProbe::Means m = f.probe->Read();
   EXPECT_EQ(m.tokens, 2);

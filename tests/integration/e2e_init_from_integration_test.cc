@@ -148,13 +148,11 @@ TEST_F(InitFromE2e, AJobStartsFromTheAdapterOrACheckpointOfAnother) {
     if (n.absolute() > best_absolute) best_absolute = n.absolute(), most_absolute = n.module();
   }
   EXPECT_EQ(job_a.progress().module_norms_size(), 4 * 2) << job_a.progress().DebugString();
-  for (const auto& [criterion, expected] :
-       std::vector<std::pair<std::string, std::string>>{{"NORM_RELATIVE", most_relative},
-                                                        {"NORM_ABS", most_absolute}}) {
-    const RunResult chosen = Run(
-        "--rank 4 --steps 1", "",
-        absl::StrCat("{\"from_job\": \"", a_id, "\", \"criterion\": \"", criterion,
-                     "\", \"top_k\": 1}"));
+  for (const auto& [criterion, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"NORM_RELATIVE", most_relative}, {"NORM_ABS", most_absolute}}) {
+    const RunResult chosen = Run("--rank 4 --steps 1", "",
+                                 absl::StrCat("{\"from_job\": \"", a_id, "\", \"criterion\": \"",
+                                              criterion, "\", \"top_k\": 1}"));
     ASSERT_EQ(chosen.exit_code, 0) << chosen.Describe();
     const v1::Job job = Get(JobId(chosen));
     EXPECT_EQ(job.state(), v1::SUCCEEDED);
