@@ -1,6 +1,7 @@
 #include "adapters/linear.h"
 
 #include "adapters/linear_ops.h"
+#include "adapters/norm_probe.h"
 
 namespace peftd::adapters {
 
@@ -16,7 +17,10 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  if (adapter_ && !merged_) return adapter_->Forward(x, weight, bias);
+  if (adapter_ && !merged_) {
+    if (probe_ && probe_->Due(is_training())) probe_->Observe(x, weight, bias);
+    return adapter_->Forward(x, weight, bias);
+  }
   return FrozenLinear(x, weight, bias);
 }
 
@@ -71,6 +75,7 @@ void LinearImpl::Detach() {
   // A merged layer goes back to W0 first: without its adapter it could never be unmerged.
   if (merged_) (void)Unmerge();
   unregister_module(adapter_name_);
+  probe_ = nullptr;  // it observes the adapter that goes
   adapter_.reset();
   adapter_name_.clear();
 }

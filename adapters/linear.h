@@ -15,6 +15,8 @@
 
 namespace peftd::adapters {
 
+class NormProbe;
+
 // The method-specific part of an adapted layer (LoRA, DoRA, AdaLoRA, HUT, AdaDHP, or the token gate
 // wrapping one of them). Every method is written as h = base + M(x) (METHODS.md).
 class Adapter : public torch::nn::Module {
@@ -67,6 +69,9 @@ class LinearImpl : public torch::nn::Module {
   // Removes the adapter (unmerging first when merged).
   void Detach();
   const std::shared_ptr<Adapter>& adapter() const { return adapter_; }
+  // Records the norm statistics of the adapter's training forwards when due (norm_probe.h);
+  // shared with the PeftModel that reads it, nullptr for none. Detach drops it.
+  void set_norm_probe(std::shared_ptr<NormProbe> probe) { probe_ = std::move(probe); }
 
   // Folds the adapter into weight (and bias); forward then is the plain linear. FailedPrecondition
   // when there is no adapter, it is already merged, or the adapter cannot be merged (gated).
@@ -87,6 +92,7 @@ class LinearImpl : public torch::nn::Module {
   int64_t out_features_;
   std::shared_ptr<Adapter> adapter_;
   std::string adapter_name_;
+  std::shared_ptr<NormProbe> probe_;
   bool merged_ = false;
   bool bias_added_by_merge_ = false;  // the layer had no bias before Merge()
 };

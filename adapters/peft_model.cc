@@ -126,8 +126,12 @@ absl::StatusOr<std::unique_ptr<PeftModel>> PeftModel::Apply(torch::nn::Module* m
   }
   std::vector<std::pair<std::string, AdaLoraAdapter*>> adalora;
   std::vector<std::pair<std::string, AdaDhpAdapter*>> adadhp;
+  pm->probe_context_->tokens = ctx;
   for (const auto& name : pm->names_) {
-    Adapter* a = pm->linears_.at(name)->adapter().get();
+    LinearImpl* linear = pm->linears_.at(name);
+    Adapter* a = linear->adapter().get();
+    pm->probes_.emplace_back(name, std::make_shared<NormProbe>(Unwrap(a), pm->probe_context_));
+    linear->set_norm_probe(pm->probes_.back().second);
     if (auto* gate = dynamic_cast<TokenGate*>(a)) pm->gates_.emplace_back(name, gate);
     Adapter* inner = Unwrap(a);
     if (auto* ada = dynamic_cast<AdaLoraAdapter*>(inner)) adalora.emplace_back(name, ada);
@@ -158,6 +162,7 @@ void PeftModel::AfterOptimizerStep(int64_t step) {
   if (allocator_) allocator_->Step(step - 1);
   if (selector_) selector_->Step(step);
   for (auto& [name, gate] : gates_) gate->UpdateTau();
+  if (step % NormProbeContext::kEverySteps == 0) ++probe_context_->arming;
 }
 
 std::map<std::string, TokenGate::Sparsity> PeftModel::TakeGateSparsity() {
@@ -188,6 +193,15 @@ std::map<std::string, TokenGate::Sparsity> PeftModel::EvalGateSparsity() const {
   return out;
 }
 
+std::map<std::string, NormProbe::Means> PeftModel::ModuleNorms() const {
+  std::map<std::string, NormProbe::Means> out;
+  for (const auto& [name, probe] : probes_) {
+    const NormProbe::Means m = probe->Read();
+    if (m.tokens > 0) out[name] = m;
+  }
+  return out;
+}
+
 std::map<std::string, int64_t> PeftModel::AdaLoraRanks() const {
   return allocator_ ? allocator_->Ranks() : std::map<std::string, int64_t>{};
 }
@@ -207,6 +221,7 @@ std::map<std::string, torch::Tensor> PeftModel::StateDict() const {
   for (const auto& [name, gate] : gates_) {
     for (auto& [k, v] : gate->StateDict()) out["gate/" + name + "." + k] = v;
   }
+  for (const auto& [name, probe] : probes_) out["norms/" + name] = probe->State();
   return out;
 }
 
@@ -222,6 +237,11 @@ absl::Status PeftModel::LoadStateDict(const std::map<std::string, torch::Tensor>
   if (selector_) RETURN_IF_ERROR(selector_->LoadStateDict(with_prefix("adadhp/")));
   for (auto& [name, gate] : gates_)
     RETURN_IF_ERROR(gate->LoadStateDict(with_prefix("gate/" + name + ".")));
+  // Checkpoints written before the probes have no norms: the means then start afresh.
+  for (auto& [name, probe] : probes_) {
+    auto it = state.find("norms/" + name);
+    if (it != state.end()) RETURN_IF_ERROR(probe->LoadState(it->second));
+  }
   return absl::OkStatus();
 }
 

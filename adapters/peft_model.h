@@ -19,6 +19,7 @@
 #include "adapters/dora.h"
 #include "adapters/hut.h"
 #include "adapters/inject.h"
+#include "adapters/norm_probe.h"
 #include "adapters/rank_allocator.h"
 #include "adapters/token_gate.h"
 
@@ -81,11 +82,13 @@ class PeftModel {
   std::map<std::string, double> GateTaus() const;
   void BeginEval();
   std::map<std::string, TokenGate::Sparsity> EvalGateSparsity() const;
+  // Every adapted module's norm statistics so far (norm_probe.h): the paper's norm criteria.
+  std::map<std::string, NormProbe::Means> ModuleNorms() const;
   // Triplets each module's keep mask keeps; empty unless AdaLoRA.
   std::map<std::string, int64_t> AdaLoraRanks() const;
   int64_t AdaDhpActiveModules() const;  // -1 unless AdaDHP
 
-  // Allocator, selector and gate states (not the trainable tensors).
+  // Allocator, selector, gate and norm probe states (not the trainable tensors).
   std::map<std::string, torch::Tensor> StateDict() const;
   absl::Status LoadStateDict(const std::map<std::string, torch::Tensor>& state);
 
@@ -102,6 +105,8 @@ class PeftModel {
   std::map<std::string, LinearImpl*> linears_;
   std::shared_ptr<GateContext> gate_context_ = std::make_shared<GateContext>();
   std::vector<std::pair<std::string, TokenGate*>> gates_;
+  std::shared_ptr<NormProbeContext> probe_context_ = std::make_shared<NormProbeContext>();
+  std::vector<std::pair<std::string, std::shared_ptr<NormProbe>>> probes_;  // shared with Linears
   std::unique_ptr<RankAllocator> allocator_;
   std::unique_ptr<AdaDhpSelector> selector_;
 };

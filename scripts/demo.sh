@@ -7,7 +7,9 @@
 # starts peftd on loopback (free ports, state under BUILD_DIR/demo) with one local worker,
 # uploads an example dataset, trains LoRA with the token gate while `peftctl submit --watch`
 # shows the live progress, downloads the adapter, then runs one short job per method and prints
-# a line for each. Every process it starts is stopped on exit, Ctrl-C included.
+# a line for each with its eval loss before and after training, and ends with a 4-child sweep over
+# the gate's λ and its `peftctl report` HTML file. Every process it starts is stopped on exit,
+# Ctrl-C included.
 # The in-process variant without the service stays available: `peftd-worker demo`.
 set -euo pipefail
 
@@ -17,6 +19,7 @@ JOBS=${JOBS:-$(nproc)}
 DEMO=$BUILD/demo
 STEPS=${DEMO_STEPS:-300}       # the watched LoRA job
 METHOD_STEPS=${DEMO_METHOD_STEPS:-100}
+SWEEP_STEPS=${DEMO_SWEEP_STEPS:-60}  # each child of the λ sweep
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
 export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
 
@@ -60,7 +63,7 @@ trap 'echo; echo "demo: interrupted" >&2; exit 130' INT
 trap 'echo "demo: terminated" >&2; exit 143' TERM
 
 # ---------------------------------------------------------------------------------------------
-step "1/6 dependencies and build"
+step "1/7 dependencies and build"
 # What configuring the build tree needs (tests included, as `make test` uses the same tree; python3
 # comes with the tests group); not the fuzzing and formatting tools of group dev.
 scripts/install-deps.sh --groups build,torch,libs,tests
@@ -84,7 +87,7 @@ command -v python3 >/dev/null || die "python3 is needed to read peftctl's JSON (
 json_field() { python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"; }
 
 # ---------------------------------------------------------------------------------------------
-step "2/6 the built-in tiny model"
+step "2/7 the built-in tiny model"
 rm -rf "$DEMO"
 mkdir -p "$DEMO/models" "$DEMO/adapters"
 show "peftd-worker make-tiny-model $DEMO/models/tiny-llama"
@@ -92,7 +95,7 @@ show "peftd-worker make-tiny-model $DEMO/models/tiny-llama"
 note "a deterministic LLaMA-shaped model in the Hugging Face layout: $(ls "$DEMO/models/tiny-llama" | tr '\n' ' ')"
 
 # ---------------------------------------------------------------------------------------------
-step "3/6 the service"
+step "3/7 the service"
 show "peftd --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir $DEMO/data --model-root $DEMO/models --local-workers 1 --worker-binary $WORKER"
 # Its own session: Ctrl-C at the terminal reaches this script alone, which then stops peftd in
 # order (peftd stops its worker).
@@ -121,7 +124,7 @@ show "peftctl models list"
 peftctl models list | sed 's/^/   /'
 
 # ---------------------------------------------------------------------------------------------
-step "4/6 a dataset, a job, its adapter"
+step "4/7 a dataset, a job, its adapter"
 TRAIN_FILE=examples/datasets/tiny-lm-train.jsonl
 VAL_FILE=examples/datasets/tiny-lm-val.jsonl
 show "peftctl datasets upload $TRAIN_FILE"
@@ -146,7 +149,7 @@ note "adapter (Hugging Face PEFT layout): $DEMO/adapters/lora_S/ ($(ls "$DEMO/ad
 note "metrics: curl -s $METRICS_URL | grep ^peftd_"
 
 # ---------------------------------------------------------------------------------------------
-step "5/6 one short job per method, through the service ($METHOD_STEPS steps each, token gate on)"
+step "5/7 one short job per method, through the service ($METHOD_STEPS steps each, token gate on)"
 # Learning rates per method as in `peftd-worker demo`: HUT and AdaDHP move slower per step.
 declare -A LR=([lora]=1e-2 [dora]=1e-2 [adalora]=5e-2 [hut]=1e-1 [adadhp]=1e-1)
 METHODS=(lora dora adalora hut adadhp)
@@ -161,13 +164,13 @@ for m in "${METHODS[@]}"; do
 done
 note "queued $(for m in "${METHODS[@]}"; do printf '%s ' "${JOB[$m]}"; done); the local worker runs them one after another"
 
-step "6/6 results (from peftctl --json get)"
+step "6/7 results (from peftctl --json get)"
 # One line per job from `peftctl --json get` (protobuf JSON: 64-bit integers are strings).
 # A gate that stayed open gets a note (argv[2]): τ moves by at most about s a step, so a method
 # whose changes are large relative to the layer's output keeps every token on for a while.
 SUMMARY_PY=$(cat <<'PY'
 import json, sys
-j, name, notes = json.load(sys.stdin), sys.argv[1], sys.argv[2]
+j, name, notes, before = json.load(sys.stdin), sys.argv[1], sys.argv[2], sys.argv[3]
 p = j.get("progress", {})
 trainable, total = int(j.get("trainable_parameters", 0)), int(j.get("total_parameters", 0))
 gate = j.get("spec", {}).get("token_gate", {})
@@ -177,8 +180,8 @@ eval_loss = "%.4f" % p.get("eval_loss", 0) if p.get("has_eval") else "-"
 sparsity = "%.1f%%" % (100.0 * p.get("gate_sparsity", 0)) if gated else "-"
 taus = [g.get("tau", 0.0) for g in p.get("gates", [])]
 tau = sum(taus) / len(taus) if taus else None
-print("   %-10s %-10s %6s %10s %10s %9s %9s %7s %10.0f  %s" % (
-    name, j["state"].lower(), p.get("step", "0"), eval_loss, "{:,}".format(trainable), pct,
+print("   %-10s %-10s %6s %11s %10s %10s %9s %9s %7s %10.0f  %s" % (
+    name, j["state"].lower(), p.get("step", "0"), before, eval_loss, "{:,}".format(trainable), pct,
     sparsity, "%.3f" % tau if tau is not None else "-", p.get("tokens_per_second", 0), j["id"]))
 steps, s = int(p.get("step", 0)), gate.get("s", 0)
 if gated and tau is not None and p.get("gate_sparsity", 0) < 0.005 and steps > 0:
@@ -195,19 +198,50 @@ PY
 )
 NOTES=$DEMO/summary-notes.txt
 : >"$NOTES"
-printf '   %-10s %-10s %6s %10s %10s %9s %9s %7s %10s  %s\n' method state steps "eval loss" trainable \
-  percent sparsity tau "tokens/s" job
-summary() { peftctl --json get "$1" | python3 -c "$SUMMARY_PY" "$2" "$NOTES"; }
+printf '   %-10s %-10s %6s %11s %10s %10s %9s %9s %7s %10s  %s\n' method state steps "eval before" \
+  "eval after" trainable percent sparsity tau "tokens/s" job
+# The eval loss before training: the worker evaluates every job once before its first step (the
+# adapter as initialised); its event log keeps that evaluation as the progress of step 0.
+BEFORE_PY='
+import json, sys
+for e in json.load(sys.stdin).get("events", []):
+    p = e.get("progress", {})
+    if p.get("has_eval") and int(p.get("step", 0)) == 0:
+        print("%.4f" % p.get("eval_loss", 0)); break
+else:
+    print("-")'
+before_loss() { peftctl --json events "$1" | python3 -c "$BEFORE_PY"; }
+summary() { peftctl --json get "$1" | python3 -c "$SUMMARY_PY" "$2" "$NOTES" "$3"; }
 failed=0
-summary "$FIRST" lora_S
+summary "$FIRST" lora_S "$(before_loss "$FIRST")"
 for m in "${METHODS[@]}"; do
   rc=0
   waitfor "$PEFTCTL" watch "${JOB[$m]}" >/dev/null 2>&1 || rc=$?
-  summary "${JOB[$m]}" "${m}_S"
+  summary "${JOB[$m]}" "${m}_S" "$(before_loss "${JOB[$m]}")"
   [ $rc -eq 0 ] || failed=1
 done
 
 while IFS= read -r line; do note "$line"; done <"$NOTES"
+note "every method starts where the base model is (its adapter changes nothing at initialisation),"
+note "so 'eval before' is the base model's loss on the validation set; 'eval after' is what it learned."
+
+# ---------------------------------------------------------------------------------------------
+step "7/7 a sweep over the gate's λ, and its report"
+LAMBDAS=1e-6,1e-4,1e-2,1  # four decades apart, up to the largest value a spec takes
+show "peftctl sweep submit --model tiny-llama --method lora --gate --train $TRAIN --val $VAL --steps $SWEEP_STEPS --grid token_gate.lambda=$LAMBDAS --name demo-lambda"
+SWEEP=$(peftctl --json sweep submit "${COMMON[@]}" --method lora --rank 4 --alpha 8 --lr 1e-2 \
+  "${GATE[@]}" --steps "$SWEEP_STEPS" --grid "token_gate.lambda=$LAMBDAS" --name demo-lambda \
+  --label demo=sweep | json_field 'j["id"]')
+show "peftctl sweep watch $SWEEP"
+rc=0
+waitfor "$PEFTCTL" sweep watch "$SWEEP" || rc=$?
+[ $rc -eq 0 ] || failed=1
+REPORT=$DEMO/sweep-report.html
+show "peftctl report $SWEEP -o $REPORT"
+peftctl report "$SWEEP" -o "$REPORT" --force | sed 's/^/   /'
+note "λ pushes τ up for every token that is on; over $SWEEP_STEPS steps of the tiny model τ rises by about s a step"
+note "whatever λ is, so the sparsities stay close: compare them, and eval loss against sparsity, in the report"
+note "report (one offline HTML file, open it in a browser): $REPORT"
 echo
 note "adapter: $DEMO/adapters/lora_S   metrics: $METRICS_URL   server log: $DEMO/peftd.log"
 note "each job's events: peftctl events JOB; its adapter: peftctl download JOB -o DIR"

@@ -14,7 +14,7 @@ namespace {
 
 struct Candidate {
   std::string module;
-  double sparsity = 0;
+  double score = 0;  // the criterion's figure: gate sparsity, or a mean output norm
   size_t order = 0;  // model order
 };
 
@@ -31,7 +31,9 @@ absl::StatusOr<std::vector<std::string>> SelectModules(const v1::JobSpec& spec,
     return Invalid("selection.from_job", "required: the job to choose from");
   if (sel.criterion() == v1::ModuleSelection::CRITERION_UNSPECIFIED ||
       !v1::ModuleSelection::Criterion_IsValid(sel.criterion())) {
-    return Invalid("selection.criterion", "required: LOWEST_SPARSITY, HIGHEST_SPARSITY or RANDOM");
+    return Invalid(
+        "selection.criterion",
+        "required: LOWEST_SPARSITY, HIGHEST_SPARSITY, NORM_RELATIVE, NORM_ABS or RANDOM");
   }
   if ((sel.fraction() > 0) == (sel.top_k() > 0)) {
     return Invalid("selection", "give fraction (in (0, 1]) or top_k (>= 1), one of them");
@@ -66,22 +68,36 @@ absl::StatusOr<std::vector<std::string>> SelectModules(const v1::JobSpec& spec,
   ASSIGN_OR_RETURN(SpecOnModel theirs, ResolveSpecOnModel(source->spec(), config));
   std::vector<Candidate> pool;
   for (const auto& m : theirs.adapted) pool.push_back({m.name, 0, pool.size()});
-  const bool by_sparsity = sel.criterion() != v1::ModuleSelection::RANDOM;
-  if (by_sparsity) {
-    std::map<std::string, double> sparsity;
-    for (const auto& g : source->progress().gates()) sparsity[g.module()] = g.sparsity();
-    if (sparsity.empty()) {
+  const v1::ModuleSelection::Criterion criterion = sel.criterion();
+  const bool by_norm =
+      criterion == v1::ModuleSelection::NORM_RELATIVE || criterion == v1::ModuleSelection::NORM_ABS;
+  const bool by_sparsity = criterion == v1::ModuleSelection::LOWEST_SPARSITY ||
+                           criterion == v1::ModuleSelection::HIGHEST_SPARSITY;
+  if (by_sparsity || by_norm) {
+    std::map<std::string, double> score;
+    if (by_sparsity) {
+      for (const auto& g : source->progress().gates()) score[g.module()] = g.sparsity();
+    } else {
+      for (const auto& m : source->progress().module_norms()) {
+        score[m.module()] =
+            criterion == v1::ModuleSelection::NORM_RELATIVE ? m.relative() : m.absolute();
+      }
+    }
+    const char* what = by_sparsity ? "gate sparsity" : "module output norms";
+    if (score.empty()) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "selection.from_job: job ", sel.from_job(),
-          " recorded no gate sparsity; choose by sparsity from a job trained with the token gate"));
+          "selection.from_job: job ", sel.from_job(), " recorded no ", what,
+          by_sparsity ? "; choose by sparsity from a job trained with the token gate"
+                      : "; it ran on a worker that does not record them, or ended before its "
+                        "first step"));
     }
     for (Candidate& c : pool) {
-      auto it = sparsity.find(c.module);
-      if (it == sparsity.end()) {
+      auto it = score.find(c.module);
+      if (it == score.end()) {
         return absl::FailedPreconditionError(absl::StrCat(
-            "selection.from_job: job ", sel.from_job(), " recorded no sparsity of ", c.module));
+            "selection.from_job: job ", sel.from_job(), " recorded no ", what, " of ", c.module));
       }
-      c.sparsity = it->second;
+      c.score = it->second;
     }
   }
   const size_t n = pool.size();
@@ -91,10 +107,11 @@ absl::StatusOr<std::vector<std::string>> SelectModules(const v1::JobSpec& spec,
     return Invalid("selection.top_k", absl::StrCat(k, " is more than the ", n, " modules job ",
                                                    sel.from_job(), " adapted"));
   }
-  if (by_sparsity) {
-    const bool lowest = sel.criterion() == v1::ModuleSelection::LOWEST_SPARSITY;
+  if (by_sparsity || by_norm) {
+    // Ties keep model order. Only S_low keeps the lowest figures; the others keep the highest.
+    const bool lowest = criterion == v1::ModuleSelection::LOWEST_SPARSITY;
     std::stable_sort(pool.begin(), pool.end(), [lowest](const Candidate& a, const Candidate& b) {
-      return lowest ? a.sparsity < b.sparsity : a.sparsity > b.sparsity;
+      return lowest ? a.score < b.score : a.score > b.score;
     });
   } else {
     // Fisher-Yates on the seed's own stream: the same seed picks the same modules everywhere.

@@ -1,7 +1,8 @@
 // JobSpec.selection (docs/job-spec.md, "Module selection"): the target modules of a job chosen
 // from an earlier job by the paper's criteria (TS-PEFT §5): the fraction or number of that job's
-// modules with the lowest or highest gate sparsity, or a seeded random choice. Resolved at submit
-// into explicit module names, so the stored spec reproduces the run.
+// modules with the lowest or highest gate sparsity, the highest mean ‖M(x)‖/‖W0 x‖ or ‖M(x)‖
+// (JobProgress.module_norms), or a seeded random choice. Resolved at submit into explicit module
+// names, so the stored spec reproduces the run.
 #ifndef PEFTD_SERVER_MODULE_SELECTION_H_
 #define PEFTD_SERVER_MODULE_SELECTION_H_
 
@@ -17,7 +18,7 @@ namespace peftd::server {
 // target_modules. InvalidArgument naming the selection field (a missing from_job or criterion,
 // neither or both of fraction and top_k, more modules than there are, another base model);
 // NotFound for a from_job that does not exist; FailedPrecondition for one that has not SUCCEEDED
-// or, for the sparsity criteria, recorded no gate sparsity.
+// or, for the sparsity criteria, recorded no gate sparsity (for the norm criteria, no norms).
 absl::StatusOr<std::vector<std::string>> SelectModules(const v1::JobSpec& spec,
                                                        AdmissionSources& sources);
 

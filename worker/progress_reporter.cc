@@ -84,6 +84,14 @@ void ProgressReporter::OnStep(const train::StepMetrics& m) {
     r->set_rank(static_cast<int32_t>(rank));
   }
   if (m.adadhp_active_modules >= 0) p->set_adadhp_active_modules(m.adadhp_active_modules);
+  p->clear_module_norms();
+  for (const auto& [module, n] : m.module_norms) {
+    auto* s = p->add_module_norms();
+    s->set_module(module);
+    s->set_relative(n.relative);
+    s->set_absolute(n.absolute);
+    s->set_tokens(n.tokens);
+  }
   job_->report.add_step_durations_seconds(m.step_seconds);
 }
 

@@ -39,10 +39,12 @@ int ExitCodeOf(v1::SweepState state) {
   return kExitOk;
 }
 
-// Polls the sweep until it ends: one line per child that changes state (JSON: the sweep, one
-// line per change), then the table. The exit code says how it ended (0, 7, 8).
+// Polls the sweep until it ends: one line per child that changes state and the whole sweep's
+// progress line whenever it changes (JSON: the sweep, one line per change), then the table. The
+// exit code says how it ended (0, 7, 8).
 int WatchSweep(Cli& cli, const std::string& sweep_id, const WatchArgs& args) {
   std::map<std::string, v1::JobState> seen;
+  std::string last_progress;
   absl::Time unreachable_since = absl::InfiniteFuture();
   while (true) {
     auto context = cli.NewContext();
@@ -75,6 +77,9 @@ int WatchSweep(Cli& cli, const std::string& sweep_id, const WatchArgs& args) {
       }
       seen[c.job_id()] = c.state();
     }
+    const std::string progress = FormatSweepProgress(sweep);
+    if (!cli.json() && progress != last_progress) cli.out() << progress << "\n";
+    last_progress = progress;
     const bool final = IsFinalSweep(sweep.state());
     if (cli.json() && (changed || final)) cli.PrintJson(sweep, /*one_line=*/true);
     if (final) {

@@ -64,6 +64,33 @@ bool IsFinalSweep(v1::SweepState state) {
   return state == v1::SWEEP_SUCCEEDED || state == v1::SWEEP_FAILED || state == v1::SWEEP_CANCELLED;
 }
 
+std::string FormatSweepProgress(const v1::Sweep& sweep) {
+  int ended = 0, running = 0, queued = 0, started = 0;
+  int64_t step = 0, total = 0;
+  for (const v1::SweepChild& c : sweep.children()) {
+    if (c.state() == v1::SUCCEEDED || c.state() == v1::FAILED || c.state() == v1::CANCELLED) {
+      ++ended;
+    } else if (c.state() == v1::RUNNING || c.state() == v1::CANCELLING) {
+      ++running;
+    } else {
+      ++queued;
+    }
+    // A child that has not reported yet has no total: its steps would only dilute the figure.
+    if (c.total_steps() > 0) {
+      ++started;
+      step += c.step();
+      total += c.total_steps();
+    }
+  }
+  std::string out = absl::StrCat("progress: ", ended, "/", sweep.children_size(), " ended, ",
+                                 running, " running, ", queued, " queued");
+  if (total > 0) {
+    absl::StrAppend(&out, "; steps ", step, "/", total, " (", 100 * step / total, "%) of the ",
+                    started, " started");
+  }
+  return out;
+}
+
 std::string FormatSweepDetails(const v1::Sweep& sweep, absl::Time now) {
   int done = 0;
   for (const auto& c : sweep.children()) done += IsFinal(c.state()) ? 1 : 0;

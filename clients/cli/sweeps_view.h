@@ -27,6 +27,11 @@ absl::StatusOr<v1::SweepAxis> ParseAxis(absl::string_view text, absl::string_vie
 // step, eval loss or accuracy, sparsity, trainable %, tokens/s, wall time; the best marked *).
 std::string FormatSweepDetails(const v1::Sweep& sweep, absl::Time now);
 
+// The whole sweep in one line, for `sweep watch`: children ended, running and queued, and the
+// optimizer steps done of those whose step count is known, e.g.
+// "progress: 1/4 ended, 1 running, 2 queued; steps 90/120 (75%) of the 2 started".
+std::string FormatSweepProgress(const v1::Sweep& sweep);
+
 // Header and row of `peftctl sweep list`: ID, NAME, STATE, CHILDREN (done/total), BEST, AGE.
 std::vector<std::string> SweepListHeader();
 std::vector<std::string> SweepListRow(const v1::Sweep& sweep, absl::Time now);

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
+#include <vector>
+
 #include "absl/strings/match.h"
 
 namespace peftd::cli {
@@ -22,6 +25,22 @@ TEST(SweepsView, ParsesAxesAndRefusesMalformedOnes) {
     EXPECT_TRUE(absl::StartsWith(r.status().message(), "--list: expected FIELD=V1,V2"))
         << r.status().message();
   }
+}
+
+TEST(SweepsView, TheProgressLineCountsChildrenAndTheStepsOfThoseStarted) {
+  v1::Sweep s;
+  const std::vector<std::tuple<v1::JobState, int64_t, int64_t>> children = {
+      {v1::SUCCEEDED, 60, 60}, {v1::RUNNING, 30, 60}, {v1::QUEUED, 0, 0}, {v1::QUEUED, 0, 0}};
+  for (const auto& [state, step, total] : children) {
+    v1::SweepChild* c = s.add_children();
+    c->set_state(state);
+    c->set_step(step);
+    c->set_total_steps(total);
+  }
+  EXPECT_EQ(FormatSweepProgress(s),
+            "progress: 1/4 ended, 1 running, 2 queued; steps 90/120 (75%) of the 2 started");
+  for (v1::SweepChild& c : *s.mutable_children()) c.set_state(v1::QUEUED), c.set_total_steps(0);
+  EXPECT_EQ(FormatSweepProgress(s), "progress: 0/4 ended, 0 running, 4 queued");
 }
 
 TEST(SweepsView, ParsesMetrics) {

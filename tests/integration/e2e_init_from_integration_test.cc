@@ -2,7 +2,9 @@
 // A's adapter and job C from A's checkpoint of step 6, each with a learning rate too small to move
 // the weights, so their eval loss is the one A's weights have: A's final eval loss for B, A's eval
 // at step 6 for C; a fresh job D with the same settings has the base model's loss instead. A job
-// whose rank differs from A's is refused at submit.
+// whose rank differs from A's is refused at submit. A records the output norms of every module it
+// adapted (JobProgress.module_norms), and a job whose selection is NORM_RELATIVE / NORM_ABS of A
+// trains on the module A reported the highest mean ‖M(x)‖/‖W0 x‖ / ‖M(x)‖ of.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -38,11 +40,14 @@ class InitFromE2e : public ::testing::Test {
     ASSERT_TRUE(server_->Start(&error)) << error;
   }
 
-  // Submits a job (one CPU thread; `init_from` as JSON, or none) and waits for it to end.
-  RunResult Run(const std::string& flags, const std::string& init_from = "") {
+  // Submits a job (one CPU thread; `init_from` and `selection` as JSON, or none) and waits for it
+  // to end.
+  RunResult Run(const std::string& flags, const std::string& init_from = "",
+                const std::string& selection = "") {
     const fs::path file = dir_ / absl::StrCat("job", files_++, ".json");
     std::ofstream(file) << "{\"num_threads\": 1"
-                        << (init_from.empty() ? "" : ", \"init_from\": " + init_from) << "}";
+                        << (init_from.empty() ? "" : ", \"init_from\": " + init_from)
+                        << (selection.empty() ? "" : ", \"selection\": " + selection) << "}";
     return Peftctl(server_->address(),
                    Concat({"--json", "submit", "-f", file.string(), "--train",
                            kExamples + "/tiny-lm-train.jsonl", "--val",
@@ -130,6 +135,31 @@ TEST_F(InitFromE2e, AJobStartsFromTheAdapterOrACheckpointOfAnother) {
   EXPECT_NE(refused.err.find("init_from: job " + a_id + " trained with rank 4, this job has 8"),
             std::string::npos)
       << refused.err;
+
+  // A's module norms: every adapted module (q_proj and v_proj of the 4 layers), over the tokens
+  // of the probed steps 1 and 11; ‖M(x)‖ > 0 once B has moved.
+  std::string most_relative, most_absolute;
+  double best_relative = -1, best_absolute = -1;
+  for (const auto& n : job_a.progress().module_norms()) {
+    EXPECT_GT(n.tokens(), 0) << n.module();
+    EXPECT_GT(n.relative(), 0) << n.module();
+    EXPECT_GT(n.absolute(), 0) << n.module();
+    if (n.relative() > best_relative) best_relative = n.relative(), most_relative = n.module();
+    if (n.absolute() > best_absolute) best_absolute = n.absolute(), most_absolute = n.module();
+  }
+  EXPECT_EQ(job_a.progress().module_norms_size(), 4 * 2) << job_a.progress().DebugString();
+  for (const auto& [criterion, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"NORM_RELATIVE", most_relative}, {"NORM_ABS", most_absolute}}) {
+    const RunResult chosen = Run("--rank 4 --steps 1", "",
+                                 absl::StrCat("{\"from_job\": \"", a_id, "\", \"criterion\": \"",
+                                              criterion, "\", \"top_k\": 1}"));
+    ASSERT_EQ(chosen.exit_code, 0) << chosen.Describe();
+    const v1::Job job = Get(JobId(chosen));
+    EXPECT_EQ(job.state(), v1::SUCCEEDED);
+    ASSERT_EQ(job.spec().target_modules_size(), 1) << criterion;
+    EXPECT_EQ(job.spec().target_modules(0), expected) << criterion;
+    EXPECT_EQ(job.progress().module_norms_size(), 1) << criterion;
+  }
 }
 
 }  // namespace

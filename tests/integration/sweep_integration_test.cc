@@ -149,6 +149,9 @@ TEST_F(SweepIntegrationTest, AGridRunsAtMostMaxConcurrencyAtOnceAndNamesTheBestC
   RunResult watch = Ctl("sweep watch " + sweep.id());
   EXPECT_EQ(watch.exit_code, 0) << watch.Describe();
   EXPECT_NE(watch.out.find("sweep " + sweep.id() + " succeeded"), std::string::npos) << watch.out;
+  EXPECT_NE(watch.out.find("progress: 4/4 ended, 0 running, 0 queued; steps 16/16 (100%)"),
+            std::string::npos)
+      << watch.out;
 
   // The report of the sweep and of one child: one HTML file each, with the table and the charts.
   const std::string html = (dir_ / "sweep.html").string();

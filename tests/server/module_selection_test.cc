@@ -36,11 +36,25 @@ class Sources : public AdmissionSources {
       g->set_module(kModules[i]);
       g->set_sparsity(sparsity[i]);
     }
+    // Ordered unlike the sparsities and unlike each other.
+    const double relative[] = {0.3, 0.1, 0.2, 0.4};
+    const double absolute[] = {1.0, 3.0, 2.0, 0.5};
+    for (int i = 0; i < 4; ++i) {
+      auto* m = gated.mutable_progress()->add_module_norms();
+      m->set_module(kModules[i]);
+      m->set_relative(relative[i]);
+      m->set_absolute(absolute[i]);
+      m->set_tokens(100);
+    }
     jobs["job-gated"] = gated;
     v1::Job plain = gated;
     plain.set_id("job-plain");
     plain.mutable_progress()->clear_gates();
     jobs["job-plain"] = plain;
+    v1::Job unprobed = plain;
+    unprobed.set_id("job-unprobed");
+    unprobed.mutable_progress()->clear_module_norms();
+    jobs["job-unprobed"] = unprobed;
     v1::Job running = gated;
     running.set_id("job-running");
     running.set_state(v1::RUNNING);
@@ -101,6 +115,36 @@ TEST(ModuleSelection, TheCriteriaChooseByGateSparsityInModelOrder) {
               s->set_fraction(0.01);
             })),
             (std::vector<std::string>{kModules[2]}));
+}
+
+TEST(ModuleSelection, NormRelativeKeepsTheHighestMeanRelativeNormOfAnyJob) {
+  // ‖M(x)‖/‖W0 x‖: l0.q 0.3, l0.v 0.1, l1.q 0.2, l1.v 0.4; the job needs no gate.
+  EXPECT_EQ(Targets(Admit([](v1::ModuleSelection* s) {
+              s->set_criterion(v1::ModuleSelection::NORM_RELATIVE);
+              s->set_from_job("job-plain");
+              s->set_fraction(0.5);
+            })),
+            (std::vector<std::string>{kModules[0], kModules[3]}));
+  EXPECT_EQ(Targets(Admit([](v1::ModuleSelection* s) {
+              s->set_criterion(v1::ModuleSelection::NORM_RELATIVE);
+              s->set_top_k(3);
+            })),
+            (std::vector<std::string>{kModules[0], kModules[2], kModules[3]}));
+}
+
+TEST(ModuleSelection, NormAbsKeepsTheHighestMeanNorm) {
+  // ‖M(x)‖: l0.q 1.0, l0.v 3.0, l1.q 2.0, l1.v 0.5.
+  EXPECT_EQ(Targets(Admit([](v1::ModuleSelection* s) {
+              s->set_criterion(v1::ModuleSelection::NORM_ABS);
+              s->set_from_job("job-plain");
+              s->set_fraction(0.5);
+            })),
+            (std::vector<std::string>{kModules[1], kModules[2]}));
+  EXPECT_EQ(Targets(Admit([](v1::ModuleSelection* s) {
+              s->set_criterion(v1::ModuleSelection::NORM_ABS);
+              s->set_top_k(1);
+            })),
+            (std::vector<std::string>{kModules[1]}));
 }
 
 TEST(ModuleSelection, RandomIsTheSameForTheSameSeed) {
@@ -164,6 +208,13 @@ TEST(ModuleSelection, RefusalsNameTheField) {
        },
        nullptr, absl::StatusCode::kFailedPrecondition,
        "selection.from_job: job job-plain recorded no gate sparsity"},
+      {[](v1::ModuleSelection* s) {
+         s->set_criterion(v1::ModuleSelection::NORM_ABS);
+         s->set_fraction(0.5);
+         s->set_from_job("job-unprobed");
+       },
+       nullptr, absl::StatusCode::kFailedPrecondition,
+       "selection.from_job: job job-unprobed recorded no module output norms"},
       {[&](v1::ModuleSelection* s) {
          low(s);
          s->set_fraction(0.5);

@@ -94,6 +94,8 @@ void PeftLlama::FillStepMetrics(StepMetrics* m) {
   m->gate_tau_by_module = peft_->GateTaus();
   m->adalora_rank_by_module = peft_->AdaLoraRanks();
   m->adadhp_active_modules = peft_->AdaDhpActiveModules();
+  for (const auto& [name, n] : peft_->ModuleNorms())
+    m->module_norms[name] = {n.relative, n.absolute, n.tokens};
 }
 
 void PeftLlama::EndEval(EvalMetrics* m) {

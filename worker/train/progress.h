@@ -36,6 +36,14 @@ struct StepMetrics {
   std::map<std::string, double> gate_tau_by_module;
   std::map<std::string, int64_t> adalora_rank_by_module;
   int64_t adadhp_active_modules = -1;  // -1 when not AdaDHP
+  // Every adapted module's output norms so far, for the paper's norm criteria
+  // (adapters/norm_probe.h); cumulative over the job, not over the window.
+  struct ModuleNorms {
+    double relative = 0;  // mean ‖M(x)‖/‖W0 x‖ per token
+    double absolute = 0;  // mean ‖M(x)‖ per token
+    int64_t tokens = 0;
+  };
+  std::map<std::string, ModuleNorms> module_norms;
 };
 
 struct EvalMetrics {
