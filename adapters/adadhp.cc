@@ -16,8 +16,8 @@ AdaDhpAdapter::AdaDhpAdapter(const LinearImpl& base) {
 torch::Tensor AdaDhpAdapter::Forward(const torch::Tensor& x, const torch::Tensor& weight,
                                      const torch::Tensor& bias) {
   if (frozen_) return FrozenLinear(x, weight, bias);  // exactly the base layer
-  torch::Tensor y = FrozenLinear(x * adadhp_l, weight);
-  return bias.defined() ? torch::addcmul(bias, y, adadhp_r) : y * adadhp_r;
+  return ScaledLinear(x, weight, adadhp_l, adadhp_r,
+                      bias.defined() ? bias : torch::zeros({weight.size(0)}, x.options()));
 }
 
 torch::Tensor AdaDhpAdapter::Delta(const torch::Tensor& x, const torch::Tensor& base,

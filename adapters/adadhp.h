@@ -17,6 +17,12 @@ class AdaDhpAdapter : public Adapter {
                         const torch::Tensor& bias) override;
   torch::Tensor Delta(const torch::Tensor& x, const torch::Tensor& base,
                       const torch::Tensor& weight, const torch::Tensor& bias) override;
+  // Scaling the input (x ⊙ l) needs a GEMM of its own, unless frozen (the base layer exactly).
+  bool UsesBase() const override { return frozen_; }
+  torch::Tensor FromBase(const torch::Tensor& x, const torch::Tensor& base,
+                         const torch::Tensor& weight, const torch::Tensor& bias) override {
+    return frozen_ ? base : Forward(x, weight, bias);
+  }
   std::string Method() const override { return "adadhp"; }
   std::map<std::string, torch::Tensor> ExportTensors() const override;
   absl::Status ImportTensors(const std::map<std::string, torch::Tensor>& tensors) override;

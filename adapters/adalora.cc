@@ -28,24 +28,28 @@ AdaLoraAdapter::AdaLoraAdapter(const LinearImpl& base, const AdaLoraOptions& opt
 
 torch::Tensor AdaLoraAdapter::Forward(const torch::Tensor& x, const torch::Tensor& weight,
                                       const torch::Tensor& bias) {
+  // Without dropout: LoRA's one-node projection with A ⊙ E as A.
+  if (auto update = LowRank()) {
+    return LoraLinear(x, weight, bias, update->a, update->b, update->scale);
+  }
   const auto out_shape = OutputShape(x, weight.size(0));
   torch::Tensor x2d = x.reshape({-1, x.size(-1)});
   torch::Tensor h = FrozenLinear(x2d, weight, bias);
-  torch::Tensor in = x2d;
-  if (options_.dropout > 0 && is_training()) {
-    in = F::dropout(x2d, F::DropoutFuncOptions().p(options_.dropout).training(true));
-  }
+  torch::Tensor in = F::dropout(x2d, F::DropoutFuncOptions().p(options_.dropout).training(true));
   h.addmm_(F::linear(in, lora_A * lora_E).mul_(scale_), lora_B.t());
   return h.view(out_shape);
 }
 
+std::optional<LowRankUpdate> AdaLoraAdapter::LowRank() {
+  if (options_.dropout > 0 && is_training()) return std::nullopt;
+  return LowRankUpdate{lora_A * lora_E, lora_B, scale_};
+}
+
 torch::Tensor AdaLoraAdapter::Delta(const torch::Tensor& x, const torch::Tensor& base,
                                     const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (auto update = LowRank()) return LowRankDelta(x, update->a, update->b, update->scale);
   torch::Tensor x2d = x.reshape({-1, x.size(-1)});
-  torch::Tensor in = x2d;
-  if (options_.dropout > 0 && is_training()) {
-    in = F::dropout(x2d, F::DropoutFuncOptions().p(options_.dropout).training(true));
-  }
+  torch::Tensor in = F::dropout(x2d, F::DropoutFuncOptions().p(options_.dropout).training(true));
   torch::Tensor t = F::linear(in, lora_A * lora_E).mul_(scale_);
   return F::linear(t, lora_B).view(OutputShape(x, weight.size(0)));
 }

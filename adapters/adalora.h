@@ -25,6 +25,8 @@ class AdaLoraAdapter : public Adapter {
                         const torch::Tensor& bias) override;
   torch::Tensor Delta(const torch::Tensor& x, const torch::Tensor& base,
                       const torch::Tensor& weight, const torch::Tensor& bias) override;
+  // (A ⊙ E, B, s) unless dropout is on in training.
+  std::optional<LowRankUpdate> LowRank() override;
   std::string Method() const override { return "adalora"; }
   // Keys "lora_A" (k, in), "lora_E" (k, 1), "lora_B" (out, k): only the k kept triplets when a
   // rank pattern exists (PEFT's resize_state_dict_by_rank_pattern).

@@ -20,7 +20,10 @@ torch::Tensor DoraAdapter::Gain(const torch::Tensor& weight) const {
   torch::Tensor norm;
   {
     torch::NoGradGuard no_grad;
-    norm = (weight + DeltaWeight()).norm(2, /*dim=*/1).clamp_min_(kDoraMinNorm);
+    // W0 + s·B·A as one addmm (DeltaWeight() and the sum would be three kernels).
+    norm = torch::addmm(weight, lora_B, lora_A, /*beta=*/1, /*alpha=*/scale_)
+               .norm(2, /*dim=*/1)
+               .clamp_min_(kDoraMinNorm);
   }
   return magnitude / norm;
 }
@@ -38,10 +41,23 @@ torch::Tensor DoraAdapter::Forward(const torch::Tensor& x, const torch::Tensor& 
     // base + (g − 1) ⊙ x̃W0ᵀ + g ⊙ s·x̃AᵀBᵀ
     return (h + (g - 1) * y + g * F::linear(t, lora_B)).view(out_shape);
   }
-  // Without dropout: h = g ⊙ (x·W0ᵀ + s·x·Aᵀ·Bᵀ) + b0, with x·W0ᵀ = base − b0 computed once.
-  torch::Tensor y = FrozenLinear(x2d, weight);
-  y.addmm_(F::linear(x2d, lora_A).mul_(scale_), lora_B.t());
-  torch::Tensor h = y * g;
+  // Without dropout: h = g ⊙ (x·W0ᵀ + s·x·Aᵀ·Bᵀ) + b0, the bracket as LoRA's one-node
+  // projection without the bias.
+  torch::Tensor h = LoraLinear(x2d, weight, torch::Tensor(), lora_A, lora_B, scale_) * g;
+  if (bias.defined()) h.add_(bias);
+  return h.view(out_shape);
+}
+
+torch::Tensor DoraAdapter::FromBase(const torch::Tensor& x, const torch::Tensor& base,
+                                    const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (options_.dropout > 0 && is_training()) return base + Delta(x, base, weight, bias);
+  // As Forward without dropout, with x·W0ᵀ = base − b0.
+  const auto out_shape = OutputShape(x, weight.size(0));
+  torch::Tensor x2d = x.reshape({-1, x.size(-1)});
+  torch::Tensor base2d = base.reshape({-1, weight.size(0)});
+  torch::Tensor y = torch::addmm(bias.defined() ? base2d - bias : base2d,
+                                 F::linear(x2d, lora_A).mul_(scale_), lora_B.t());
+  torch::Tensor h = y * Gain(weight);
   if (bias.defined()) h.add_(bias);
   return h.view(out_shape);
 }

@@ -20,6 +20,10 @@ class DoraAdapter : public LoraAdapter {
                         const torch::Tensor& bias) override;
   torch::Tensor Delta(const torch::Tensor& x, const torch::Tensor& base,
                       const torch::Tensor& weight, const torch::Tensor& bias) override;
+  torch::Tensor FromBase(const torch::Tensor& x, const torch::Tensor& base,
+                         const torch::Tensor& weight, const torch::Tensor& bias) override;
+  // DoRA rescales the base output: never a plain low-rank update.
+  std::optional<LowRankUpdate> LowRank() override { return std::nullopt; }
   std::string Method() const override { return "dora"; }
   std::map<std::string, torch::Tensor> ExportTensors() const override;
   absl::Status ImportTensors(const std::map<std::string, torch::Tensor>& tensors) override;

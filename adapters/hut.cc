@@ -21,8 +21,7 @@ torch::Tensor HutAdapter::Forward(const torch::Tensor& x, const torch::Tensor& w
   const torch::Tensor m_a = hut_A.mean(1);
   const torch::Tensor out_scale = hut_gamma * hut_B.mean(0);  // γ ⊙ m_B
   torch::Tensor shift = bias.defined() ? torch::addcmul(hut_beta, hut_gamma, bias) : hut_beta;
-  torch::Tensor y = FrozenLinear(x * m_a, weight);
-  return torch::addcmul(shift, y, out_scale);
+  return ScaledLinear(x, weight, m_a, out_scale, shift);
 }
 
 torch::Tensor HutAdapter::Delta(const torch::Tensor& x, const torch::Tensor& base,

@@ -23,6 +23,8 @@ class HutAdapter : public Adapter {
                         const torch::Tensor& bias) override;
   torch::Tensor Delta(const torch::Tensor& x, const torch::Tensor& base,
                       const torch::Tensor& weight, const torch::Tensor& bias) override;
+  // HUT scales the input of the base GEMM (x ⊙ m_A): it needs a GEMM of its own.
+  bool UsesBase() const override { return false; }
   std::string Method() const override { return "hut"; }
   std::map<std::string, torch::Tensor> ExportTensors() const override;
   absl::Status ImportTensors(const std::map<std::string, torch::Tensor>& tensors) override;

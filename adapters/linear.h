@@ -8,10 +8,12 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "absl/status/status.h"
+#include "adapters/linear_ops.h"
 
 namespace peftd::adapters {
 
@@ -28,6 +30,18 @@ class Adapter : public torch::nn::Module {
   // M(x) given `base` = x·Wᵀ + b already computed (the token gate needs base and M separately).
   virtual torch::Tensor Delta(const torch::Tensor& x, const torch::Tensor& base,
                               const torch::Tensor& weight, const torch::Tensor& bias) = 0;
+  // True when the output follows from the plain base output x·W0ᵀ + b0 (FromBase): then a model
+  // may compute the bases of several projections of one input as one GEMM
+  // (worker/model/fused_projection.h). False for methods that scale the input (HUT, AdaDHP).
+  virtual bool UsesBase() const { return true; }
+  // Forward given `base` = x·W0ᵀ + b0; only when UsesBase().
+  virtual torch::Tensor FromBase(const torch::Tensor& x, const torch::Tensor& base,
+                                 const torch::Tensor& weight, const torch::Tensor& bias) {
+    return base + Delta(x, base, weight, bias);
+  }
+  // The method's update as s·(x·Aᵀ)·Bᵀ when it is exactly that right now (LoRA and AdaLoRA
+  // without dropout in training), for the fused projection node; nullopt otherwise.
+  virtual std::optional<LowRankUpdate> LowRank() { return std::nullopt; }
   // "lora", "dora", "adalora", "hut" or "adadhp" (the gate reports the method it wraps).
   virtual std::string Method() const = 0;
   // Tensors written to the adapter file, keyed by the suffix after the module path, e.g.

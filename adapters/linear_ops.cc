@@ -121,6 +121,206 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
   }
 };
 
+struct LowRankDeltaFunction : public torch::autograd::Function<LowRankDeltaFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_in,
+                               const torch::Tensor& a_in, const torch::Tensor& b_in, double scale) {
+    const torch::Tensor x = x_in.contiguous(), a = a_in.contiguous(), b = b_in.contiguous();
+    const int64_t in = x.size(-1), out = b.size(0), r = a.size(0);
+    const torch::Tensor x2d = x.view({-1, in});
+    const int64_t n = x2d.size(0);
+    torch::Tensor y = torch::empty(OutShape(x, out), x.options());
+    torch::Tensor t = torch::empty({n, r}, x.options());  // x·Aᵀ
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "low_rank_delta", [&] {
+      using T = scalar_t;
+      Gemm(false, true, n, r, in, T(1), x2d.data_ptr<T>(), in, a.data_ptr<T>(), in, T(0),
+           t.data_ptr<T>(), r);
+      Gemm(false, true, n, out, r, static_cast<T>(scale), t.data_ptr<T>(), r, b.data_ptr<T>(), r,
+           T(0), y.data_ptr<T>(), out);
+    });
+    ctx->save_for_backward({x2d, a, b, t});
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["in_shape"] = x.sizes().vec();
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x2d = saved[0], &a = saved[1], &b = saved[2], &t = saved[3];
+    const double scale = ctx->saved_data["scale"].toDouble();
+    const torch::Tensor dy = grads[0].contiguous();
+    const int64_t in = a.size(1), out = b.size(0), r = a.size(0), n = x2d.size(0);
+    const bool need_x = ctx->needs_input_grad(0), need_a = ctx->needs_input_grad(1),
+               need_b = ctx->needs_input_grad(2);
+    torch::Tensor dx, da, db;
+    AT_DISPATCH_FLOATING_TYPES(dy.scalar_type(), "low_rank_delta_backward", [&] {
+      using T = scalar_t;
+      const T s = static_cast<T>(scale);
+      const T* g = dy.data_ptr<T>();
+      torch::Tensor u = torch::empty({n, r}, dy.options());  // dy·B
+      Gemm(false, false, n, r, out, T(1), g, out, b.data_ptr<T>(), r, T(0), u.data_ptr<T>(), r);
+      if (need_b) {
+        db = torch::empty_like(b);
+        Gemm(true, false, out, r, n, s, g, out, t.data_ptr<T>(), r, T(0), db.data_ptr<T>(), r);
+      }
+      if (need_a) {
+        da = torch::empty_like(a);
+        Gemm(true, false, r, in, n, s, u.data_ptr<T>(), r, x2d.data_ptr<T>(), in, T(0),
+             da.data_ptr<T>(), in);
+      }
+      if (need_x) {
+        dx = torch::empty(ctx->saved_data["in_shape"].toIntVector(), dy.options());
+        Gemm(false, false, n, in, r, s, u.data_ptr<T>(), r, a.data_ptr<T>(), in, T(0),
+             dx.data_ptr<T>(), in);
+      }
+    });
+    return {dx, da, db, torch::Tensor()};
+  }
+};
+
+struct ScaledLinearFunction : public torch::autograd::Function<ScaledLinearFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_in,
+                               const torch::Tensor& weight, const torch::Tensor& l,
+                               const torch::Tensor& r, const torch::Tensor& c) {
+    const torch::Tensor x = x_in.contiguous();
+    const int64_t in = x.size(-1), out = weight.size(0);
+    const torch::Tensor x2d = x.view({-1, in});
+    const int64_t n = x2d.size(0);
+    const torch::Tensor xs = x2d * l;
+    torch::Tensor y0 = torch::empty({n, out}, x.options());  // (x ⊙ l)·Wᵀ
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "scaled_linear", [&] {
+      using T = scalar_t;
+      Gemm(false, true, n, out, in, T(1), xs.data_ptr<T>(), in, weight.data_ptr<T>(), in, T(0),
+           y0.data_ptr<T>(), out);
+    });
+    ctx->save_for_backward({x2d, weight, l, r, y0});
+    ctx->saved_data["in_shape"] = x.sizes().vec();
+    return torch::addcmul(c, y0, r).view(OutShape(x, out));
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x2d = saved[0], &weight = saved[1], &l = saved[2], &r = saved[3],
+                        &y0 = saved[4];
+    const int64_t in = weight.size(1), out = weight.size(0), n = x2d.size(0);
+    const torch::Tensor dh = grads[0].contiguous().view({n, out});
+    const bool need_x = ctx->needs_input_grad(0), need_l = ctx->needs_input_grad(2),
+               need_r = ctx->needs_input_grad(3), need_c = ctx->needs_input_grad(4);
+    torch::Tensor dx, dl, dr, dc;
+    if (need_c) dc = dh.sum(0);
+    if (need_r) dr = (dh * y0).sum(0);
+    if (need_x || need_l) {
+      const torch::Tensor dy0 = dh * r;
+      torch::Tensor dxs = torch::empty({n, in}, dh.options());  // dy0·W
+      AT_DISPATCH_FLOATING_TYPES(dh.scalar_type(), "scaled_linear_backward", [&] {
+        using T = scalar_t;
+        Gemm(false, false, n, in, out, T(1), dy0.data_ptr<T>(), out, weight.data_ptr<T>(), in, T(0),
+             dxs.data_ptr<T>(), in);
+      });
+      if (need_l) dl = (dxs * x2d).sum(0);
+      if (need_x) dx = dxs.mul_(l).view(ctx->saved_data["in_shape"].toIntVector());
+    }
+    return {dx, torch::Tensor(), dl, dr, dc};
+  }
+};
+
+// Y (n, Σout) = x·Wᵀ + b over the concatenated weights, each update accumulated into its
+// columns (ldc = Σout), then split into one contiguous tensor per projection.
+struct FusedLinearFunction : public torch::autograd::Function<FusedLinearFunction> {
+  // `factors` holds (a, b) of every update in order; `slots[k]` is update k's projection.
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& x_in,
+                               const torch::Tensor& weight, const torch::Tensor* bias,
+                               torch::TensorList factors, std::vector<int64_t> outs,
+                               std::vector<int64_t> slots, std::vector<double> scales) {
+    const torch::Tensor x = x_in.contiguous();
+    const int64_t in = x.size(-1), total = weight.size(0);
+    const torch::Tensor x2d = x.view({-1, in});
+    const int64_t n = x2d.size(0);
+    std::vector<int64_t> offsets(outs.size(), 0);
+    for (size_t i = 1; i < outs.size(); ++i) offsets[i] = offsets[i - 1] + outs[i - 1];
+    torch::Tensor y = torch::empty({n, total}, x.options());
+    std::vector<torch::Tensor> saved = {x2d, weight};
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_linear", [&] {
+      using T = scalar_t;
+      Project<T>(x2d, weight, *bias, y);
+      for (size_t k = 0; k < slots.size(); ++k) {
+        const torch::Tensor a = factors[2 * k].contiguous(), b = factors[2 * k + 1].contiguous();
+        const int64_t r = a.size(0), out = outs[slots[k]];
+        torch::Tensor t = torch::empty({n, r}, x.options());  // x·Aᵀ
+        Gemm(false, true, n, r, in, T(1), x2d.data_ptr<T>(), in, a.data_ptr<T>(), in, T(0),
+             t.data_ptr<T>(), r);
+        Gemm(false, true, n, out, r, static_cast<T>(scales[k]), t.data_ptr<T>(), r, b.data_ptr<T>(),
+             r, T(1), y.data_ptr<T>() + offsets[slots[k]], total);
+        saved.insert(saved.end(), {a, b, t});
+      }
+    });
+    ctx->save_for_backward(saved);
+    ctx->saved_data["in_shape"] = x.sizes().vec();
+    ctx->saved_data["outs"] = outs;
+    ctx->saved_data["slots"] = slots;
+    ctx->saved_data["scales"] = c10::List<double>(scales);
+    variable_list result;
+    for (size_t i = 0; i < outs.size(); ++i) {
+      // Fresh tensors, not views of y: callers may modify an output in place.
+      torch::Tensor part = torch::empty(OutShape(x, outs[i]), x.options());
+      part.view({n, outs[i]}).copy_(y.narrow(1, offsets[i], outs[i]));
+      result.push_back(part);
+    }
+    return result;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x2d = saved[0], &weight = saved[1];
+    const std::vector<int64_t> outs = ctx->saved_data["outs"].toIntVector();
+    const std::vector<int64_t> slots = ctx->saved_data["slots"].toIntVector();
+    const std::vector<double> scales = ctx->saved_data["scales"].toDoubleVector();
+    const int64_t in = weight.size(1), total = weight.size(0), n = x2d.size(0);
+    // Tensor inputs in order: x, weight, then a and b of every update.
+    const bool need_x = ctx->needs_input_grad(0);
+    std::vector<torch::Tensor> g(outs.size());
+    for (size_t i = 0; i < outs.size(); ++i) g[i] = grads[i].contiguous().view({n, outs[i]});
+    // Gradients by argument: x, weight, bias (not a tensor input), each factor, three options.
+    variable_list result(3 + 2 * slots.size() + 3);
+    AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "fused_linear_backward", [&] {
+      using T = scalar_t;
+      torch::Tensor dx;
+      if (need_x) {
+        dx = torch::empty({n, in}, x2d.options());
+        const torch::Tensor dy = torch::cat(g, 1);  // (n, Σout), as the weights are laid out
+        Gemm(false, false, n, in, total, T(1), dy.data_ptr<T>(), total, weight.data_ptr<T>(), in,
+             T(0), dx.data_ptr<T>(), in);
+      }
+      for (size_t k = 0; k < slots.size(); ++k) {
+        const torch::Tensor &a = saved[2 + 3 * k], &b = saved[3 + 3 * k], &t = saved[4 + 3 * k];
+        const torch::Tensor& gk = g[slots[k]];
+        const int64_t r = a.size(0), out = outs[slots[k]];
+        const T s = static_cast<T>(scales[k]);
+        torch::Tensor u = torch::empty({n, r}, x2d.options());  // dy·B
+        Gemm(false, false, n, r, out, T(1), gk.data_ptr<T>(), out, b.data_ptr<T>(), r, T(0),
+             u.data_ptr<T>(), r);
+        if (ctx->needs_input_grad(3 + 2 * k)) {
+          torch::Tensor db = torch::empty_like(b);
+          Gemm(true, false, out, r, n, s, gk.data_ptr<T>(), out, t.data_ptr<T>(), r, T(0),
+               db.data_ptr<T>(), r);
+          result[4 + 2 * k] = db;
+        }
+        if (ctx->needs_input_grad(2 + 2 * k)) {
+          torch::Tensor da = torch::empty_like(a);
+          Gemm(true, false, r, in, n, s, u.data_ptr<T>(), r, x2d.data_ptr<T>(), in, T(0),
+               da.data_ptr<T>(), in);
+          result[3 + 2 * k] = da;
+        }
+        if (need_x) {
+          Gemm(false, false, n, in, r, s, u.data_ptr<T>(), r, a.data_ptr<T>(), in, T(1),
+               dx.data_ptr<T>(), in);
+        }
+      }
+      if (need_x) result[0] = dx.view(ctx->saved_data["in_shape"].toIntVector());
+    });
+    return result;
+  }
+};
+
 bool Covered(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   return GemmCovers(x) && weight.scalar_type() == x.scalar_type() && weight.is_contiguous() &&
          !weight.requires_grad() && weight.device() == x.device() &&
@@ -146,6 +346,58 @@ torch::Tensor LoraLinear(const torch::Tensor& x, const torch::Tensor& weight,
     return h.view(OutShape(x, weight.size(0)));
   }
   return LoraLinearFunction::apply(x, weight, &bias, lora_a, lora_b, scale);
+}
+
+torch::Tensor LowRankDelta(const torch::Tensor& x, const torch::Tensor& lora_a,
+                           const torch::Tensor& lora_b, double scale) {
+  if (!GemmCovers(x) || lora_a.scalar_type() != x.scalar_type() ||
+      lora_b.scalar_type() != x.scalar_type() || lora_a.device() != x.device()) {
+    return F::linear(F::linear(x, lora_a).mul_(scale), lora_b);
+  }
+  return LowRankDeltaFunction::apply(x, lora_a, lora_b, scale);
+}
+
+torch::Tensor ScaledLinear(const torch::Tensor& x, const torch::Tensor& weight,
+                           const torch::Tensor& l, const torch::Tensor& r, const torch::Tensor& c) {
+  const auto dtype = x.scalar_type();
+  if (!Covered(x, weight, torch::Tensor()) || l.scalar_type() != dtype ||
+      r.scalar_type() != dtype || c.scalar_type() != dtype) {
+    return torch::addcmul(c, F::linear(x * l, weight), r);
+  }
+  return ScaledLinearFunction::apply(x, weight, l, r, c);
+}
+
+std::vector<torch::Tensor> FusedLinear(const torch::Tensor& x, const torch::Tensor& weight,
+                                       const torch::Tensor& bias, const std::vector<int64_t>& outs,
+                                       const std::vector<LowRankUpdate>& updates) {
+  bool covered = Covered(x, weight, bias);
+  std::vector<torch::Tensor> factors;
+  std::vector<int64_t> slots;
+  std::vector<double> scales;
+  for (size_t i = 0; i < updates.size(); ++i) {
+    if (!updates[i].a.defined()) continue;
+    covered = covered && updates[i].a.scalar_type() == x.scalar_type() &&
+              updates[i].b.scalar_type() == x.scalar_type();
+    factors.insert(factors.end(), {updates[i].a, updates[i].b});
+    slots.push_back(static_cast<int64_t>(i));
+    scales.push_back(updates[i].scale);
+  }
+  if (covered)
+    return FusedLinearFunction::apply(x, weight, &bias, torch::TensorList(factors), outs, slots,
+                                      scales);
+  // The ATen composition: one linear, its column blocks, each update added to its block.
+  torch::Tensor y = F::linear(x, weight, bias);
+  std::vector<torch::Tensor> result;
+  int64_t offset = 0;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    torch::Tensor part = y.narrow(-1, offset, outs[i]);
+    offset += outs[i];
+    if (i < updates.size() && updates[i].a.defined()) {
+      part = part + F::linear(F::linear(x, updates[i].a), updates[i].b) * updates[i].scale;
+    }
+    result.push_back(part);
+  }
+  return result;
 }
 
 }  // namespace peftd::adapters

@@ -10,7 +10,16 @@
 
 #include <torch/torch.h>
 
+#include <vector>
+
 namespace peftd::adapters {
+
+// A low-rank update s·(x·Aᵀ)·Bᵀ of one projection: a (r, in), b (out, r). LoRA's (A, B), and
+// AdaLoRA's (A ⊙ E, B): gradients reach E through the product.
+struct LowRankUpdate {
+  torch::Tensor a, b;
+  double scale = 1.0;
+};
 
 // x (..., in), weight (out, in), bias (out) or undefined. Returns (..., out).
 torch::Tensor FrozenLinear(const torch::Tensor& x, const torch::Tensor& weight,
@@ -20,6 +29,26 @@ torch::Tensor FrozenLinear(const torch::Tensor& x, const torch::Tensor& weight,
 torch::Tensor LoraLinear(const torch::Tensor& x, const torch::Tensor& weight,
                          const torch::Tensor& bias, const torch::Tensor& lora_a,
                          const torch::Tensor& lora_b, double scale);
+
+// The update alone, s·(x·Aᵀ)·Bᵀ, as one node (what the token gate adds to a base it already has).
+torch::Tensor LowRankDelta(const torch::Tensor& x, const torch::Tensor& lora_a,
+                           const torch::Tensor& lora_b, double scale);
+
+// h = ((x ⊙ l)·Wᵀ) ⊙ r + c with W frozen, l (in), r (out) and c (out) differentiable: HUT
+// (l = m_A, r = γ ⊙ m_B, c = β + γ ⊙ b0) and AdaDHP (l, r, c = b0). One node instead of the
+// three or four of its ATen composition.
+torch::Tensor ScaledLinear(const torch::Tensor& x, const torch::Tensor& weight,
+                           const torch::Tensor& l, const torch::Tensor& r, const torch::Tensor& c);
+
+// Several frozen projections of the same input as one GEMM over their concatenated weights
+// (q, k, v; gate, up): weight (Σ out_i, in), bias (Σ out_i) or undefined, `outs` the out_i.
+// `updates[i]`, when it holds a defined `a`, is the low-rank update of projection i, accumulated
+// into its columns of the output. Returns one contiguous (..., out_i) tensor per projection.
+// Backward: one GEMM for dx over the concatenated output gradient, plus each update's terms as
+// LoraLinear's.
+std::vector<torch::Tensor> FusedLinear(const torch::Tensor& x, const torch::Tensor& weight,
+                                       const torch::Tensor& bias, const std::vector<int64_t>& outs,
+                                       const std::vector<LowRankUpdate>& updates);
 
 }  // namespace peftd::adapters
 

@@ -55,9 +55,15 @@ torch::Tensor LoraAdapter::Forward(const torch::Tensor& x, const torch::Tensor& 
 
 torch::Tensor LoraAdapter::Delta(const torch::Tensor& x, const torch::Tensor& base,
                                  const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (auto update = LowRank()) return LowRankDelta(x, update->a, update->b, update->scale);
   torch::Tensor x2d = x.reshape({-1, x.size(-1)});
   // Scaling the (N, r) product is the cheapest place for s.
   return F::linear(Down(x2d).mul_(scale_), lora_B).view(OutputShape(x, weight.size(0)));
+}
+
+std::optional<LowRankUpdate> LoraAdapter::LowRank() {
+  if (options_.dropout > 0 && is_training()) return std::nullopt;
+  return LowRankUpdate{lora_A, lora_B, scale_};
 }
 
 std::map<std::string, torch::Tensor> LoraAdapter::ExportTensors() const {

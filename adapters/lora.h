@@ -30,6 +30,8 @@ class LoraAdapter : public Adapter {
                         const torch::Tensor& bias) override;
   torch::Tensor Delta(const torch::Tensor& x, const torch::Tensor& base,
                       const torch::Tensor& weight, const torch::Tensor& bias) override;
+  // (A, B, s) unless dropout is on in training.
+  std::optional<LowRankUpdate> LowRank() override;
   std::string Method() const override { return "lora"; }
   std::map<std::string, torch::Tensor> ExportTensors() const override;
   absl::Status ImportTensors(const std::map<std::string, torch::Tensor>& tensors) override;

@@ -220,9 +220,14 @@ void TokenGate::AddWindow(const torch::Tensor& on_real, const torch::Tensor& rea
 
 torch::Tensor TokenGate::Forward(const torch::Tensor& x, const torch::Tensor& weight,
                                  const torch::Tensor& bias) {
+  return FromBase(x, FrozenLinear(x, weight, bias), weight, bias);
+}
+
+torch::Tensor TokenGate::FromBase(const torch::Tensor& x, const torch::Tensor& base_in,
+                                  const torch::Tensor& weight, const torch::Tensor& bias) {
   const auto out_shape = OutputShape(x, weight.size(0));
   torch::Tensor x2d = x.reshape({-1, x.size(-1)});
-  torch::Tensor base = FrozenLinear(x2d, weight, bias);
+  torch::Tensor base = base_in.reshape({-1, weight.size(0)});
   torch::Tensor delta = inner_->Delta(x2d, base, weight, bias);
   torch::Tensor on, mask;
   // Training statistics come from forwards that will be backpropagated; the rest is evaluation.

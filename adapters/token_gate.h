@@ -40,6 +40,10 @@ class TokenGate : public Adapter {
 
   torch::Tensor Forward(const torch::Tensor& x, const torch::Tensor& weight,
                         const torch::Tensor& bias) override;
+  // The gated output from the base output (the inner method must use it: UsesBase()).
+  bool UsesBase() const override { return inner_->UsesBase(); }
+  torch::Tensor FromBase(const torch::Tensor& x, const torch::Tensor& base,
+                         const torch::Tensor& weight, const torch::Tensor& bias) override;
   // The gated change S ⊙ Δ.
   torch::Tensor Delta(const torch::Tensor& x, const torch::Tensor& base,
                       const torch::Tensor& weight, const torch::Tensor& bias) override;

@@ -1,9 +1,12 @@
-// FrozenLinear and LoraLinear (one autograd node each, raw GEMMs) against F::linear compositions
-// in double precision: values and gradients, 3-D inputs, with and without bias, and inputs that
-// need no gradient.
+// FrozenLinear, LoraLinear, ScaledLinear and FusedLinear (one autograd node each, raw GEMMs)
+// against F::linear compositions in double precision: values and gradients, 3-D inputs, with and
+// without bias, and inputs that need no gradient.
 #include "adapters/linear_ops.h"
 
 #include <gtest/gtest.h>
+
+#include <utility>
+#include <vector>
 
 namespace peftd::adapters {
 namespace {
@@ -50,6 +53,100 @@ TEST(LinearOps, LoraLinearEqualsTheComposition) {
     } else {
       EXPECT_FALSE(x1.grad().defined());
     }
+  }
+}
+
+TEST(LinearOps, FusedLinearEqualsOneProjectionEach) {
+  torch::manual_seed(3);
+  const std::vector<int64_t> outs = {6, 3, 3};
+  auto leaf = [](const torch::Tensor& t, bool grad) {
+    return t.detach().clone().requires_grad_(grad);
+  };
+  torch::Tensor x0 = torch::randn({2, 5, 4}, kDouble);
+  std::vector<torch::Tensor> w, bias, a0, b0, g;
+  for (int64_t out : outs) {
+    w.push_back(torch::randn({out, 4}, kDouble));
+    bias.push_back(torch::randn({out}, kDouble));
+    a0.push_back(torch::randn({2, 4}, kDouble));
+    b0.push_back(torch::randn({out, 2}, kDouble));
+    g.push_back(torch::randn({2, 5, out}, kDouble));
+  }
+  for (bool with_bias : {false, true}) {
+    for (bool x_grad : {true, false}) {
+      torch::Tensor x1 = leaf(x0, x_grad), x2 = leaf(x0, x_grad);
+      // Updates on projections 0 and 2; 1 is the plain base.
+      std::vector<LowRankUpdate> updates(3);
+      std::vector<torch::Tensor> a1, b1, a2, b2;
+      for (int i = 0; i < 3; ++i) {
+        a1.push_back(leaf(a0[i], true));
+        b1.push_back(leaf(b0[i], true));
+        a2.push_back(leaf(a0[i], true));
+        b2.push_back(leaf(b0[i], true));
+      }
+      updates[0] = {a1[0], b1[0], 0.5};
+      updates[2] = {a1[2], b1[2], 2.0};
+      torch::Tensor fused_bias = with_bias ? torch::cat(bias) : torch::Tensor();
+      auto ours = FusedLinear(x1, torch::cat(w), fused_bias, outs, updates);
+      ASSERT_EQ(ours.size(), 3u);
+      torch::Tensor loss1 = torch::zeros({}, kDouble), loss2 = torch::zeros({}, kDouble);
+      for (int i = 0; i < 3; ++i) {
+        torch::Tensor ref = F::linear(x2, w[i], with_bias ? bias[i] : torch::Tensor());
+        if (i != 1) ref = ref + updates[i].scale * F::linear(F::linear(x2, a2[i]), b2[i]);
+        EXPECT_TRUE(torch::allclose(ours[i], ref, 1e-13, 1e-13)) << i;
+        loss1 = loss1 + (ours[i] * g[i]).sum();
+        loss2 = loss2 + (ref * g[i]).sum();
+      }
+      loss1.backward();
+      loss2.backward();
+      for (int i : {0, 2}) {
+        EXPECT_TRUE(torch::allclose(a1[i].grad(), a2[i].grad(), 1e-12, 1e-12)) << i;
+        EXPECT_TRUE(torch::allclose(b1[i].grad(), b2[i].grad(), 1e-12, 1e-12)) << i;
+      }
+      if (x_grad) {
+        EXPECT_TRUE(torch::allclose(x1.grad(), x2.grad(), 1e-12, 1e-12));
+      } else {
+        EXPECT_FALSE(x1.grad().defined());
+      }
+    }
+  }
+}
+
+TEST(LinearOps, LowRankDeltaEqualsTheComposition) {
+  torch::manual_seed(5);
+  torch::Tensor x0 = torch::randn({3, 5, 4}, kDouble), g = torch::randn({3, 5, 6}, kDouble);
+  torch::Tensor a0 = torch::randn({2, 4}, kDouble), b0 = torch::randn({6, 2}, kDouble);
+  auto leaf = [](const torch::Tensor& t) { return t.detach().clone().requires_grad_(true); };
+  torch::Tensor x1 = leaf(x0), a1 = leaf(a0), b1 = leaf(b0);
+  torch::Tensor x2 = leaf(x0), a2 = leaf(a0), b2 = leaf(b0);
+  torch::Tensor ours = LowRankDelta(x1, a1, b1, 1.5);
+  torch::Tensor ref = 1.5 * F::linear(F::linear(x2, a2), b2);
+  EXPECT_NE(ours.grad_fn()->name().find("LowRankDeltaFunction"), std::string::npos);
+  (ours * g).sum().backward();
+  (ref * g).sum().backward();
+  EXPECT_TRUE(torch::allclose(ours, ref, 1e-13, 1e-13));
+  EXPECT_TRUE(torch::allclose(x1.grad(), x2.grad(), 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(a1.grad(), a2.grad(), 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(b1.grad(), b2.grad(), 1e-12, 1e-12));
+}
+
+TEST(LinearOps, ScaledLinearEqualsTheComposition) {
+  torch::manual_seed(4);
+  torch::Tensor w = torch::randn({6, 4}, kDouble), x0 = torch::randn({3, 5, 4}, kDouble);
+  torch::Tensor l0 = torch::randn({4}, kDouble), r0 = torch::randn({6}, kDouble);
+  torch::Tensor c0 = torch::randn({6}, kDouble), g = torch::randn({3, 5, 6}, kDouble);
+  auto leaf = [](const torch::Tensor& t) { return t.detach().clone().requires_grad_(true); };
+  torch::Tensor x1 = leaf(x0), l1 = leaf(l0), r1 = leaf(r0), c1 = leaf(c0);
+  torch::Tensor x2 = leaf(x0), l2 = leaf(l0), r2 = leaf(r0), c2 = leaf(c0);
+  torch::Tensor ours = ScaledLinear(x1, w, l1, r1, c1);
+  torch::Tensor ref = F::linear(x2 * l2, w) * r2 + c2;
+  EXPECT_NE(ours.grad_fn()->name().find("ScaledLinearFunction"), std::string::npos);
+  (ours * g).sum().backward();
+  (ref * g).sum().backward();
+  EXPECT_TRUE(torch::allclose(ours, ref, 1e-13, 1e-13));
+  const std::vector<std::pair<torch::Tensor, torch::Tensor>> pairs = {
+      {x1, x2}, {l1, l2}, {r1, r2}, {c1, c2}};
+  for (const auto& [a, b] : pairs) {
+    EXPECT_TRUE(torch::allclose(a.grad(), b.grad(), 1e-12, 1e-12));
   }
 }
 

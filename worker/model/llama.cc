@@ -54,6 +54,7 @@ AttentionImpl::AttentionImpl(const ModelConfig& c)
   k_proj = register_module("k_proj", Proj(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
   v_proj = register_module("v_proj", Proj(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
   o_proj = register_module("o_proj", Proj(heads_ * head_dim_, c.hidden_size, c.o_proj_bias));
+  qkv = FusedProjection({q_proj, k_proj, v_proj});
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
@@ -61,9 +62,10 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
                                      bool every_row_sees_a_key, const torch::Tensor& first_key) {
   const int64_t b = x.size(0), t = x.size(1);
   // (B, T, H·D) -> (B, H, T, D), q and k with RoPE (cos/sin (B, T, D)).
-  torch::Tensor q = RopeForward(q_proj->forward(x), cos, sin, heads_);
-  torch::Tensor k = RopeForward(k_proj->forward(x), cos, sin, kv_heads_);
-  torch::Tensor v = v_proj->forward(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
+  const std::vector<torch::Tensor> qkv_out = qkv.Forward(x);
+  torch::Tensor q = RopeForward(qkv_out[0], cos, sin, heads_);
+  torch::Tensor k = RopeForward(qkv_out[1], cos, sin, kv_heads_);
+  torch::Tensor v = qkv_out[2].view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
   torch::Tensor out = AttentionCore(q, k, v, mask, 1.0 / std::sqrt(static_cast<double>(head_dim_)),
                                     /*causal=*/every_row_sees_a_key, first_key);
   return o_proj->forward(out);
@@ -73,10 +75,12 @@ MlpImpl::MlpImpl(const ModelConfig& c) {
   gate_proj = register_module("gate_proj", Proj(c.hidden_size, c.intermediate_size, c.mlp_bias));
   up_proj = register_module("up_proj", Proj(c.hidden_size, c.intermediate_size, c.mlp_bias));
   down_proj = register_module("down_proj", Proj(c.intermediate_size, c.hidden_size, c.mlp_bias));
+  gate_up = FusedProjection({gate_proj, up_proj});
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  return down_proj->forward(SwiGluForward(gate_proj->forward(x), up_proj->forward(x)));
+  const std::vector<torch::Tensor> gate_up_out = gate_up.Forward(x);
+  return down_proj->forward(SwiGluForward(gate_up_out[0], gate_up_out[1]));
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
@@ -102,6 +106,14 @@ LlamaModelImpl::LlamaModelImpl(const ModelConfig& c) : config_(c) {
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(DecoderLayer(c));
   norm = register_module("norm", RmsNorm(c.hidden_size, c.rms_norm_eps));
   inv_freq_ = register_buffer("inv_freq", RopeInverseFrequencies(c));
+}
+
+void LlamaModelImpl::SetFusedProjections(bool enabled) {
+  for (const auto& layer : *layers) {
+    auto* decoder = layer->as<DecoderLayerImpl>();
+    decoder->self_attn->qkv.set_enabled(enabled);
+    decoder->mlp->gate_up.set_enabled(enabled);
+  }
 }
 
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids,

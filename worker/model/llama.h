@@ -11,6 +11,7 @@
 
 #include "adapters/linear.h"
 #include "common/model_config.h"
+#include "worker/model/fused_projection.h"
 
 namespace peftd::model {
 
@@ -39,6 +40,8 @@ class AttentionImpl : public torch::nn::Module {
                         const torch::Tensor& mask, bool every_row_sees_a_key = false,
                         const torch::Tensor& first_key = {});
   adapters::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  // q, k and v as one GEMM (their weights are views of one buffer).
+  FusedProjection qkv;
 
  private:
   int64_t heads_, kv_heads_, head_dim_;
@@ -50,6 +53,8 @@ class MlpImpl : public torch::nn::Module {
   explicit MlpImpl(const ModelConfig& config);
   torch::Tensor forward(const torch::Tensor& x);
   adapters::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  // gate and up as one GEMM.
+  FusedProjection gate_up;
 };
 TORCH_MODULE(Mlp);
 
@@ -75,6 +80,9 @@ class LlamaModelImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                         const torch::Tensor& position_ids = {},
                         const torch::Tensor& sequence_ids = {});
+  // On by default; off runs every projection on its own (the reference of the tests).
+  void SetFusedProjections(bool enabled);
+
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RmsNorm norm{nullptr};
