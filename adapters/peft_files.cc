@@ -66,7 +66,7 @@ json ConfigJson(PeftModel& peft, const std::map<std::string, torch::Tensor>& mod
                              ? json(nullptr)
                              : json(std::vector<std::string>(to_save.begin(), to_save.end()));
   j["bias"] = "none";
-  j["fan_in_fan_out"] = false;
+  j["fan_in_fan_out"] = c.fan_in_fan_out;
   j["rank_pattern"] = json::object();
   j["alpha_pattern"] = json::object();
   switch (c.method) {
@@ -289,6 +289,7 @@ absl::StatusOr<AdapterConfig> ReadAdapterConfig(const std::string& dir) {
   RETURN_IF_ERROR(Field(j, "exclude_modules", &c.targets.exclude_modules, path));
   RETURN_IF_ERROR(Field(j, "layers_to_transform", &c.targets.layers_to_transform, path));
   RETURN_IF_ERROR(Field(j, "modules_to_save", &c.modules_to_save, path));
+  RETURN_IF_ERROR(Field(j, "fan_in_fan_out", &c.fan_in_fan_out, path));
   if (c.method == MethodKind::kAdaLora) {
     // PEFT's AdaLoRA reads neither pattern as LoRA does: rank_pattern holds the kept triplets,
     // and alpha_pattern is not used (every module has lora_alpha).

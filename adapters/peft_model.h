@@ -49,6 +49,10 @@ struct AdapterConfig {
   std::string base_model_name_or_path;
   std::string task_type = "CAUSAL_LM";       // or "SEQ_CLS"
   std::vector<std::string> modules_to_save;  // e.g. "score"
+  // PEFT's fan_in_fan_out: the base layers are Conv1D with weights stored (in, out) (GPT-2). The
+  // adapter tensors keep the Linear layout either way (lora_A (r, in), lora_B (out, r)); PEFT
+  // only transposes the delta it merges into such a weight, so this is written for PEFT's sake.
+  bool fan_in_fan_out = false;
 };
 
 class PeftModel {

@@ -23,6 +23,19 @@ bool HasOwnLabelNames(const model::ModelConfig& c) {
 }
 
 absl::Status CheckTask(const v1::JobSpec& spec, const model::ModelConfig& c) {
+  if (c.IsGpt2()) {
+    if (spec.task() != v1::CAUSAL_LM) {
+      return FieldError("task", absl::StrCat("base_model '", spec.base_model(), "' is a ",
+                                             c.architecture, " checkpoint: use task CAUSAL_LM"));
+    }
+    if (spec.export_merged()) {
+      return FieldError("export_merged",
+                        absl::StrCat("base_model '", spec.base_model(),
+                                     "' is GPT-2: a merged GPT-2 model is not written yet; load "
+                                     "the base model with the adapter instead"));
+    }
+    return absl::OkStatus();
+  }
   if (!c.sequence_classification) return absl::OkStatus();
   if (spec.task() != v1::SEQ_CLS) {
     return FieldError("task", absl::StrCat("base_model '", spec.base_model(), "' is a ",
@@ -93,6 +106,13 @@ absl::StatusOr<SpecOnModel> ResolveSpecOnModel(const v1::JobSpec& spec,
                                    "] (the adapted modules), got ", spec.adadhp().target_num()));
   }
   return out;
+}
+
+void ApplyModelDefaults(const v1::JobSpec& given, const model::ModelConfig& config,
+                        v1::JobSpec* spec) {
+  if (given.target_modules_size() > 0) return;
+  spec->clear_target_modules();
+  for (const std::string& m : model::DefaultTargetModules(config)) spec->add_target_modules(m);
 }
 
 }  // namespace peftd

@@ -30,8 +30,15 @@ struct SpecOnModel {
 //  - adadhp.target_num: more modules than are adapted.
 // Ranks above a module's min(in, out) are accepted, as PEFT accepts them: the update's rank is
 // then at most min(in, out) and only the memory estimate bounds the cost.
+//  - task, export_merged on GPT-2: it trains as CAUSAL_LM only, and no merged GPT-2 is written.
 absl::StatusOr<SpecOnModel> ResolveSpecOnModel(const v1::JobSpec& spec,
                                                const model::ModelConfig& config);
+
+// WithDefaults cannot see the model, so it defaults target_modules to the LLaMA family's; when
+// `given` (the spec as submitted) names no target_modules, `spec` gets the model's own defaults
+// (model::DefaultTargetModules: c_attn on GPT-2, as PEFT's mapping).
+void ApplyModelDefaults(const v1::JobSpec& given, const model::ModelConfig& config,
+                        v1::JobSpec* spec);
 
 }  // namespace peftd
 

@@ -172,10 +172,13 @@ MemoryEstimate EstimatePeakMemory(const v1::JobSpec& spec, const SpecOnModel& re
     bool qkv = false, o = false, gate_up = false, down = false;
     for (const model::LinearModule* m : by_layer[layer]) {
       const absl::string_view p = ProjectionOf(m->name);
-      qkv = qkv || p == "q_proj" || p == "k_proj" || p == "v_proj";
-      o = o || p == "o_proj";
-      gate_up = gate_up || p == "gate_proj" || p == "up_proj";
-      down = down || p == "down_proj";
+      // GPT-2: c_attn is q, k and v fused, attn.c_proj the output, c_fc the up projection and
+      // mlp.c_proj the down projection.
+      const bool mlp = absl::StrContains(m->name, ".mlp.");
+      qkv = qkv || p == "q_proj" || p == "k_proj" || p == "v_proj" || p == "c_attn";
+      o = o || p == "o_proj" || (p == "c_proj" && !mlp);
+      gate_up = gate_up || p == "gate_proj" || p == "up_proj" || p == "c_fc";
+      down = down || p == "down_proj" || (p == "c_proj" && mlp);
       n += AdapterActivations(spec, *m, tokens);
     }
     // An adapted projection keeps its input (shared by q, k and v, and by gate and up).

@@ -17,6 +17,7 @@ const char* const kArchitectures[] = {
     "LlamaForCausalLM",   "LlamaForSequenceClassification",
     "MistralForCausalLM", "MistralForSequenceClassification",
     "Qwen2ForCausalLM",   "Qwen2ForSequenceClassification",
+    "GPT2LMHeadModel",
 };
 
 absl::Status Bad(const std::string& field, const std::string& why) {
@@ -67,9 +68,124 @@ absl::Status GetTokenId(const json& j, const char* key, int64_t* out) {
   return absl::OkStatus();
 }
 
+// The LLaMA family's own fields (hidden_size, num_key_value_heads, rope_theta, ...).
+absl::Status ParseLlamaFields(const json& j, ModelConfig* c) {
+  RETURN_IF_ERROR(Get(j, "model_type", &c->model_type, false));
+  RETURN_IF_ERROR(Get(j, "vocab_size", &c->vocab_size, true));
+  RETURN_IF_ERROR(Get(j, "hidden_size", &c->hidden_size, true));
+  RETURN_IF_ERROR(Get(j, "intermediate_size", &c->intermediate_size, true));
+  RETURN_IF_ERROR(Get(j, "num_hidden_layers", &c->num_hidden_layers, true));
+  RETURN_IF_ERROR(Get(j, "num_attention_heads", &c->num_attention_heads, true));
+  c->num_key_value_heads = c->num_attention_heads;
+  RETURN_IF_ERROR(Get(j, "num_key_value_heads", &c->num_key_value_heads, false));
+  RETURN_IF_ERROR(Get(j, "rms_norm_eps", &c->rms_norm_eps, false));
+  RETURN_IF_ERROR(Get(j, "rope_theta", &c->rope_theta, false));
+  RETURN_IF_ERROR(Get(j, "max_position_embeddings", &c->max_position_embeddings, false));
+  RETURN_IF_ERROR(Get(j, "tie_word_embeddings", &c->tie_word_embeddings, false));
+  c->attention_bias = c->model_type == "qwen2" || c->architecture.rfind("Qwen2", 0) == 0;
+  RETURN_IF_ERROR(Get(j, "attention_bias", &c->attention_bias, false));
+  if (c->architecture.rfind("Llama", 0) == 0) {
+    c->o_proj_bias = c->attention_bias;
+    RETURN_IF_ERROR(Get(j, "mlp_bias", &c->mlp_bias, false));
+  }
+  return absl::OkStatus();
+}
+
+// Head layout and RoPE of the LLaMA family, after the dimensions were checked.
+absl::Status ParseLlamaShape(const json& j, ModelConfig* c) {
+  if (c->num_attention_heads % c->num_key_value_heads != 0) {
+    return Bad("num_key_value_heads",
+               absl::StrCat(c->num_key_value_heads, " does not divide num_attention_heads ",
+                            c->num_attention_heads));
+  }
+  c->head_dim = c->hidden_size / c->num_attention_heads;
+  RETURN_IF_ERROR(Get(j, "head_dim", &c->head_dim, false));
+  if (c->head_dim < 2 || c->head_dim % 2 != 0 || c->head_dim > (int64_t{1} << 12))
+    return Bad("head_dim", "must be even, >= 2 (RoPE rotates pairs) and <= 4096");
+  if (!j.contains("head_dim") && c->hidden_size % c->num_attention_heads != 0) {
+    return Bad("num_attention_heads", "does not divide hidden_size");
+  }
+  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+    const json& rs = j["rope_scaling"];
+    if (!rs.is_object()) return Bad("rope_scaling", "must be an object");
+    std::string type;
+    for (const char* key : {"type", "rope_type"}) {  // rope_type wins when both are given
+      if (!rs.contains(key)) continue;
+      if (!rs[key].is_string()) return Bad("rope_scaling", absl::StrCat(key, " must be a string"));
+      type = rs[key].get<std::string>();
+    }
+    if (type == "llama3") {
+      Llama3RopeScaling s;
+      RETURN_IF_ERROR(Get(rs, "factor", &s.factor, true));
+      RETURN_IF_ERROR(Get(rs, "low_freq_factor", &s.low_freq_factor, true));
+      RETURN_IF_ERROR(Get(rs, "high_freq_factor", &s.high_freq_factor, true));
+      RETURN_IF_ERROR(
+          Get(rs, "original_max_position_embeddings", &s.original_max_position_embeddings, true));
+      c->llama3_rope = s;
+    } else if (type != "default") {
+      return Bad("rope_scaling", absl::StrCat("rope_type '", type,
+                                              "' is not supported (supported: default, llama3)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// GPT-2's own field names (n_embd, n_layer, ...) into the common fields. Options of HF's GPT2
+// attention other than the defaults change the math and are refused by name.
+absl::Status ParseGpt2(const json& j, ModelConfig* c) {
+  c->model_type = "gpt2";
+  RETURN_IF_ERROR(Get(j, "vocab_size", &c->vocab_size, true));
+  RETURN_IF_ERROR(Get(j, "n_embd", &c->hidden_size, true));
+  RETURN_IF_ERROR(Get(j, "n_layer", &c->num_hidden_layers, true));
+  RETURN_IF_ERROR(Get(j, "n_head", &c->num_attention_heads, true));
+  RETURN_IF_ERROR(Get(j, "n_positions", &c->max_position_embeddings, true));
+  c->num_key_value_heads = c->num_attention_heads;
+  c->intermediate_size = 4 * c->hidden_size;  // n_inner: null means 4 * n_embd
+  RETURN_IF_ERROR(Get(j, "n_inner", &c->intermediate_size, false));
+  RETURN_IF_ERROR(Get(j, "layer_norm_epsilon", &c->layer_norm_epsilon, false));
+  RETURN_IF_ERROR(Get(j, "activation_function", &c->activation_function, false));
+  if (c->activation_function == "gelu_pytorch_tanh") c->activation_function = "gelu_new";
+  if (c->activation_function != "gelu_new" && c->activation_function != "gelu") {
+    return Bad("activation_function", absl::StrCat("'", c->activation_function,
+                                                   "' is not supported (supported: gelu_new, "
+                                                   "gelu_pytorch_tanh, gelu)"));
+  }
+  c->tie_word_embeddings = true;  // GPT2Config's default
+  RETURN_IF_ERROR(Get(j, "tie_word_embeddings", &c->tie_word_embeddings, false));
+  bool flag = true;
+  RETURN_IF_ERROR(Get(j, "scale_attn_weights", &flag, false));
+  if (!flag) return Bad("scale_attn_weights", "false is not supported");
+  for (const char* key :
+       {"scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"}) {
+    flag = false;
+    RETURN_IF_ERROR(Get(j, key, &flag, false));
+    if (flag) return Bad(key, "true is not supported");
+  }
+  c->attention_bias = true;  // every Conv1D has a bias
+  c->o_proj_bias = true;
+  c->mlp_bias = true;
+  if (c->max_position_embeddings < 1 || c->max_position_embeddings > (int64_t{1} << 20)) {
+    return Bad("n_positions", "must be in [1, 2^20]");
+  }
+  if (c->layer_norm_epsilon <= 0) return Bad("layer_norm_epsilon", "must be > 0");
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int64_t ModelConfig::NumParameters() const {
+  if (IsGpt2()) {
+    const int64_t h = hidden_size, inner = intermediate_size;
+    const int64_t layer = 2 * h                // ln_1
+                          + h * 3 * h + 3 * h  // attn.c_attn
+                          + h * h + h          // attn.c_proj
+                          + 2 * h              // ln_2
+                          + h * inner + inner  // mlp.c_fc
+                          + inner * h + h;     // mlp.c_proj
+    int64_t total = (vocab_size + max_position_embeddings) * h + num_hidden_layers * layer + 2 * h;
+    if (!tie_word_embeddings) total += vocab_size * h;
+    return total;
+  }
   const int64_t kv = num_key_value_heads * head_dim;
   const int64_t q = num_attention_heads * head_dim;
   int64_t layer = hidden_size * q + 2 * hidden_size * kv + q * hidden_size  // attention
@@ -102,78 +218,40 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text) {
     return Bad("architectures",
                absl::StrCat("'", c.architecture,
                             "' is not supported (supported: the Llama, Mistral and Qwen2 "
-                            "causal-LM and sequence-classification heads)"));
+                            "causal-LM and sequence-classification heads, GPT2LMHeadModel)"));
   }
   c.sequence_classification = c.architecture.find("SequenceClassification") != std::string::npos;
-  RETURN_IF_ERROR(Get(j, "model_type", &c.model_type, false));
-  RETURN_IF_ERROR(Get(j, "vocab_size", &c.vocab_size, true));
-  RETURN_IF_ERROR(Get(j, "hidden_size", &c.hidden_size, true));
-  RETURN_IF_ERROR(Get(j, "intermediate_size", &c.intermediate_size, true));
-  RETURN_IF_ERROR(Get(j, "num_hidden_layers", &c.num_hidden_layers, true));
-  RETURN_IF_ERROR(Get(j, "num_attention_heads", &c.num_attention_heads, true));
-  c.num_key_value_heads = c.num_attention_heads;
-  RETURN_IF_ERROR(Get(j, "num_key_value_heads", &c.num_key_value_heads, false));
-  RETURN_IF_ERROR(Get(j, "rms_norm_eps", &c.rms_norm_eps, false));
-  RETURN_IF_ERROR(Get(j, "rope_theta", &c.rope_theta, false));
-  RETURN_IF_ERROR(Get(j, "max_position_embeddings", &c.max_position_embeddings, false));
-  RETURN_IF_ERROR(Get(j, "tie_word_embeddings", &c.tie_word_embeddings, false));
-  RETURN_IF_ERROR(Get(j, "torch_dtype", &c.torch_dtype, false));
-  c.attention_bias = c.model_type == "qwen2" || c.architecture.rfind("Qwen2", 0) == 0;
-  RETURN_IF_ERROR(Get(j, "attention_bias", &c.attention_bias, false));
-  if (c.architecture.rfind("Llama", 0) == 0) {
-    c.o_proj_bias = c.attention_bias;
-    RETURN_IF_ERROR(Get(j, "mlp_bias", &c.mlp_bias, false));
+  const bool gpt2 = c.architecture == "GPT2LMHeadModel";
+  if (gpt2) {
+    RETURN_IF_ERROR(ParseGpt2(j, &c));
+  } else {
+    RETURN_IF_ERROR(ParseLlamaFields(j, &c));
   }
+  RETURN_IF_ERROR(Get(j, "torch_dtype", &c.torch_dtype, false));
   RETURN_IF_ERROR(GetTokenId(j, "bos_token_id", &c.bos_token_id));
   RETURN_IF_ERROR(GetTokenId(j, "eos_token_id", &c.eos_token_id));
   RETURN_IF_ERROR(GetTokenId(j, "pad_token_id", &c.pad_token_id));
   // Upper bounds far above any real model keep NumParameters() inside int64.
   const struct {
     const char* name;
+    const char* gpt2_name;
     int64_t value, max;
-  } dims[] = {{"vocab_size", c.vocab_size, int64_t{1} << 24},
-              {"hidden_size", c.hidden_size, int64_t{1} << 17},
-              {"intermediate_size", c.intermediate_size, int64_t{1} << 20},
-              {"num_hidden_layers", c.num_hidden_layers, int64_t{1} << 12},
-              {"num_attention_heads", c.num_attention_heads, int64_t{1} << 12},
-              {"num_key_value_heads", c.num_key_value_heads, int64_t{1} << 12}};
+  } dims[] = {{"vocab_size", "vocab_size", c.vocab_size, int64_t{1} << 24},
+              {"hidden_size", "n_embd", c.hidden_size, int64_t{1} << 17},
+              {"intermediate_size", "n_inner", c.intermediate_size, int64_t{1} << 20},
+              {"num_hidden_layers", "n_layer", c.num_hidden_layers, int64_t{1} << 12},
+              {"num_attention_heads", "n_head", c.num_attention_heads, int64_t{1} << 12},
+              {"num_key_value_heads", "n_head", c.num_key_value_heads, int64_t{1} << 12}};
   for (const auto& d : dims) {
-    if (d.value < 1) return Bad(d.name, "must be >= 1");
-    if (d.value > d.max) return Bad(d.name, absl::StrCat(d.value, " is over the limit of ", d.max));
+    const char* name = gpt2 ? d.gpt2_name : d.name;
+    if (d.value < 1) return Bad(name, "must be >= 1");
+    if (d.value > d.max) return Bad(name, absl::StrCat(d.value, " is over the limit of ", d.max));
   }
-  if (c.num_attention_heads % c.num_key_value_heads != 0) {
-    return Bad("num_key_value_heads",
-               absl::StrCat(c.num_key_value_heads, " does not divide num_attention_heads ",
-                            c.num_attention_heads));
-  }
-  c.head_dim = c.hidden_size / c.num_attention_heads;
-  RETURN_IF_ERROR(Get(j, "head_dim", &c.head_dim, false));
-  if (c.head_dim < 2 || c.head_dim % 2 != 0 || c.head_dim > (int64_t{1} << 12))
-    return Bad("head_dim", "must be even, >= 2 (RoPE rotates pairs) and <= 4096");
-  if (!j.contains("head_dim") && c.hidden_size % c.num_attention_heads != 0) {
-    return Bad("num_attention_heads", "does not divide hidden_size");
-  }
-  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
-    const json& rs = j["rope_scaling"];
-    if (!rs.is_object()) return Bad("rope_scaling", "must be an object");
-    std::string type;
-    for (const char* key : {"type", "rope_type"}) {  // rope_type wins when both are given
-      if (!rs.contains(key)) continue;
-      if (!rs[key].is_string()) return Bad("rope_scaling", absl::StrCat(key, " must be a string"));
-      type = rs[key].get<std::string>();
-    }
-    if (type == "llama3") {
-      Llama3RopeScaling s;
-      RETURN_IF_ERROR(Get(rs, "factor", &s.factor, true));
-      RETURN_IF_ERROR(Get(rs, "low_freq_factor", &s.low_freq_factor, true));
-      RETURN_IF_ERROR(Get(rs, "high_freq_factor", &s.high_freq_factor, true));
-      RETURN_IF_ERROR(
-          Get(rs, "original_max_position_embeddings", &s.original_max_position_embeddings, true));
-      c.llama3_rope = s;
-    } else if (type != "default") {
-      return Bad("rope_scaling", absl::StrCat("rope_type '", type,
-                                              "' is not supported (supported: default, llama3)"));
-    }
+  if (gpt2) {
+    if (c.hidden_size % c.num_attention_heads != 0) return Bad("n_head", "does not divide n_embd");
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  } else {
+    RETURN_IF_ERROR(ParseLlamaShape(j, &c));
   }
   if (c.sequence_classification) {
     if (j.contains("id2label") && j["id2label"].is_object()) {
@@ -206,6 +284,26 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const std::string& model_dir) {
 }
 
 std::string ModelConfigJson(const ModelConfig& c) {
+  if (c.IsGpt2()) {
+    // GPT2Config.to_json_string's names.
+    json j = {{"architectures", {"GPT2LMHeadModel"}},
+              {"model_type", "gpt2"},
+              {"vocab_size", c.vocab_size},
+              {"n_embd", c.hidden_size},
+              {"n_layer", c.num_hidden_layers},
+              {"n_head", c.num_attention_heads},
+              {"n_inner", c.intermediate_size},
+              {"n_positions", c.max_position_embeddings},
+              {"n_ctx", c.max_position_embeddings},
+              {"layer_norm_epsilon", c.layer_norm_epsilon},
+              {"activation_function", c.activation_function},
+              {"scale_attn_weights", true},
+              {"tie_word_embeddings", c.tie_word_embeddings},
+              {"torch_dtype", c.torch_dtype.empty() ? "float32" : c.torch_dtype},
+              {"bos_token_id", c.bos_token_id},
+              {"eos_token_id", c.eos_token_id}};
+    return j.dump(2);
+  }
   json j = {{"architectures", {c.architecture}},
             {"model_type", c.model_type},
             {"vocab_size", c.vocab_size},

@@ -1,5 +1,7 @@
 // The architecture part of a Hugging Face config.json for the LLaMA family (Llama 2/3, Mistral,
-// Qwen2, TinyLlama, SmolLM). LibTorch-free, so the server can list and validate models too.
+// Qwen2, TinyLlama, SmolLM) and GPT-2 (GPT2LMHeadModel, whose n_embd, n_layer, n_head, n_inner and
+// n_positions land in the common fields). LibTorch-free, so the server can list and validate
+// models too.
 #ifndef PEFTD_COMMON_MODEL_CONFIG_H_
 #define PEFTD_COMMON_MODEL_CONFIG_H_
 
@@ -22,7 +24,7 @@ struct Llama3RopeScaling {
 
 struct ModelConfig {
   std::string architecture;  // e.g. "LlamaForCausalLM"
-  std::string model_type;    // "llama", "mistral", "qwen2"
+  std::string model_type;    // "llama", "mistral", "qwen2", "gpt2"
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -31,6 +33,10 @@ struct ModelConfig {
   int64_t num_key_value_heads = 0;
   int64_t head_dim = 0;
   double rms_norm_eps = 1e-6;
+  // GPT-2: LayerNorm's eps (layer_norm_epsilon) and the MLP activation: "gelu_new" (the tanh
+  // approximation, also spelt "gelu_pytorch_tanh") or "gelu" (exact erf).
+  double layer_norm_epsilon = 1e-5;
+  std::string activation_function = "gelu_new";
   double rope_theta = 10000.0;
   std::optional<Llama3RopeScaling> llama3_rope;
   int64_t max_position_embeddings = 2048;
@@ -48,6 +54,8 @@ struct ModelConfig {
 
   // Parameters of the base model (embeddings, layers, norm, head).
   int64_t NumParameters() const;
+  // GPT-2 (model_type "gpt2"): learned positions, LayerNorm, fused c_attn Conv1D layers.
+  bool IsGpt2() const { return model_type == "gpt2"; }
 };
 
 // Parses config.json text; InvalidArgument naming the field for unknown architectures, missing

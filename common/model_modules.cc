@@ -1,10 +1,45 @@
 #include "common/model_modules.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace peftd::model {
 
+namespace {
+
+std::vector<LinearModule> Gpt2LinearModules(const ModelConfig& c) {
+  const int64_t h = c.hidden_size;
+  std::vector<LinearModule> out;
+  out.reserve(static_cast<size_t>(c.num_hidden_layers) * 4 + 1);
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string block = absl::StrCat("transformer.h.", i, ".");
+    out.push_back({block + "attn.c_attn", h, 3 * h, true});
+    out.push_back({block + "attn.c_proj", h, h, true});
+    out.push_back({block + "mlp.c_fc", h, c.intermediate_size, true});
+    out.push_back({block + "mlp.c_proj", c.intermediate_size, h, true});
+  }
+  if (!c.tie_word_embeddings) out.push_back({"lm_head", h, c.vocab_size, false});
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> DefaultTargetModules(const ModelConfig& c) {
+  if (c.IsGpt2()) return {"c_attn"};
+  return {"q_proj", "v_proj"};
+}
+
+std::vector<std::string> SupportedTaskTypes(const std::string& architecture) {
+  if (architecture == "GPT2LMHeadModel") return {"CAUSAL_LM"};
+  if (absl::EndsWith(architecture, "ForSequenceClassification")) return {"SEQ_CLS"};
+  // A causal-LM checkpoint also trains as a classifier (a new score head, as HF's
+  // AutoModelForSequenceClassification).
+  if (absl::EndsWith(architecture, "ForCausalLM")) return {"CAUSAL_LM", "SEQ_CLS"};
+  return {};
+}
+
 std::vector<LinearModule> LinearModules(const ModelConfig& c) {
+  if (c.IsGpt2()) return Gpt2LinearModules(c);
   const int64_t q = c.num_attention_heads * c.head_dim;
   const int64_t kv = c.num_key_value_heads * c.head_dim;
   std::vector<LinearModule> out;

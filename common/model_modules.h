@@ -24,7 +24,19 @@ struct LinearModule {
 // In model order: per layer q, k, v, o, gate, up, down, then the head: `score` for a
 // sequence-classification model, `lm_head` for a causal LM with untied embeddings, none when the
 // embeddings are tied (the vocabulary projection then reuses embed_tokens, which is no Linear).
+// GPT-2: per layer transformer.h.N.attn.c_attn (hidden -> 3·hidden, q, k and v fused),
+// attn.c_proj, mlp.c_fc, mlp.c_proj, all with a bias. Their checkpoint weights are Conv1D,
+// stored (in, out); the shapes here are those of the Linear the worker builds from them.
 std::vector<LinearModule> LinearModules(const ModelConfig& config);
+
+// target_modules of a job that names none: PEFT's default mapping for the model type
+// (q_proj, v_proj for the LLaMA family; c_attn for GPT-2).
+std::vector<std::string> DefaultTargetModules(const ModelConfig& config);
+
+// The task types ("CAUSAL_LM", "SEQ_CLS") a job on a checkpoint of this architecture (config.json
+// architectures[0]) can have; empty for an architecture peftd does not load. `peftctl models list`
+// shows them from the architecture the server lists.
+std::vector<std::string> SupportedTaskTypes(const std::string& architecture);
 
 // The config the worker builds its model from for a job: with num_labels > 0 (a SEQ_CLS job) the
 // model gets a `score` head of num_labels classes whatever config.json says, as HF's

@@ -104,6 +104,7 @@ absl::StatusOr<v1::JobSpec> AdmitJob(const v1::CreateJobRequest& req, AdmissionS
   v1::JobSpec spec = WithDefaults(given);
   RETURN_IF_ERROR(ValidateJobSpec(spec));
   ASSIGN_OR_RETURN(model::ModelConfig config, sources.ReadModelConfig(spec.base_model()));
+  ApplyModelDefaults(given, config, &spec);
   ASSIGN_OR_RETURN(SpecOnModel resolved, ResolveSpecOnModel(spec, config));
   ASSIGN_OR_RETURN(int64_t dataset_bytes,
                    CheckDataset(sources, spec, "training_dataset_id", spec.training_dataset_id()));

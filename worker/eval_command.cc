@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -15,6 +17,8 @@
 #include "common/safetensors.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
+#include "worker/model/gpt2.h"
+#include "worker/model/gpt2_loader.h"
 #include "worker/model/hf_loader.h"
 
 namespace peftd::worker {
@@ -54,11 +58,27 @@ absl::StatusOr<EvalResult> RunEvalImpl(const EvalCommandOptions& o) {
   if (!o.adapter_dir.empty()) {
     ASSIGN_OR_RETURN(load.num_labels, AdapterNumLabels(o.adapter_dir));
   }
-  ASSIGN_OR_RETURN(model::Llama llama, model::LoadLlama(o.model_dir, load));
-  const model::ModelConfig& config = llama->config();
+  ASSIGN_OR_RETURN(model::ModelConfig config, model::ReadModelConfig(o.model_dir));
+  // The model, whatever its family, as a module and its logits function.
+  std::shared_ptr<torch::nn::Module> module;
+  std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)> forward;
+  if (config.IsGpt2()) {
+    ASSIGN_OR_RETURN(model::Gpt2 gpt2, model::LoadGpt2(o.model_dir, load));
+    module = gpt2.ptr();
+    forward = [gpt2](const torch::Tensor& ids, const torch::Tensor& mask) mutable {
+      return gpt2->forward(ids, mask);
+    };
+  } else {
+    ASSIGN_OR_RETURN(model::Llama llama, model::LoadLlama(o.model_dir, load));
+    config = llama->config();
+    module = llama.ptr();
+    forward = [llama](const torch::Tensor& ids, const torch::Tensor& mask) mutable {
+      return llama->forward(ids, mask);
+    };
+  }
   std::unique_ptr<adapters::PeftModel> peft;
   if (!o.adapter_dir.empty()) {
-    ASSIGN_OR_RETURN(peft, adapters::LoadAdapter(llama.get(), o.adapter_dir));
+    ASSIGN_OR_RETURN(peft, adapters::LoadAdapter(module.get(), o.adapter_dir));
   }
 
   const int64_t batch = static_cast<int64_t>(rows->size());
@@ -82,10 +102,10 @@ absl::StatusOr<EvalResult> RunEvalImpl(const EvalCommandOptions& o) {
   }
 
   torch::NoGradGuard no_grad;
-  llama->eval();
+  module->eval();
   torch::Tensor dev_ids = ids.to(load.device), dev_mask = mask.to(load.device);
   if (peft) peft->gate_context().token_mask = dev_mask;
-  torch::Tensor logits = llama->forward(dev_ids, dev_mask).to(torch::kCPU, torch::kFloat32);
+  torch::Tensor logits = forward(dev_ids, dev_mask).to(torch::kCPU, torch::kFloat32);
 
   EvalResult result;
   result.batch = batch;

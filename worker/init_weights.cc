@@ -6,12 +6,12 @@
 
 namespace peftd::worker {
 
-absl::Status ApplyInitWeights(const InitWeights& init, train::PeftLlama& model,
-                              train::Trainer& trainer, train::ProgressSink* sink) {
+absl::Status ApplyInitWeights(const InitWeights& init, torch::nn::Module& model,
+                              adapters::PeftModel& peft, train::Trainer& trainer,
+                              train::ProgressSink* sink) {
   if (init.adapter) {
-    RETURN_IF_ERROR(
-        Annotate(adapters::LoadAdapterWeights(model.model().get(), model.peft(), init.dir),
-                 absl::StrCat("init_from: ", init.what)));
+    RETURN_IF_ERROR(Annotate(adapters::LoadAdapterWeights(&model, peft, init.dir),
+                             absl::StrCat("init_from: ", init.what)));
   } else {
     RETURN_IF_ERROR(
         Annotate(trainer.InitWeightsFrom(init.dir), absl::StrCat("init_from: ", init.what)));

@@ -7,7 +7,8 @@
 //                                                      run one job with no server
 //   eval --model DIR [--adapter DIR] --inputs IDS.json [--dump-logits OUT] [--loss]
 //                                                      logits of a model + adapter
-//   make-tiny-model DIR [--shards N] [--bf16]          write the deterministic tiny LLaMA folder
+//   make-tiny-model DIR [--arch llama|gpt2] [--shards N] [--bf16|--fp16]
+//                                                      write a deterministic tiny model folder
 //   demo [--dir DIR] [--steps N] [--json]              train the tiny model with every method
 #include <torch/torch.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 #include "worker/eval_command.h"
 #include "worker/lease_loop.h"
 #include "worker/model/hf_loader.h"
+#include "worker/model/tiny_gpt2.h"
 #include "worker/model/tiny_model.h"
 #include "worker/run_job.h"
 #include "worker/signal_watch.h"
@@ -147,6 +149,8 @@ int main(int argc, char** argv) {
   std::string tiny_dir;
   int shards = 1;
   bool bf16 = false;
+  bool fp16 = false;
+  std::string arch = "llama";
   peftd::worker::TokenizeCommandOptions tokenize;
   auto* tokenize_cmd = app.add_subcommand(
       "tokenize", "how a dataset tokenizes under a model: tokens, loss mask, packing");
@@ -172,11 +176,16 @@ int main(int argc, char** argv) {
   tokenize_cmd->add_flag("--json", tokenize.json, "print JSON");
 
   auto* tiny = app.add_subcommand("make-tiny-model",
-                                  "write the deterministic tiny LLaMA-shaped HF model folder");
+                                  "write a deterministic tiny HF model folder (LLaMA or GPT-2)");
   tiny->add_option("dir", tiny_dir, "output folder")->required();
+  tiny->add_option("--arch", arch,
+                   "architecture: llama (LlamaForCausalLM) or gpt2 (GPT2LMHeadModel)")
+      ->check(CLI::IsMember({"llama", "gpt2"}));
   tiny->add_option("--shards", shards, "number of safetensors shards (1 = model.safetensors)")
       ->check(CLI::Range(1, 64));
-  tiny->add_flag("--bf16", bf16, "store the weights as BF16");
+  auto* bf16_flag = tiny->add_flag("--bf16", bf16, "store the weights as BF16");
+  tiny->add_flag("--fp16", fp16, "store the weights as FP16 (--arch gpt2 only)")
+      ->excludes(bf16_flag);
 
   std::string demo_dir = "./peftd-demo";
   int64_t steps = 60;
@@ -192,7 +201,15 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (*tiny) {
-    absl::Status st = peftd::model::WriteTinyModel(tiny_dir, shards, bf16);
+    absl::Status st;
+    if (arch == "gpt2") {
+      st = peftd::model::WriteTinyGpt2Model(tiny_dir, shards,
+                                            bf16 ? "bfloat16" : (fp16 ? "float16" : "float32"));
+    } else if (fp16) {
+      st = absl::InvalidArgumentError("--fp16: only with --arch gpt2");
+    } else {
+      st = peftd::model::WriteTinyModel(tiny_dir, shards, bf16);
+    }
     if (!st.ok()) {
       std::cerr << "peftd-worker make-tiny-model: " << st.message() << "\n";
       return 1;

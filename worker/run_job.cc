@@ -22,8 +22,9 @@
 #include "worker/data/dataset.h"
 #include "worker/data/packing.h"
 #include "worker/data/tokenizer.h"
-#include "worker/merged_export.h"
 #include "worker/init_weights.h"
+#include "worker/load_trainable.h"
+#include "worker/merged_export.h"
 #include "worker/model/hf_loader.h"
 #include "worker/model/tiny_model.h"
 #include "worker/spec_adapter.h"
@@ -193,7 +194,7 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
                                       const std::atomic<bool>* cancelled,
                                       const RunJobOptions& options, int64_t* batch_size) {
   sink->OnPhase(Phase::kLoadingModel);
-  const v1::JobSpec spec = WithDefaults(in.spec);
+  v1::JobSpec spec = WithDefaults(in.spec);
   RETURN_IF_ERROR(ValidateJobSpec(spec));
   *batch_size = spec.batch_size();
   ASSIGN_OR_RETURN(const std::string model_dir, ResolveBaseModel(in.model_root, spec.base_model()));
@@ -205,6 +206,7 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   }());
   // The server ran the same checks at submit; `peftd-worker train` has no server in front of it,
   // and the host may have less memory than the one the server judged by.
+  ApplyModelDefaults(in.spec, config, &spec);
   ASSIGN_OR_RETURN(const SpecOnModel resolved, ResolveSpecOnModel(spec, config));
   RETURN_IF_ERROR(CheckMemoryBeforeLoading(spec, resolved, in, options, sink));
   absl::StatusOr<std::unique_ptr<data::Tokenizer>> tokenizer = data::LoadTokenizer(model_dir);
@@ -253,13 +255,11 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   load.device = model::DefaultDevice();
   load.seed = plan.seed;
   load.num_labels = plan.num_labels;
-  absl::StatusOr<model::Llama> llama = model::LoadLlama(model_dir, load);
-  if (!llama.ok()) return Annotate(llama.status(), model_what);
-  // The adapter's initialisation depends on the seed alone, not on what loading drew.
-  torch::manual_seed(plan.seed);
   const int64_t total_steps = plan.trainer.total_steps;
-  ASSIGN_OR_RETURN(std::unique_ptr<adapters::PeftModel> peft,
-                   adapters::PeftModel::Apply(llama->get(), plan.adapter, total_steps));
+  // The adapter's initialisation depends on the seed alone, not on what loading drew.
+  ASSIGN_OR_RETURN(LoadedTrainable loaded, LoadTrainable(model_dir, config, model_what, load,
+                                                         plan.adapter, total_steps, plan.seed));
+  adapters::PeftModel* peft = loaded.peft;
   JobOutputs out;
   out.train_stats = ToProto(train_set.stats);
   if (validation_set) out.validation_stats = ToProto(validation_set->stats);
@@ -289,7 +289,6 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   if (pad_id < 0) pad_id = config.eos_token_id;
   if (pad_id < 0 || pad_id >= config.vocab_size) pad_id = 0;  // masked out: any valid id works
 
-  train::PeftLlama trainable(*llama, std::move(peft));
   train::MemoryBatchSource source(std::move(train_set.examples), plan.batch_size, pad_id, plan.seed,
                                   plan.classification, /*group_by_length=*/!plan.packing);
   std::optional<train::MemoryEvalSource> eval;
@@ -306,10 +305,10 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
     return absl::InternalError(
         absl::StrCat("creating ", trainer_options.checkpoint_dir, ": ", ec.message()));
   }
-  train::Trainer trainer(trainer_options, &trainable, &source, eval ? &*eval : nullptr, sink,
-                         cancelled);
+  train::Trainer trainer(trainer_options, loaded.trainable.get(), &source, eval ? &*eval : nullptr,
+                         sink, cancelled);
   if (in.init && !in.resume_checkpoint_dir) {
-    RETURN_IF_ERROR(ApplyInitWeights(*in.init, trainable, trainer, sink));
+    RETURN_IF_ERROR(ApplyInitWeights(*in.init, *loaded.model, *peft, trainer, sink));
   }
   if (eval && options.eval_before_training && !in.resume_checkpoint_dir) {
     ASSIGN_OR_RETURN(train::EvalMetrics before, trainer.Evaluate(0));
@@ -331,20 +330,22 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   sink->OnPhase(Phase::kExporting);
   if (IsCancelled(cancelled)) return CancelledWhile("exporting the adapter");
   std::map<std::string, torch::Tensor> modules_to_save;
-  if (plan.classification) modules_to_save["score.weight"] = trainable.model()->score->weight;
+  if (plan.classification) modules_to_save["score.weight"] = loaded.llama->model()->score->weight;
   const fs::path adapter_tmp = work / "adapter.tmp";
   fs::remove_all(adapter_tmp, ec);
-  RETURN_IF_ERROR(adapters::SaveAdapter(trainable.peft(), adapter_tmp.string(), modules_to_save));
+  RETURN_IF_ERROR(adapters::SaveAdapter(*peft, adapter_tmp.string(), modules_to_save));
   if (IsCancelled(cancelled)) return CancelledWhile("exporting the adapter");
   RETURN_IF_ERROR(Publish(adapter_tmp, work / "adapter"));
   out.adapter_dir = (work / "adapter").string();
   sink->OnLog(LogLevel::kInfo, absl::StrCat("adapter written to ", out.adapter_dir));
 
   if (spec.export_merged()) {
-    std::string why_not = UnmergeableReason(trainable.peft());
+    // The server refuses export_merged on GPT-2 at submit; `peftd-worker train` gets a warning.
+    std::string why_not = loaded.llama == nullptr ? std::string("a merged GPT-2 is not written yet")
+                                                  : UnmergeableReason(*peft);
     MergedBiases biases;
     if (why_not.empty()) {
-      biases = PlanMergedBiases(*trainable.model(), trainable.peft());
+      biases = PlanMergedBiases(*loaded.llama->model(), *peft);
       why_not = biases.why_not;
     }
     if (!why_not.empty()) {
@@ -353,7 +354,7 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
                                "; load the base model with the adapter instead"));
     } else {
       const fs::path merged_tmp = work / "merged.tmp";
-      RETURN_IF_ERROR(ExportMerged(trainable, biases, model_dir, merged_tmp, spec, cancelled));
+      RETURN_IF_ERROR(ExportMerged(*loaded.llama, biases, model_dir, merged_tmp, spec, cancelled));
       if (IsCancelled(cancelled)) return CancelledWhile("exporting the merged model");
       RETURN_IF_ERROR(Publish(merged_tmp, work / "merged"));
       out.merged_dir = (work / "merged").string();

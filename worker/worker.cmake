@@ -13,6 +13,7 @@ peftd_library(peftd_worker TORCH
           ${CMAKE_CURRENT_SOURCE_DIR}/run_job.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/merged_export.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/init_weights.cc
+          ${CMAKE_CURRENT_SOURCE_DIR}/load_trainable.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/job_file.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/json_log_sink.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/console_progress.cc

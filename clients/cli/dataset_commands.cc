@@ -3,11 +3,13 @@
 #include <ostream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "clients/cli/commands.h"
 #include "clients/cli/dataset_upload.h"
 #include "clients/cli/exit_codes.h"
 #include "clients/cli/format.h"
+#include "common/model_modules.h"
 
 namespace peftd::cli {
 namespace {
@@ -63,6 +65,12 @@ int RunListDatasets(Cli& cli) {
   return kExitOk;
 }
 
+// The task types a checkpoint of `architecture` trains as ("-" for one peftd does not load).
+std::string TaskTypes(const std::string& architecture) {
+  const std::vector<std::string> types = model::SupportedTaskTypes(architecture);
+  return types.empty() ? "-" : absl::StrJoin(types, ",");
+}
+
 int RunListModels(Cli& cli) {
   auto context = cli.NewContext();
   v1::ListModelsResponse response;
@@ -76,9 +84,11 @@ int RunListModels(Cli& cli) {
     cli.out() << "no models under the server's model root\n";
     return kExitOk;
   }
-  std::vector<std::vector<std::string>> rows = {{"NAME", "ARCHITECTURE", "PARAMETERS", "SIZE"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "ARCHITECTURE", "TASKS", "PARAMETERS", "SIZE"}};
   for (const auto& m : response.models()) {
     rows.push_back({m.name(), m.architecture().empty() ? "-" : m.architecture(),
+                    TaskTypes(m.architecture()),
                     m.parameters() > 0 ? FormatCount(static_cast<double>(m.parameters())) : "-",
                     FormatBytes(m.size_bytes())});
   }

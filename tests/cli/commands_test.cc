@@ -300,12 +300,19 @@ TEST_F(CommandsTest, ModelsList) {
     m.set_parameters(4200000);
     m.set_size_bytes(16 << 20);
     server_.service.models.push_back(m);
+    v1::Model g;
+    g.set_name("tiny-gpt2");
+    g.set_architecture("GPT2LMHeadModel");
+    g.set_parameters(150000);
+    g.set_size_bytes(1 << 20);
+    server_.service.models.push_back(g);
   }
   RunResult r = Run({"models", "list"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "NAME        ARCHITECTURE      PARAMETERS  SIZE\n"
-            "tiny-llama  LlamaForCausalLM  4.20M       16.0 MiB\n");
+            "NAME        ARCHITECTURE      TASKS              PARAMETERS  SIZE\n"
+            "tiny-llama  LlamaForCausalLM  CAUSAL_LM,SEQ_CLS  4.20M       16.0 MiB\n"
+            "tiny-gpt2   GPT2LMHeadModel   CAUSAL_LM          150k        1.0 MiB\n");
   r = Run({"--json", "models", "list"});  // global flag before the command works too
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(ParseJson(r)["models"][0]["name"], "tiny-llama");

@@ -169,3 +169,80 @@ TEST(ResolveSpecOnModel, ClassificationJobsGetAScoreHead) {
 
 }  // namespace
 }  // namespace peftd
+
+namespace peftd {
+namespace {
+
+// GPT-2 small's shape, as ParseModelConfig reads its config.json.
+model::ModelConfig Gpt2Small() {
+  auto c = model::ParseModelConfig(R"({"architectures": ["GPT2LMHeadModel"],
+      "model_type": "gpt2", "vocab_size": 50257, "n_embd": 768, "n_layer": 12, "n_head": 12,
+      "n_positions": 1024})");
+  EXPECT_TRUE(c.ok()) << c.status();
+  return *c;
+}
+
+TEST(Gpt2Spec, ModulesDefaultTargetsAndLayersAreGpt2s) {
+  const model::ModelConfig c = Gpt2Small();
+  std::vector<model::LinearModule> m = model::LinearModules(c);
+  ASSERT_EQ(m.size(), 48u);  // 4 Conv1D per block, the head tied to wte
+  EXPECT_EQ(m[0].name, "transformer.h.0.attn.c_attn");
+  EXPECT_EQ(m[0].out_features, 3 * 768);
+  EXPECT_EQ(m[3].name, "transformer.h.0.mlp.c_proj");
+  EXPECT_EQ(m[3].in_features, 3072);
+  EXPECT_TRUE(m[3].bias);
+
+  // A spec without target_modules gets PEFT's GPT-2 default; WithDefaults alone would say
+  // q_proj, which GPT-2 does not have.
+  v1::JobSpec given;
+  given.set_base_model("gpt2");
+  given.set_method(v1::LORA);
+  given.set_training_dataset_id("ds-1");
+  v1::JobSpec spec = WithDefaults(given);
+  EXPECT_FALSE(ResolveSpecOnModel(spec, c).ok());
+  ApplyModelDefaults(given, c, &spec);
+  auto r = ResolveSpecOnModel(spec, c);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->adapted.size(), 12u);
+  EXPECT_EQ(Names(*r)[11], "transformer.h.11.attn.c_attn");
+  // Named targets are kept; c_proj selects both projections of a block, layers count blocks.
+  v1::JobSpec named = given;
+  named.add_target_modules("c_proj");
+  named.add_layers_to_transform(2);
+  v1::JobSpec spec2 = WithDefaults(named);
+  ApplyModelDefaults(named, c, &spec2);
+  r = ResolveSpecOnModel(spec2, c);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Names(*r), (std::vector<std::string>{"transformer.h.2.attn.c_proj",
+                                                 "transformer.h.2.mlp.c_proj"}));
+  // A LLaMA model keeps q_proj, v_proj.
+  v1::JobSpec llama = WithDefaults(given);
+  ApplyModelDefaults(given, TwoLayers(), &llama);
+  EXPECT_EQ(llama.target_modules_size(), 2);
+  EXPECT_EQ(llama.target_modules(0), "q_proj");
+}
+
+TEST(Gpt2Spec, SeqClsAndExportMergedAreRefusedNamingTheField) {
+  const model::ModelConfig c = Gpt2Small();
+  v1::JobSpec given;
+  given.set_base_model("gpt2");
+  given.set_method(v1::LORA);
+  given.set_training_dataset_id("ds-1");
+  given.set_task(v1::SEQ_CLS);
+  given.set_num_labels(2);
+  v1::JobSpec spec = WithDefaults(given);
+  ApplyModelDefaults(given, c, &spec);
+  auto r = ResolveSpecOnModel(spec, c);
+  EXPECT_THAT(std::string(r.status().message()), StartsWith("task: "));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("use task CAUSAL_LM"));
+  given.set_task(v1::CAUSAL_LM);
+  given.set_num_labels(0);
+  given.set_export_merged(true);
+  spec = WithDefaults(given);
+  ApplyModelDefaults(given, c, &spec);
+  r = ResolveSpecOnModel(spec, c);
+  EXPECT_THAT(std::string(r.status().message()), StartsWith("export_merged: "));
+}
+
+}  // namespace
+}  // namespace peftd

@@ -148,3 +148,31 @@ TEST(MemoryEstimate, GiBHasOneDecimal) {
 
 }  // namespace
 }  // namespace peftd
+
+namespace peftd {
+namespace {
+
+TEST(MemoryEstimate, Gpt2CountsItsConv1DModules) {
+  auto c = model::ParseModelConfig(R"({"architectures": ["GPT2LMHeadModel"],
+      "vocab_size": 50257, "n_embd": 768, "n_layer": 12, "n_head": 12, "n_positions": 1024})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  v1::JobSpec spec = Spec(8, 4, 512);
+  spec.clear_target_modules();
+  spec.add_target_modules("c_attn");
+  const MemoryEstimate e = Estimate(spec, *c);
+  EXPECT_EQ(e.weights, 124439808 * 4);
+  // LoRA r = 8 on c_attn (768 -> 2304) of 12 blocks.
+  EXPECT_EQ(e.adapter, 12 * 8 * (768 + 2304) * 4 * 5);
+  // Adapting c_attn keeps its input per block: the same job on c_fc too keeps more.
+  v1::JobSpec more = spec;
+  more.add_target_modules("c_fc");
+  EXPECT_GT(Estimate(more, *c).activations, e.activations);
+  v1::JobSpec proj = spec;
+  proj.clear_target_modules();
+  proj.add_target_modules("mlp.c_proj");
+  EXPECT_GT(Estimate(proj, *c).activations, 0);
+  EXPECT_LT(e.total(), 4 * kGiB);
+}
+
+}  // namespace
+}  // namespace peftd

@@ -116,8 +116,8 @@ TEST_F(TinyModelTest, RefusalsNameTheTensor) {
   EXPECT_NE(LoadLlama(bad.string()).status().message().find("model.layers.9.mlp.up_proj.weight"),
             std::string::npos);
   std::ofstream(bad / "config.json")
-      << R"({"architectures": ["GPT2LMHeadModel"], "vocab_size": 10})";
-  EXPECT_NE(LoadLlama(bad.string()).status().message().find("'GPT2LMHeadModel' is not supported"),
+      << R"({"architectures": ["BertForMaskedLM"], "vocab_size": 10})";
+  EXPECT_NE(LoadLlama(bad.string()).status().message().find("'BertForMaskedLM' is not supported"),
             std::string::npos);
 }
 

@@ -63,6 +63,12 @@ absl::Status LoadWeights(LlamaImpl& model, const safetensors::ShardedFiles& file
 
 absl::StatusOr<Llama> LoadLlama(const std::string& model_dir, const LoadOptions& options) {
   ASSIGN_OR_RETURN(ModelConfig config, ReadModelConfig(model_dir));
+  if (config.IsGpt2()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        model_dir,
+        ": config.json: architectures: GPT2LMHeadModel is no LLaMA-family model (LoadGpt2 "
+        "loads it)"));
+  }
   if (options.num_labels > 0) {
     config.sequence_classification = true;
     config.num_labels = options.num_labels;

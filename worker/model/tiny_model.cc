@@ -12,6 +12,7 @@
 #include "adapters/safetensors_torch.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
+#include "worker/model/checkpoint_writer.h"
 #include "worker/model/llama.h"
 
 namespace peftd::model {
@@ -225,28 +226,7 @@ absl::Status WriteTinyModel(const std::string& dir, int shards, bool bf16) {
     }
     tensors[item.key()] = bf16 ? p.to(torch::kBFloat16) : p.clone();
   }
-  if (shards <= 1) {
-    return adapters::SaveTensors((fs::path(dir) / "model.safetensors").string(), tensors,
-                                 {{"format", "pt"}});
-  }
-  std::vector<std::map<std::string, torch::Tensor>> parts(shards);
-  json weight_map = json::object();
-  int i = 0;
-  for (auto& [name, t] : tensors) {
-    const int k = i++ % shards;
-    parts[k][name] = t;
-    weight_map[name] = absl::StrFormat("model-%05d-of-%05d.safetensors", k + 1, shards);
-  }
-  int64_t total = 0;
-  for (int k = 0; k < shards; ++k) {
-    for (auto& [n, t] : parts[k]) total += t.nbytes();
-    RETURN_IF_ERROR(adapters::SaveTensors(
-        (fs::path(dir) / absl::StrFormat("model-%05d-of-%05d.safetensors", k + 1, shards)).string(),
-        parts[k], {{"format", "pt"}}));
-  }
-  return write_text(
-      "model.safetensors.index.json",
-      json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(2));
+  return WriteCheckpointTensors(dir, tensors, shards);
 }
 
 }  // namespace peftd::model
