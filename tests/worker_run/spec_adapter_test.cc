@@ -316,6 +316,8 @@ const std::set<std::string> kHandledElsewhere = {
     "export_merged",          // the runner's export step
     "max_attempts",           // the server's retry policy
     "keep_checkpoints",       // the server trims old checkpoints
+    "init_from",              // the server resolves it into Lease.init_from (worker/lease_loop.cc)
+    "selection",              // the server resolves it into target_modules at submit
 };
 
 TEST(SpecAdapter, EveryJobSpecFieldHasADestination) {
