@@ -63,7 +63,8 @@ adapters::AdapterConfig Config(MethodKind kind, bool gated) {
   c.adalora = {.init_r = 6, .alpha = 12};
   c.adalora_schedule = {.target_r = 3, .tinit = 3, .tfinal = 4, .delta_t = 2};
   c.hut = {.r = 4};
-  if (gated) c.gate = adapters::GateOptions{.s = 1e-3, .lambda = 1e-4};
+  // τ moves fast enough that the gates switch tokens off within the run.
+  if (gated) c.gate = adapters::GateOptions{.s = 2e-2, .lambda = 1e-3};
   c.targets.target_modules = {"q_proj", "v_proj", "o_proj", "down_proj"};
   return c;
 }
@@ -83,9 +84,25 @@ class RecordingSink : public ProgressSink {
   std::vector<double> losses, gate_sparsity;
 };
 
+// PeftLlama whose masking checksum is its rank's own: what ranks that decided differently report.
+class DivergingModel : public TrainableModel {
+ public:
+  DivergingModel(TrainableModel* inner, int rank) : inner_(inner), rank_(rank) {}
+  LossOutput Forward(const Batch& batch) override { return inner_->Forward(batch); }
+  std::vector<TrainableTensor> Trainable() override { return inner_->Trainable(); }
+  void SetTraining(bool training) override { inner_->SetTraining(training); }
+  void AfterOptimizerStep(int64_t step) override { inner_->AfterOptimizerStep(step); }
+  uint64_t DecisionChecksum() override { return inner_->DecisionChecksum() + rank_; }
+
+ private:
+  TrainableModel* inner_;
+  int rank_;
+};
+
 // One rank's (or the single process's) training run.
 absl::StatusOr<RunOutput> Train(const std::string& tiny_dir, MethodKind kind, bool gated,
-                                int64_t batch, DataParallel* dp, int accumulation = kAccumulation) {
+                                int64_t batch, DataParallel* dp, int accumulation = kAccumulation,
+                                bool diverge = false) {
   torch::set_num_threads(1);
   torch::manual_seed(7);
   ASSIGN_OR_RETURN(model::Llama llama, model::LoadLlama(tiny_dir));
@@ -101,12 +118,17 @@ absl::StatusOr<RunOutput> Train(const std::string& tiny_dir, MethodKind kind, bo
   o.data_parallel = dp;
   RecordingSink sink;
   std::atomic<bool> cancelled{false};
-  Trainer trainer(o, &model, &data, nullptr, &sink, &cancelled);
+  DivergingModel diverging(&model, dp ? dp->rank() : 0);
+  Trainer trainer(o, diverge ? static_cast<TrainableModel*>(&diverging) : &model, &data, nullptr,
+                  &sink, &cancelled);
   ASSIGN_OR_RETURN(TrainResult result, trainer.Run(std::nullopt));
   RunOutput out;
   out.losses = result.losses;
   out.gate_sparsity = sink.gate_sparsity;
   for (const auto& t : model.Trainable()) out.trainable[t.name] = t.tensor.detach().clone();
+  for (const auto& [k, v] : model.peft().GateTaus()) {
+    out.trainable["__tau__/" + k] = torch::tensor({v}, torch::kDouble);
+  }
   return out;
 }
 
@@ -150,6 +172,17 @@ TEST(DataParallelRank, Run) {
   o.timeout = std::chrono::seconds(60);
   auto dp = DataParallel::Connect(o);
   ASSERT_TRUE(dp.ok()) << dp.status();
+  if (std::string(Env("PEFTD_DP_DIVERGE")) == "1") {
+    auto failed = Train(Env("PEFTD_DP_TINY"), MethodKind::kAdaLora, false, kRankBatch, dp->get(),
+                        kAccumulation, /*diverge=*/true);
+    ASSERT_FALSE(failed.ok());
+    EXPECT_EQ(failed.status().code(), absl::StatusCode::kInternal) << failed.status();
+    EXPECT_NE(failed.status().message().find("masking decisions (AdaLoRA rank pattern, AdaDHP "
+                                             "active modules) differ after step 1"),
+              std::string::npos)
+        << failed.status();
+    return;
+  }
   auto out = Train(Env("PEFTD_DP_TINY"), static_cast<MethodKind>(std::atoi(Env("PEFTD_DP_METHOD"))),
                    std::string(Env("PEFTD_DP_GATED")) == "1", kRankBatch, dp->get());
   ASSERT_TRUE(out.ok()) << out.status();
@@ -162,7 +195,7 @@ TEST(DataParallelRank, Run) {
 
 // Starts this binary as one rank; returns its pid.
 pid_t SpawnRank(int rank, int world, const std::string& addr, MethodKind kind, bool gated,
-                const std::string& out) {
+                const std::string& out, bool diverge = false) {
   std::vector<std::string> env_strings;
   for (char** e = environ; *e; ++e) env_strings.push_back(*e);
   env_strings.push_back("PEFTD_DP_RANK=" + std::to_string(rank));
@@ -172,6 +205,7 @@ pid_t SpawnRank(int rank, int world, const std::string& addr, MethodKind kind, b
   env_strings.push_back("PEFTD_DP_METHOD=" + std::to_string(static_cast<int>(kind)));
   env_strings.push_back(std::string("PEFTD_DP_GATED=") + (gated ? "1" : "0"));
   env_strings.push_back("PEFTD_DP_OUT=" + out);
+  if (diverge) env_strings.push_back("PEFTD_DP_DIVERGE=1");
   std::vector<char*> envp;
   for (auto& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
@@ -307,6 +341,17 @@ TEST(DataParallelConnect, RankThatNeverArrivesFailsWithinTheTimeout) {
   EXPECT_NE(dp.status().message().find(o.rendezvous), std::string::npos) << dp.status();
   // Bounded: not a hang (the bound is loose; the timeout is what the error reports).
   EXPECT_LT(seconds, 30);
+}
+
+// Ranks whose masking decisions differ stop at the first step, loudly, instead of training
+// adapters that drift apart (each rank checks its own error and exits 0).
+TEST(DataParallelTrainer, DifferentMaskingDecisionsStopTheRun) {
+  const std::string addr = "127.0.0.1:" + std::to_string(FreePort());
+  std::vector<pid_t> pids;
+  for (int rank = 0; rank < 2; ++rank) {
+    pids.push_back(SpawnRank(rank, 2, addr, MethodKind::kAdaLora, false, "", /*diverge=*/true));
+  }
+  EXPECT_EQ(WaitAll(pids, std::chrono::seconds(120)), (std::vector<int>{0, 0}));
 }
 
 TEST(DataParallelConnect, BadArgumentsNameTheField) {
