@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "adapters/safetensors_torch.h"
 #include "nlohmann/json.hpp"
@@ -102,7 +104,7 @@ class TrainDataParallel : public ::testing::Test {
   }
   // A gated AdaLoRA job (the allocator's masks and the gate's τ both depend on reduced
   // statistics) with per-process batch `batch`.
-  static fs::path WriteJob(const std::string& name, int batch) {
+  static fs::path WriteJob(const std::string& name, int batch, int steps = 12) {
     json job = {{"base_model", "tiny"},
                 {"method", "ADALORA"},
                 {"adalora",
@@ -116,7 +118,7 @@ class TrainDataParallel : public ::testing::Test {
                 {"target_modules", {"q_proj", "v_proj", "down_proj"}},
                 {"training_dataset_id", "train.jsonl"},
                 {"validation_dataset_id", "valid.jsonl"},
-                {"max_steps", 12},
+                {"max_steps", steps},
                 {"batch_size", batch},
                 {"gradient_accumulation_steps", 2},
                 {"learning_rate", 2e-2},
@@ -195,6 +197,35 @@ TEST_F(TrainDataParallel, RankThatNeverArrivesFailsRank0WithinTheTimeout) {
   EXPECT_NE(err.find("DEADLINE_EXCEEDED"), std::string::npos) << err;
   EXPECT_NE(err.find("rendezvous " + addr), std::string::npos) << err;
   EXPECT_NE(err.find("not every rank arrived within 2s"), std::string::npos) << err;
+}
+
+// kill -9 of rank 1 mid-run: rank 0 fails at its next collective (the peer's connection closes,
+// or the timeout passes) instead of waiting for ever.
+TEST_F(TrainDataParallel, KilledRankFailsTheOtherInsteadOfHanging) {
+  const fs::path job = WriteJob("killed", 4, /*steps=*/100000);
+  const fs::path out = *dir_ / "killed-out";
+  const std::string addr = "127.0.0.1:" + std::to_string(FreePort());
+  std::vector<pid_t> pids;
+  for (int rank = 0; rank < 2; ++rank) {
+    pids.push_back(
+        Spawn({"train", job.string(), "--out", out.string(), "--world-size", "2", "--rank",
+               std::to_string(rank), "--rendezvous", addr, "--rendezvous-timeout", "20"},
+              *dir_ / ("killed" + std::to_string(rank))));
+  }
+  // Wait for rank 1 to finish a few steps.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (StepLosses(out / "train_log.rank1.jsonl").size() < 3 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_GE(StepLosses(out / "train_log.rank1.jsonl").size(), 3u) << Output(*dir_ / "killed1");
+  ::kill(pids[1], SIGKILL);
+  EXPECT_EQ(WaitExit(pids[1]), 128 + SIGKILL);
+  // Rank 0 ends by itself: a hang would keep this wait (and the test) running to ctest's timeout.
+  EXPECT_EQ(WaitExit(pids[0]), 1);
+  const std::string err = Output(*dir_ / "killed0");
+  EXPECT_NE(err.find("allreduce of"), std::string::npos) << err;
+  EXPECT_NE(err.find("(rank 0 of 2)"), std::string::npos) << err;
 }
 
 TEST_F(TrainDataParallel, WorldSizeWithoutRendezvousIsRefused) {
