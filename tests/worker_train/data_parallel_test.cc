@@ -80,8 +80,11 @@ class RecordingSink : public ProgressSink {
   void OnStep(const StepMetrics& m) override {
     losses.push_back(m.loss);
     gate_sparsity.push_back(m.gate_sparsity);
+    if (m.step == cancel_at && cancel) cancel->store(true);
   }
   std::vector<double> losses, gate_sparsity;
+  int64_t cancel_at = -1;  // sets `cancel` after this step
+  std::atomic<bool>* cancel = nullptr;
 };
 
 // PeftLlama whose masking checksum is its rank's own: what ranks that decided differently report.
@@ -102,7 +105,7 @@ class DivergingModel : public TrainableModel {
 // One rank's (or the single process's) training run.
 absl::StatusOr<RunOutput> Train(const std::string& tiny_dir, MethodKind kind, bool gated,
                                 int64_t batch, DataParallel* dp, int accumulation = kAccumulation,
-                                bool diverge = false) {
+                                bool diverge = false, int64_t cancel_at = -1) {
   torch::set_num_threads(1);
   torch::manual_seed(7);
   ASSIGN_OR_RETURN(model::Llama llama, model::LoadLlama(tiny_dir));
@@ -118,6 +121,8 @@ absl::StatusOr<RunOutput> Train(const std::string& tiny_dir, MethodKind kind, bo
   o.data_parallel = dp;
   RecordingSink sink;
   std::atomic<bool> cancelled{false};
+  sink.cancel_at = cancel_at;
+  sink.cancel = &cancelled;
   DivergingModel diverging(&model, dp ? dp->rank() : 0);
   Trainer trainer(o, diverge ? static_cast<TrainableModel*>(&diverging) : &model, &data, nullptr,
                   &sink, &cancelled);
@@ -172,6 +177,17 @@ TEST(DataParallelRank, Run) {
   o.timeout = std::chrono::seconds(60);
   auto dp = DataParallel::Connect(o);
   ASSERT_TRUE(dp.ok()) << dp.status();
+  if (std::string(Env("PEFTD_DP_CANCEL")) == "1") {  // rank 1 alone is cancelled after step 3
+    auto stopped = Train(Env("PEFTD_DP_TINY"), MethodKind::kLora, false, kRankBatch, dp->get(),
+                         kAccumulation, false, o.rank == 1 ? 3 : -1);
+    ASSERT_FALSE(stopped.ok());
+    EXPECT_EQ(stopped.status().code(), absl::StatusCode::kCancelled) << stopped.status();
+    EXPECT_NE(stopped.status().message().find(
+                  o.rank == 1 ? "cancelled at step 3" : "cancelled (on another rank) at step 3"),
+              std::string::npos)
+        << stopped.status();
+    return;
+  }
   if (std::string(Env("PEFTD_DP_DIVERGE")) == "1") {
     auto failed = Train(Env("PEFTD_DP_TINY"), MethodKind::kAdaLora, false, kRankBatch, dp->get(),
                         kAccumulation, /*diverge=*/true);
@@ -195,7 +211,7 @@ TEST(DataParallelRank, Run) {
 
 // Starts this binary as one rank; returns its pid.
 pid_t SpawnRank(int rank, int world, const std::string& addr, MethodKind kind, bool gated,
-                const std::string& out, bool diverge = false) {
+                const std::string& out, bool diverge = false, bool cancel = false) {
   std::vector<std::string> env_strings;
   for (char** e = environ; *e; ++e) env_strings.push_back(*e);
   env_strings.push_back("PEFTD_DP_RANK=" + std::to_string(rank));
@@ -206,6 +222,7 @@ pid_t SpawnRank(int rank, int world, const std::string& addr, MethodKind kind, b
   env_strings.push_back(std::string("PEFTD_DP_GATED=") + (gated ? "1" : "0"));
   env_strings.push_back("PEFTD_DP_OUT=" + out);
   if (diverge) env_strings.push_back("PEFTD_DP_DIVERGE=1");
+  if (cancel) env_strings.push_back("PEFTD_DP_CANCEL=1");
   std::vector<char*> envp;
   for (auto& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
@@ -350,6 +367,17 @@ TEST(DataParallelTrainer, DifferentMaskingDecisionsStopTheRun) {
   std::vector<pid_t> pids;
   for (int rank = 0; rank < 2; ++rank) {
     pids.push_back(SpawnRank(rank, 2, addr, MethodKind::kAdaLora, false, "", /*diverge=*/true));
+  }
+  EXPECT_EQ(WaitAll(pids, std::chrono::seconds(120)), (std::vector<int>{0, 0}));
+}
+
+// A cancel seen by one rank stops both at the same step, CANCELLED, with no rank left waiting in
+// a collective.
+TEST(DataParallelTrainer, CancelOnOneRankStopsEveryRank) {
+  const std::string addr = "127.0.0.1:" + std::to_string(FreePort());
+  std::vector<pid_t> pids;
+  for (int rank = 0; rank < 2; ++rank) {
+    pids.push_back(SpawnRank(rank, 2, addr, MethodKind::kLora, false, "", false, /*cancel=*/true));
   }
   EXPECT_EQ(WaitAll(pids, std::chrono::seconds(120)), (std::vector<int>{0, 0}));
 }

@@ -112,7 +112,15 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
 
   try {
     while (step_ < options_.total_steps) {
-      if (Cancelled()) return cancelled_here("");
+      bool stop = Cancelled();
+      if (distributed) {
+        // Cancel stops every rank at the same step boundary: a rank that stopped alone would
+        // leave the others waiting in their next collective.
+        torch::Tensor flag = torch::tensor({int64_t{stop ? 1 : 0}}, torch::kLong);
+        RETURN_IF_ERROR(dp->Sum({flag}, "the cancel flag"));
+        stop = flag.item<int64_t>() > 0;
+      }
+      if (stop) return cancelled_here(Cancelled() ? "" : "(on another rank) ");
       const double lr = LearningRate(options_.lr, step_);
 
       std::vector<Batch> micro;
@@ -138,7 +146,7 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
       for (size_t i = 0; i < micro.size(); ++i) {
         // With checkpoint_on_cancel the step runs to its end: the data position of a half step
         // cannot be checkpointed.
-        if (Cancelled() && !options_.checkpoint_on_cancel) {
+        if (Cancelled() && !options_.checkpoint_on_cancel && !distributed) {
           return absl::CancelledError(absl::StrCat("cancelled at step ", step_));
         }
         // The regularization term counts once per step: on rank 0 only when data-parallel.
@@ -270,7 +278,8 @@ absl::StatusOr<EvalMetrics> Trainer::Evaluate(int64_t step) {
   int64_t targets = 0, correct = 0, sequences = 0;
   bool classification = false;
   for (int64_t i = 0; i < eval_->NumBatches(); ++i) {
-    if (Cancelled()) {
+    // Data-parallel ranks finish the evaluation and stop together at the next step.
+    if (Cancelled() && !(options_.data_parallel && options_.data_parallel->world_size() > 1)) {
       model_->SetTraining(true);
       return absl::CancelledError(absl::StrCat("cancelled during evaluation at step ", step));
     }

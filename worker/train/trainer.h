@@ -89,7 +89,8 @@ struct TrainerOptions {
   // is divided by the global target count, gradients and the method's accumulators are summed
   // over ranks once per optimizer step, so clipping, AdamW and the allocators see the global
   // gradient and every rank makes the same update. Rank 0 alone writes checkpoints; every rank
-  // evaluates the whole validation set (the same weights give the same result).
+  // evaluates the whole validation set (the same weights give the same result). A cancel seen by
+  // any rank stops every rank at the next step boundary (the step under way is finished).
   DataParallel* data_parallel = nullptr;
 };
 
