@@ -210,6 +210,39 @@ int64_t PeftModel::AdaDhpActiveModules() const {
   return selector_ ? selector_->ActiveModules() : -1;
 }
 
+std::vector<torch::Tensor> PeftModel::GateTauGradients() const {
+  std::vector<torch::Tensor> out;
+  for (const auto& [name, gate] : gates_) out.push_back(gate->tau_gradient_accumulator());
+  return out;
+}
+
+std::vector<torch::Tensor> PeftModel::GateWindowCounters() const {
+  std::vector<torch::Tensor> out;
+  for (const auto& [name, gate] : gates_) {
+    for (auto& t : gate->TrainWindowCounters()) out.push_back(std::move(t));
+  }
+  return out;
+}
+
+uint64_t PeftModel::MaskChecksum() const {
+  // FNV-1a over the module names, whether each is active and AdaLoRA's keep masks.
+  uint64_t h = 1469598103934665603ULL;
+  auto mix = [&h](uint64_t byte) {
+    h ^= byte;
+    h *= 1099511628211ULL;
+  };
+  for (const auto& [name, linear] : linears_) {
+    for (char c : name) mix(static_cast<unsigned char>(c));
+    mix(linear->adapter() && linear->adapter()->IsActive() ? 1 : 2);
+  }
+  if (allocator_) {
+    for (const auto& [name, keep] : allocator_->RankPattern()) {
+      for (bool k : keep) mix(k ? 3 : 4);
+    }
+  }
+  return h;
+}
+
 std::map<std::string, torch::Tensor> PeftModel::StateDict() const {
   std::map<std::string, torch::Tensor> out;
   if (allocator_) {

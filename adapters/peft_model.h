@@ -92,6 +92,14 @@ class PeftModel {
   std::map<std::string, int64_t> AdaLoraRanks() const;
   int64_t AdaDhpActiveModules() const;  // -1 unless AdaDHP
 
+  // Data-parallel training: the gates' τ-gradient accumulators (summed over ranks before
+  // AfterOptimizerStep) and training-window counters (summed before TakeGateSparsity), in module
+  // order; and a checksum of every masking decision (AdaLoRA's keep masks, which modules are
+  // active), equal on every rank that decided the same.
+  std::vector<torch::Tensor> GateTauGradients() const;
+  std::vector<torch::Tensor> GateWindowCounters() const;
+  uint64_t MaskChecksum() const;
+
   // Allocator, selector, gate and norm probe states (not the trainable tensors).
   std::map<std::string, torch::Tensor> StateDict() const;
   absl::Status LoadStateDict(const std::map<std::string, torch::Tensor>& state);

@@ -70,6 +70,13 @@ class TokenGate : public Adapter {
   void set_tau(double tau) { tau_ = tau; }
   // g accumulated so far in this step (before UpdateTau consumes it).
   double PendingTauGradient() const;
+  // The 0-dim double accumulators behind PendingTauGradient and the training window's sparsity
+  // (tokens on, real tokens, Σ sequence sparsity, sequences), updated in place: data-parallel
+  // training sums them over ranks.
+  torch::Tensor tau_gradient_accumulator() const { return g_accum_; }
+  std::vector<torch::Tensor> TrainWindowCounters() const {
+    return {train_.on, train_.total, train_.sequence_sum, train_.sequences};
+  }
 
   // Sparsity over a window, padding excluded. `per_sequence` is the paper's (TS-PEFT eq. 23):
   // 1 − (tokens on)/(tokens) of each sequence, averaged over the window's sequences; `per_token`

@@ -12,8 +12,10 @@ declare -A GROUP
 # toolchain for building the binaries
 GROUP[build]="build-essential cmake ninja-build pkg-config ccache git"
 # LibTorch (CPU) and a real BLAS: without libopenblas0-openmp LibTorch falls back to the
-# reference BLAS, ~13x slower on a 512x512 matmul.
-GROUP[torch]="libtorch-dev libopenblas0-openmp"
+# reference BLAS, ~13x slower on a 512x512 matmul. libgloo-dev: the headers c10d's
+# ProcessGroupGloo needs (data-parallel training, worker/train/data_parallel.cc; LibTorch itself
+# already links libgloo).
+GROUP[torch]="libtorch-dev libopenblas0-openmp libgloo-dev"
 # RPC and storage; parsing, tokenizers (ICU: NFC normalizers), CLI (and its YAML job files),
 # logging; a malloc that keeps its memory (glibc's re-faults every page of a 100M model each step)
 # libblas-dev: the CBLAS header and link name of the fused autograd nodes (adapters/cpu_gemm.cc;

@@ -4,7 +4,9 @@
 //                [--slots N]                           pull jobs from a peftd server
 //                (no --token / --token-file: the token is PEFTD_TOKEN when set, as for peftctl)
 //   train JOB.json [--model-root D] [--out DIR] [--resume] [--json-log FILE] [--print-every N]
-//                                                      run one job with no server
+//         [--world-size N --rank R --rendezvous HOST:PORT [--rendezvous-key K]
+//          [--rendezvous-timeout S]]                   run one job with no server (data-parallel
+//                                                      over N processes with --world-size)
 //   eval --model DIR [--adapter DIR] --inputs IDS.json [--dump-logits OUT] [--loss]
 //                                                      logits of a model + adapter
 //   make-tiny-model DIR [--arch llama|gpt2] [--shards N] [--bf16|--fp16]
@@ -129,6 +131,27 @@ int main(int argc, char** argv) {
       ->add_option("--print-every", train.print_every,
                    "progress line every N steps when stderr is not a terminal (default 10)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  train_cmd
+      ->add_option("--world-size", train.world_size,
+                   "data-parallel processes (ranks) training this job together; batch_size is per "
+                   "rank")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  train_cmd->add_option("--rank", train.rank, "this process's rank, 0 .. world-size - 1")
+      ->check(CLI::Range(0, 1023))
+      ->capture_default_str();
+  train_cmd->add_option("--rendezvous", train.rendezvous,
+                        "HOST:PORT where rank 0 listens and the other ranks connect (world size "
+                        "> 1)");
+  train_cmd
+      ->add_option("--rendezvous-key", train.rendezvous_key,
+                   "prefix of the rendezvous keys, unique to this run")
+      ->capture_default_str();
+  train_cmd
+      ->add_option("--rendezvous-timeout", train.rendezvous_timeout_seconds,
+                   "seconds to wait for every rank, and for any collective")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
 
   peftd::worker::EvalCommandOptions eval;
   auto* eval_cmd = app.add_subcommand("eval", "logits of a model with an adapter applied");

@@ -291,6 +291,8 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
 
   train::MemoryBatchSource source(std::move(train_set.examples), plan.batch_size, pad_id, plan.seed,
                                   plan.classification, /*group_by_length=*/!plan.packing);
+  train::DataParallel* const dp = options.data_parallel;
+  if (dp) source.SetShard(dp->rank(), dp->world_size());
   std::optional<train::MemoryEvalSource> eval;
   if (validation_set) {
     eval.emplace(std::move(validation_set->examples), plan.batch_size, pad_id, plan.classification);
@@ -299,6 +301,7 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   const fs::path work(in.work_dir);
   trainer_options.checkpoint_dir = (work / "checkpoints").string();
   trainer_options.checkpoint_on_cancel = options.checkpoint_on_cancel;
+  trainer_options.data_parallel = dp;
   std::error_code ec;
   fs::create_directories(trainer_options.checkpoint_dir, ec);
   if (ec) {
@@ -326,6 +329,7 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   out.final_gate_sparsity = result.final_gate_sparsity;
   out.stopped_early = result.stopped_early;
   out.train_seconds = result.train_seconds;
+  if (dp && dp->rank() != 0) return out;  // rank 0 exports the adapter every rank holds
 
   sink->OnPhase(Phase::kExporting);
   if (IsCancelled(cancelled)) return CancelledWhile("exporting the adapter");

@@ -22,6 +22,10 @@
 #include "worker/job_runner.h"
 #include "worker/train/progress.h"
 
+namespace peftd::train {
+class DataParallel;  // worker/train/data_parallel.h
+}  // namespace peftd::train
+
 namespace peftd::worker {
 
 struct RunJobOptions {
@@ -33,6 +37,10 @@ struct RunJobOptions {
   // Memory the job's estimate must fit (common/memory_estimate.h), in bytes; 0 = the host's
   // UsableMemoryBytes(). Tests set a small one.
   int64_t memory_limit_bytes = 0;
+  // Data-parallel training (not owned; null: one process): this rank reads its shard of each
+  // global batch; rank 0 alone writes checkpoints and exports the adapter (the others return
+  // with an empty adapter_dir).
+  train::DataParallel* data_parallel = nullptr;
 };
 
 // Runs the job. `sink` may be null. Thread-compatible: one job per call, but LibTorch's thread

@@ -18,6 +18,7 @@
 #include "worker/json_log_sink.h"
 #include "worker/run_job.h"
 #include "worker/tee_sink.h"
+#include "worker/train/data_parallel.h"
 
 namespace peftd::worker {
 namespace {
@@ -96,11 +97,13 @@ absl::StatusOr<Prepared> Prepare(const TrainCommandOptions& o) {
         "--out ", p.out.string(), " holds checkpoints of an earlier run (newest: step ",
         CheckpointStep(*newest), "): pass --resume to continue it, or train into another --out"));
   }
-  {
+  if (o.rank == 0) {  // data-parallel ranks share --out: rank 0 writes what is shared
     std::ofstream saved(p.out / kSpecFile, std::ios::trunc);
     saved << JobSpecToJson(in.spec);
   }
-  p.log_path = o.json_log.empty() ? (p.out / "train_log.jsonl").string() : o.json_log;
+  const std::string log_name =
+      o.rank == 0 ? "train_log.jsonl" : absl::StrCat("train_log.rank", o.rank, ".jsonl");
+  p.log_path = o.json_log.empty() ? (p.out / log_name).string() : o.json_log;
   return p;
 }
 
@@ -155,7 +158,35 @@ json SummaryJson(const JobOutputs& r) {
 
 }  // namespace
 
+// The data-parallel group of --world-size ranks; null for one process.
+absl::StatusOr<std::unique_ptr<train::DataParallel>> ConnectRanks(const TrainCommandOptions& o) {
+  if (o.world_size <= 1) {
+    if (o.rank != 0) return absl::InvalidArgumentError("--rank: must be 0 without --world-size");
+    return std::unique_ptr<train::DataParallel>();
+  }
+  if (o.rendezvous.empty()) {
+    return absl::InvalidArgumentError("--rendezvous HOST:PORT is required with --world-size > 1");
+  }
+  train::DataParallelOptions dp;
+  dp.rank = o.rank;
+  dp.world_size = o.world_size;
+  dp.rendezvous = o.rendezvous;
+  dp.key = o.rendezvous_key;
+  dp.timeout = std::chrono::seconds(o.rendezvous_timeout_seconds);
+  absl::StatusOr<std::unique_ptr<train::DataParallel>> connected = train::DataParallel::Connect(dp);
+  if (!connected.ok()) {
+    return Annotate(connected.status(),
+                    absl::StrCat("--rank ", o.rank, " of --world-size ", o.world_size));
+  }
+  return connected;
+}
+
 int RunTrainCommand(const TrainCommandOptions& options, const std::atomic<bool>* cancelled) {
+  if (options.world_size > 1 && (options.rank < 0 || options.rank >= options.world_size)) {
+    std::fprintf(stderr, "peftd-worker train: --rank %d: must be below --world-size %d\n",
+                 options.rank, options.world_size);
+    return kExitFailed;
+  }
   absl::StatusOr<Prepared> prepared = Prepare(options);
   if (!prepared.ok()) {
     std::fprintf(stderr, "peftd-worker train: %s\n",
@@ -194,13 +225,31 @@ int RunTrainCommand(const TrainCommandOptions& options, const std::atomic<bool>*
                                      "/checkpoints yet: starting from step 0"));
   }
 
+  absl::StatusOr<std::unique_ptr<train::DataParallel>> ranks = ConnectRanks(options);
+  if (!ranks.ok()) {
+    console.Finish();
+    if (log) {
+      log->Write("error", {{"code", absl::StatusCodeToString(ranks.status().code())},
+                           {"message", std::string(ranks.status().message())}});
+    }
+    std::fprintf(stderr, "peftd-worker train: %s: %s\n",
+                 absl::StatusCodeToString(ranks.status().code()).c_str(),
+                 std::string(ranks.status().message()).c_str());
+    return kExitFailed;
+  }
   RunJobOptions run_options;
   run_options.checkpoint_on_cancel = true;
+  run_options.data_parallel = ranks->get();
   absl::StatusOr<JobOutputs> result = RunJob(in, &sink, cancelled, run_options);
   console.Finish();
   if (result.ok()) {
     if (log) log->Write("summary", SummaryJson(*result));
-    std::fprintf(stdout, "%s", Summary(*result).c_str());
+    if (options.rank == 0) {
+      std::fprintf(stdout, "%s", Summary(*result).c_str());
+    } else {
+      std::fprintf(stdout, "rank %d of %d done: %lld steps; rank 0 wrote the adapter\n",
+                   options.rank, options.world_size, static_cast<long long>(result->steps));
+    }
     std::fflush(stdout);
     return 0;
   }

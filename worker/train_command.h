@@ -19,6 +19,14 @@ struct TrainCommandOptions {
   bool resume = false;      // continue from the newest checkpoint in out_dir
   std::string json_log;     // empty: <out_dir>/train_log.jsonl ("-" = none)
   int64_t print_every = 0;  // progress line every N steps when stderr is not a terminal; 0 = auto
+  // Data-parallel training (train::DataParallel): every rank runs this command with the same job
+  // and --out; rank 0 serves the rendezvous and alone writes job.json, checkpoints and the
+  // adapter; rank R > 0 logs to <out>/train_log.rank<R>.jsonl.
+  int world_size = 1;
+  int rank = 0;
+  std::string rendezvous;  // host:port, required when world_size > 1
+  std::string rendezvous_key = "peftd-train";
+  int rendezvous_timeout_seconds = 60;
 };
 
 // Runs the job; returns the process exit code (0 done, 1 failed, 130 cancelled). Stops cleanly

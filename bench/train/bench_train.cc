@@ -5,9 +5,19 @@
 // Usage: bench_train [--config tiny|100m] [--steps N] [--warmup N] [--batch B] [--seq T]
 //                    [--methods lora,lora_S,...] [--threads N] [--no-baseline]
 //                    [--profile PREFIX]  (writes PREFIX.<variant>.trace.json for chrome://tracing)
+//                    [--data-parallel]  1 process x 2 threads against 2 processes x 1 thread
+//                                       (train::DataParallel over 127.0.0.1) on the same global
+//                                       batch: tokens/s and the allreduce share of a step
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -15,6 +25,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -26,9 +38,12 @@
 #include "nlohmann/json.hpp"
 #include "worker/model/llama.h"
 #include "worker/model/tiny_model.h"
+#include "worker/train/data_parallel.h"
 #include "worker/train/memory_batches.h"
 #include "worker/train/peft_llama.h"
 #include "worker/train/trainer.h"
+
+extern char** environ;
 
 using namespace peftd;
 using nlohmann::json;
@@ -85,8 +100,10 @@ class StepTimes : public train::ProgressSink {
   std::vector<double> seconds;
 };
 
+// `batch` is the global batch; with `dp` this process trains its share of it.
 json RunOne(const model::ModelConfig& config, const std::string& variant, int64_t batch,
-            int64_t seq, int64_t steps, int64_t warmup, const std::string& profile) {
+            int64_t seq, int64_t steps, int64_t warmup, const std::string& profile,
+            train::DataParallel* dp = nullptr) {
   torch::manual_seed(0);
   model::Llama llama(config);
   adapters::AdapterConfig ac;
@@ -111,8 +128,11 @@ json RunOne(const model::ModelConfig& config, const std::string& variant, int64_
     e.input_ids.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + seq);
     examples.push_back(e);
   }
-  train::MemoryBatchSource source(examples, batch, 0, 1);
+  const int world = dp ? dp->world_size() : 1;
+  train::MemoryBatchSource source(examples, batch / world, 0, 1);
+  if (dp) source.SetShard(dp->rank(), world);
   train::TrainerOptions o;
+  o.data_parallel = dp;
   o.total_steps = steps + warmup;
   o.lr = {.peak_lr = 2e-4, .total_steps = o.total_steps};
   StepTimes times;
@@ -132,14 +152,82 @@ json RunOne(const model::ModelConfig& config, const std::string& variant, int64_
   std::sort(measured.begin(), measured.end());
   const double step_s = measured[measured.size() / 2];
   const double tokens_per_s = batch * seq / step_s;
-  return {{"variant", variant},
-          {"step_s", step_s},
-          {"tokens_per_s", tokens_per_s},
-          {"every_step_s", times.seconds},
-          {"model_flops_per_token", FlopsPerToken(config, seq, trainable)},
-          {"trainable_parameters", trainable},
-          {"peak_rss_mb", PeakRssMb()},
-          {"final_loss", result->final_train_loss}};
+  return {
+      {"variant", variant},
+      {"step_s", step_s},
+      {"tokens_per_s", tokens_per_s},
+      {"every_step_s", times.seconds},
+      {"model_flops_per_token", FlopsPerToken(config, seq, trainable)},
+      {"trainable_parameters", trainable},
+      {"peak_rss_mb", PeakRssMb()},
+      {"final_loss", result->final_train_loss},
+      {"allreduce_s_per_step", result->allreduce_seconds / static_cast<double>(steps + warmup)}};
+}
+
+uint16_t FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) return 0;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// 2 processes x 1 thread of this binary (--dp-rank), each printing its JSON to a file.
+json RunTwoRanks(const std::string& self, const std::string& config, const std::string& variant,
+                 int64_t batch, int64_t seq, int64_t steps, int64_t warmup) {
+  namespace fs = std::filesystem;
+  const std::string addr = "127.0.0.1:" + std::to_string(FreePort());
+  std::vector<pid_t> pids;
+  std::vector<fs::path> outs;
+  for (int rank = 0; rank < 2; ++rank) {
+    outs.push_back(fs::temp_directory_path() /
+                   ("bench_train_dp." + std::to_string(::getpid()) + "." + std::to_string(rank)));
+    std::vector<std::string> args = {self,
+                                     "--config",
+                                     config,
+                                     "--methods",
+                                     variant,
+                                     "--batch",
+                                     std::to_string(batch),
+                                     "--seq",
+                                     std::to_string(seq),
+                                     "--steps",
+                                     std::to_string(steps),
+                                     "--warmup",
+                                     std::to_string(warmup),
+                                     "--threads",
+                                     "1",
+                                     "--dp-rank",
+                                     std::to_string(rank),
+                                     "--dp-rendezvous",
+                                     addr};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, outs.back().c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+    pid_t pid = 0;
+    if (posix_spawn(&pid, self.c_str(), &actions, nullptr, argv.data(), environ) != 0) pid = -1;
+    posix_spawn_file_actions_destroy(&actions);
+    pids.push_back(pid);
+  }
+  json ranks = json::array();
+  for (int rank = 0; rank < 2; ++rank) {
+    int status = 0;
+    if (pids[rank] > 0) ::waitpid(pids[rank], &status, 0);
+    std::ifstream in(outs[rank]);
+    json j = json::parse(in, nullptr, false);
+    ranks.push_back(j.is_discarded() ? json{{"error", "rank " + std::to_string(rank) + " failed"}}
+                                     : j);
+    fs::remove(outs[rank]);
+  }
+  return ranks;
 }
 
 json RunBaseline(const std::string& config, int64_t batch, int64_t seq, int64_t steps,
@@ -170,7 +258,62 @@ int main(int argc, char** argv) {
   app.add_option("--profile", profile, "write a chrome://tracing file per variant: PREFIX");
   app.add_flag("!--no-baseline", baseline, "skip the PyTorch peer");
   app.add_option("--methods", variants, "comma-separated variants")->delimiter(',');
+  bool data_parallel = false;
+  app.add_flag("--data-parallel", data_parallel,
+               "1 process x 2 threads against 2 processes x 1 thread on the same global batch");
+  int dp_rank = -1;
+  std::string dp_rendezvous;
+  app.add_option("--dp-rank", dp_rank, "(internal) run as this rank of 2")->group("");
+  app.add_option("--dp-rendezvous", dp_rendezvous, "(internal) rank 0's host:port")->group("");
   CLI11_PARSE(app, argc, argv);
+  if (dp_rank >= 0) {  // one rank of --data-parallel: its result on stdout
+    torch::set_num_threads(threads);
+    train::DataParallelOptions o;
+    o.rank = dp_rank;
+    o.world_size = 2;
+    o.rendezvous = dp_rendezvous;
+    o.key = "bench_train";
+    auto dp = train::DataParallel::Connect(o);
+    if (!dp.ok()) {
+      std::cout << json{{"error", std::string(dp.status().message())}}.dump() << std::endl;
+      return 1;
+    }
+    const model::ModelConfig config =
+        config_name == "100m" ? model::BenchConfig100M() : model::TinyConfig();
+    json r = RunOne(config, variants.at(0), batch, seq, steps, warmup, "", dp->get());
+    r["rank"] = dp_rank;
+    std::cout << r.dump() << std::endl;
+    return 0;
+  }
+  if (data_parallel) {
+    const model::ModelConfig config =
+        config_name == "100m" ? model::BenchConfig100M() : model::TinyConfig();
+    json out = {{"benchmark", "train_data_parallel"},
+                {"config", config_name},
+                {"global_batch", batch},
+                {"seq", seq},
+                {"load_average_at_start", LoadAverage()},
+                {"results", json::array()}};
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+    for (const auto& v : variants) {
+      torch::set_num_threads(2);
+      json one = RunOne(config, v, batch, seq, steps, warmup, "");
+      json two = RunTwoRanks(self, config_name, v, batch, seq, steps, warmup);
+      json r = {
+          {"variant", v}, {"one_process_two_threads", one}, {"two_processes_one_thread", two}};
+      const json& rank0 = two[0];
+      if (one.contains("tokens_per_s") && rank0.contains("tokens_per_s")) {
+        r["speedup_two_processes"] =
+            rank0["tokens_per_s"].get<double>() / one["tokens_per_s"].get<double>();
+        r["allreduce_share_of_step"] =
+            rank0["allreduce_s_per_step"].get<double>() / rank0["step_s"].get<double>();
+      }
+      out["results"].push_back(r);
+    }
+    out["load_average_at_end"] = LoadAverage();
+    std::cout << out.dump() << std::endl;
+    return 0;
+  }
   torch::set_num_threads(threads);
   const model::ModelConfig config =
       config_name == "100m" ? model::BenchConfig100M() : model::TinyConfig();

@@ -132,6 +132,16 @@ double AdamW::ClipGradNorm(double max_norm) {
   return total;
 }
 
+std::vector<torch::Tensor> AdamW::GradientBuffers() const {
+  if (FlatPathValid()) return {flat_grad_};
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params_) {
+    const torch::Tensor& grad = p.tensor.grad();
+    if (p.tensor.requires_grad() && grad.defined()) grads.push_back(grad);
+  }
+  return grads;
+}
+
 std::map<std::string, torch::Tensor> AdamW::StateDict() const {
   std::map<std::string, torch::Tensor> state;
   for (size_t i = 0; i < params_.size(); ++i) {

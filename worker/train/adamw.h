@@ -46,6 +46,10 @@ class AdamW {
   // Global L2 norm of all gradients; scales them to `max_norm` when above it (max_norm > 0).
   // Returns the norm before clipping.
   double ClipGradNorm(double max_norm);
+  // The gradients a data-parallel step sums over ranks: the flat gradient buffer when every
+  // tensor's gradient is its view, else each gradient of a tensor that still requires one (the
+  // same list on every rank: AdaDHP prunes the same modules everywhere).
+  std::vector<torch::Tensor> GradientBuffers() const;
 
   int64_t step_count() const { return step_count_; }
   const std::vector<TrainableTensor>& params() const { return params_; }

@@ -104,7 +104,7 @@ void MemoryBatchSource::Shuffle() {
   if (!group_by_length_) return;
   // HF's LengthGroupedSampler: mega-batches of 50 batches, each sorted longest first, so the
   // records of a batch have close lengths and little padding, while the order stays random.
-  const size_t mega = static_cast<size_t>(batch_size_) * kMegaBatchBatches;
+  const size_t mega = static_cast<size_t>(GlobalBatch()) * kMegaBatchBatches;
   for (size_t begin = 0; begin < order_.size(); begin += mega) {
     const auto first = order_.begin() + static_cast<std::ptrdiff_t>(begin);
     const auto last =
@@ -116,7 +116,13 @@ void MemoryBatchSource::Shuffle() {
 }
 
 int64_t MemoryBatchSource::BatchesPerEpoch() const {
-  return (static_cast<int64_t>(examples_.size()) + batch_size_ - 1) / batch_size_;
+  return (static_cast<int64_t>(examples_.size()) + GlobalBatch() - 1) / GlobalBatch();
+}
+
+void MemoryBatchSource::SetShard(int rank, int world_size) {
+  shard_world_ = std::max(1, world_size);
+  shard_rank_ = std::clamp(rank, 0, shard_world_ - 1);
+  Shuffle();  // the length-grouping mega-batches are counted in global batches
 }
 
 Batch MemoryBatchSource::Next() {
@@ -126,11 +132,12 @@ Batch MemoryBatchSource::Next() {
     Shuffle();
   }
   std::vector<const Example*> picked;
-  const size_t begin = static_cast<size_t>(index_ * batch_size_);
-  for (size_t i = begin; i < std::min(order_.size(), begin + static_cast<size_t>(batch_size_));
-       ++i) {
-    picked.push_back(&examples_[order_[i]]);
-  }
+  const size_t global_begin = static_cast<size_t>(index_ * GlobalBatch());
+  const size_t n =
+      std::min(order_.size(), global_begin + static_cast<size_t>(GlobalBatch())) - global_begin;
+  const size_t begin = global_begin + n * shard_rank_ / shard_world_;
+  const size_t end = global_begin + n * (shard_rank_ + 1) / shard_world_;
+  for (size_t i = begin; i < end; ++i) picked.push_back(&examples_[order_[i]]);
   ++index_;
   return Collate(picked, pad_id_, classification_);
 }

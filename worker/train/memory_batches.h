@@ -23,6 +23,12 @@ class MemoryBatchSource : public BatchSource {
   // close to its records'.
   MemoryBatchSource(std::vector<Example> examples, int64_t batch_size, int64_t pad_id,
                     uint64_t seed, bool classification = false, bool group_by_length = false);
+  // Data-parallel training: the order is cut into global batches of batch_size x world_size
+  // records (BatchesPerEpoch, Epoch and Position count global batches), and Next returns this
+  // rank's share: rows [rank·n/world, (rank+1)·n/world) of a global batch of n records. The ranks'
+  // shards together are exactly the batch one process with batch_size x world_size would read.
+  void SetShard(int rank, int world_size);
+
   Batch Next() override;
   double Epoch() const override;
   int64_t BatchesPerEpoch() const override;
@@ -36,8 +42,10 @@ class MemoryBatchSource : public BatchSource {
   uint64_t seed_;
   bool classification_;
   bool group_by_length_;
+  int shard_rank_ = 0, shard_world_ = 1;
+  int64_t GlobalBatch() const { return batch_size_ * shard_world_; }
   std::vector<size_t> order_;
-  int64_t epoch_ = 0, index_ = 0;  // next batch: order_[index_ * batch_size_ ...] of epoch_
+  int64_t epoch_ = 0, index_ = 0;  // next batch: order_[index_ * GlobalBatch() ...] of epoch_
 };
 
 class MemoryEvalSource : public EvalSource {

@@ -46,6 +46,25 @@ std::map<std::string, torch::Tensor> WithPrefix(const std::map<std::string, torc
   return out;
 }
 
+// Data parallelism: the ranks' masking decisions (AdaLoRA, AdaDHP) must be the same, or their
+// adapters drift apart silently. One allreduce of the checksum's halves and their negatives
+// gives the largest and the smallest value over the ranks.
+absl::Status CheckSameDecisions(DataParallel* dp, uint64_t checksum, int64_t step) {
+  const int64_t hi = static_cast<int64_t>(checksum >> 32),
+                lo = static_cast<int64_t>(checksum & 0xffffffffULL);
+  torch::Tensor t = torch::tensor({hi, lo, -hi, -lo}, torch::kLong);
+  RETURN_IF_ERROR(dp->Max(t, "the masking checksum"));
+  const auto* v = t.data_ptr<int64_t>();
+  if (v[0] != -v[2] || v[1] != -v[3]) {
+    return absl::InternalError(
+        absl::StrCat("rank ", dp->rank(), " of ", dp->world_size(),
+                     ": the ranks' masking decisions (AdaLoRA "
+                     "rank pattern, AdaDHP active modules) differ after step ",
+                     step, ": their reduced gradients diverged; the run cannot continue"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 Trainer::Trainer(TrainerOptions options, TrainableModel* model, BatchSource* train,
@@ -68,6 +87,9 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
     Log(LogLevel::kInfo, absl::StrCat("resumed from step ", step_));
   }
   TrainResult result;
+  DataParallel* const dp = options_.data_parallel;
+  const bool distributed = dp && dp->world_size() > 1;
+  const bool writer = !dp || dp->rank() == 0;  // rank 0 alone writes checkpoints
   const auto run_start = Clock::now();
   const int64_t steps_at_start = step_;
   model_->SetTraining(true);
@@ -81,7 +103,8 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
 
   int64_t saved_step = steps_at_start;  // newest step with a checkpoint on disk
   auto cancelled_here = [&](const std::string& where) -> absl::Status {
-    if (options_.checkpoint_on_cancel && !options_.checkpoint_dir.empty() && step_ > saved_step) {
+    if (options_.checkpoint_on_cancel && writer && !options_.checkpoint_dir.empty() &&
+        step_ > saved_step) {
       RETURN_IF_ERROR(SaveCheckpoint(step_, /*even_if_cancelled=*/true));
     }
     return absl::CancelledError(absl::StrCat("cancelled ", where, "at step ", step_));
@@ -89,7 +112,15 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
 
   try {
     while (step_ < options_.total_steps) {
-      if (Cancelled()) return cancelled_here("");
+      bool stop = Cancelled();
+      if (distributed) {
+        // Cancel stops every rank at the same step boundary: a rank that stopped alone would
+        // leave the others waiting in their next collective.
+        torch::Tensor flag = torch::tensor({int64_t{stop ? 1 : 0}}, torch::kLong);
+        RETURN_IF_ERROR(dp->Sum({flag}, "the cancel flag"));
+        stop = flag.item<int64_t>() > 0;
+      }
+      if (stop) return cancelled_here(Cancelled() ? "" : "(on another rank) ");
       const double lr = LearningRate(options_.lr, step_);
 
       std::vector<Batch> micro;
@@ -100,6 +131,14 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
         targets += micro.back().num_targets;
         tokens += micro.back().num_tokens;
       }
+      if (distributed) {
+        // The loss is divided by the global target count, so the ranks' gradients add up to the
+        // gradient of the whole global batch.
+        torch::Tensor counts = torch::tensor({targets, tokens}, torch::kLong);
+        RETURN_IF_ERROR(dp->Sum({counts}, "target counts"));
+        targets = counts[0].item<int64_t>();
+        tokens = counts[1].item<int64_t>();
+      }
       // Padding-aware mean over the whole optimizer step: every target token weighs the same,
       // however the step is split into micro-batches.
       const double denom = static_cast<double>(std::max<int64_t>(targets, 1));
@@ -107,18 +146,34 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
       for (size_t i = 0; i < micro.size(); ++i) {
         // With checkpoint_on_cancel the step runs to its end: the data position of a half step
         // cannot be checkpointed.
-        if (Cancelled() && !options_.checkpoint_on_cancel) {
+        if (Cancelled() && !options_.checkpoint_on_cancel && !distributed) {
           return absl::CancelledError(absl::StrCat("cancelled at step ", step_));
+        }
+        // The regularization term counts once per step: on rank 0 only when data-parallel.
+        const bool add_regularization = i == 0 && writer;
+        if (micro[i].input_ids.size(0) == 0) {  // a rank's empty share of a short last batch
+          torch::Tensor reg = add_regularization ? model_->RegularizationLoss() : torch::Tensor();
+          if (reg.defined()) reg.backward();
+          continue;
         }
         last_batch_size = micro[i].input_ids.size(0);
         LossOutput out = model_->Forward(micro[i]);
         torch::Tensor loss = out.loss_sum / denom;
-        if (i == 0) {
+        if (add_regularization) {
           torch::Tensor reg = model_->RegularizationLoss();
           if (reg.defined()) loss = loss + reg;
         }
         loss.backward();
         step_loss_sum += out.loss_sum.item<double>();
+      }
+      if (distributed) {
+        // Once per optimizer step: the gradients, then the loss and the gates' τ gradients.
+        RETURN_IF_ERROR(dp->Sum(optimizer_->GradientBuffers(), "gradients"));
+        std::vector<torch::Tensor> sums = model_->StepAccumulators();
+        torch::Tensor loss_sum = torch::tensor({step_loss_sum}, torch::kDouble);
+        sums.push_back(loss_sum);
+        RETURN_IF_ERROR(dp->Sum(sums, "the loss and the gates' tau gradients"));
+        step_loss_sum = loss_sum.item<double>();
       }
       const double step_loss = step_loss_sum / denom;
       if (!std::isfinite(step_loss)) {
@@ -129,6 +184,8 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
       const double grad_norm = optimizer_->ClipGradNorm(options_.max_grad_norm);
       optimizer_->Step(lr);
       model_->AfterOptimizerStep(step_ + 1);
+      if (distributed)
+        RETURN_IF_ERROR(CheckSameDecisions(dp, model_->DecisionChecksum(), step_ + 1));
       optimizer_->ZeroGrad();
       ++step_;
       tokens_seen_ += tokens;
@@ -147,8 +204,12 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
                                   step_ % options_.checkpoint_interval_steps == 0 && !last;
       // A step that is evaluated or checkpointed is reported first, whatever log_every_steps
       // says: an eval or checkpoint event never comes before the progress of its own step.
-      if (sink_ &&
-          (window_steps >= options_.log_every_steps || last || eval_now || checkpoint_now)) {
+      // Data-parallel ranks all take part (the window's counters are summed), sink or not.
+      const bool report_now =
+          window_steps >= options_.log_every_steps || last || eval_now || checkpoint_now;
+      if (report_now && (sink_ || distributed)) {
+        if (distributed)
+          RETURN_IF_ERROR(dp->Sum(model_->WindowCounters(), "gate sparsity counters"));
         StepMetrics m;
         m.step = step_;
         m.total_steps = options_.total_steps;
@@ -164,7 +225,7 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
         m.eta_seconds =
             elapsed / static_cast<double>(step_ - steps_at_start) * (options_.total_steps - step_);
         model_->FillStepMetrics(&m);
-        sink_->OnStep(m);
+        if (sink_) sink_->OnStep(m);
         window_loss = 0;
         window_steps = window_tokens = 0;
         window_start = Clock::now();
@@ -192,7 +253,7 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
         if (sink_) sink_->OnPhase(Phase::kTraining);
       }
       if (checkpoint_now) {
-        RETURN_IF_ERROR(SaveCheckpoint(step_));
+        if (writer) RETURN_IF_ERROR(SaveCheckpoint(step_));
         saved_step = step_;
       }
     }
@@ -202,6 +263,7 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
   result.steps = step_;
   result.tokens_seen = tokens_seen_;
   result.train_seconds = SecondsSince(run_start);
+  if (dp) result.allreduce_seconds = dp->allreduce_seconds();
   return result;
 }
 
@@ -216,7 +278,8 @@ absl::StatusOr<EvalMetrics> Trainer::Evaluate(int64_t step) {
   int64_t targets = 0, correct = 0, sequences = 0;
   bool classification = false;
   for (int64_t i = 0; i < eval_->NumBatches(); ++i) {
-    if (Cancelled()) {
+    // Data-parallel ranks finish the evaluation and stop together at the next step.
+    if (Cancelled() && !(options_.data_parallel && options_.data_parallel->world_size() > 1)) {
       model_->SetTraining(true);
       return absl::CancelledError(absl::StrCat("cancelled during evaluation at step ", step));
     }

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "worker/train/adamw.h"
 #include "worker/train/batch.h"
+#include "worker/train/data_parallel.h"
 #include "worker/train/lr_schedule.h"
 #include "worker/train/progress.h"
 
@@ -56,6 +57,13 @@ class TrainableModel {
   virtual absl::Status LoadExtraState(const std::map<std::string, torch::Tensor>& state) {
     return absl::OkStatus();
   }
+  // Data-parallel training (TrainerOptions::data_parallel). Tensors the backward passes
+  // accumulate besides the gradients (the token gates' τ gradient), summed over ranks in place
+  // before AfterOptimizerStep; counters of the reporting window (gate sparsity), summed before
+  // FillStepMetrics; a checksum of the method's masking decisions, which must agree on every rank.
+  virtual std::vector<torch::Tensor> StepAccumulators() { return {}; }
+  virtual std::vector<torch::Tensor> WindowCounters() { return {}; }
+  virtual uint64_t DecisionChecksum() { return 0; }
 };
 
 struct TrainerOptions {
@@ -76,6 +84,14 @@ struct TrainerOptions {
   // CANCELLED (the standalone `train` command: Ctrl-C keeps the work for --resume). Off: return
   // at the next micro-batch.
   bool checkpoint_on_cancel = false;
+  // Data-parallel training over its ranks (not owned; null: one process). Every rank runs the
+  // same Trainer over its own shard of each global batch (MemoryBatchSource::SetShard); the loss
+  // is divided by the global target count, gradients and the method's accumulators are summed
+  // over ranks once per optimizer step, so clipping, AdamW and the allocators see the global
+  // gradient and every rank makes the same update. Rank 0 alone writes checkpoints; every rank
+  // evaluates the whole validation set (the same weights give the same result). A cancel seen by
+  // any rank stops every rank at the next step boundary (the step under way is finished).
+  DataParallel* data_parallel = nullptr;
 };
 
 struct TrainResult {
@@ -88,6 +104,7 @@ struct TrainResult {
   bool stopped_early = false;
   std::vector<double> losses;  // per optimizer step of this process (resume tests compare them)
   double train_seconds = 0;
+  double allreduce_seconds = 0;  // data-parallel: time in collectives, this rank
 };
 
 class Trainer {
