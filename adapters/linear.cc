@@ -18,10 +18,14 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   if (adapter_ && !merged_) {
-    if (probe_ && probe_->Due(is_training())) probe_->Observe(x, weight, bias);
+    ObserveInput(x);
     return adapter_->Forward(x, weight, bias);
   }
   return FrozenLinear(x, weight, bias);
+}
+
+void LinearImpl::ObserveInput(const torch::Tensor& x) {
+  if (adapter_ && !merged_ && probe_ && probe_->Due(is_training())) probe_->Observe(x, weight, bias);
 }
 
 void LinearImpl::Attach(std::shared_ptr<Adapter> adapter, const std::string& name) {

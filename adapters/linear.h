@@ -86,6 +86,9 @@ class LinearImpl : public torch::nn::Module {
   // Records the norm statistics of the adapter's training forwards when due (norm_probe.h);
   // shared with the PeftModel that reads it, nullptr for none. Detach drops it.
   void set_norm_probe(std::shared_ptr<NormProbe> probe) { probe_ = std::move(probe); }
+  // Feeds the norm probe the input of a forward computed without forward(): the fused q/k/v and
+  // gate/up projections (worker/model/fused_projection.h) run this module's GEMM with others.
+  void ObserveInput(const torch::Tensor& x);
 
   // Folds the adapter into weight (and bias); forward then is the plain linear. FailedPrecondition
   // when there is no adapter, it is already merged, or the adapter cannot be merged (gated).

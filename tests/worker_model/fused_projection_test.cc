@@ -6,10 +6,12 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "adapters/norm_probe.h"
 #include "adapters/peft_model.h"
 #include "worker/model/llama.h"
 #include "worker/model/tiny_model.h"
@@ -143,6 +145,41 @@ TEST(FusedProjection, MergedLoraEqualsTheAdapter) {
   torch::Tensor merged = m->forward(Ids(), {});
   EXPECT_TRUE(m->model->layers[0]->as<DecoderLayerImpl>()->self_attn->qkv.last_fused());
   EXPECT_TRUE(torch::allclose(adapted, merged, 1e-9, 1e-11));
+}
+
+// The norm criteria of module selection (adapters/norm_probe.h) need every adapted module's input:
+// the fused GEMM must feed it to each part's probe as the part's own forward would.
+TEST(FusedProjection, FusedPartsRecordTheirNormsAsUnfusedOnes) {
+  std::map<std::string, adapters::NormProbe::Means> by_path[2];
+  for (bool fused : {true, false}) {
+    Llama m = RandomModel(Config(2));
+    m->model->SetFusedProjections(fused);
+    adapters::AdapterConfig config;
+    config.method = adapters::MethodKind::kDora;
+    config.lora = {.r = 4, .alpha = 8};
+    config.targets.target_modules = {"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"};
+    auto peft = adapters::PeftModel::Apply(m.get(), config, 10);
+    ASSERT_TRUE(peft.ok()) << peft.status();
+    {
+      torch::NoGradGuard no_grad;
+      torch::manual_seed(5);
+      for (auto& [name, t] : (*peft)->TrainableTensors()) t.add_(torch::randn_like(t) * 0.1);
+    }
+    m->train();
+    m->forward(Ids(), {}).sum().backward();
+    EXPECT_EQ(m->model->layers[0]->as<DecoderLayerImpl>()->self_attn->qkv.last_fused(), fused);
+    by_path[fused ? 0 : 1] = (*peft)->ModuleNorms();
+  }
+  ASSERT_EQ(by_path[0].size(), 2u * 5u);
+  ASSERT_EQ(by_path[1].size(), by_path[0].size());
+  for (const auto& [name, fused] : by_path[0]) {
+    const adapters::NormProbe::Means& unfused = by_path[1].at(name);
+    EXPECT_EQ(fused.tokens, Ids().numel()) << name;
+    EXPECT_EQ(fused.tokens, unfused.tokens) << name;
+    EXPECT_GT(fused.absolute, 0) << name;
+    EXPECT_NEAR(fused.relative, unfused.relative, 1e-12) << name;
+    EXPECT_NEAR(fused.absolute, unfused.absolute, 1e-12) << name;
+  }
 }
 
 // Every node reachable from `root`, by name.

@@ -86,6 +86,7 @@ std::vector<torch::Tensor> FusedProjection::Forward(const torch::Tensor& x) {
   std::vector<torch::Tensor> out = adapters::FusedLinear(x, weight_, bias_, outs_, updates);
   for (size_t i = 0; i < parts_.size(); ++i) {
     const auto& part = parts_[i];
+    parts_[i]->ObserveInput(x);  // what each part's own forward() would have recorded
     if (!part->adapter() || part->merged() || updates[i].a.defined()) continue;
     out[i] = part->adapter()->FromBase(x, out[i], part->weight, part->bias);
   }

@@ -32,6 +32,9 @@ class PeftGpt2 : public TrainableModel {
   absl::Status LoadExtraState(const std::map<std::string, torch::Tensor>& state) override {
     return peft_->LoadStateDict(state);
   }
+  std::vector<torch::Tensor> StepAccumulators() override { return peft_->GateTauGradients(); }
+  std::vector<torch::Tensor> WindowCounters() override { return peft_->GateWindowCounters(); }
+  uint64_t DecisionChecksum() override { return peft_->MaskChecksum(); }
 
   model::Gpt2& model() { return model_; }
   adapters::PeftModel& peft() { return *peft_; }

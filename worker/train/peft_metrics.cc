@@ -41,6 +41,9 @@ void FillPeftStepMetrics(adapters::PeftModel& peft, StepMetrics* m) {
   m->gate_tau_by_module = peft.GateTaus();
   m->adalora_rank_by_module = peft.AdaLoraRanks();
   m->adadhp_active_modules = peft.AdaDhpActiveModules();
+  for (const auto& [name, n] : peft.ModuleNorms()) {
+    m->module_norms[name] = {n.relative, n.absolute, n.tokens};
+  }
 }
 
 void FillPeftEvalMetrics(adapters::PeftModel& peft, EvalMetrics* m) {

@@ -1,7 +1,7 @@
 // The parts of a trainable PEFT model that do not depend on the model family: which adapter
 // tensors get weight decay, and the per-step and evaluation statistics of the method (gate
-// sparsity and τ, AdaLoRA ranks, AdaDHP's active modules). PeftGpt2 uses them; PeftLlama has the
-// same code of its own (worker/train/peft_llama.cc).
+// sparsity and τ, AdaLoRA ranks, AdaDHP's active modules, the module norms of norm_probe.h).
+// Every model family's trainable (PeftLlama, PeftGpt2) reports through them.
 #ifndef PEFTD_WORKER_TRAIN_PEFT_METRICS_H_
 #define PEFTD_WORKER_TRAIN_PEFT_METRICS_H_
 
