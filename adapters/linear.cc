@@ -25,7 +25,8 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
 }
 
 void LinearImpl::ObserveInput(const torch::Tensor& x) {
-  if (adapter_ && !merged_ && probe_ && probe_->Due(is_training())) probe_->Observe(x, weight, bias);
+  if (adapter_ && !merged_ && probe_ && probe_->Due(is_training()))
+    probe_->Observe(x, weight, bias);
 }
 
 void LinearImpl::Attach(std::shared_ptr<Adapter> adapter, const std::string& name) {
