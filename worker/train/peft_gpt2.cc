@@ -2,14 +2,13 @@
 
 #include "adapters/peft_files.h"
 #include "worker/model/lm_head_loss.h"
-#include "worker/train/peft_metrics.h"
 
 namespace peftd::train {
 
 namespace F = torch::nn::functional;
 
 PeftGpt2::PeftGpt2(model::Gpt2 model, std::unique_ptr<adapters::PeftModel> peft)
-    : model_(std::move(model)), peft_(std::move(peft)) {}
+    : PeftTrainable(std::move(peft)), model_(std::move(model)) {}
 
 LossOutput PeftGpt2::Forward(const Batch& batch) {
   const auto device = model_->transformer->wte->weight.device();
@@ -45,12 +44,6 @@ LossOutput PeftGpt2::Forward(const Batch& batch) {
   out.loss_sum = model::LmHeadCrossEntropySum(h, model_->HeadWeight(), targets);
   return out;
 }
-
-std::vector<TrainableTensor> PeftGpt2::Trainable() { return PeftTrainable(*peft_); }
-
-void PeftGpt2::FillStepMetrics(StepMetrics* m) { FillPeftStepMetrics(*peft_, m); }
-
-void PeftGpt2::EndEval(EvalMetrics* m) { FillPeftEvalMetrics(*peft_, m); }
 
 absl::Status PeftGpt2::ExportAdapter(const std::string& dir) {
   return adapters::SaveAdapter(*peft_, dir, {});

@@ -11,37 +11,22 @@
 
 #include "adapters/peft_model.h"
 #include "worker/model/gpt2.h"
-#include "worker/train/trainer.h"
+#include "worker/train/peft_trainable.h"
 
 namespace peftd::train {
 
-class PeftGpt2 : public TrainableModel {
+class PeftGpt2 : public PeftTrainable {
  public:
   PeftGpt2(model::Gpt2 model, std::unique_ptr<adapters::PeftModel> peft);
 
   LossOutput Forward(const Batch& batch) override;
-  std::vector<TrainableTensor> Trainable() override;
   void SetTraining(bool training) override { model_->train(training); }
-  torch::Tensor RegularizationLoss() override { return peft_->RegularizationLoss(); }
-  void AfterOptimizerStep(int64_t step) override { peft_->AfterOptimizerStep(step); }
-  void FillStepMetrics(StepMetrics* metrics) override;
-  void BeginEval() override { peft_->BeginEval(); }
-  void EndEval(EvalMetrics* metrics) override;
   absl::Status ExportAdapter(const std::string& dir) override;
-  std::map<std::string, torch::Tensor> ExtraState() override { return peft_->StateDict(); }
-  absl::Status LoadExtraState(const std::map<std::string, torch::Tensor>& state) override {
-    return peft_->LoadStateDict(state);
-  }
-  std::vector<torch::Tensor> StepAccumulators() override { return peft_->GateTauGradients(); }
-  std::vector<torch::Tensor> WindowCounters() override { return peft_->GateWindowCounters(); }
-  uint64_t DecisionChecksum() override { return peft_->MaskChecksum(); }
 
   model::Gpt2& model() { return model_; }
-  adapters::PeftModel& peft() { return *peft_; }
 
  private:
   model::Gpt2 model_;
-  std::unique_ptr<adapters::PeftModel> peft_;
 };
 
 }  // namespace peftd::train

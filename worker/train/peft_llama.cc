@@ -2,14 +2,13 @@
 
 #include "adapters/peft_files.h"
 #include "worker/model/lm_head_loss.h"
-#include "worker/train/peft_metrics.h"
 
 namespace peftd::train {
 
 namespace F = torch::nn::functional;
 
 PeftLlama::PeftLlama(model::Llama model, std::unique_ptr<adapters::PeftModel> peft)
-    : model_(std::move(model)), peft_(std::move(peft)) {}
+    : PeftTrainable(std::move(peft)), model_(std::move(model)) {}
 
 LossOutput PeftLlama::Forward(const Batch& batch) {
   const auto device = model_->model->embed_tokens->weight.device();
@@ -56,12 +55,6 @@ LossOutput PeftLlama::Forward(const Batch& batch) {
                                   F::CrossEntropyFuncOptions().reduction(torch::kSum));
   return out;
 }
-
-std::vector<TrainableTensor> PeftLlama::Trainable() { return PeftTrainable(*peft_); }
-
-void PeftLlama::FillStepMetrics(StepMetrics* m) { FillPeftStepMetrics(*peft_, m); }
-
-void PeftLlama::EndEval(EvalMetrics* m) { FillPeftEvalMetrics(*peft_, m); }
 
 absl::Status PeftLlama::ExportAdapter(const std::string& dir) {
   std::map<std::string, torch::Tensor> modules_to_save;

@@ -1,4 +1,4 @@
-#include "worker/train/peft_metrics.h"
+#include "worker/train/peft_trainable.h"
 
 #include <map>
 #include <string>
@@ -25,9 +25,9 @@ void FillSparsity(const std::map<std::string, adapters::TokenGate::Sparsity>& by
 
 }  // namespace
 
-std::vector<TrainableTensor> PeftTrainable(adapters::PeftModel& peft) {
+std::vector<TrainableTensor> PeftTrainable::Trainable() {
   std::vector<TrainableTensor> out;
-  for (auto& [name, t] : peft.TrainableTensors()) {
+  for (auto& [name, t] : peft_->TrainableTensors()) {
     const bool decay =
         name.find("bias") == std::string::npos && name.find("hut_beta") == std::string::npos;
     out.push_back({name, t, decay});
@@ -35,7 +35,8 @@ std::vector<TrainableTensor> PeftTrainable(adapters::PeftModel& peft) {
   return out;
 }
 
-void FillPeftStepMetrics(adapters::PeftModel& peft, StepMetrics* m) {
+void PeftTrainable::FillStepMetrics(StepMetrics* m) {
+  adapters::PeftModel& peft = *peft_;
   FillSparsity(peft.TakeGateSparsity(), &m->gate_sparsity, &m->gate_token_sparsity,
                &m->gate_sparsity_by_module, &m->gate_token_sparsity_by_module);
   m->gate_tau_by_module = peft.GateTaus();
@@ -46,8 +47,8 @@ void FillPeftStepMetrics(adapters::PeftModel& peft, StepMetrics* m) {
   }
 }
 
-void FillPeftEvalMetrics(adapters::PeftModel& peft, EvalMetrics* m) {
-  FillSparsity(peft.EvalGateSparsity(), &m->gate_sparsity, &m->gate_token_sparsity,
+void PeftTrainable::EndEval(EvalMetrics* m) {
+  FillSparsity(peft_->EvalGateSparsity(), &m->gate_sparsity, &m->gate_token_sparsity,
                &m->gate_sparsity_by_module, &m->gate_token_sparsity_by_module);
 }
 
