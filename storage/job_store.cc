@@ -21,8 +21,6 @@ using internal::ParseColumn;
 using internal::Serialize;
 using internal::ToMicros;
 
-constexpr char kPageTokenPrefix[] = "jobs-before:";
-
 // One schema step: applied in its own transaction together with `PRAGMA user_version = N`.
 using Migration = std::function<void(SQLite::Database&)>;
 
@@ -135,15 +133,16 @@ const std::vector<Migration>& Migrations() {
 
 }  // namespace
 
-std::string EncodePageToken(int64_t seq) {
-  return absl::WebSafeBase64Escape(absl::StrCat(kPageTokenPrefix, seq));
+std::string EncodePageToken(int64_t seq, const std::string& kind) {
+  return absl::WebSafeBase64Escape(absl::StrCat(kind, "-before:", seq));
 }
 
-absl::StatusOr<int64_t> DecodePageToken(const std::string& token) {
+absl::StatusOr<int64_t> DecodePageToken(const std::string& token, const std::string& kind) {
+  const std::string prefix = kind + "-before:";
   std::string raw;
   int64_t seq = 0;
-  if (!absl::WebSafeBase64Unescape(token, &raw) || raw.rfind(kPageTokenPrefix, 0) != 0 ||
-      !absl::SimpleAtoi(raw.substr(sizeof(kPageTokenPrefix) - 1), &seq) || seq <= 0) {
+  if (!absl::WebSafeBase64Unescape(token, &raw) || raw.rfind(prefix, 0) != 0 ||
+      !absl::SimpleAtoi(raw.substr(prefix.size()), &seq) || seq <= 0) {
     return absl::InvalidArgumentError(
         "page_token: not a token this server issued; pass the next_page_token of the previous "
         "response, or none for the first page");

@@ -174,9 +174,10 @@ class JobStore {
   std::unique_ptr<SQLite::Database> db_;  // guarded by mu_
 };
 
-// Opaque page tokens of ListJobs (exposed for tests of malformed tokens).
-std::string EncodePageToken(int64_t seq);
-absl::StatusOr<int64_t> DecodePageToken(const std::string& token);
+// Opaque page tokens of ListJobs, or of another listing with its own `kind` (ListSweeps passes
+// "sweeps"): a token of one listing is refused by the other. Exposed for tests of malformed tokens.
+std::string EncodePageToken(int64_t seq, const std::string& kind = "jobs");
+absl::StatusOr<int64_t> DecodePageToken(const std::string& token, const std::string& kind = "jobs");
 
 }  // namespace peftd::storage
 

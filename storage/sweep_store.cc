@@ -17,24 +17,6 @@ using internal::ParseColumn;
 using internal::Serialize;
 using internal::ToMicros;
 
-constexpr char kSweepPageTokenPrefix[] = "sweeps-before:";
-
-std::string EncodeSweepPageToken(int64_t seq) {
-  return absl::WebSafeBase64Escape(absl::StrCat(kSweepPageTokenPrefix, seq));
-}
-
-absl::StatusOr<int64_t> DecodeSweepPageToken(const std::string& token) {
-  std::string raw;
-  int64_t seq = 0;
-  if (!absl::WebSafeBase64Unescape(token, &raw) || raw.rfind(kSweepPageTokenPrefix, 0) != 0 ||
-      !absl::SimpleAtoi(raw.substr(sizeof(kSweepPageTokenPrefix) - 1), &seq) || seq <= 0) {
-    return absl::InvalidArgumentError(
-        "page_token: not a token this server issued; pass the next_page_token of the previous "
-        "response, or none for the first page");
-  }
-  return seq;
-}
-
 }  // namespace
 
 absl::StatusOr<v1::Sweep> JobStore::InsertSweep(const v1::Sweep& sweep,
@@ -94,7 +76,7 @@ absl::Status JobStore::UpdateSweep(const v1::Sweep& sweep) {
 absl::StatusOr<SweepPage> JobStore::ListSweeps(int page_size, const std::string& page_token) {
   int64_t before = 0;
   if (!page_token.empty()) {
-    ASSIGN_OR_RETURN(before, DecodeSweepPageToken(page_token));
+    ASSIGN_OR_RETURN(before, DecodePageToken(page_token, "sweeps"));
   }
   return Guarded("listing sweeps", [&]() -> absl::StatusOr<SweepPage> {
     std::lock_guard<std::mutex> lock(mu_);
@@ -109,7 +91,7 @@ absl::StatusOr<SweepPage> JobStore::ListSweeps(int page_size, const std::string&
     int64_t last_seq = 0;
     while (q.executeStep()) {
       if (static_cast<int>(page.sweeps.size()) == page_size) {
-        page.next_page_token = EncodeSweepPageToken(last_seq);
+        page.next_page_token = EncodePageToken(last_seq, "sweeps");
         break;
       }
       last_seq = q.getColumn(0).getInt64();

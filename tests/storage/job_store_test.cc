@@ -257,6 +257,9 @@ TEST(JobStore, ListsNewestFirstByPagesWithStateAndLabelFilters) {
   bad.page_token = "not-a-token";
   EXPECT_EQ(store->ListJobs(bad).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(*DecodePageToken(EncodePageToken(42)), 42);
+  EXPECT_EQ(*DecodePageToken(EncodePageToken(42, "sweeps"), "sweeps"), 42);
+  EXPECT_FALSE(DecodePageToken(EncodePageToken(42), "sweeps").ok())
+      << "a jobs token lists no sweeps";
 
   auto counts = store->CountJobsByState();
   EXPECT_EQ((*counts)[v1::QUEUED], 13);
