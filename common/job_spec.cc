@@ -21,19 +21,8 @@ constexpr int kMaxKeepCheckpoints = 1000;
 
 // Whether the spec's method_params (when set) belong to its method.
 bool ParamsMatchMethod(const v1::JobSpec& s) {
-  switch (s.method_params_case()) {
-    case v1::JobSpec::METHOD_PARAMS_NOT_SET:
-      return true;
-    case v1::JobSpec::kLora:
-      return s.method() == v1::LORA || s.method() == v1::DORA;
-    case v1::JobSpec::kAdalora:
-      return s.method() == v1::ADALORA;
-    case v1::JobSpec::kHut:
-      return s.method() == v1::HUT;
-    case v1::JobSpec::kAdadhp:
-      return s.method() == v1::ADADHP;
-  }
-  return false;
+  return s.method_params_case() == v1::JobSpec::METHOD_PARAMS_NOT_SET ||
+         s.method_params_case() == MethodParamsCaseOf(s.method());
 }
 
 absl::Status FieldError(absl::string_view field, absl::string_view what) {
@@ -200,6 +189,22 @@ absl::Status CheckEnum(const google::protobuf::Message& m,
 }
 
 }  // namespace
+
+v1::JobSpec::MethodParamsCase MethodParamsCaseOf(v1::Method method) {
+  switch (method) {
+    case v1::LORA:
+    case v1::DORA:
+      return v1::JobSpec::kLora;
+    case v1::ADALORA:
+      return v1::JobSpec::kAdalora;
+    case v1::HUT:
+      return v1::JobSpec::kHut;
+    case v1::ADADHP:
+      return v1::JobSpec::kAdadhp;
+    default:
+      return v1::JobSpec::METHOD_PARAMS_NOT_SET;
+  }
+}
 
 v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   v1::JobSpec s = in;

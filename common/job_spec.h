@@ -12,6 +12,10 @@
 
 namespace peftd {
 
+// The method_params case that belongs to `method` (LoRA and DoRA share `lora`); NOT_SET for an
+// unspecified method.
+v1::JobSpec::MethodParamsCase MethodParamsCaseOf(v1::Method method);
+
 // Returns `spec` with every unset field replaced by its documented default (see job.proto).
 // AdaDHP's target_num and tfinal depend on the model and the step count; they stay 0 here and
 // are resolved by the worker.

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "common/job_spec.h"
 #include "common/status.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
@@ -114,23 +115,6 @@ absl::Status SetScalar(Message* m, const FieldDescriptor* f, const std::string& 
   }
 }
 
-// The method_params case that `method` reads (LoRA and DoRA share `lora`).
-int ParamsCaseOf(v1::Method method) {
-  switch (method) {
-    case v1::LORA:
-    case v1::DORA:
-      return v1::JobSpec::kLora;
-    case v1::ADALORA:
-      return v1::JobSpec::kAdalora;
-    case v1::HUT:
-      return v1::JobSpec::kHut;
-    case v1::ADADHP:
-      return v1::JobSpec::kAdadhp;
-    default:
-      return v1::JobSpec::METHOD_PARAMS_NOT_SET;
-  }
-}
-
 }  // namespace
 
 absl::Status SetSpecField(v1::JobSpec* spec, const std::string& path, const std::string& value) {
@@ -170,7 +154,7 @@ absl::Status SetSpecField(v1::JobSpec* spec, const std::string& path, const std:
     RETURN_IF_ERROR(SetScalar(m, f, value));
   }
   if (path == "method" && spec->method_params_case() != v1::JobSpec::METHOD_PARAMS_NOT_SET &&
-      spec->method_params_case() != ParamsCaseOf(spec->method())) {
+      spec->method_params_case() != MethodParamsCaseOf(spec->method())) {
     spec->clear_method_params();
   }
   return absl::OkStatus();

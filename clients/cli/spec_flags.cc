@@ -13,6 +13,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "clients/cli/exit_codes.h"
+#include "common/job_spec.h"
 #include "common/status.h"
 
 namespace peftd::cli {
@@ -79,23 +80,6 @@ absl::Status MethodParamsFromFlags(const SubmitFlags& f, v1::JobSpec* spec) {
     default:
       return absl::InvalidArgumentError(
           "--rank/--alpha/--dropout: give --method too (or method in the job file)");
-  }
-}
-
-// The method_params case that belongs to `method`.
-v1::JobSpec::MethodParamsCase ParamsCaseOf(v1::Method method) {
-  switch (method) {
-    case v1::LORA:
-    case v1::DORA:
-      return v1::JobSpec::kLora;
-    case v1::ADALORA:
-      return v1::JobSpec::kAdalora;
-    case v1::HUT:
-      return v1::JobSpec::kHut;
-    case v1::ADADHP:
-      return v1::JobSpec::kAdadhp;
-    default:
-      return v1::JobSpec::METHOD_PARAMS_NOT_SET;
   }
 }
 
@@ -183,7 +167,7 @@ absl::Status ApplyFlags(const SubmitFlags& f, v1::CreateJobRequest* request) {
   if (f.method) {
     auto method = ParseMethod(*f.method);
     if (!method.ok()) return Annotate(method.status(), "--method");
-    if (*method != spec->method() && spec->method_params_case() != ParamsCaseOf(*method)) {
+    if (*method != spec->method() && spec->method_params_case() != MethodParamsCaseOf(*method)) {
       spec->clear_method_params();
     }
     spec->set_method(*method);
