@@ -193,6 +193,17 @@ class LlamaForCausalLM(nn.Module):
         return F.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="mean")
 
 
+def blas_core():
+    """OpenBLAS's kernel set (bench_train passes its OPENBLAS_CORETYPE on), or "" if unknown."""
+    try:
+        import ctypes
+        lib = ctypes.CDLL("libblas.so.3")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return ""
+
+
 def count_ops(prof):
     """The totals bench/train/op_counts.cc reports, from the profiler's raw events."""
     engine = "autograd::engine::evaluate_function"
@@ -272,7 +283,7 @@ def main():
         "impl": "pytorch_eager_peft", "config": a.config, "method": "lora", "batch": a.batch,
         "seq": a.seq, "threads": a.threads, "step_s": step_s,
         "tokens_per_s": a.batch * a.seq / step_s,
-        "cpu_s": cpu_s, "tokens_per_cpu_s": a.batch * a.seq / cpu_s,
+        "cpu_s": cpu_s, "tokens_per_cpu_s": a.batch * a.seq / cpu_s, "blas_core": blas_core(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         **({"op_counts": counts} if counts is not None else {}),
     }))

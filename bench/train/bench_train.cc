@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "adapters/blas_kernel.h"
 #include "adapters/peft_model.h"
 #include "bench/train/op_counts.h"
 #include "bench/train/python_peer.h"
@@ -289,6 +290,7 @@ json RunBaseline(const std::string& config, int64_t batch, int64_t seq, int64_t 
 }  // namespace
 
 int main(int argc, char** argv) {
+  adapters::UseBestBlasKernel(argv);  // as peftd-worker does
   std::string config_name = "tiny";
   int64_t steps = 20, warmup = 3, batch = 8, seq = 128;
   int threads = static_cast<int>(std::thread::hardware_concurrency());
@@ -370,14 +372,17 @@ int main(int argc, char** argv) {
   const model::ModelConfig config =
       config_name == "100m" ? model::BenchConfig100M() : model::TinyConfig();
   double peak = MeasureMatmulPeakGflops();
-  json out = {{"benchmark", "train_throughput"},
-              {"config", config_name},
-              {"parameters", config.NumParameters()},
-              {"batch", batch},
-              {"seq", seq},
-              {"threads", threads},
-              {"load_average_at_start", LoadAverage()},
-              {"results", json::array()}};
+  json out = {
+      {"benchmark", "train_throughput"},
+      {"config", config_name},
+      {"parameters", config.NumParameters()},
+      {"batch", batch},
+      {"seq", seq},
+      {"threads", threads},
+      // OpenBLAS's kernels; the peer inherits OPENBLAS_CORETYPE, so both sides run the same.
+      {"blas_core", adapters::BlasCoreName()},
+      {"load_average_at_start", LoadAverage()},
+      {"results", json::array()}};
   // The baseline before and after ours, each time with glibc's defaults and keeping freed memory;
   // with --interleave, one run (alternating the two) right before each variant instead.
   std::vector<json> baselines;
