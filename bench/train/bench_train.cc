@@ -294,7 +294,8 @@ int main(int argc, char** argv) {
   std::string config_name = "tiny";
   int64_t steps = 20, warmup = 3, batch = 8, seq = 128;
   int threads = static_cast<int>(std::thread::hardware_concurrency());
-  std::vector<std::string> variants = {"lora", "lora_S", "dora", "adalora", "hut", "adadhp"};
+  std::vector<std::string> variants = {"lora",      "lora_S", "dora",  "dora_S", "adalora",
+                                       "adalora_S", "hut",    "hut_S", "adadhp", "adadhp_S"};
   bool baseline = true;
   std::string profile;  // --profile PREFIX: a chrome://tracing file per variant
   CLI::App app{"Training tokens/s and MFU of every method against PyTorch eager + PEFT"};
