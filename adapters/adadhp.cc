@@ -1,6 +1,7 @@
 #include "adapters/adadhp.h"
 
 #include "adapters/linear_ops.h"
+#include "adapters/scaled_linear.h"
 #include "adapters/tensor_check.h"
 
 namespace peftd::adapters {
@@ -16,14 +17,21 @@ AdaDhpAdapter::AdaDhpAdapter(const LinearImpl& base) {
 torch::Tensor AdaDhpAdapter::Forward(const torch::Tensor& x, const torch::Tensor& weight,
                                      const torch::Tensor& bias) {
   if (frozen_) return FrozenLinear(x, weight, bias);  // exactly the base layer
-  return ScaledLinear(x, weight, adadhp_l, adadhp_r,
-                      bias.defined() ? bias : torch::zeros({weight.size(0)}, x.options()));
+  return ScaledLinear(x, weight, adadhp_l, adadhp_r, bias.defined() ? bias : ZeroBias(weight));
 }
 
 torch::Tensor AdaDhpAdapter::Delta(const torch::Tensor& x, const torch::Tensor& base,
                                    const torch::Tensor& weight, const torch::Tensor& bias) {
   if (frozen_) return torch::zeros_like(base);
   return Forward(x, weight, bias) - base;
+}
+
+const torch::Tensor& AdaDhpAdapter::ZeroBias(const torch::Tensor& weight) {
+  if (!zero_bias_.defined() || zero_bias_.size(0) != weight.size(0) ||
+      zero_bias_.scalar_type() != weight.scalar_type() || zero_bias_.device() != weight.device()) {
+    zero_bias_ = torch::zeros({weight.size(0)}, weight.options().requires_grad(false));
+  }
+  return zero_bias_;
 }
 
 void AdaDhpAdapter::Freeze() {

@@ -41,7 +41,12 @@ class AdaDhpAdapter : public Adapter {
   torch::Tensor adadhp_r;  // (out)
 
  private:
+  // (out) zeros standing for a missing bias, made once: a new tensor per forward is an allocation
+  // and a kernel per module and step.
+  const torch::Tensor& ZeroBias(const torch::Tensor& weight);
+
   bool frozen_ = false;
+  torch::Tensor zero_bias_;
 };
 
 }  // namespace peftd::adapters

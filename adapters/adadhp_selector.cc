@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "adapters/importance_ema.h"
 
 namespace peftd::adapters {
 
@@ -54,9 +55,7 @@ void AdaDhpSelector::Step(int64_t t) {
       for (int i = 0; i < 2; ++i) {
         const torch::Tensor& grad = params[i]->grad();
         if (!grad.defined()) continue;
-        torch::Tensor ipt = (*params[i] * grad).abs();
-        emas_[k][i].ipt.mul_(b1).add_(ipt, 1 - b1);
-        emas_[k][i].unc.mul_(b2).add_((ipt - emas_[k][i].ipt).abs(), 1 - b2);
+        UpdateImportanceEma(*params[i], grad, emas_[k][i].ipt, emas_[k][i].unc, b1, b2);
       }
     }
   }

@@ -1,6 +1,7 @@
 #include "adapters/adalora.h"
 
 #include "absl/strings/str_cat.h"
+#include "adapters/cpu_gemm.h"
 #include "adapters/linear_ops.h"
 #include "adapters/tensor_check.h"
 
@@ -57,6 +58,18 @@ torch::Tensor AdaLoraAdapter::Delta(const torch::Tensor& x, const torch::Tensor&
 void AdaLoraAdapter::SetKeep(const std::vector<bool>& keep) {
   keep_ = keep;
   torch::NoGradGuard no_grad;
+  // Runs every step once the pattern is final: on the CPU through E's data, not a select and a
+  // zero_ per pruned triplet.
+  if (GemmCovers(lora_E) && lora_E.is_contiguous()) {
+    AT_DISPATCH_FLOATING_TYPES(lora_E.scalar_type(), "adalora_set_keep", [&] {
+      scalar_t* e = lora_E.data_ptr<scalar_t>();
+      for (size_t i = 0; i < keep_.size(); ++i) {
+        if (!keep_[i]) e[i] = 0;
+      }
+    });
+    lora_E.unsafeGetTensorImpl()->bump_version();
+    return;
+  }
   for (size_t i = 0; i < keep_.size(); ++i) {
     if (!keep_[i]) lora_E[static_cast<int64_t>(i)].zero_();
   }

@@ -1,6 +1,7 @@
 #include "adapters/dora.h"
 
 #include "absl/strings/str_cat.h"
+#include "adapters/dora_linear.h"
 #include "adapters/linear_ops.h"
 #include "adapters/tensor_check.h"
 
@@ -13,7 +14,7 @@ DoraAdapter::DoraAdapter(const LinearImpl& base, const LoraOptions& options)
   torch::NoGradGuard no_grad;
   // ‖W0 + s·B·A‖_row with B = 0 is ‖W0‖_row.
   magnitude =
-      register_parameter("lora_magnitude_vector", base.weight.norm(2, /*dim=*/1).detach().clone());
+      register_parameter("lora_magnitude_vector", DoraRowNorms(base.weight).detach().clone());
 }
 
 torch::Tensor DoraAdapter::Gain(const torch::Tensor& weight) const {
@@ -21,8 +22,7 @@ torch::Tensor DoraAdapter::Gain(const torch::Tensor& weight) const {
   {
     torch::NoGradGuard no_grad;
     // W0 + s·B·A as one addmm (DeltaWeight() and the sum would be three kernels).
-    norm = torch::addmm(weight, lora_B, lora_A, /*beta=*/1, /*alpha=*/scale_)
-               .norm(2, /*dim=*/1)
+    norm = DoraRowNorms(torch::addmm(weight, lora_B, lora_A, /*beta=*/1, /*alpha=*/scale_))
                .clamp_min_(kDoraMinNorm);
   }
   return magnitude / norm;
@@ -30,10 +30,10 @@ torch::Tensor DoraAdapter::Gain(const torch::Tensor& weight) const {
 
 torch::Tensor DoraAdapter::Forward(const torch::Tensor& x, const torch::Tensor& weight,
                                    const torch::Tensor& bias) {
-  const auto out_shape = OutputShape(x, weight.size(0));
-  torch::Tensor x2d = x.reshape({-1, x.size(-1)});
-  const torch::Tensor g = Gain(weight);
   if (options_.dropout > 0 && is_training()) {
+    const auto out_shape = OutputShape(x, weight.size(0));
+    torch::Tensor x2d = x.reshape({-1, x.size(-1)});
+    const torch::Tensor g = Gain(weight);
     torch::Tensor h = FrozenLinear(x2d, weight, bias);
     torch::Tensor xd = F::dropout(x2d, F::DropoutFuncOptions().p(options_.dropout).training(true));
     torch::Tensor t = F::linear(xd, lora_A).mul_(scale_);
@@ -41,29 +41,23 @@ torch::Tensor DoraAdapter::Forward(const torch::Tensor& x, const torch::Tensor& 
     // base + (g − 1) ⊙ x̃W0ᵀ + g ⊙ s·x̃AᵀBᵀ
     return (h + (g - 1) * y + g * F::linear(t, lora_B)).view(out_shape);
   }
-  // Without dropout: h = g ⊙ (x·W0ᵀ + s·x·Aᵀ·Bᵀ) + b0, the bracket as LoRA's one-node
-  // projection without the bias.
-  torch::Tensor h = LoraLinear(x2d, weight, torch::Tensor(), lora_A, lora_B, scale_) * g;
-  if (bias.defined()) h.add_(bias);
-  return h.view(out_shape);
+  // Without dropout: h = g ⊙ (x·W0ᵀ + s·x·Aᵀ·Bᵀ) + b0, norm and gain included, as one node.
+  return DoraLinear(x, weight, bias, lora_A, lora_B, magnitude, scale_, kDoraMinNorm);
 }
 
 torch::Tensor DoraAdapter::FromBase(const torch::Tensor& x, const torch::Tensor& base,
                                     const torch::Tensor& weight, const torch::Tensor& bias) {
   if (options_.dropout > 0 && is_training()) return base + Delta(x, base, weight, bias);
   // As Forward without dropout, with x·W0ᵀ = base − b0.
-  const auto out_shape = OutputShape(x, weight.size(0));
-  torch::Tensor x2d = x.reshape({-1, x.size(-1)});
-  torch::Tensor base2d = base.reshape({-1, weight.size(0)});
-  torch::Tensor y = torch::addmm(bias.defined() ? base2d - bias : base2d,
-                                 F::linear(x2d, lora_A).mul_(scale_), lora_B.t());
-  torch::Tensor h = y * Gain(weight);
-  if (bias.defined()) h.add_(bias);
-  return h.view(out_shape);
+  return DoraFromBase(x, base, weight, bias, lora_A, lora_B, magnitude, scale_, kDoraMinNorm);
 }
 
 torch::Tensor DoraAdapter::Delta(const torch::Tensor& x, const torch::Tensor& base,
                                  const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (!(options_.dropout > 0 && is_training())) {
+    return DoraDelta(x, base.reshape(OutputShape(x, weight.size(0))), weight, bias, lora_A, lora_B,
+                     magnitude, scale_, kDoraMinNorm);
+  }
   const auto out_shape = OutputShape(x, weight.size(0));
   torch::Tensor x2d = x.reshape({-1, x.size(-1)});
   torch::Tensor base2d = base.reshape({-1, weight.size(0)});

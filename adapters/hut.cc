@@ -1,6 +1,6 @@
 #include "adapters/hut.h"
 
-#include "adapters/linear_ops.h"
+#include "adapters/scaled_linear.h"
 #include "adapters/tensor_check.h"
 
 namespace peftd::adapters {
@@ -18,10 +18,8 @@ HutAdapter::HutAdapter(const LinearImpl& base, const HutOptions& options) : opti
 
 torch::Tensor HutAdapter::Forward(const torch::Tensor& x, const torch::Tensor& weight,
                                   const torch::Tensor& bias) {
-  const torch::Tensor m_a = hut_A.mean(1);
-  const torch::Tensor out_scale = hut_gamma * hut_B.mean(0);  // γ ⊙ m_B
-  torch::Tensor shift = bias.defined() ? torch::addcmul(hut_beta, hut_gamma, bias) : hut_beta;
-  return ScaledLinear(x, weight, m_a, out_scale, shift);
+  // One node: the means, γ and β are taken inside it (adapters/scaled_linear.h).
+  return HutLinear(x, weight, bias, hut_A, hut_B, hut_gamma, hut_beta);
 }
 
 torch::Tensor HutAdapter::Delta(const torch::Tensor& x, const torch::Tensor& base,

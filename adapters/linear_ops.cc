@@ -177,52 +177,6 @@ struct LowRankDeltaFunction : public torch::autograd::Function<LowRankDeltaFunct
   }
 };
 
-struct ScaledLinearFunction : public torch::autograd::Function<ScaledLinearFunction> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_in,
-                               const torch::Tensor& weight, const torch::Tensor& l,
-                               const torch::Tensor& r, const torch::Tensor& c) {
-    const torch::Tensor x = x_in.contiguous();
-    const int64_t in = x.size(-1), out = weight.size(0);
-    const torch::Tensor x2d = x.view({-1, in});
-    const int64_t n = x2d.size(0);
-    const torch::Tensor xs = x2d * l;
-    torch::Tensor y0 = torch::empty({n, out}, x.options());  // (x ⊙ l)·Wᵀ
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "scaled_linear", [&] {
-      using T = scalar_t;
-      Gemm(false, true, n, out, in, T(1), xs.data_ptr<T>(), in, weight.data_ptr<T>(), in, T(0),
-           y0.data_ptr<T>(), out);
-    });
-    ctx->save_for_backward({x2d, weight, l, r, y0});
-    ctx->saved_data["in_shape"] = x.sizes().vec();
-    return torch::addcmul(c, y0, r).view(OutShape(x, out));
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const torch::Tensor &x2d = saved[0], &weight = saved[1], &l = saved[2], &r = saved[3],
-                        &y0 = saved[4];
-    const int64_t in = weight.size(1), out = weight.size(0), n = x2d.size(0);
-    const torch::Tensor dh = grads[0].contiguous().view({n, out});
-    const bool need_x = ctx->needs_input_grad(0), need_l = ctx->needs_input_grad(2),
-               need_r = ctx->needs_input_grad(3), need_c = ctx->needs_input_grad(4);
-    torch::Tensor dx, dl, dr, dc;
-    if (need_c) dc = dh.sum(0);
-    if (need_r) dr = (dh * y0).sum(0);
-    if (need_x || need_l) {
-      const torch::Tensor dy0 = dh * r;
-      torch::Tensor dxs = torch::empty({n, in}, dh.options());  // dy0·W
-      AT_DISPATCH_FLOATING_TYPES(dh.scalar_type(), "scaled_linear_backward", [&] {
-        using T = scalar_t;
-        Gemm(false, false, n, in, out, T(1), dy0.data_ptr<T>(), out, weight.data_ptr<T>(), in, T(0),
-             dxs.data_ptr<T>(), in);
-      });
-      if (need_l) dl = (dxs * x2d).sum(0);
-      if (need_x) dx = dxs.mul_(l).view(ctx->saved_data["in_shape"].toIntVector());
-    }
-    return {dx, torch::Tensor(), dl, dr, dc};
-  }
-};
-
 // Y (n, Σout) = x·Wᵀ + b over the concatenated weights, each update accumulated into its
 // columns (ldc = Σout), then split into one contiguous tensor per projection.
 struct FusedLinearFunction : public torch::autograd::Function<FusedLinearFunction> {
@@ -238,7 +192,9 @@ struct FusedLinearFunction : public torch::autograd::Function<FusedLinearFunctio
     std::vector<int64_t> offsets(outs.size(), 0);
     for (size_t i = 1; i < outs.size(); ++i) offsets[i] = offsets[i - 1] + outs[i - 1];
     torch::Tensor y = torch::empty({n, total}, x.options());
-    std::vector<torch::Tensor> saved = {x2d, weight};
+    // x only for the updates' dA: a group without updates (gate/up under q/v adapters) would
+    // otherwise keep its input alive until the backward, one (N, in) buffer per layer.
+    std::vector<torch::Tensor> saved = {slots.empty() ? torch::Tensor() : x2d, weight};
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_linear", [&] {
       using T = scalar_t;
       Project<T>(x2d, weight, *bias, y);
@@ -255,6 +211,7 @@ struct FusedLinearFunction : public torch::autograd::Function<FusedLinearFunctio
     });
     ctx->save_for_backward(saved);
     ctx->saved_data["in_shape"] = x.sizes().vec();
+    ctx->saved_data["rows"] = n;
     ctx->saved_data["outs"] = outs;
     ctx->saved_data["slots"] = slots;
     ctx->saved_data["scales"] = c10::List<double>(scales);
@@ -274,18 +231,19 @@ struct FusedLinearFunction : public torch::autograd::Function<FusedLinearFunctio
     const std::vector<int64_t> outs = ctx->saved_data["outs"].toIntVector();
     const std::vector<int64_t> slots = ctx->saved_data["slots"].toIntVector();
     const std::vector<double> scales = ctx->saved_data["scales"].toDoubleVector();
-    const int64_t in = weight.size(1), total = weight.size(0), n = x2d.size(0);
+    const int64_t in = weight.size(1), total = weight.size(0), n = ctx->saved_data["rows"].toInt();
     // Tensor inputs in order: x, weight, then a and b of every update.
     const bool need_x = ctx->needs_input_grad(0);
     std::vector<torch::Tensor> g(outs.size());
     for (size_t i = 0; i < outs.size(); ++i) g[i] = grads[i].contiguous().view({n, outs[i]});
     // Gradients by argument: x, weight, bias (not a tensor input), each factor, three options.
     variable_list result(3 + 2 * slots.size() + 3);
-    AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "fused_linear_backward", [&] {
+    const auto opts = weight.options();
+    AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "fused_linear_backward", [&] {
       using T = scalar_t;
       torch::Tensor dx;
       if (need_x) {
-        dx = torch::empty({n, in}, x2d.options());
+        dx = torch::empty({n, in}, opts);
         const torch::Tensor dy = torch::cat(g, 1);  // (n, Σout), as the weights are laid out
         Gemm(false, false, n, in, total, T(1), dy.data_ptr<T>(), total, weight.data_ptr<T>(), in,
              T(0), dx.data_ptr<T>(), in);
@@ -295,7 +253,7 @@ struct FusedLinearFunction : public torch::autograd::Function<FusedLinearFunctio
         const torch::Tensor& gk = g[slots[k]];
         const int64_t r = a.size(0), out = outs[slots[k]];
         const T s = static_cast<T>(scales[k]);
-        torch::Tensor u = torch::empty({n, r}, x2d.options());  // dy·B
+        torch::Tensor u = torch::empty({n, r}, opts);  // dy·B
         Gemm(false, false, n, r, out, T(1), gk.data_ptr<T>(), out, b.data_ptr<T>(), r, T(0),
              u.data_ptr<T>(), r);
         if (ctx->needs_input_grad(3 + 2 * k)) {
@@ -355,16 +313,6 @@ torch::Tensor LowRankDelta(const torch::Tensor& x, const torch::Tensor& lora_a,
     return F::linear(F::linear(x, lora_a).mul_(scale), lora_b);
   }
   return LowRankDeltaFunction::apply(x, lora_a, lora_b, scale);
-}
-
-torch::Tensor ScaledLinear(const torch::Tensor& x, const torch::Tensor& weight,
-                           const torch::Tensor& l, const torch::Tensor& r, const torch::Tensor& c) {
-  const auto dtype = x.scalar_type();
-  if (!Covered(x, weight, torch::Tensor()) || l.scalar_type() != dtype ||
-      r.scalar_type() != dtype || c.scalar_type() != dtype) {
-    return torch::addcmul(c, F::linear(x * l, weight), r);
-  }
-  return ScaledLinearFunction::apply(x, weight, l, r, c);
 }
 
 std::vector<torch::Tensor> FusedLinear(const torch::Tensor& x, const torch::Tensor& weight,

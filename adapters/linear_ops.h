@@ -5,6 +5,7 @@
 // The ATen composition (matmul with its reshapes and transposes, addmm, views) records four to
 // eight autograd nodes per projection; one node per projection is what a small model needs.
 // Off the CPU, for other dtypes or when W requires a gradient, both fall back to F::linear.
+// The scaled projections of HUT and AdaDHP are in adapters/scaled_linear.h.
 #ifndef PEFTD_ADAPTERS_LINEAR_OPS_H_
 #define PEFTD_ADAPTERS_LINEAR_OPS_H_
 
@@ -33,12 +34,6 @@ torch::Tensor LoraLinear(const torch::Tensor& x, const torch::Tensor& weight,
 // The update alone, s·(x·Aᵀ)·Bᵀ, as one node (what the token gate adds to a base it already has).
 torch::Tensor LowRankDelta(const torch::Tensor& x, const torch::Tensor& lora_a,
                            const torch::Tensor& lora_b, double scale);
-
-// h = ((x ⊙ l)·Wᵀ) ⊙ r + c with W frozen, l (in), r (out) and c (out) differentiable: HUT
-// (l = m_A, r = γ ⊙ m_B, c = β + γ ⊙ b0) and AdaDHP (l, r, c = b0). One node instead of the
-// three or four of its ATen composition.
-torch::Tensor ScaledLinear(const torch::Tensor& x, const torch::Tensor& weight,
-                           const torch::Tensor& l, const torch::Tensor& r, const torch::Tensor& c);
 
 // Several frozen projections of the same input as one GEMM over their concatenated weights
 // (q, k, v; gate, up): weight (Σ out_i, in), bias (Σ out_i) or undefined, `outs` the out_i.

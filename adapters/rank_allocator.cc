@@ -1,8 +1,12 @@
 #include "adapters/rank_allocator.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "adapters/cpu_gemm.h"
+#include "adapters/importance_ema.h"
+#include "adapters/orthogonality.h"
 
 namespace peftd::adapters {
 
@@ -62,20 +66,61 @@ void RankAllocator::UpdateImportance() {
     for (int i = 0; i < 3; ++i) {
       const torch::Tensor& grad = params[i]->grad();
       if (!grad.defined()) continue;
-      torch::Tensor ipt = (*params[i] * grad).abs();
-      Ema& e = emas_[k][i];
-      e.ipt.mul_(b1).add_(ipt, 1 - b1);
-      e.unc.mul_(b2).add_((ipt - e.ipt).abs(), 1 - b2);  // uses the new Ī (METHODS.md)
+      UpdateImportanceEma(*params[i], grad, emas_[k][i].ipt, emas_[k][i].unc, b1, b2);
     }
   }
 }
 
-std::vector<torch::Tensor> RankAllocator::TripletScores() const {
-  std::vector<torch::Tensor> out;
+std::vector<std::vector<double>> RankAllocator::ScoreLists() const {
+  std::vector<std::vector<double>> out;
   for (size_t k = 0; k < modules_.size(); ++k) {
     const auto& e = emas_[k];
-    torch::Tensor s = Score(e[1]).view(-1) + Score(e[0]).mean(1) + Score(e[2]).mean(0);
-    out.push_back(s);
+    const int64_t rank = e[1].ipt.numel();
+    bool loop = true;
+    for (const Ema& x : e) {
+      loop = loop && GemmCovers(x.ipt) && x.ipt.is_contiguous() && x.unc.is_contiguous() &&
+             x.unc.scalar_type() == x.ipt.scalar_type() &&
+             x.ipt.scalar_type() == e[0].ipt.scalar_type();
+    }
+    std::vector<double> s(static_cast<size_t>(rank), 0.0);
+    if (!loop) {
+      torch::Tensor t = (Score(e[1]).view(-1) + Score(e[0]).mean(1) + Score(e[2]).mean(0))
+                            .to(torch::kCPU, torch::kDouble);
+      for (int64_t i = 0; i < rank; ++i) s[i] = t[i].item<double>();
+      out.push_back(std::move(s));
+      continue;
+    }
+    // S[i] = score(E)[i] + mean_j score(A)[i, j] + mean_o score(B)[o, i], score = Ī·Ū.
+    AT_DISPATCH_FLOATING_TYPES(e[0].ipt.scalar_type(), "triplet_scores", [&] {
+      using T = scalar_t;
+      const T *ai = e[0].ipt.data_ptr<T>(), *au = e[0].unc.data_ptr<T>();
+      const T *ei = e[1].ipt.data_ptr<T>(), *eu = e[1].unc.data_ptr<T>();
+      const T *bi = e[2].ipt.data_ptr<T>(), *bu = e[2].unc.data_ptr<T>();
+      const int64_t in = e[0].ipt.size(1), out_features = e[2].ipt.size(0);
+      std::vector<double> b_sum(static_cast<size_t>(rank), 0.0);
+      for (int64_t o = 0; o < out_features; ++o) {
+        for (int64_t i = 0; i < rank; ++i) {
+          b_sum[i] += static_cast<double>(bi[o * rank + i]) * bu[o * rank + i];
+        }
+      }
+      for (int64_t i = 0; i < rank; ++i) {
+        double a_sum = 0;
+        for (int64_t j = 0; j < in; ++j)
+          a_sum += static_cast<double>(ai[i * in + j]) * au[i * in + j];
+        s[i] = static_cast<double>(ei[i]) * eu[i] + a_sum / static_cast<double>(in) +
+               b_sum[i] / static_cast<double>(out_features);
+      }
+    });
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<torch::Tensor> RankAllocator::TripletScores() const {
+  const std::vector<std::vector<double>> lists = ScoreLists();
+  std::vector<torch::Tensor> out;
+  for (size_t k = 0; k < modules_.size(); ++k) {
+    out.push_back(torch::tensor(lists[k], torch::kDouble).to(emas_[k][1].ipt.options()));
   }
   return out;
 }
@@ -84,14 +129,17 @@ void RankAllocator::MaskToBudget(int64_t budget) {
   const int64_t init_bgt = schedule_.init_r * static_cast<int64_t>(modules_.size());
   const int64_t k = init_bgt - budget;
   if (k <= 0) return;  // nothing to mask (PEFT's kthvalue crashes on k = 0)
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> scores = TripletScores();
-  const double threshold = std::get<0>(torch::kthvalue(torch::cat(scores), k)).item<double>();
+  // Plain loops on the host: this runs every step of the schedule, and per module it was a dozen
+  // ATen kernels, a kthvalue and a copy to the host.
+  const std::vector<std::vector<double>> scores = ScoreLists();
+  std::vector<double> all;
+  for (const auto& s : scores) all.insert(all.end(), s.begin(), s.end());
+  if (k > static_cast<int64_t>(all.size())) return;
+  std::nth_element(all.begin(), all.begin() + (k - 1), all.end());
+  const double threshold = all[k - 1];  // the k-th smallest, as kthvalue
   for (size_t i = 0; i < modules_.size(); ++i) {
-    torch::Tensor keep = scores[i].gt(threshold).to(torch::kCPU);
-    std::vector<bool> mask(static_cast<size_t>(keep.numel()));
-    auto acc = keep.accessor<bool, 1>();
-    for (int64_t j = 0; j < keep.numel(); ++j) mask[j] = acc[j];
+    std::vector<bool> mask(scores[i].size());
+    for (size_t j = 0; j < mask.size(); ++j) mask[j] = scores[i][j] > threshold;
     modules_[i].second->SetKeep(mask);
   }
 }
@@ -121,13 +169,12 @@ void RankAllocator::Step(int64_t global_step) {
 }
 
 torch::Tensor RankAllocator::OrthogonalityPenalty() const {
-  if (modules_.empty()) return {};
-  torch::Tensor total = torch::zeros({}, modules_[0].second->lora_A.options().requires_grad(false));
+  std::vector<torch::Tensor> a, b;
   for (const auto& [name, m] : modules_) {
-    auto [ra, rb] = m->OrthogonalityResiduals();
-    total = total + ra + rb;
+    a.push_back(m->lora_A);
+    b.push_back(m->lora_B);
   }
-  return total * (schedule_.orth_reg_weight / (2.0 * static_cast<double>(modules_.size())));
+  return adapters::OrthogonalityPenalty(a, b, schedule_.orth_reg_weight);
 }
 
 std::map<std::string, std::vector<bool>> RankAllocator::RankPattern() const {

@@ -74,6 +74,8 @@ class RankAllocator {
     torch::Tensor ipt, unc;  // Ī and Ū, element-wise
   };
   void UpdateImportance();
+  // TripletScores in double on the host, one list per module.
+  std::vector<std::vector<double>> ScoreLists() const;
   torch::Tensor Score(const Ema& ema) const { return ema.ipt * ema.unc; }
 
   AdaLoraSchedule schedule_;

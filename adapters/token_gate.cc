@@ -42,6 +42,10 @@ struct GateFunction : public torch::autograd::Function<GateFunction> {
 
 torch::Tensor ZeroScalar() { return torch::zeros({}, torch::kDouble); }
 
+// The 0-dim double counters are read and written through their data: an ATen op for each would
+// be several dispatches per module and step.
+double& Value(const torch::Tensor& scalar) { return *scalar.data_ptr<double>(); }
+
 // The same node for CPU float32/float64 as one loop each way: r_i, S_i, h and the sparsity counts
 // in the forward; μ_i, g and both gradients in the backward (what GateFunction does in about
 // thirty ATen kernels per module and step).
@@ -49,13 +53,15 @@ struct FusedGateFunction : public torch::autograd::Function<FusedGateFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& base_in,
                                const torch::Tensor& delta_in, const torch::Tensor& mask_in,
                                int64_t gate_ptr, double tau, bool training_window, bool counts,
-                               int64_t sequence_length, const torch::Tensor& sequence_ids_in) {
+                               int64_t sequence_length, const torch::Tensor* sequence_ids) {
     const torch::Tensor base = base_in.contiguous(), delta = delta_in.contiguous();
     const torch::Tensor mask = mask_in.contiguous();
     // Packed rows: a sequence ends where the record number changes; else every sequence_length.
-    const torch::Tensor sequence_ids = sequence_ids_in.contiguous();
-    const int64_t* sid =
-        sequence_ids.numel() == base.size(0) ? sequence_ids.data_ptr<int64_t>() : nullptr;
+    // `sequence_ids`, when given, is contiguous int64 (GateContext::FlatSequenceIds); by pointer
+    // because a custom Function of LibTorch 1.13 refuses undefined tensor inputs.
+    const int64_t* sid = sequence_ids && sequence_ids->numel() == base.size(0)
+                             ? sequence_ids->data_ptr<int64_t>()
+                             : nullptr;
     const int64_t n = base.size(0), d = base.size(1);
     torch::Tensor h = torch::empty_like(base);
     torch::Tensor on = torch::empty({n}, base.options());
@@ -167,34 +173,65 @@ TokenGate::TokenGate(std::shared_ptr<Adapter> inner, GateOptions options,
   eval_.Reset();
 }
 
+torch::Tensor GateContext::FlatMask(int64_t tokens, const torch::TensorOptions& options) {
+  const bool given = token_mask.defined() && token_mask.numel() == tokens;
+  const bool cached =
+      mask_flat_.defined() && mask_flat_.numel() == tokens &&
+      mask_flat_.scalar_type() == options.dtype().toScalarType() &&
+      mask_flat_.device() == options.device() &&
+      (given ? mask_source_.defined() &&
+                   mask_source_.unsafeGetTensorImpl() == token_mask.unsafeGetTensorImpl() &&
+                   mask_version_ == token_mask._version()
+             : !mask_source_.defined());
+  if (!cached) {
+    mask_source_ = given ? token_mask : torch::Tensor();
+    mask_version_ = given ? token_mask._version() : 0;
+    mask_flat_ = given ? token_mask.reshape({tokens}).to(options).contiguous()
+                       : torch::ones({tokens}, options);
+  }
+  return mask_flat_;
+}
+
+const torch::Tensor* GateContext::FlatSequenceIds(int64_t tokens) {
+  if (!sequence_ids.defined() || sequence_ids.numel() != tokens) return nullptr;
+  if (!ids_source_.defined() ||
+      ids_source_.unsafeGetTensorImpl() != sequence_ids.unsafeGetTensorImpl() ||
+      ids_version_ != sequence_ids._version()) {
+    ids_source_ = sequence_ids;
+    ids_version_ = sequence_ids._version();
+    ids_flat_ = sequence_ids.reshape({tokens}).to(torch::kLong).cpu().contiguous();
+  }
+  return &ids_flat_;
+}
+
 void TokenGate::Window::Reset() {
-  on = ZeroScalar();
-  total = ZeroScalar();
-  sequence_sum = ZeroScalar();
-  sequences = ZeroScalar();
+  // In place: data-parallel training holds these tensors (TrainWindowCounters) to sum them.
+  if (!on.defined()) {
+    on = ZeroScalar();
+    total = ZeroScalar();
+    sequence_sum = ZeroScalar();
+    sequences = ZeroScalar();
+  }
+  Value(on) = Value(total) = Value(sequence_sum) = Value(sequences) = 0;
 }
 
 TokenGate::Sparsity TokenGate::Window::Read() const {
   Sparsity out;
-  const double tokens = total.item<double>();
-  if (tokens > 0) out.per_token = 1.0 - on.item<double>() / tokens;
-  const double n = sequences.item<double>();
-  if (n > 0) out.per_sequence = sequence_sum.item<double>() / n;
+  const double tokens = Value(total);
+  if (tokens > 0) out.per_token = 1.0 - Value(on) / tokens;
+  const double n = Value(sequences);
+  if (n > 0) out.per_sequence = Value(sequence_sum) / n;
   return out;
 }
 
 torch::Tensor TokenGate::TokenMask(int64_t tokens, const torch::TensorOptions& options) const {
-  if (context_ && context_->token_mask.defined() && context_->token_mask.numel() == tokens) {
-    return context_->token_mask.reshape({tokens}).to(options);
-  }
+  if (context_) return context_->FlatMask(tokens, options);
   return torch::ones({tokens}, options);
 }
 
 torch::Tensor TokenGate::SequenceIds(int64_t tokens) const {
-  if (context_ && context_->sequence_ids.defined() && context_->sequence_ids.numel() == tokens) {
-    return context_->sequence_ids.reshape({tokens}).to(torch::kLong).cpu().contiguous();
-  }
-  return torch::empty({0}, torch::kLong);
+  const torch::Tensor* ids = context_ ? context_->FlatSequenceIds(tokens) : nullptr;
+  return ids ? *ids : torch::empty({0}, torch::kLong);
 }
 
 int64_t TokenGate::SequenceLength(const torch::Tensor& x, int64_t tokens) const {
@@ -236,7 +273,8 @@ torch::Tensor TokenGate::FromBase(const torch::Tensor& x, const torch::Tensor& b
     mask = TokenMask(base.size(0), base.options());
     return FusedGateFunction::apply(base, delta, mask, reinterpret_cast<int64_t>(this), tau_,
                                     training_window, inner_->IsActive(),
-                                    SequenceLength(x, base.size(0)), SequenceIds(base.size(0)))
+                                    SequenceLength(x, base.size(0)),
+                                    context_ ? context_->FlatSequenceIds(base.size(0)) : nullptr)
         .view(out_shape);
   }
   {
@@ -297,22 +335,22 @@ void TokenGate::AccumulateBackward(const torch::Tensor& mu, const torch::Tensor&
 void TokenGate::AddCounts(double on_real, double real, double sequence_sparsity_sum,
                           double sequences, bool training_window) {
   Window& w = training_window ? train_ : eval_;
-  w.on.add_(on_real);
-  w.total.add_(real);
-  w.sequence_sum.add_(sequence_sparsity_sum);
-  w.sequences.add_(sequences);
+  Value(w.on) += on_real;
+  Value(w.total) += real;
+  Value(w.sequence_sum) += sequence_sparsity_sum;
+  Value(w.sequences) += sequences;
 }
 
 void TokenGate::AddBackward(torch::Tensor mu, double g) {
   last_mu_ = std::move(mu);
-  g_accum_.add_(g);
+  Value(g_accum_) += g;
 }
 
-double TokenGate::PendingTauGradient() const { return g_accum_.item<double>(); }
+double TokenGate::PendingTauGradient() const { return Value(g_accum_); }
 
 void TokenGate::UpdateTau() {
-  const double g = g_accum_.item<double>();
-  g_accum_.zero_();
+  const double g = Value(g_accum_);
+  Value(g_accum_) = 0;
   ++k_;
   m_ = options_.beta1 * m_ + (1 - options_.beta1) * g;
   v_ = options_.beta2 * v_ + (1 - options_.beta2) * g * g;

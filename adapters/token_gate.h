@@ -31,6 +31,19 @@ struct GateContext {
   // Packed batches: (B, T) int64, the record of every token, numbered in row-major order (see
   // train::Batch). Per-sequence sparsity is then per record. Undefined: one sequence per row.
   torch::Tensor sequence_ids;
+
+  // token_mask flattened to (tokens) in `options`' dtype and device, all ones when it is undefined
+  // or has another size. Converted once per batch for every gate of the model: the result is
+  // cached while token_mask stays the same tensor, unmodified (its version counter).
+  torch::Tensor FlatMask(int64_t tokens, const torch::TensorOptions& options);
+  // sequence_ids flattened to (tokens) int64 on the CPU, or nullptr when undefined or of another
+  // size; cached the same way.
+  const torch::Tensor* FlatSequenceIds(int64_t tokens);
+
+ private:
+  torch::Tensor mask_source_, mask_flat_;  // the source is held so its address cannot be reused
+  torch::Tensor ids_source_, ids_flat_;
+  uint32_t mask_version_ = 0, ids_version_ = 0;
 };
 
 class TokenGate : public Adapter {

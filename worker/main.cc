@@ -25,6 +25,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
+#include "adapters/blas_kernel.h"
 #include "nlohmann/json.hpp"
 #include "worker/demo_run.h"
 #include "worker/eval_command.h"
@@ -84,6 +85,7 @@ int RunDemoCommand(const std::string& dir, int64_t steps, int threads, bool json
 }  // namespace
 
 int main(int argc, char** argv) {
+  peftd::adapters::UseBestBlasKernel(argv);  // may re-execute this binary (adapters/blas_kernel.h)
   CLI::App app{
       "peftd-worker: trains parameter-efficient adapters with LibTorch.\n"
       "With --server it pulls jobs from a peftd scheduler; the subcommands work without one."};

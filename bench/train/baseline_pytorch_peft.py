@@ -8,6 +8,8 @@ LoraModel (lora.Linear: result = base_layer(x) + lora_B(lora_A(dropout(x))) * sc
 the way transformers.Trainer does (AdamW, clip_grad_norm_, linear schedule, zero_grad(set_to_none)).
 
 Prints one JSON line: {"impl":"pytorch_eager_peft", "config":..., "method":"lora", "tokens_per_s":...}.
+With --count-ops it also counts what the last warmup step executes (ATen ops, autograd nodes, CPU
+allocations) with torch.autograd.profiler, by the rules of bench/train/op_counts.cc.
 """
 import argparse
 import json
@@ -191,6 +193,42 @@ class LlamaForCausalLM(nn.Module):
         return F.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="mean")
 
 
+def blas_core():
+    """OpenBLAS's kernel set (bench_train passes its OPENBLAS_CORETYPE on), or "" if unknown."""
+    try:
+        import ctypes
+        lib = ctypes.CDLL("libblas.so.3")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return ""
+
+
+def count_ops(prof):
+    """The totals bench/train/op_counts.cc reports, from the profiler's raw events."""
+    engine = "autograd::engine::evaluate_function"
+    ops = nodes = allocations = allocated = 0
+    op_names, node_names = {}, {}
+    for e in prof.kineto_results.events():
+        name = e.name()
+        if name == "[memory]":
+            if e.nbytes() > 0:
+                allocations += 1
+                allocated += e.nbytes()
+        elif e.scope() == 1:  # at::RecordScope::BACKWARD_FUNCTION
+            nodes += 1
+            node_names[name] = node_names.get(name, 0) + 1
+        elif e.scope() == 0 and not name.startswith(engine):  # at::RecordScope::FUNCTION
+            ops += 1
+            op_names[name] = op_names.get(name, 0) + 1
+
+    def top(d):
+        return [[k, v] for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:25]]
+
+    return {"aten_ops": ops, "autograd_nodes": nodes, "allocations": allocations,
+            "allocated_bytes": allocated, "top_ops": top(op_names), "top_nodes": top(node_names)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="tiny", choices=sorted(CONFIGS))
@@ -200,6 +238,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--count-ops", action="store_true",
+                    help="count the ops, nodes and allocations of the last warmup step")
     a = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(a.threads)
@@ -215,9 +255,15 @@ def main():
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / (a.steps + a.warmup)))
     ids = torch.randint(0, c["vocab"], (a.batch, a.seq))
     mask = torch.ones_like(ids)
-    times = []
+    times, cpu_times, counts = [], [], None
+    counted = max(a.warmup, 1) - 1  # the last warmup step, as bench_train counts its own
     for step in range(a.warmup + a.steps):
+        prof = None
+        if a.count_ops and step == counted:
+            prof = torch.autograd.profiler.profile(profile_memory=True)
+            prof.__enter__()
         t0 = time.perf_counter()
+        c0 = time.process_time()  # user + system CPU of every thread of the process
         loss = model(ids, mask, ids)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -227,12 +273,19 @@ def main():
         loss.item()
         if step >= a.warmup:
             times.append(time.perf_counter() - t0)
+            cpu_times.append(time.process_time() - c0)
+        if prof is not None:
+            prof.__exit__(None, None, None)
+            counts = count_ops(prof)
     step_s = sorted(times)[len(times) // 2]  # the median, as bench_train
+    cpu_s = sorted(cpu_times)[len(cpu_times) // 2]
     print(json.dumps({
         "impl": "pytorch_eager_peft", "config": a.config, "method": "lora", "batch": a.batch,
         "seq": a.seq, "threads": a.threads, "step_s": step_s,
         "tokens_per_s": a.batch * a.seq / step_s,
+        "cpu_s": cpu_s, "tokens_per_cpu_s": a.batch * a.seq / cpu_s, "blas_core": blas_core(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        **({"op_counts": counts} if counts is not None else {}),
     }))
 
 

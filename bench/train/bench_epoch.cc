@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/strings/str_split.h"
+#include "adapters/blas_kernel.h"
 #include "adapters/peft_model.h"
 #include "bench/train/python_peer.h"
 #include "nlohmann/json.hpp"
@@ -199,6 +200,7 @@ json RunPeer(const Args& a, const std::string& records_file, bool keep_freed_mem
 }  // namespace
 
 int main(int argc, char** argv) {
+  adapters::UseBestBlasKernel(argv);  // as peftd-worker does
   Args a;
   CLI::App app{"One epoch over real data: peftd against an HF-Trainer-style PyTorch loop"};
   app.add_option("--config", a.config, "model: tiny or 100m")

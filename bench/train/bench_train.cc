@@ -5,6 +5,11 @@
 // Usage: bench_train [--config tiny|100m] [--steps N] [--warmup N] [--batch B] [--seq T]
 //                    [--methods lora,lora_S,...] [--threads N] [--no-baseline]
 //                    [--profile PREFIX]  (writes PREFIX.<variant>.trace.json for chrome://tracing)
+//                    [--count-ops]  ATen ops, autograd nodes and allocations of one step, both
+//                                   sides (bench/train/op_counts.h); the counted step is the
+//                                   last warmup step, so timings are unaffected
+//                    [--interleave]  one peer run before each variant instead of two groups of
+//                                    two around all of them
 //                    [--data-parallel]  1 process x 2 threads against 2 processes x 1 thread
 //                                       (train::DataParallel over 127.0.0.1) on the same global
 //                                       batch: tokens/s and the allreduce share of a step
@@ -33,7 +38,9 @@
 #include <thread>
 #include <vector>
 
+#include "adapters/blas_kernel.h"
 #include "adapters/peft_model.h"
+#include "bench/train/op_counts.h"
 #include "bench/train/python_peer.h"
 #include "nlohmann/json.hpp"
 #include "worker/model/llama.h"
@@ -94,16 +101,50 @@ double LoadAverage() {
   return getloadavg(load, 1) == 1 ? load[0] : -1;
 }
 
+// User + system CPU seconds of the process so far, every thread included: unlike wall time, a
+// step descheduled by other processes on a shared machine does not grow.
+double ProcessCpuSeconds() {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return seconds(u.ru_utime) + seconds(u.ru_stime);
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Every step's wall and CPU seconds; with a counter, what the step `counted_step` (1-based)
+// executes. The trainer reports every step (log_every_steps = 1).
 class StepTimes : public train::ProgressSink {
  public:
-  void OnStep(const train::StepMetrics& m) override { seconds.push_back(m.step_seconds); }
-  std::vector<double> seconds;
+  StepTimes(bench::OpCounter* counter, int64_t counted_step)
+      : counter_(counter), counted_step_(counted_step), cpu_(ProcessCpuSeconds()) {
+    if (counter_ && counted_step_ == 1) counter_->Start();
+  }
+  void OnStep(const train::StepMetrics& m) override {
+    const double cpu = ProcessCpuSeconds();
+    seconds.push_back(m.step_seconds);
+    cpu_seconds.push_back(cpu - cpu_);
+    if (counter_ && m.step == counted_step_) counts = counter_->Stop();
+    if (counter_ && m.step + 1 == counted_step_) counter_->Start();
+    cpu_ = ProcessCpuSeconds();  // the counter's own work is not the step's
+  }
+  std::vector<double> seconds, cpu_seconds;
+  nlohmann::json counts;
+
+ private:
+  bench::OpCounter* counter_;
+  int64_t counted_step_;
+  double cpu_;
 };
 
 // `batch` is the global batch; with `dp` this process trains its share of it.
 json RunOne(const model::ModelConfig& config, const std::string& variant, int64_t batch,
             int64_t seq, int64_t steps, int64_t warmup, const std::string& profile,
-            train::DataParallel* dp = nullptr) {
+            bool count_ops = false, train::DataParallel* dp = nullptr) {
   torch::manual_seed(0);
   model::Llama llama(config);
   adapters::AdapterConfig ac;
@@ -135,7 +176,8 @@ json RunOne(const model::ModelConfig& config, const std::string& variant, int64_
   o.data_parallel = dp;
   o.total_steps = steps + warmup;
   o.lr = {.peak_lr = 2e-4, .total_steps = o.total_steps};
-  StepTimes times;
+  bench::OpCounter counter;
+  StepTimes times(count_ops ? &counter : nullptr, std::max<int64_t>(warmup, 1));
   std::atomic<bool> cancelled{false};
   train::Trainer trainer(o, &model, &source, nullptr, &times, &cancelled);
   std::unique_ptr<torch::autograd::profiler::RecordProfile> recording;
@@ -148,20 +190,26 @@ json RunOne(const model::ModelConfig& config, const std::string& variant, int64_
   if (!result.ok())
     return {{"variant", variant}, {"error", std::string(result.status().message())}};
   // The median step: a step that another process on the machine slowed down does not count.
-  std::vector<double> measured(times.seconds.begin() + warmup, times.seconds.end());
-  std::sort(measured.begin(), measured.end());
-  const double step_s = measured[measured.size() / 2];
+  const double step_s =
+      Median(std::vector<double>(times.seconds.begin() + warmup, times.seconds.end()));
+  const double cpu_s =
+      Median(std::vector<double>(times.cpu_seconds.begin() + warmup, times.cpu_seconds.end()));
   const double tokens_per_s = batch * seq / step_s;
-  return {
+  json out = {
       {"variant", variant},
       {"step_s", step_s},
       {"tokens_per_s", tokens_per_s},
+      {"cpu_s", cpu_s},
+      {"tokens_per_cpu_s", batch * seq / cpu_s},
       {"every_step_s", times.seconds},
+      {"every_step_cpu_s", times.cpu_seconds},
       {"model_flops_per_token", FlopsPerToken(config, seq, trainable)},
       {"trainable_parameters", trainable},
       {"peak_rss_mb", PeakRssMb()},
       {"final_loss", result->final_train_loss},
       {"allreduce_s_per_step", result->allreduce_seconds / static_cast<double>(steps + warmup)}};
+  if (count_ops) out["op_counts"] = times.counts;
+  return out;
 }
 
 uint16_t FreePort() {
@@ -231,20 +279,23 @@ json RunTwoRanks(const std::string& self, const std::string& config, const std::
 }
 
 json RunBaseline(const std::string& config, int64_t batch, int64_t seq, int64_t steps,
-                 int64_t warmup, int threads, bool keep_freed_memory) {
+                 int64_t warmup, int threads, bool keep_freed_memory, bool count_ops) {
   std::ostringstream args;
   args << "baseline_pytorch_peft.py --config " << config << " --batch " << batch << " --seq " << seq
        << " --steps " << steps << " --warmup " << warmup << " --threads " << threads;
+  if (count_ops) args << " --count-ops";
   return bench::RunPythonPeer(args.str(), keep_freed_memory);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  adapters::UseBestBlasKernel(argv);  // as peftd-worker does
   std::string config_name = "tiny";
   int64_t steps = 20, warmup = 3, batch = 8, seq = 128;
   int threads = static_cast<int>(std::thread::hardware_concurrency());
-  std::vector<std::string> variants = {"lora", "lora_S", "dora", "adalora", "hut", "adadhp"};
+  std::vector<std::string> variants = {"lora",      "lora_S", "dora",  "dora_S", "adalora",
+                                       "adalora_S", "hut",    "hut_S", "adadhp", "adadhp_S"};
   bool baseline = true;
   std::string profile;  // --profile PREFIX: a chrome://tracing file per variant
   CLI::App app{"Training tokens/s and MFU of every method against PyTorch eager + PEFT"};
@@ -258,6 +309,10 @@ int main(int argc, char** argv) {
   app.add_option("--profile", profile, "write a chrome://tracing file per variant: PREFIX");
   app.add_flag("!--no-baseline", baseline, "skip the PyTorch peer");
   app.add_option("--methods", variants, "comma-separated variants")->delimiter(',');
+  bool count_ops = false, interleave = false;
+  app.add_flag("--count-ops", count_ops,
+               "count ATen ops, autograd nodes and allocations of one step, both sides");
+  app.add_flag("--interleave", interleave, "one peer run right before each variant");
   bool data_parallel = false;
   app.add_flag("--data-parallel", data_parallel,
                "1 process x 2 threads against 2 processes x 1 thread on the same global batch");
@@ -280,7 +335,7 @@ int main(int argc, char** argv) {
     }
     const model::ModelConfig config =
         config_name == "100m" ? model::BenchConfig100M() : model::TinyConfig();
-    json r = RunOne(config, variants.at(0), batch, seq, steps, warmup, "", dp->get());
+    json r = RunOne(config, variants.at(0), batch, seq, steps, warmup, "", false, dp->get());
     r["rank"] = dp_rank;
     std::cout << r.dump() << std::endl;
     return 0;
@@ -318,23 +373,32 @@ int main(int argc, char** argv) {
   const model::ModelConfig config =
       config_name == "100m" ? model::BenchConfig100M() : model::TinyConfig();
   double peak = MeasureMatmulPeakGflops();
-  json out = {{"benchmark", "train_throughput"},
-              {"config", config_name},
-              {"parameters", config.NumParameters()},
-              {"batch", batch},
-              {"seq", seq},
-              {"threads", threads},
-              {"load_average_at_start", LoadAverage()},
-              {"results", json::array()}};
-  // The baseline before and after ours, each time with glibc's defaults and keeping freed memory.
+  json out = {
+      {"benchmark", "train_throughput"},
+      {"config", config_name},
+      {"parameters", config.NumParameters()},
+      {"batch", batch},
+      {"seq", seq},
+      {"threads", threads},
+      // OpenBLAS's kernels; the peer inherits OPENBLAS_CORETYPE, so both sides run the same.
+      {"blas_core", adapters::BlasCoreName()},
+      {"load_average_at_start", LoadAverage()},
+      {"results", json::array()}};
+  // The baseline before and after ours, each time with glibc's defaults and keeping freed memory;
+  // with --interleave, one run (alternating the two) right before each variant instead.
   std::vector<json> baselines;
-  if (baseline) {
-    for (bool keep : {false, true}) {
-      baselines.push_back(RunBaseline(config_name, batch, seq, steps, warmup, threads, keep));
-    }
+  auto run_baseline = [&](bool keep) {
+    baselines.push_back(
+        RunBaseline(config_name, batch, seq, steps, warmup, threads, keep, count_ops));
+  };
+  if (baseline && !interleave) {
+    for (bool keep : {false, true}) run_baseline(keep);
   }
-  for (const auto& v : variants)
-    out["results"].push_back(RunOne(config, v, batch, seq, steps, warmup, profile));
+  for (size_t i = 0; i < variants.size(); ++i) {
+    if (baseline && interleave) run_baseline(i % 2 == 1);
+    out["results"].push_back(
+        RunOne(config, variants[i], batch, seq, steps, warmup, profile, count_ops));
+  }
   peak = std::max(peak, MeasureMatmulPeakGflops());  // again after the runs: the best of both
   out["matmul_peak_gflops"] = peak;
   out["load_average_at_end"] = LoadAverage();
@@ -345,17 +409,19 @@ int main(int argc, char** argv) {
     }
   }
   if (baseline) {
-    // The fastest of the four runs is the baseline (the conservative choice).
-    for (bool keep : {true, false}) {
-      baselines.push_back(RunBaseline(config_name, batch, seq, steps, warmup, threads, keep));
+    if (!interleave) {
+      for (bool keep : {true, false}) run_baseline(keep);
     }
-    json b;
+    // The fastest run is the baseline (the conservative choice); for CPU time, the run that
+    // needed the least CPU per token.
+    json b, b_cpu;
+    auto better = [](const json& run, const json& best, const char* key) {
+      return run.contains(key) &&
+             (!best.contains(key) || run[key].get<double>() > best[key].get<double>());
+    };
     for (const json& run : baselines) {
-      if (run.contains("tokens_per_s") &&
-          (!b.contains("tokens_per_s") ||
-           run["tokens_per_s"].get<double>() > b["tokens_per_s"].get<double>())) {
-        b = run;
-      }
+      if (better(run, b, "tokens_per_s")) b = run;
+      if (better(run, b_cpu, "tokens_per_cpu_s")) b_cpu = run;
     }
     out["baseline_runs"] = baselines;
     out["baseline"] = b;
@@ -372,6 +438,40 @@ int main(int argc, char** argv) {
           r["speedup_vs_baseline"] = r["tokens_per_s"].get<double>() / base;
       }
     }
+    if (b_cpu.contains("tokens_per_cpu_s")) {
+      const double base = b_cpu["tokens_per_cpu_s"].get<double>();
+      out["baseline_cpu_s"] = b_cpu["cpu_s"];
+      for (auto& r : out["results"]) {
+        if (r.contains("tokens_per_cpu_s"))
+          r["cpu_speedup_vs_baseline"] = r["tokens_per_cpu_s"].get<double>() / base;
+      }
+    }
+    if (count_ops) {
+      for (const json& run : baselines) {
+        if (run.contains("op_counts")) {
+          out["baseline_op_counts"] = run["op_counts"];
+          break;
+        }
+      }
+    }
+  }
+  // Every variant's counts next to the peer's: the ratios a timing on a busy machine cannot give.
+  if (count_ops) {
+    json summary = json::object();
+    for (const auto& r : out["results"]) {
+      if (!r.contains("op_counts") || r["op_counts"].empty()) continue;
+      const json& c = r["op_counts"];
+      summary[r["variant"].get<std::string>()] = {{"aten_ops", c["aten_ops"]},
+                                                  {"autograd_nodes", c["autograd_nodes"]},
+                                                  {"allocations", c["allocations"]}};
+    }
+    if (out.contains("baseline_op_counts")) {
+      const json& c = out["baseline_op_counts"];
+      summary["peer_lora"] = {{"aten_ops", c["aten_ops"]},
+                              {"autograd_nodes", c["autograd_nodes"]},
+                              {"allocations", c["allocations"]}};
+    }
+    out["op_count_summary"] = summary;
   }
   std::cout << out.dump() << std::endl;
   return 0;

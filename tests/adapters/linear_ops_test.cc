@@ -1,4 +1,4 @@
-// FrozenLinear, LoraLinear, ScaledLinear and FusedLinear (one autograd node each, raw GEMMs)
+// FrozenLinear, LoraLinear, LowRankDelta and FusedLinear (one autograd node each, raw GEMMs)
 // against F::linear compositions in double precision: values and gradients, 3-D inputs, with and
 // without bias, and inputs that need no gradient.
 #include "adapters/linear_ops.h"
@@ -127,27 +127,6 @@ TEST(LinearOps, LowRankDeltaEqualsTheComposition) {
   EXPECT_TRUE(torch::allclose(x1.grad(), x2.grad(), 1e-12, 1e-12));
   EXPECT_TRUE(torch::allclose(a1.grad(), a2.grad(), 1e-12, 1e-12));
   EXPECT_TRUE(torch::allclose(b1.grad(), b2.grad(), 1e-12, 1e-12));
-}
-
-TEST(LinearOps, ScaledLinearEqualsTheComposition) {
-  torch::manual_seed(4);
-  torch::Tensor w = torch::randn({6, 4}, kDouble), x0 = torch::randn({3, 5, 4}, kDouble);
-  torch::Tensor l0 = torch::randn({4}, kDouble), r0 = torch::randn({6}, kDouble);
-  torch::Tensor c0 = torch::randn({6}, kDouble), g = torch::randn({3, 5, 6}, kDouble);
-  auto leaf = [](const torch::Tensor& t) { return t.detach().clone().requires_grad_(true); };
-  torch::Tensor x1 = leaf(x0), l1 = leaf(l0), r1 = leaf(r0), c1 = leaf(c0);
-  torch::Tensor x2 = leaf(x0), l2 = leaf(l0), r2 = leaf(r0), c2 = leaf(c0);
-  torch::Tensor ours = ScaledLinear(x1, w, l1, r1, c1);
-  torch::Tensor ref = F::linear(x2 * l2, w) * r2 + c2;
-  EXPECT_NE(ours.grad_fn()->name().find("ScaledLinearFunction"), std::string::npos);
-  (ours * g).sum().backward();
-  (ref * g).sum().backward();
-  EXPECT_TRUE(torch::allclose(ours, ref, 1e-13, 1e-13));
-  const std::vector<std::pair<torch::Tensor, torch::Tensor>> pairs = {
-      {x1, x2}, {l1, l2}, {r1, r2}, {c1, c2}};
-  for (const auto& [a, b] : pairs) {
-    EXPECT_TRUE(torch::allclose(a.grad(), b.grad(), 1e-12, 1e-12));
-  }
 }
 
 // The fused nodes are what a float32 CPU model records (a silent fallback would only be slower).
