@@ -2,8 +2,9 @@
 // the OpenBLAS build (Debian 12's 0.3.21 does not know Sapphire or Emerald Rapids) gets the generic
 // "Prescott" SSE3 kernels: on such a VM a float32 GEMM ran 3.5 to 4.7 times slower than with the
 // AVX-512 "SkylakeX" kernels the same CPU supports (docs/performance.md). The choice can only be
-// overridden by OPENBLAS_CORETYPE in the environment before the library loads, so a process that
-// finds itself on the fallback re-executes itself with it set.
+// overridden by OPENBLAS_CORETYPE in the environment before the library loads. That variable is
+// the operator's to set (tests and CI leave OPENBLAS_* as the environment has them): peftd-worker
+// and the benchmarks only say, at start, which value this CPU would run faster with.
 #ifndef PEFTD_ADAPTERS_BLAS_KERNEL_H_
 #define PEFTD_ADAPTERS_BLAS_KERNEL_H_
 
@@ -23,10 +24,9 @@ std::string BlasCoreReplacement(const std::string& detected, bool avx512, bool a
 // already set: a user's choice stands).
 std::string BlasCoreReplacementHere();
 
-// When BlasCoreReplacementHere() names a core, sets OPENBLAS_CORETYPE and executes
-// /proc/self/exe again with the same arguments (same pid); returns only when nothing needs doing or
-// the exec failed. Call first thing in main(), before any thread starts.
-void UseBestBlasKernel(char** argv);
+// One line of advice when BlasCoreReplacementHere() names a core ("" otherwise): which kernels
+// OpenBLAS fell back to and the OPENBLAS_CORETYPE to set in the environment.
+std::string BlasFallbackAdvice();
 
 }  // namespace peftd::adapters
 

@@ -85,7 +85,6 @@ int RunDemoCommand(const std::string& dir, int64_t steps, int threads, bool json
 }  // namespace
 
 int main(int argc, char** argv) {
-  peftd::adapters::UseBestBlasKernel(argv);  // may re-execute this binary (adapters/blas_kernel.h)
   CLI::App app{
       "peftd-worker: trains parameter-efficient adapters with LibTorch.\n"
       "With --server it pulls jobs from a peftd scheduler; the subcommands work without one."};
@@ -249,6 +248,9 @@ int main(int argc, char** argv) {
   // Long runs: SIGINT / SIGTERM stop them cleanly. Blocked before any LibTorch or gRPC thread
   // exists, so that only the watcher receives them.
   peftd::worker::BlockTerminationSignals();
+  if (const std::string advice = peftd::adapters::BlasFallbackAdvice(); !advice.empty()) {
+    std::cerr << "peftd-worker: warning: " << advice << "\n";
+  }
   if (*train_cmd) {
     std::atomic<bool> cancelled{false};
     peftd::worker::SignalWatcher watcher([&](int, int count) {

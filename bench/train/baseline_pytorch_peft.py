@@ -194,7 +194,7 @@ class LlamaForCausalLM(nn.Module):
 
 
 def blas_core():
-    """OpenBLAS's kernel set (bench_train passes its OPENBLAS_CORETYPE on), or "" if unknown."""
+    """OpenBLAS's kernel set (the same as bench_train's: both run in one environment), or ""."""
     try:
         import ctypes
         lib = ctypes.CDLL("libblas.so.3")

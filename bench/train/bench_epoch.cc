@@ -200,7 +200,6 @@ json RunPeer(const Args& a, const std::string& records_file, bool keep_freed_mem
 }  // namespace
 
 int main(int argc, char** argv) {
-  adapters::UseBestBlasKernel(argv);  // as peftd-worker does
   Args a;
   CLI::App app{"One epoch over real data: peftd against an HF-Trainer-style PyTorch loop"};
   app.add_option("--config", a.config, "model: tiny or 100m")
@@ -268,6 +267,7 @@ int main(int argc, char** argv) {
 
   json out = {{"benchmark", "epoch"},
               {"config", a.config},
+              {"blas_core", adapters::BlasCoreName()},
               {"parameters", config.NumParameters()},
               {"data", a.data},
               {"records", examples.size()},

@@ -290,7 +290,6 @@ json RunBaseline(const std::string& config, int64_t batch, int64_t seq, int64_t 
 }  // namespace
 
 int main(int argc, char** argv) {
-  adapters::UseBestBlasKernel(argv);  // as peftd-worker does
   std::string config_name = "tiny";
   int64_t steps = 20, warmup = 3, batch = 8, seq = 128;
   int threads = static_cast<int>(std::thread::hardware_concurrency());
@@ -380,7 +379,7 @@ int main(int argc, char** argv) {
       {"batch", batch},
       {"seq", seq},
       {"threads", threads},
-      // OpenBLAS's kernels; the peer inherits OPENBLAS_CORETYPE, so both sides run the same.
+      // OpenBLAS's kernels, the same on both sides: the peer runs in this environment.
       {"blas_core", adapters::BlasCoreName()},
       {"load_average_at_start", LoadAverage()},
       {"results", json::array()}};

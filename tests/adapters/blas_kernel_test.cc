@@ -22,10 +22,23 @@ TEST(BlasKernel, RealDetectionsStand) {
   }
 }
 
-// A user's OPENBLAS_CORETYPE is never overridden.
+// On a fallback the advice names the variable and the value; elsewhere there is none.
+TEST(BlasKernel, AdviceNamesTheVariable) {
+  unsetenv("OPENBLAS_CORETYPE");
+  const std::string core = BlasCoreReplacementHere();
+  const std::string advice = BlasFallbackAdvice();
+  if (core.empty()) {
+    EXPECT_EQ(advice, "");
+  } else {
+    EXPECT_NE(advice.find("OPENBLAS_CORETYPE=" + core), std::string::npos) << advice;
+  }
+}
+
+// A user's OPENBLAS_CORETYPE is never second-guessed.
 TEST(BlasKernel, UserChoiceStands) {
   setenv("OPENBLAS_CORETYPE", "Haswell", 1);
   EXPECT_EQ(BlasCoreReplacementHere(), "");
+  EXPECT_EQ(BlasFallbackAdvice(), "");
   unsetenv("OPENBLAS_CORETYPE");
 }
 
