@@ -26,17 +26,17 @@ GangPlan PlaceGang(int world, const std::string& prefer, const std::vector<Worke
   const int live = static_cast<int>(workers.size());
   if (live < world) {
     plan.never_fits = true;
-    plan.waiting_reason =
-        absl::StrCat("needs ", Plural(world, "slot", "slots"), " on distinct workers; the server has ",
-                     live == 0 ? "no live worker" : Plural(live, "live worker", "live workers"),
-                     " (start more workers or lower workers)");
+    plan.waiting_reason = absl::StrCat(
+        "needs ", Plural(world, "slot", "slots"), " on distinct workers; the server has ",
+        live == 0 ? "no live worker" : Plural(live, "live worker", "live workers"),
+        " (start more workers or lower workers)");
     return plan;
   }
   if (static_cast<int>(free.size()) < world) {
     plan.waiting_reason = absl::StrCat(
         "waiting for ", Plural(world, "free slot", "free slots"), " on distinct workers; ",
-        free_slots, " free on ", Plural(static_cast<int>(free.size()), "live worker", "live workers"),
-        " of ", live);
+        free_slots, " free on ",
+        Plural(static_cast<int>(free.size()), "live worker", "live workers"), " of ", live);
     return plan;
   }
   std::stable_sort(free.begin(), free.end(), [](const WorkerSlots* a, const WorkerSlots* b) {

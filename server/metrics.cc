@@ -131,7 +131,7 @@ struct JobSeriesEntry {
   Gauge* eta = nullptr;
   Gauge* adadhp_active = nullptr;
   std::map<std::string, Gauge*> sparsity, token_sparsity, tau, rank;  // by module label
-  std::map<int, Gauge*> rank_step, rank_allreduce;                     // gangs: by rank
+  std::map<int, Gauge*> rank_step, rank_allreduce;                    // gangs: by rank
 };
 
 struct Metrics::Impl {
@@ -184,8 +184,8 @@ struct Metrics::Impl {
                              "Token gate threshold tau, per module (layer.projection).")),
         adalora_rank(GaugeFamily(*registry, "peftd_adalora_rank",
                                  "AdaLoRA rank kept, per module (layer.projection).")),
-        adadhp_active(GaugeFamily(*registry, "peftd_adadhp_active_modules",
-                                  "Modules AdaDHP still adapts.")),
+        adadhp_active(
+            GaugeFamily(*registry, "peftd_adadhp_active_modules", "Modules AdaDHP still adapts.")),
         rank_step(GaugeFamily(*registry, "peftd_rank_step_seconds",
                               "Gangs: the latest optimizer step duration of each rank.")),
         rank_allreduce(GaugeFamily(*registry, "peftd_rank_allreduce_seconds",

@@ -64,7 +64,7 @@ struct ServerOptions {
   // A gang whose ranks have not all met this long after rank 0 opened its rendezvous loses the
   // attempt (requeued); also the workers' bound on every collective.
   absl::Duration rendezvous_timeout = absl::Seconds(120);
-  absl::Duration shutdown_grace = absl::Seconds(10);     // SIGTERM -> SIGKILL of workers, RPC drain
+  absl::Duration shutdown_grace = absl::Seconds(10);  // SIGTERM -> SIGKILL of workers, RPC drain
 
   // --- blob sweep ---
   // How often unreferenced blobs (old checkpoints, discarded uploads) are deleted, and how old an

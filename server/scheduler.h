@@ -182,12 +182,12 @@ class Scheduler {
   struct Gang {
     int attempt = 0;
     int world = 0;
-    std::string key;                 // Lease.rendezvous_key: unique to the attempt
-    std::string address;             // rank 0's store, once reported
-    bool rank0_delivered = false;    // rank 0's lease went out
+    std::string key;               // Lease.rendezvous_key: unique to the attempt
+    std::string address;           // rank 0's store, once reported
+    bool rank0_delivered = false;  // rank 0's lease went out
     bool rank0_joined = false;
     std::optional<absl::Time> rendezvous_deadline;  // set when the address arrives
-    std::vector<GangRank> ranks;     // index r - 1 for rank r
+    std::vector<GangRank> ranks;                    // index r - 1 for rank r
   };
 
   Scheduler(storage::JobStore* store, storage::BlobStore* blobs, const Clock* clock,

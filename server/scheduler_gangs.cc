@@ -40,7 +40,8 @@ absl::Status Scheduler::SetWaitingReasonLocked(const std::string& job_id,
   ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
   job.set_waiting_reason(reason);
   storage::JobUpdate update;
-  update.events.push_back(EventLocked(job, v1::JobEvent::INFO, reason));
+  // DEBUG: the counts in the reason change with every worker that frees or takes a slot.
+  update.events.push_back(EventLocked(job, v1::JobEvent::DEBUG, reason));
   update.job = std::move(job);
   RETURN_IF_ERROR(CommitSameStateLocked(std::move(update)));
   waiting_reason_[job_id] = reason;
@@ -75,10 +76,10 @@ absl::StatusOr<GangPlan> Scheduler::TryLeaseGangLocked(const std::string& job_id
   job.mutable_progress()->clear_rank_allreduce_seconds();
   job.set_phase(v1::LOADING_MODEL);
   if (!job.has_start_time()) *job.mutable_start_time() = ToProto(now);
-  RETURN_IF_ERROR(TransitionLocked(
-      job, v1::RUNNING,
-      absl::StrCat("attempt ", job.attempt(), " leased to a gang of ", world, " (",
-                   absl::StrJoin(placed, ", "), "), starting ", ResumeText(job))));
+  RETURN_IF_ERROR(
+      TransitionLocked(job, v1::RUNNING,
+                       absl::StrCat("attempt ", job.attempt(), " leased to a gang of ", world, " (",
+                                    absl::StrJoin(placed, ", "), "), starting ", ResumeText(job))));
   waiting_reason_.erase(job_id);
   leases_[job_id] = Lease{plan.rank_workers[0], job.attempt(), now + options_.lease_timeout, false};
   Gang gang;
@@ -86,7 +87,8 @@ absl::StatusOr<GangPlan> Scheduler::TryLeaseGangLocked(const std::string& job_id
   gang.world = world;
   gang.key = absl::StrCat(job_id, "/attempt-", job.attempt());
   for (int r = 1; r < world; ++r) {
-    gang.ranks.push_back(GangRank{plan.rank_workers[r], false, false, now + options_.lease_timeout});
+    gang.ranks.push_back(
+        GangRank{plan.rank_workers[r], false, false, now + options_.lease_timeout});
   }
   for (const std::string& w : plan.rank_workers) {
     if (w == worker_id) {
@@ -126,8 +128,8 @@ int Scheduler::DeliverGangRanksLocked(const std::string& worker_id, v1::Heartbea
         job.ok() ? BuildLeaseLocked(*job) : absl::StatusOr<v1::Lease>(job.status());
     if (!built.ok()) continue;  // retried at its next heartbeat
     for (int r : due) {
-      *resp->add_leases() = WithRank(*built, r, gang.world, gang.key, gang.address,
-                                     options_.rendezvous_timeout);
+      *resp->add_leases() =
+          WithRank(*built, r, gang.world, gang.key, gang.address, options_.rendezvous_timeout);
       if (r == 0) {
         gang.rank0_delivered = true;
         lease->second.expires = now + options_.lease_timeout;
@@ -162,10 +164,10 @@ absl::Status Scheduler::RecordGangReportLocked(const std::string& worker_id,
     if (!report.rendezvous_address().empty() && gang.address.empty()) {
       gang.address = report.rendezvous_address();
       gang.rendezvous_deadline = now + options_.rendezvous_timeout;
-      events.push_back(EventLocked(
-          job, v1::JobEvent::INFO,
-          absl::StrCat("rank 0 opened the rendezvous at ", gang.address, "; ranks 1..",
-                       gang.world - 1, " get their leases")));
+      events.push_back(
+          EventLocked(job, v1::JobEvent::INFO,
+                      absl::StrCat("rank 0 opened the rendezvous at ", gang.address, "; ranks 1..",
+                                   gang.world - 1, " get their leases")));
     }
     if (report.joined()) gang.rank0_joined = true;
   } else {
@@ -174,19 +176,21 @@ absl::Status Scheduler::RecordGangReportLocked(const std::string& worker_id,
     if (report.joined()) rank.joined = true;
     for (const v1::JobEvent& e : report.events()) {
       if (e.level() < v1::JobEvent::WARNING) continue;  // rank 0 tells the job's story
-      events.push_back(
-          EventLocked(job, e.level(), absl::StrCat("rank ", r, " (", worker_id, "): ", e.message())));
+      events.push_back(EventLocked(job, e.level(),
+                                   absl::StrCat("rank ", r, " (", worker_id, "): ", e.message())));
     }
   }
   v1::JobProgress* p = job.mutable_progress();
   while (p->rank_step_seconds_size() < gang.world) p->add_rank_step_seconds(0);
   while (p->rank_allreduce_seconds_size() < gang.world) p->add_rank_allreduce_seconds(0);
   if (report.step_durations_seconds_size() > 0) {
-    p->set_rank_step_seconds(r, report.step_durations_seconds(report.step_durations_seconds_size() - 1));
+    p->set_rank_step_seconds(
+        r, report.step_durations_seconds(report.step_durations_seconds_size() - 1));
   }
   if (report.allreduce_seconds() > 0) p->set_rank_allreduce_seconds(r, report.allreduce_seconds());
   if (gang.rendezvous_deadline && gang.rank0_joined &&
-      std::all_of(gang.ranks.begin(), gang.ranks.end(), [](const GangRank& g) { return g.joined; })) {
+      std::all_of(gang.ranks.begin(), gang.ranks.end(),
+                  [](const GangRank& g) { return g.joined; })) {
     gang.rendezvous_deadline.reset();
     events.push_back(
         EventLocked(job, v1::JobEvent::INFO, absl::StrCat("all ", gang.world, " ranks met")));
@@ -215,11 +219,11 @@ std::vector<std::pair<std::string, AttemptLoss>> Scheduler::LostGangsLocked(
         break;
       }
       if (rank.expires > now) continue;
-      lost.emplace_back(job_id, AttemptLoss{LossCause::kWorkerSilent,
-                                            absl::StrCat("worker ", rank.worker_id, " of rank ",
-                                                         i + 1, " sent no heartbeat for ",
-                                                         absl::FormatDuration(
-                                                             options_.lease_timeout))});
+      lost.emplace_back(job_id,
+                        AttemptLoss{LossCause::kWorkerSilent,
+                                    absl::StrCat("worker ", rank.worker_id, " of rank ", i + 1,
+                                                 " sent no heartbeat for ",
+                                                 absl::FormatDuration(options_.lease_timeout))});
       break;
     }
     if (!dead_worker.empty() || (!lost.empty() && lost.back().first == job_id)) continue;
@@ -230,11 +234,11 @@ std::vector<std::pair<std::string, AttemptLoss>> Scheduler::LostGangsLocked(
         if (!gang.ranks[i].joined) missing.push_back(absl::StrCat(i + 1));
       }
       lost.emplace_back(
-          job_id, AttemptLoss{LossCause::kWorkerSilent,
-                              absl::StrCat("the gang's rendezvous did not complete within ",
-                                           absl::FormatDuration(options_.rendezvous_timeout),
-                                           " (rank ", absl::StrJoin(missing, ", "),
-                                           " did not arrive)")});
+          job_id,
+          AttemptLoss{LossCause::kWorkerSilent,
+                      absl::StrCat("the gang's rendezvous did not complete within ",
+                                   absl::FormatDuration(options_.rendezvous_timeout), " (rank ",
+                                   absl::StrJoin(missing, ", "), " did not arrive)")});
     }
   }
   return lost;
@@ -249,13 +253,13 @@ absl::Status Scheduler::CompleteRankLocked(const v1::CompleteJobRequest& req) {
       gang->second.ranks[r - 1].worker_id != req.worker_id()) {
     return absl::FailedPreconditionError(
         absl::StrCat("job ", req.job_id(), " attempt ", req.attempt(), " rank ", r,
-                     " is not current (the job is ", v1::JobState_Name(job.state()),
-                     " at attempt ", job.attempt(), "); stop it without reporting"));
+                     " is not current (the job is ", v1::JobState_Name(job.state()), " at attempt ",
+                     job.attempt(), "); stop it without reporting"));
   }
   // Rank 0 ends the job; the others' success or cancellation says nothing new.
   if (req.final_state() != v1::FAILED) return absl::OkStatus();
-  const std::string what = absl::StrCat("rank ", r, " on worker ", req.worker_id(),
-                                        " failed: ", req.error().message());
+  const std::string what =
+      absl::StrCat("rank ", r, " on worker ", req.worker_id(), " failed: ", req.error().message());
   if (req.error().blame() == v1::JobError::USER && job.state() == v1::RUNNING) {
     // The spec or the data: every rank would fail the same way.
     *job.mutable_error() = req.error();

@@ -66,11 +66,11 @@ inline int64_t GlobalBatchSize(const v1::JobSpec& spec) {
 
 // The first event of a new job.
 inline std::string QueuedText(const v1::JobSpec& spec) {
-  return absl::StrCat("queued: ", v1::Method_Name(spec.method()),
-                      spec.token_gate().enabled() ? " with the token gate" : "", " on ",
-                      spec.base_model(), ", training data ", spec.training_dataset_id(),
-                      spec.workers() > 1 ? absl::StrCat(", a gang of ", spec.workers(), " ranks")
-                                         : "");
+  return absl::StrCat(
+      "queued: ", v1::Method_Name(spec.method()),
+      spec.token_gate().enabled() ? " with the token gate" : "", " on ", spec.base_model(),
+      ", training data ", spec.training_dataset_id(),
+      spec.workers() > 1 ? absl::StrCat(", a gang of ", spec.workers(), " ranks") : "");
 }
 
 }  // namespace peftd::server::internal

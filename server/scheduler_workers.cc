@@ -60,9 +60,9 @@ absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const v1::RegisterReque
       const GangRank& rank = gang.ranks[i];
       if (rank.worker_id != req.worker_id() || !rank.delivered || running.count(job_id)) continue;
       lost_ranks.emplace_back(
-          job_id, AttemptLoss{LossCause::kWorkerDied, absl::StrCat("worker ", req.worker_id(),
-                                                                   " of rank ", i + 1,
-                                                                   " restarted without it")});
+          job_id,
+          AttemptLoss{LossCause::kWorkerDied, absl::StrCat("worker ", req.worker_id(), " of rank ",
+                                                           i + 1, " restarted without it")});
       break;
     }
   }
@@ -366,10 +366,10 @@ absl::Status Scheduler::CompleteJob(const v1::CompleteJobRequest& req) {
           req.error().blame() != v1::JobError::USER) {
         // Rank 0 of a gang failing for the system (a collective that timed out because another
         // rank died): the gang's attempt is fenced and requeued, as for a lost rank.
-        return LoseLeaseLocked(
-            job.id(), AttemptLoss{LossCause::kWorkerSilent,
-                                  absl::StrCat("rank 0 on worker ", req.worker_id(),
-                                               " failed: ", req.error().message())});
+        return LoseLeaseLocked(job.id(),
+                               AttemptLoss{LossCause::kWorkerSilent,
+                                           absl::StrCat("rank 0 on worker ", req.worker_id(),
+                                                        " failed: ", req.error().message())});
       }
       v1::JobError error = req.error();
       if (error.code() == 0) error.set_code(static_cast<int>(absl::StatusCode::kUnknown));

@@ -24,11 +24,11 @@ struct InitWeights {
 // A data-parallel gang's rank (Lease.rank, world_size, rendezvous_*; docs/operating.md "Gangs").
 struct GangInputs {
   int rank = 0;
-  int world_size = 1;  // 1: the job runs alone and the rest is unused
-  std::string key;      // unique to the attempt
-  std::string address;  // ranks > 0: rank 0's store, host:port
+  int world_size = 1;                        // 1: the job runs alone and the rest is unused
+  std::string key;                           // unique to the attempt
+  std::string address;                       // ranks > 0: rank 0's store, host:port
   std::string advertise_host = "127.0.0.1";  // rank 0: the host the others reach its store at
-  int timeout_ms = 120000;  // the rendezvous and every collective
+  int timeout_ms = 120000;                   // the rendezvous and every collective
   // Rank 0: its store listens at this host:port (tell the server now, the others wait for it).
   std::function<void(const std::string& address)> opened;
   // Every rank met.

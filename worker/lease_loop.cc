@@ -55,7 +55,8 @@ ChannelOptions ChannelOptionsOf(const LeaseLoopOptions& options) {
 LeaseLoop::LeaseLoop(LeaseLoopOptions options, JobRunner runner)
     : options_(std::move(options)), runner_(std::move(runner)) {
   if (options_.worker_id.empty()) options_.worker_id = DefaultWorkerId();
-  if (options_.advertise_host.empty()) options_.advertise_host = DefaultAdvertiseHost(options_.server);
+  if (options_.advertise_host.empty())
+    options_.advertise_host = DefaultAdvertiseHost(options_.server);
   grpc::ChannelArguments args;
   // Reconnect on our own backoff schedule, not gRPC's (up to 2 minutes by default), so a
   // restarted server sees its workers again within seconds.

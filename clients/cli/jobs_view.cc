@@ -142,7 +142,8 @@ std::string FormatJobDetails(const v1::Job& job, absl::Time now) {
   }
   if (!job.worker_id().empty()) add("worker", job.worker_id());
   if (spec.workers() > 1) {
-    const int64_t per_rank = int64_t{spec.batch_size()} * std::max(1, spec.gradient_accumulation_steps());
+    const int64_t per_rank =
+        int64_t{spec.batch_size()} * std::max(1, spec.gradient_accumulation_steps());
     add("workers", absl::StrCat(spec.workers(), " ranks (global batch ", spec.batch_size(), " x ",
                                 std::max(1, spec.gradient_accumulation_steps()), " x ",
                                 spec.workers(), " = ", per_rank * spec.workers(), " sequences)"));

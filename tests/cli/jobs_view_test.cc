@@ -62,7 +62,8 @@ TEST(FormatJobDetails, GangShowsWorldGlobalBatchRanksAndWhyItWaits) {
   EXPECT_TRUE(absl::StrContains(text, "w1, step 0.500s, allreduce 1.500s")) << text;
   EXPECT_TRUE(absl::StrContains(text, "w2, step 0.250s, allreduce 2.000s")) << text;
   job.set_state(v1::QUEUED);
-  job.set_waiting_reason("waiting for 2 free slots on distinct workers; 1 free on 1 live worker of 2");
+  job.set_waiting_reason(
+      "waiting for 2 free slots on distinct workers; 1 free on 1 live worker of 2");
   text = FormatJobDetails(job, absl::Now());
   EXPECT_TRUE(absl::StrContains(text, "waiting:")) << text;
   EXPECT_TRUE(absl::StrContains(text, "1 free on 1 live worker of 2")) << text;

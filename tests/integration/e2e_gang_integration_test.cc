@@ -29,8 +29,10 @@ using testing::RunResult;
 std::vector<std::string> ServerArgs(const fs::path& dir, int local_workers,
                                     const std::string& rendezvous_timeout = "60s") {
   return {"--model-root=" + (dir / "models").string(),
-          absl::StrCat("--local-workers=", local_workers), "--heartbeat-interval=200ms",
-          "--lease-timeout=5s", "--restart-grace=6s",
+          absl::StrCat("--local-workers=", local_workers),
+          "--heartbeat-interval=200ms",
+          "--lease-timeout=5s",
+          "--restart-grace=6s",
           "--rendezvous-timeout=" + rendezvous_timeout};
 }
 
@@ -128,8 +130,7 @@ TEST_F(E2eGang, TwoRanksOfBatchBTrainTheAdapterOfOneWorkerOfBatch2B) {
   const std::string single = Submit(*server_, WriteJobFile(dir_, "single", 12, 8));
   ASSERT_TRUE(WaitForState(*server_, single, v1::SUCCEEDED, std::chrono::seconds(180)))
       << Events(*server_, single) << Log();
-  const std::string gang =
-      Submit(*server_, WriteJobFile(dir_, "gang", 12, 4), {"--workers", "2"});
+  const std::string gang = Submit(*server_, WriteJobFile(dir_, "gang", 12, 4), {"--workers", "2"});
   const RunResult shown = Peftctl(server_->address(), {"get", gang});
   EXPECT_TRUE(absl::StrContains(shown.out, "2 ranks (global batch 4 x 1 x 2 = 8 sequences)"))
       << shown.Describe();
@@ -211,8 +212,7 @@ TEST_F(E2eGang, ARankThatNeverArrivesTimesTheAttemptOutAndItIsRequeued) {
                  (dir_ / ("cache-" + id)).string(), "--advertise-host", "192.0.2.1"},
                 {{"PEFTD_TOKEN", "\x01"}}, (dir_ / (id + ".log")).string());
   }
-  const std::string gang =
-      Submit(*server_, WriteJobFile(dir_, "gang", 10, 4), {"--workers", "2"});
+  const std::string gang = Submit(*server_, WriteJobFile(dir_, "gang", 10, 4), {"--workers", "2"});
   ASSERT_TRUE(testing::WaitUntil([&] { return Get(*server_, gang).attempt() >= 2; },
                                  std::chrono::seconds(120)))
       << Events(*server_, gang) << Log() << testing::ReadFile(dir_ / "w1.log");
@@ -242,12 +242,13 @@ TEST_F(E2eGang, CancelStopsEveryRankAndAGangWiderThanTheClusterSaysWhyItWaits) {
   const std::string wide = Submit(*server_, WriteJobFile(dir_, "wide", 10, 4), {"--workers", "3"});
   const std::string gang =
       Submit(*server_, WriteJobFile(dir_, "long", 100000, 4, 1000), {"--workers", "2"});
-  ASSERT_TRUE(testing::WaitUntil(
-      [&] { return Get(*server_, gang).progress().step() > 2; }, std::chrono::seconds(180)))
+  ASSERT_TRUE(testing::WaitUntil([&] { return Get(*server_, gang).progress().step() > 2; },
+                                 std::chrono::seconds(180)))
       << Events(*server_, gang) << Log();
   const RunResult shown = Peftctl(server_->address(), {"get", wide});
-  EXPECT_TRUE(absl::StrContains(shown.out, "needs 3 slots on distinct workers; the server has 2 "
-                                           "live workers"))
+  EXPECT_TRUE(absl::StrContains(shown.out,
+                                "needs 3 slots on distinct workers; the server has 2 "
+                                "live workers"))
       << shown.Describe();
   EXPECT_TRUE(absl::StrContains(shown.out, "rank 1:") == false) << shown.Describe();
   const RunResult running = Peftctl(server_->address(), {"get", gang});

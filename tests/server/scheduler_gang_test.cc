@@ -284,7 +284,8 @@ TEST_F(SchedulerGangTest, ARendezvousThatDoesNotCompleteInTimeIsRequeued) {
   }
   EXPECT_EQ(Job(gang).state(), v1::QUEUED);
   EXPECT_EQ(Job(gang).attempt(), 2);
-  EXPECT_TRUE(HasEvent(gang, "rendezvous did not complete within 10s (rank 1 did not arrive)")) << AllEvents(gang);
+  EXPECT_TRUE(HasEvent(gang, "rendezvous did not complete within 10s (rank 1 did not arrive)"))
+      << AllEvents(gang);
 }
 
 TEST_F(SchedulerGangTest, TwoGangsOnTwoOneSlotWorkersNeverDeadlock) {
