@@ -321,6 +321,36 @@ TEST_F(SchedulerGangTest, TwoGangsOnTwoOneSlotWorkersNeverDeadlock) {
   EXPECT_EQ(Job(b).waiting_reason(), "");
 }
 
+TEST_F(SchedulerGangTest, TwoGangsOnThreeOneSlotWorkersRunOneAfterTheOther) {
+  Register("w1");
+  Register("w2");
+  Register("w3");
+  const std::string a = Submit(2);
+  const std::string b = Submit(2);
+  Beat("w1", 1);
+  Beat("w2", 1);
+  Beat("w3", 1);
+  EXPECT_EQ(Job(a).state(), v1::RUNNING);
+  EXPECT_EQ(Job(b).state(), v1::QUEUED);
+  // The third slot stays free and B holds nothing: one slot is not half a gang.
+  EXPECT_EQ(Job(b).waiting_reason(),
+            "waiting for 2 free slots on distinct workers; 1 free on 1 live worker of 3");
+  const std::vector<std::string> ranks(Job(a).rank_worker_ids().begin(),
+                                       Job(a).rank_worker_ids().end());
+  Beat(ranks[0], 0, {Report(a, 1, 0, "127.0.0.1:1", true)});
+  ASSERT_EQ(Beat(ranks[1], 0).leases_size(), 1);
+  ASSERT_TRUE(scheduler_->RecordAdapter(a, 1, false, std::string(64, 'b'), 10).ok());
+  v1::CompleteJobRequest done;
+  done.set_worker_id(ranks[0]);
+  done.set_job_id(a);
+  done.set_attempt(1);
+  done.set_final_state(v1::SUCCEEDED);
+  ASSERT_TRUE(scheduler_->CompleteJob(done).ok());
+  // One of A's workers frees its slot: with the third, B is placed.
+  Beat(ranks[0], 1);
+  EXPECT_EQ(Job(b).state(), v1::RUNNING) << Job(b).waiting_reason();
+}
+
 TEST_F(SchedulerGangTest, AGangWiderThanTheClusterWaitsWithItsReasonAndHoldsNothingBack) {
   Register("w1");
   Register("w2");
