@@ -335,8 +335,9 @@ TEST_F(SchedulerGangTest, TwoGangsOnThreeOneSlotWorkersRunOneAfterTheOther) {
   // The third slot stays free and B holds nothing: one slot is not half a gang.
   EXPECT_EQ(Job(b).waiting_reason(),
             "waiting for 2 free slots on distinct workers; 1 free on 1 live worker of 3");
-  const std::vector<std::string> ranks(Job(a).rank_worker_ids().begin(),
-                                       Job(a).rank_worker_ids().end());
+  const v1::Job running = Job(a);
+  const std::vector<std::string> ranks(running.rank_worker_ids().begin(),
+                                       running.rank_worker_ids().end());
   Beat(ranks[0], 0, {Report(a, 1, 0, "127.0.0.1:1", true)});
   ASSERT_EQ(Beat(ranks[1], 0).leases_size(), 1);
   ASSERT_TRUE(scheduler_->RecordAdapter(a, 1, false, std::string(64, 'b'), 10).ok());
