@@ -43,6 +43,9 @@ constexpr double kMaxSeqLen = 1 << 20;
 constexpr double kMaxAttempts = 100;
 constexpr double kMaxThreads = 1024;
 constexpr double kMaxPatience = 10000;
+// Ranks of one gang: far above what a CPU cluster runs a PEFT job on, and bounded so a typo does
+// not queue a gang that reserves every slot of the cluster for ever.
+constexpr double kMaxWorkers = 64;
 constexpr size_t kMaxPathChars = 4096;
 constexpr size_t kMaxDatasetIdChars = 256;
 constexpr size_t kMaxLabelNameChars = 256;
@@ -267,6 +270,7 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (s.checkpoint_interval_steps() == 0) s.set_checkpoint_interval_steps(50);
   if (s.max_attempts() == 0) s.set_max_attempts(3);
   if (s.keep_checkpoints() == 0) s.set_keep_checkpoints(3);
+  if (s.workers() == 0) s.set_workers(1);
   return s;
 }
 
@@ -314,6 +318,7 @@ const std::vector<FieldRange>& JobSpecRanges() {
       {"keep_checkpoints", 1, kMaxKeepCheckpoints},
       {"num_threads", 0, kMaxThreads},
       {"early_stopping_patience", 0, kMaxPatience},
+      {"workers", 0, kMaxWorkers},
       {"init_from.step", 0, kMaxSteps},
       {"selection.fraction", 0, 1},
       {"selection.top_k", 0, kMaxModules},

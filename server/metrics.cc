@@ -131,6 +131,7 @@ struct JobSeriesEntry {
   Gauge* eta = nullptr;
   Gauge* adadhp_active = nullptr;
   std::map<std::string, Gauge*> sparsity, token_sparsity, tau, rank;  // by module label
+  std::map<int, Gauge*> rank_step, rank_allreduce;                    // gangs: by rank
 };
 
 struct Metrics::Impl {
@@ -183,8 +184,20 @@ struct Metrics::Impl {
                              "Token gate threshold tau, per module (layer.projection).")),
         adalora_rank(GaugeFamily(*registry, "peftd_adalora_rank",
                                  "AdaLoRA rank kept, per module (layer.projection).")),
-        adadhp_active(GaugeFamily(*registry, "peftd_adadhp_active_modules",
-                                  "Modules AdaDHP still adapts.")) {}
+        adadhp_active(
+            GaugeFamily(*registry, "peftd_adadhp_active_modules", "Modules AdaDHP still adapts.")),
+        rank_step(GaugeFamily(*registry, "peftd_rank_step_seconds",
+                              "Gangs: the latest optimizer step duration of each rank.")),
+        rank_allreduce(GaugeFamily(*registry, "peftd_rank_allreduce_seconds",
+                                   "Gangs: seconds each rank spent in allreduce in the current "
+                                   "attempt.")) {}
+
+  static void SetRank(std::map<int, Gauge*>& slots, Family<Gauge>& family,
+                      const std::string& job_id, int rank, double value) {
+    Gauge*& g = slots[rank];
+    if (g == nullptr) g = &family.Add({{"job_id", job_id}, {"rank", std::to_string(rank)}});
+    g->Set(value);
+  }
 
   JobSeriesEntry& SeriesFor(const std::string& job_id, v1::Method method) {
     auto& slot = live[job_id];
@@ -229,6 +242,8 @@ struct Metrics::Impl {
     for (auto& [m, g] : s.token_sparsity) Drop(g, gate_token_sparsity);
     for (auto& [m, g] : s.tau) Drop(g, gate_tau);
     for (auto& [m, g] : s.rank) Drop(g, adalora_rank);
+    for (auto& [r, g] : s.rank_step) Drop(g, rank_step);
+    for (auto& [r, g] : s.rank_allreduce) Drop(g, rank_allreduce);
   }
 
   std::shared_ptr<prometheus::Registry> registry;
@@ -254,6 +269,8 @@ struct Metrics::Impl {
   Family<Gauge>& gate_tau;
   Family<Gauge>& adalora_rank;
   Family<Gauge>& adadhp_active;
+  Family<Gauge>& rank_step;
+  Family<Gauge>& rank_allreduce;
 
   std::mutex mu;
   std::map<std::string, std::unique_ptr<JobSeriesEntry>> live;  // guarded by mu
@@ -320,6 +337,17 @@ void Metrics::UpdateJobProgress(const std::string& job_id, v1::Method method,
     m.JobGauge(s.eval_loss, m.eval_loss, job_id)->Set(p.eval_loss());
     if (p.eval_accuracy() > 0 || s.eval_accuracy != nullptr) {
       m.JobGauge(s.eval_accuracy, m.eval_accuracy, job_id)->Set(p.eval_accuracy());
+    }
+  }
+  // A gang's ranks report step times and collective time of their own, from their first step.
+  for (int r = 0; r < p.rank_step_seconds_size(); ++r) {
+    if (p.rank_step_seconds(r) > 0 || s.rank_step.count(r)) {
+      Impl::SetRank(s.rank_step, m.rank_step, job_id, r, p.rank_step_seconds(r));
+    }
+  }
+  for (int r = 0; r < p.rank_allreduce_seconds_size(); ++r) {
+    if (p.rank_allreduce_seconds(r) > 0 || s.rank_allreduce.count(r)) {
+      Impl::SetRank(s.rank_allreduce, m.rank_allreduce, job_id, r, p.rank_allreduce_seconds(r));
     }
   }
   // A report before the job's first optimizer step carries no train loss, rate or gate state:

@@ -237,6 +237,7 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   std::string heartbeat = absl::FormatDuration(defaults.heartbeat_interval);
   std::string lease = absl::FormatDuration(defaults.lease_timeout);
   std::string restart_grace = absl::FormatDuration(defaults.restart_grace);
+  std::string rendezvous_timeout = absl::FormatDuration(defaults.rendezvous_timeout);
   std::string shutdown_grace = absl::FormatDuration(defaults.shutdown_grace);
   std::string max_dataset = FormatBytes(defaults.max_dataset_bytes);
   std::string max_message = FormatBytes(defaults.max_message_bytes);
@@ -301,6 +302,10 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
       ->group("Scheduling");
   app.add_option("--lease-timeout", lease,
                  "a worker silent this long loses its jobs (requeued with attempt + 1)")
+      ->group("Scheduling");
+  app.add_option("--rendezvous-timeout", rendezvous_timeout,
+                 "a gang whose ranks have not all met this long after rank 0 opened its "
+                 "rendezvous is requeued; also bounds every collective")
       ->group("Scheduling");
   app.add_option("--restart-grace", restart_grace,
                  "after a server restart, time for workers to re-claim running jobs")
@@ -436,6 +441,8 @@ absl::StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv) {
   ASSIGN_OR_RETURN(o.heartbeat_interval, ParsePositiveDuration("heartbeat-interval", heartbeat));
   ASSIGN_OR_RETURN(o.lease_timeout, ParsePositiveDuration("lease-timeout", lease));
   ASSIGN_OR_RETURN(o.restart_grace, ParsePositiveDuration("restart-grace", restart_grace));
+  ASSIGN_OR_RETURN(o.rendezvous_timeout,
+                   ParsePositiveDuration("rendezvous-timeout", rendezvous_timeout));
   ASSIGN_OR_RETURN(o.shutdown_grace, ParsePositiveDuration("shutdown-grace", shutdown_grace));
   ASSIGN_OR_RETURN(o.blob_sweep_interval,
                    ParsePositiveDuration("blob-sweep-interval", sweep_interval));

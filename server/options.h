@@ -61,7 +61,10 @@ struct ServerOptions {
   absl::Duration heartbeat_interval = absl::Seconds(2);  // told to workers at Register
   absl::Duration lease_timeout = absl::Seconds(6);       // no heartbeat this long: lease lost
   absl::Duration restart_grace = absl::Seconds(30);      // after a restart, for workers to re-claim
-  absl::Duration shutdown_grace = absl::Seconds(10);     // SIGTERM -> SIGKILL of workers, RPC drain
+  // A gang whose ranks have not all met this long after rank 0 opened its rendezvous loses the
+  // attempt (requeued); also the workers' bound on every collective.
+  absl::Duration rendezvous_timeout = absl::Seconds(120);
+  absl::Duration shutdown_grace = absl::Seconds(10);  // SIGTERM -> SIGKILL of workers, RPC drain
 
   // --- blob sweep ---
   // How often unreferenced blobs (old checkpoints, discarded uploads) are deleted, and how old an

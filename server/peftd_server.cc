@@ -115,6 +115,7 @@ absl::StatusOr<std::unique_ptr<PeftdServer>> PeftdServer::Start(const ServerOpti
   sched.heartbeat_interval = options.heartbeat_interval;
   sched.lease_timeout = options.lease_timeout;
   sched.restart_grace = options.restart_grace;
+  sched.rendezvous_timeout = options.rendezvous_timeout;
   sched.max_sweep_children = options.max_sweep_children;
   if (options.local_workers > 0) {
     // Until the local workers register, admission checks job memory against this host's.

@@ -41,6 +41,7 @@ absl::Status Scheduler::Recover() {
   const absl::Time now = clock_->Now();
   for (v1::Job& job : active) {
     queue_key_[job.id()] = next_order_++;
+    if (job.spec().workers() > 1) gang_world_[job.id()] = job.spec().workers();
     if (!job.sweep_id().empty()) {
       job_sweep_[job.id()] = job.sweep_id();
       if (sweep_concurrency_.count(job.sweep_id()) == 0) {
@@ -115,6 +116,12 @@ absl::Status Scheduler::WorkerExited(const std::string& worker_id, const std::st
     if (lease.worker_id == worker_id) held.push_back(job_id);
   }
   absl::Status result = absl::OkStatus();
+  // A gang with a rank there loses its whole attempt, wherever its rank 0 runs.
+  for (const auto& [job_id, loss] : LostGangsLocked(clock_->Now(), worker_id)) {
+    if (std::find(held.begin(), held.end(), job_id) != held.end()) continue;
+    absl::Status st = LoseLeaseLocked(job_id, loss);
+    if (result.ok()) result = st;
+  }
   for (const std::string& job_id : held) {
     const bool restart = leases_[job_id].awaiting_reclaim;
     absl::Status st = LoseLeaseLocked(
@@ -154,6 +161,11 @@ void Scheduler::Tick() {
             : AttemptLoss{LossCause::kWorkerSilent,
                           absl::StrCat("worker ", lease.worker_id, " sent no heartbeat for ",
                                        absl::FormatDuration(options_.lease_timeout))});
+  }
+  for (auto& gang : LostGangsLocked(now)) {
+    const bool listed = std::any_of(expired.begin(), expired.end(),
+                                    [&](const auto& e) { return e.first == gang.first; });
+    if (!listed) expired.push_back(std::move(gang));
   }
   for (const auto& [job_id, loss] : expired) {
     absl::Status st = LoseLeaseLocked(job_id, loss);
@@ -207,6 +219,7 @@ absl::Status Scheduler::TransitionLocked(v1::Job& job, v1::JobState to, const st
   job.set_state(to);
   if (!IsLeased(to)) {
     job.clear_worker_id();
+    job.clear_rank_worker_ids();
     job.set_phase(v1::JOB_PHASE_UNSPECIFIED);
   }
   if (IsFinal(to)) *job.mutable_end_time() = ToProto(clock_->Now());
@@ -241,10 +254,15 @@ absl::Status Scheduler::CommitLocked(v1::JobState from, storage::JobUpdate updat
     ++counts_[to];
     if (from == v1::QUEUED) queue_.erase({queue_key_[job.id()], job.id()});
     if (to == v1::QUEUED) queue_.emplace(queue_key_[job.id()], job.id());
-    if (!IsLeased(to)) leases_.erase(job.id());
+    if (!IsLeased(to)) {
+      leases_.erase(job.id());
+      gangs_.erase(job.id());  // every rank's lease ends with the attempt
+    }
     if (IsFinal(to)) {
       queue_key_.erase(job.id());
       job_sweep_.erase(job.id());
+      gang_world_.erase(job.id());
+      waiting_reason_.erase(job.id());
       observer_->JobFinished(job.spec().method(), to);
       observer_->JobRemoved(job.id());
     }
@@ -272,6 +290,9 @@ void Scheduler::PublishWorkersLocked() {
   std::map<std::string, int64_t> counts = {{"idle", 0}, {"busy", 0}, {"lost", 0}};
   std::set<std::string> busy;
   for (const auto& [job_id, lease] : leases_) busy.insert(lease.worker_id);
+  for (const auto& [job_id, gang] : gangs_) {
+    for (const GangRank& rank : gang.ranks) busy.insert(rank.worker_id);
+  }
   for (const auto& [id, worker] : workers_) {
     ++counts[worker.lost ? "lost" : (busy.count(id) ? "busy" : "idle")];
   }

@@ -26,6 +26,7 @@
 #include "peftd/v1/jobs.pb.h"
 #include "peftd/v1/worker.pb.h"
 #include "server/attempt_policy.h"
+#include "server/gang_placement.h"
 #include "server/job_admission.h"
 #include "server/scheduler_observer.h"
 #include "storage/blob_store.h"
@@ -40,6 +41,10 @@ struct SchedulerOptions {
   // After a restart, how long the jobs that were running wait for their worker to re-register
   // and re-claim them before they are requeued.
   absl::Duration restart_grace = absl::Seconds(30);
+  // Gangs (JobSpec.workers > 1): once rank 0 reported its rendezvous address, every rank must
+  // report that it met the others within this, or the attempt is lost and requeued. Sent to the
+  // workers in the lease as the bound of their rendezvous and collectives.
+  absl::Duration rendezvous_timeout = absl::Seconds(120);
   // New job ids; default "job-" + 16 random hex digits (tests make them deterministic).
   std::function<std::string()> new_job_id;
   // > 0: the server runs local workers on this host, with this much usable memory; CreateJob
@@ -161,6 +166,28 @@ class Scheduler {
     v1::RegisterRequest registration;
     absl::Time last_seen;
     bool lost = false;
+    // Its last reported free slots less the slots promised to it since (gang ranks placed on it
+    // while another worker's heartbeat was answered).
+    int free_slots = 0;
+  };
+  // A rank > 0 of a leased gang (rank 0 is the job's Lease). Its lease is handed to its worker
+  // only once rank 0 reported the rendezvous address.
+  struct GangRank {
+    std::string worker_id;
+    bool delivered = false;
+    bool joined = false;  // reported that it met every rank
+    absl::Time expires;   // like Lease::expires; refreshed by its worker's heartbeats
+  };
+  // The current attempt of a RUNNING or CANCELLING gang (scheduler_gangs.cc).
+  struct Gang {
+    int attempt = 0;
+    int world = 0;
+    std::string key;               // Lease.rendezvous_key: unique to the attempt
+    std::string address;           // rank 0's store, once reported
+    bool rank0_delivered = false;  // rank 0's lease went out
+    bool rank0_joined = false;
+    std::optional<absl::Time> rendezvous_deadline;  // set when the address arrives
+    std::vector<GangRank> ranks;                    // index r - 1 for rank r
   };
 
   Scheduler(storage::JobStore* store, storage::BlobStore* blobs, const Clock* clock,
@@ -186,10 +213,38 @@ class Scheduler {
   absl::Status LoseLeaseLocked(const std::string& job_id, const AttemptLoss& loss);
   absl::Status RecordReportLocked(v1::Job& job, const v1::ProgressReport& report,
                                   std::vector<v1::JobEvent>* events);
-  // The first queued job that may be leased now: a sweep's child waits while its sweep has
-  // max_concurrency children leased. Requires mu_.
-  std::optional<std::string> NextLeasableLocked() const;
+  // The first queued job not in `skip` that may be leased now: a sweep's child waits while its
+  // sweep has max_concurrency children leased. Requires mu_.
+  std::optional<std::string> NextLeasableLocked(const std::set<std::string>& skip = {}) const;
   absl::StatusOr<v1::Lease> LeaseLocked(const std::string& worker_id, const std::string& job_id);
+  // The lease message of `job` as it is now (datasets, resume point, init weights).
+  absl::StatusOr<v1::Lease> BuildLeaseLocked(const v1::Job& job);
+  // Hands out queued work for the heartbeat of `worker_id`, which has `free` slots: single jobs
+  // to it, gangs across every live worker (all or nothing; the queue head reserves).
+  void LeaseQueuedLocked(const std::string& worker_id, int free, v1::HeartbeatResponse* resp);
+
+  // --- Gangs (scheduler_gangs.cc) ---
+  // Places the queued gang `job_id` if the live workers have room, answering `worker_id`'s
+  // heartbeat with its ranks there. Returns the plan (placed or why not).
+  absl::StatusOr<GangPlan> TryLeaseGangLocked(const std::string& job_id, int world,
+                                              const std::string& worker_id, int* free,
+                                              v1::HeartbeatResponse* resp);
+  // Rank leases waiting for `worker_id` that may go out now (rank 0 always, the others once the
+  // address is known); refreshes the expiry of those still waiting. Returns how many went.
+  int DeliverGangRanksLocked(const std::string& worker_id, v1::HeartbeatResponse* resp);
+  // A report of a rank > 0 (or of rank 0's gang figures): records it or answers with a drop.
+  absl::Status RecordGangReportLocked(const std::string& worker_id,
+                                      const v1::ProgressReport& report, v1::Job& job);
+  // Whether `report` (rank > 0) belongs to the current attempt of its gang on `worker_id`.
+  bool IsCurrentRankLocked(const std::string& worker_id, const v1::ProgressReport& report) const;
+  // Writes the job's waiting reason when it changed.
+  absl::Status SetWaitingReasonLocked(const std::string& job_id, const std::string& reason);
+  // A rank > 0 ended its attempt (CompleteJob with last_report.rank > 0).
+  absl::Status CompleteRankLocked(const v1::CompleteJobRequest& req);
+  // The gang attempts that lost a rank: its worker went silent past its lease or the rendezvous
+  // did not complete in time (Tick), or its worker is `dead_worker` (WorkerExited).
+  std::vector<std::pair<std::string, AttemptLoss>> LostGangsLocked(
+      absl::Time now, const std::string& dead_worker = "") const;
   // CancelJob's transition of `job` (updated in place). Requires mu_.
   absl::Status CancelJobLocked(v1::Job& job);
   // A new QUEUED job (already stored) joins the queue and the counts. Requires mu_.
@@ -221,6 +276,11 @@ class Scheduler {
   std::map<std::string, std::string> job_sweep_;  // guarded by mu_
   // Sweeps with a concurrency limit: sweep id -> max_concurrency (> 0).
   std::map<std::string, int> sweep_concurrency_;  // guarded by mu_
+  // Jobs with spec.workers > 1 that are not final: job id -> world size.
+  std::map<std::string, int> gang_world_;  // guarded by mu_
+  std::map<std::string, Gang> gangs_;      // guarded by mu_; leased gangs by job id
+  // The waiting reason last written per queued gang, to write it only when it changes.
+  std::map<std::string, std::string> waiting_reason_;  // guarded by mu_
 };
 
 }  // namespace peftd::server

@@ -4,6 +4,7 @@
 #ifndef PEFTD_SERVER_SCHEDULER_INTERNAL_H_
 #define PEFTD_SERVER_SCHEDULER_INTERNAL_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <mutex>
 #include <random>
@@ -57,11 +58,19 @@ inline std::string RandomId(const char* prefix) {
   return absl::StrFormat("%s-%016x", prefix, rng());
 }
 
+// Sequences per optimizer step over every rank of the job's gang (Job.global_batch_size).
+inline int64_t GlobalBatchSize(const v1::JobSpec& spec) {
+  return int64_t{spec.batch_size()} * std::max(1, spec.gradient_accumulation_steps()) *
+         std::max(1, spec.workers());
+}
+
 // The first event of a new job.
 inline std::string QueuedText(const v1::JobSpec& spec) {
-  return absl::StrCat("queued: ", v1::Method_Name(spec.method()),
-                      spec.token_gate().enabled() ? " with the token gate" : "", " on ",
-                      spec.base_model(), ", training data ", spec.training_dataset_id());
+  return absl::StrCat(
+      "queued: ", v1::Method_Name(spec.method()),
+      spec.token_gate().enabled() ? " with the token gate" : "", " on ", spec.base_model(),
+      ", training data ", spec.training_dataset_id(),
+      spec.workers() > 1 ? absl::StrCat(", a gang of ", spec.workers(), " ranks") : "");
 }
 
 }  // namespace peftd::server::internal

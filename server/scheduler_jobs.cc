@@ -50,6 +50,7 @@ absl::StatusOr<v1::Job> Scheduler::CreateJob(const v1::CreateJobRequest& req, bo
   job.set_display_name(req.display_name());
   *job.mutable_labels() = req.labels();
   *job.mutable_spec() = spec;
+  job.set_global_batch_size(internal::GlobalBatchSize(spec));
   job.set_state(v1::VALIDATING);
   job.set_attempt(1);
   *job.mutable_create_time() = ToProto(clock_->Now());
@@ -80,6 +81,7 @@ void Scheduler::EnqueueNewLocked(const v1::Job& job) {
   queue_.emplace(queue_key_[job.id()], job.id());
   ++counts_[v1::QUEUED];
   if (!job.sweep_id().empty()) job_sweep_[job.id()] = job.sweep_id();
+  if (job.spec().workers() > 1) gang_world_[job.id()] = job.spec().workers();
   observer_->JobSubmitted(job.spec().method());
 }
 

@@ -81,6 +81,7 @@ absl::StatusOr<v1::Sweep> Scheduler::CreateSweep(const v1::CreateSweepRequest& r
         absl::StrCat(req.display_name().empty() ? sweep_id : req.display_name(), " #", i));
     *job.mutable_labels() = req.labels();
     *job.mutable_spec() = specs[i];
+    job.set_global_batch_size(internal::GlobalBatchSize(specs[i]));
     job.set_state(v1::QUEUED);
     job.set_attempt(1);
     *job.mutable_create_time() = now;

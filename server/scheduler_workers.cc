@@ -53,6 +53,20 @@ absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const v1::RegisterReque
     }
     lease.expires = now + options_.lease_timeout;
   }
+  // A rank > 0 it ran and no longer lists: the process restarted, so the gang lost a member.
+  std::vector<std::pair<std::string, AttemptLoss>> lost_ranks;
+  for (const auto& [job_id, gang] : gangs_) {
+    for (size_t i = 0; i < gang.ranks.size(); ++i) {
+      const GangRank& rank = gang.ranks[i];
+      if (rank.worker_id != req.worker_id() || !rank.delivered || running.count(job_id)) continue;
+      lost_ranks.emplace_back(
+          job_id,
+          AttemptLoss{LossCause::kWorkerDied, absl::StrCat("worker ", req.worker_id(), " of rank ",
+                                                           i + 1, " restarted without it")});
+      break;
+    }
+  }
+  for (const auto& [job_id, loss] : lost_ranks) RETURN_IF_ERROR(LoseLeaseLocked(job_id, loss));
   PublishWorkersLocked();
   v1::RegisterResponse resp;
   resp.set_heartbeat_interval_ms(
@@ -75,6 +89,19 @@ absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRe
   worker->second.lost = false;
   v1::HeartbeatResponse resp;
   for (const v1::ProgressReport& report : req.reports()) {
+    if (report.rank() > 0) {  // a gang's other rank: per-rank figures only
+      if (!IsCurrentRankLocked(req.worker_id(), report)) {
+        resp.add_drop_job_ids(report.job_id());
+        continue;
+      }
+      ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(report.job_id()));
+      RETURN_IF_ERROR(RecordGangReportLocked(req.worker_id(), report, job));
+      if (job.state() == v1::CANCELLING) resp.add_cancel_job_ids(job.id());
+      storage::JobUpdate update;
+      update.job = std::move(job);
+      RETURN_IF_ERROR(CommitSameStateLocked(std::move(update)));
+      continue;
+    }
     auto lease = leases_.find(report.job_id());
     if (lease == leases_.end() || lease->second.attempt != report.attempt() ||
         lease->second.worker_id != req.worker_id()) {
@@ -86,28 +113,58 @@ absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRe
     ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(report.job_id()));
     storage::JobUpdate update;
     RETURN_IF_ERROR(RecordReportLocked(job, report, &update.events));
+    RETURN_IF_ERROR(RecordGangReportLocked(req.worker_id(), report, job));
     if (job.state() == v1::CANCELLING) resp.add_cancel_job_ids(job.id());
     update.job = std::move(job);
     RETURN_IF_ERROR(CommitSameStateLocked(std::move(update)));
   }
-  for (int i = 0; i < req.free_slots(); ++i) {
-    const std::optional<std::string> next = NextLeasableLocked();
-    if (!next) break;
-    absl::StatusOr<v1::Lease> lease = LeaseLocked(req.worker_id(), *next);
-    if (!lease.ok()) {
-      // The reports above are stored; failing the heartbeat would make the worker send them
-      // again. The job stays queued for the next heartbeat.
-      spdlog::warn("leasing to worker {} failed, retried at its next heartbeat: {}",
-                   req.worker_id(), std::string(lease.status().message()));
-      break;
-    }
-    *resp.add_leases() = *std::move(lease);
-  }
+  // Gang ranks placed on this worker take their slots first, delivered or still waiting.
+  const int free = req.free_slots() - DeliverGangRanksLocked(req.worker_id(), &resp);
+  LeaseQueuedLocked(req.worker_id(), free, &resp);
   if (was_lost || resp.leases_size() > 0) PublishWorkersLocked();
   return resp;
 }
 
-std::optional<std::string> Scheduler::NextLeasableLocked() const {
+void Scheduler::LeaseQueuedLocked(const std::string& worker_id, int free,
+                                  v1::HeartbeatResponse* resp) {
+  std::set<std::string> skip;  // gangs wider than the live workers: they hold nothing back
+  while (true) {
+    const std::optional<std::string> next = NextLeasableLocked(skip);
+    if (!next) break;
+    auto gang = gang_world_.find(*next);
+    if (gang == gang_world_.end()) {
+      if (free <= 0) break;
+      absl::StatusOr<v1::Lease> lease = LeaseLocked(worker_id, *next);
+      if (!lease.ok()) {
+        // The reports are stored; failing the heartbeat would make the worker send them
+        // again. The job stays queued for the next heartbeat.
+        spdlog::warn("leasing to worker {} failed, retried at its next heartbeat: {}", worker_id,
+                     std::string(lease.status().message()));
+        break;
+      }
+      *resp->add_leases() = *std::move(lease);
+      --free;
+      continue;
+    }
+    absl::StatusOr<GangPlan> plan = TryLeaseGangLocked(*next, gang->second, worker_id, &free, resp);
+    if (!plan.ok()) {
+      spdlog::warn("placing gang {} failed, retried at the next heartbeat: {}", *next,
+                   std::string(plan.status().message()));
+      break;
+    }
+    if (plan->placed()) continue;
+    if (plan->never_fits) {
+      skip.insert(*next);
+      continue;
+    }
+    // The queue head reserves: nothing behind it takes the slots it waits for, so a stream of
+    // small jobs cannot starve it and two gangs never hold half each.
+    break;
+  }
+  workers_[worker_id].free_slots = std::max(0, free);
+}
+
+std::optional<std::string> Scheduler::NextLeasableLocked(const std::set<std::string>& skip) const {
   std::map<std::string, int> leased;  // sweep id -> its children holding a lease
   if (!sweep_concurrency_.empty()) {
     for (const auto& [job_id, lease] : leases_) {
@@ -115,6 +172,7 @@ std::optional<std::string> Scheduler::NextLeasableLocked() const {
     }
   }
   for (const auto& [order, job_id] : queue_) {
+    if (skip.count(job_id)) continue;
     auto sweep = job_sweep_.find(job_id);
     if (sweep != job_sweep_.end()) {
       auto limit = sweep_concurrency_.find(sweep->second);
@@ -129,6 +187,20 @@ absl::StatusOr<v1::Lease> Scheduler::LeaseLocked(const std::string& worker_id,
                                                  const std::string& job_id) {
   ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(job_id));
   const absl::Time now = clock_->Now();
+  ASSIGN_OR_RETURN(v1::Lease lease, BuildLeaseLocked(job));
+  if (job.attempt() == 1)
+    observer_->QueueWait(absl::ToDoubleSeconds(now - FromProto(job.create_time())));
+  job.set_worker_id(worker_id);
+  job.set_phase(v1::LOADING_MODEL);
+  if (!job.has_start_time()) *job.mutable_start_time() = ToProto(now);
+  RETURN_IF_ERROR(TransitionLocked(job, v1::RUNNING,
+                                   absl::StrCat("attempt ", job.attempt(), " leased to worker ",
+                                                worker_id, ", starting ", ResumeText(job))));
+  leases_[job_id] = Lease{worker_id, job.attempt(), now + options_.lease_timeout, false};
+  return lease;
+}
+
+absl::StatusOr<v1::Lease> Scheduler::BuildLeaseLocked(const v1::Job& job) {
   v1::Lease lease;
   lease.set_job_id(job.id());
   lease.set_attempt(job.attempt());
@@ -146,15 +218,6 @@ absl::StatusOr<v1::Lease> Scheduler::LeaseLocked(const std::string& worker_id,
     ASSIGN_OR_RETURN(*lease.mutable_init_from(),
                      ResolveInitSource(*store_, job.spec().init_from()));
   }
-  if (job.attempt() == 1)
-    observer_->QueueWait(absl::ToDoubleSeconds(now - FromProto(job.create_time())));
-  job.set_worker_id(worker_id);
-  job.set_phase(v1::LOADING_MODEL);
-  if (!job.has_start_time()) *job.mutable_start_time() = ToProto(now);
-  RETURN_IF_ERROR(TransitionLocked(job, v1::RUNNING,
-                                   absl::StrCat("attempt ", job.attempt(), " leased to worker ",
-                                                worker_id, ", starting ", ResumeText(job))));
-  leases_[job_id] = Lease{worker_id, job.attempt(), now + options_.lease_timeout, false};
   return lease;
 }
 
@@ -269,6 +332,7 @@ absl::Status Scheduler::CompleteJob(const v1::CompleteJobRequest& req) {
     return absl::InvalidArgumentError("final_state: must be SUCCEEDED, FAILED or CANCELLED");
   }
   std::lock_guard<std::mutex> lock(mu_);
+  if (req.last_report().rank() > 0) return CompleteRankLocked(req);
   ASSIGN_OR_RETURN(v1::Job job, store_->GetJob(req.job_id()));
   if (IsFinal(job.state()) && job.attempt() == req.attempt() && job.state() == final_state) {
     return absl::OkStatus();  // a retried report whose first reply was lost
@@ -298,6 +362,15 @@ absl::Status Scheduler::CompleteJob(const v1::CompleteJobRequest& req) {
                               v1::JobEvent::INFO, std::move(extra));
     }
     case v1::FAILED: {
+      if (gang_world_.count(job.id()) && job.state() == v1::RUNNING &&
+          req.error().blame() != v1::JobError::USER) {
+        // Rank 0 of a gang failing for the system (a collective that timed out because another
+        // rank died): the gang's attempt is fenced and requeued, as for a lost rank.
+        return LoseLeaseLocked(job.id(),
+                               AttemptLoss{LossCause::kWorkerSilent,
+                                           absl::StrCat("rank 0 on worker ", req.worker_id(),
+                                                        " failed: ", req.error().message())});
+      }
       v1::JobError error = req.error();
       if (error.code() == 0) error.set_code(static_cast<int>(absl::StatusCode::kUnknown));
       if (error.blame() == v1::JobError::BLAME_UNSPECIFIED) error.set_blame(v1::JobError::SYSTEM);
@@ -325,7 +398,14 @@ absl::Status Scheduler::RecordReportLocked(v1::Job& job, const v1::ProgressRepor
   const bool stepped =
       report.has_progress() && (report.progress().step() != job.progress().step() ||
                                 report.progress().has_eval() != job.progress().has_eval());
-  if (report.has_progress()) *job.mutable_progress() = report.progress();
+  if (report.has_progress()) {
+    // The per-rank figures of a gang come from every rank's reports, not rank 0's progress.
+    const auto steps = job.progress().rank_step_seconds();
+    const auto allreduce = job.progress().rank_allreduce_seconds();
+    *job.mutable_progress() = report.progress();
+    *job.mutable_progress()->mutable_rank_step_seconds() = steps;
+    *job.mutable_progress()->mutable_rank_allreduce_seconds() = allreduce;
+  }
   if (report.has_train_stats()) *job.mutable_train_stats() = report.train_stats();
   if (report.has_validation_stats()) *job.mutable_validation_stats() = report.validation_stats();
   if (report.trainable_parameters() > 0)

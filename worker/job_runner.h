@@ -21,6 +21,22 @@ struct InitWeights {
   std::string what;  // for the log: "the adapter of job job-1"
 };
 
+// A data-parallel gang's rank (Lease.rank, world_size, rendezvous_*; docs/operating.md "Gangs").
+struct GangInputs {
+  int rank = 0;
+  int world_size = 1;                        // 1: the job runs alone and the rest is unused
+  std::string key;                           // unique to the attempt
+  std::string address;                       // ranks > 0: rank 0's store, host:port
+  std::string advertise_host = "127.0.0.1";  // rank 0: the host the others reach its store at
+  int timeout_ms = 120000;                   // the rendezvous and every collective
+  // Rank 0: its store listens at this host:port (tell the server now, the others wait for it).
+  std::function<void(const std::string& address)> opened;
+  // Every rank met.
+  std::function<void()> joined;
+  // Seconds spent in collectives so far, after each optimizer step.
+  std::function<void(double seconds)> allreduce_seconds;
+};
+
 struct JobInputs {
   std::string job_id;
   int attempt = 1;
@@ -32,6 +48,7 @@ struct JobInputs {
   std::optional<std::string> resume_checkpoint_dir;      // holds checkpoint.safetensors
   std::optional<InitWeights> init;                       // ignored when resuming
   std::string work_dir;  // scratch space for checkpoints and the export
+  GangInputs gang;
 };
 
 struct JobOutputs {

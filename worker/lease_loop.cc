@@ -12,19 +12,26 @@
 #include "common/status_grpc.h"
 #include "common/tar.h"
 #include "worker/job_completion.h"
+#include "worker/lease_loop_internal.h"
 #include "worker/progress_reporter.h"
 
 namespace peftd::worker {
 namespace {
 
 namespace fs = std::filesystem;
-constexpr absl::Duration kRpcDeadline = absl::Seconds(30);
-constexpr absl::Duration kBlobDeadline = absl::Minutes(30);
 
 std::string DefaultWorkerId() {
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   return absl::StrCat(host, "-", getpid());
+}
+
+std::string DefaultAdvertiseHost(const std::string& server) {
+  const std::string host = server.substr(0, server.rfind(':'));
+  if (host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]") return "127.0.0.1";
+  char name[256] = {0};
+  gethostname(name, sizeof(name) - 1);
+  return name;
 }
 
 bool Retryable(absl::StatusCode code) {
@@ -33,15 +40,6 @@ bool Retryable(absl::StatusCode code) {
 }
 
 }  // namespace
-
-struct LeaseLoop::ActiveJob {
-  v1::Lease lease;
-  std::atomic<bool> cancelled{false};
-  std::atomic<bool> dropped{false};
-  std::atomic<bool> finished{false};
-  std::thread thread;
-  JobReport progress;  // events and step durations drained by heartbeats
-};
 
 ChannelOptions ChannelOptionsOf(const LeaseLoopOptions& options) {
   ChannelOptions c;
@@ -57,6 +55,8 @@ ChannelOptions ChannelOptionsOf(const LeaseLoopOptions& options) {
 LeaseLoop::LeaseLoop(LeaseLoopOptions options, JobRunner runner)
     : options_(std::move(options)), runner_(std::move(runner)) {
   if (options_.worker_id.empty()) options_.worker_id = DefaultWorkerId();
+  if (options_.advertise_host.empty())
+    options_.advertise_host = DefaultAdvertiseHost(options_.server);
   grpc::ChannelArguments args;
   // Reconnect on our own backoff schedule, not gRPC's (up to 2 minutes by default), so a
   // restarted server sees its workers again within seconds.
@@ -204,6 +204,7 @@ bool LeaseLoop::Register() {
   gethostname(host, sizeof(host) - 1);
   req.set_hostname(host);
   req.set_version("0.1.0");
+  req.set_slots(options_.slots);
   v1::Device* device = req.add_devices();
   device->set_name(options_.device);
   // The server checks job estimates against it. A GPU's own memory is not known here (0).
@@ -300,6 +301,7 @@ void LeaseLoop::TakeLeaseLocked(const v1::Lease& lease) {
   job->progress.report.set_job_id(lease.job_id());
   job->progress.report.set_attempt(lease.attempt());
   job->progress.report.set_phase(v1::LOADING_MODEL);
+  job->progress.report.set_rank(lease.rank());
   jobs_[lease.job_id()] = job;
   job->thread = std::thread([this, job] { RunJob(job); });
 }
@@ -365,76 +367,6 @@ void LeaseLoop::ReapFinished() {
     retired_.erase(stopped, retired_.end());
   }
   JoinAll(std::move(done));
-}
-
-absl::Status LeaseLoop::Prepare(ActiveJob& job, JobInputs* in) {
-  const v1::Lease& lease = job.lease;
-  in->job_id = lease.job_id();
-  in->attempt = lease.attempt();
-  in->spec = lease.spec();
-  in->model_root = options_.model_root;
-  const fs::path job_dir = fs::path(options_.cache_dir) / "jobs" / lease.job_id();
-  in->work_dir = (job_dir / absl::StrCat("attempt-", lease.attempt())).string();
-  std::error_code ec;
-  fs::create_directories(in->work_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("creating ", in->work_dir, ": ", ec.message()));
-
-  auto fetch = [&](const std::string& what, const std::string& sha, const std::string& path,
-                   const BlobReaderOpener& open) {
-    grpc::ClientContext ctx;
-    SetupContext(&ctx, kBlobDeadline);
-    return FetchBlob(what, sha, path, &ctx, open);
-  };
-  auto fetch_dataset = [&](const std::string& sha, std::string* path) -> absl::Status {
-    *path = (fs::path(options_.cache_dir) / "datasets" / (sha + ".jsonl")).string();
-    return fetch(absl::StrCat("dataset ", sha.substr(0, 16)), sha, *path,
-                 [&](grpc::ClientContext* ctx) {
-                   v1::FetchDatasetRequest r;
-                   r.set_sha256(sha);
-                   return stub_->FetchDataset(ctx, r);
-                 });
-  };
-  RETURN_IF_ERROR(fetch_dataset(lease.training_dataset_sha256(), &in->training_data_path));
-  in->training_data_name = lease.training_dataset_filename();
-  in->validation_data_name = lease.validation_dataset_filename();
-  if (!lease.validation_dataset_sha256().empty()) {
-    RETURN_IF_ERROR(fetch_dataset(lease.validation_dataset_sha256(), &in->validation_data_path));
-  }
-  if (lease.has_resume_from() && !lease.resume_from().sha256().empty()) {
-    const v1::Checkpoint& cp = lease.resume_from();
-    const fs::path dir = job_dir / absl::StrCat("resume-step-", cp.step());
-    RETURN_IF_ERROR(fetch(absl::StrCat("checkpoint of step ", cp.step()), cp.sha256(),
-                          (dir / "checkpoint.safetensors").string(), [&](grpc::ClientContext* ctx) {
-                            v1::FetchCheckpointRequest r;
-                            r.set_job_id(lease.job_id());
-                            r.set_attempt(lease.attempt());
-                            r.set_sha256(cp.sha256());
-                            return stub_->FetchCheckpoint(ctx, r);
-                          }));
-    in->resume_checkpoint_dir = dir.string();
-  } else if (lease.has_init_from() && !lease.init_from().sha256().empty()) {
-    // A resumed attempt has these weights in its checkpoint already.
-    const v1::InitSource& init = lease.init_from();
-    const std::string what = init.adapter() ? absl::StrCat("the adapter of job ", init.job_id())
-                                            : absl::StrCat("the checkpoint of step ", init.step(),
-                                                           " of job ", init.job_id());
-    const fs::path dir = job_dir / "init";
-    const fs::path blob =
-        init.adapter() ? job_dir / "init-adapter.tar" : dir / "checkpoint.safetensors";
-    RETURN_IF_ERROR(fetch(what, init.sha256(), blob.string(), [&](grpc::ClientContext* ctx) {
-      v1::FetchCheckpointRequest r;
-      r.set_job_id(lease.job_id());
-      r.set_attempt(lease.attempt());
-      r.set_sha256(init.sha256());
-      return stub_->FetchCheckpoint(ctx, r);
-    }));
-    if (init.adapter()) {
-      fs::remove_all(dir, ec);
-      RETURN_IF_ERROR(ExtractTarFile(blob.string(), dir.string()));
-    }
-    in->init = InitWeights{dir.string(), init.adapter(), what};
-  }
-  return absl::OkStatus();
 }
 
 absl::Status LeaseLoop::Upload(bool checkpoint, const ActiveJob& job, int64_t step, bool merged,
@@ -520,7 +452,8 @@ void LeaseLoop::RunJob(std::shared_ptr<ActiveJob> job) {
     job->finished = true;
     return;
   }
-  if (result.ok()) {
+  // Rank 0 of a gang uploads what every rank holds; the others only say how they ended.
+  if (result.ok() && job->lease.rank() == 0) {
     reporter.OnPhase(train::Phase::kExporting);
     FlushReport(*job);  // the last step and the export's log lines before "adapter uploaded"
     // Archived on the fly from the folders, never a whole archive in memory or on disk.

@@ -40,6 +40,9 @@ struct LeaseLoopOptions {
   std::string cache_dir = "./peftd-worker-cache";  // datasets by sha256, job scratch folders
   std::string model_root;                          // where base_model resolves
   int slots = 1;                                   // jobs run at once
+  // Where the other ranks of a gang reach the rendezvous store this worker opens as rank 0;
+  // empty: 127.0.0.1 when `server` is on this machine, else the hostname.
+  std::string advertise_host;
   std::string device = "cpu";
   absl::Duration min_backoff = absl::Milliseconds(200);
   absl::Duration max_backoff = absl::Seconds(10);

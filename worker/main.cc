@@ -29,6 +29,7 @@
 #include "nlohmann/json.hpp"
 #include "worker/demo_run.h"
 #include "worker/eval_command.h"
+#include "worker/gang_runner.h"
 #include "worker/lease_loop.h"
 #include "worker/model/hf_loader.h"
 #include "worker/model/tiny_gpt2.h"
@@ -111,6 +112,9 @@ int main(int argc, char** argv) {
   lease.model_root = "./peftd-data/models";
   app.add_option("--model-root", lease.model_root, "folder the jobs' base_model names resolve in")
       ->capture_default_str();
+  app.add_option("--advertise-host", lease.advertise_host,
+                 "host the other ranks of a gang reach this worker's rendezvous at (default: "
+                 "127.0.0.1 when --server is on this machine, else the hostname)");
   app.add_option("--slots", lease.slots, "jobs run at once")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
@@ -285,7 +289,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   lease.device = peftd::model::DefaultDevice().str();
-  peftd::worker::LeaseLoop loop(lease, peftd::worker::MakeJobRunner());
+  peftd::worker::LeaseLoop loop(lease, peftd::worker::MakeGangRunner());
   peftd::worker::SignalWatcher watcher([&](int, int count) {
     if (count > 1) _exit(kExitCancelled);
     loop.Stop();

@@ -2,6 +2,7 @@
 # and the commands (LibTorch), and the binary.
 peftd_library(peftd_lease_loop
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/lease_loop.cc
+          ${CMAKE_CURRENT_SOURCE_DIR}/lease_inputs.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/blob_transfer.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/progress_reporter.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/job_completion.cc
@@ -11,6 +12,7 @@ peftd_library(peftd_worker TORCH
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/demo_run.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/spec_adapter.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/run_job.cc
+          ${CMAKE_CURRENT_SOURCE_DIR}/gang_runner.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/merged_export.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/init_weights.cc
           ${CMAKE_CURRENT_SOURCE_DIR}/load_trainable.cc

@@ -141,6 +141,26 @@ std::string FormatJobDetails(const v1::Job& job, absl::Time now) {
                         FormatCount(static_cast<double>(job.total_parameters())), pct));
   }
   if (!job.worker_id().empty()) add("worker", job.worker_id());
+  if (spec.workers() > 1) {
+    const int64_t per_rank =
+        int64_t{spec.batch_size()} * std::max(1, spec.gradient_accumulation_steps());
+    add("workers", absl::StrCat(spec.workers(), " ranks (global batch ", spec.batch_size(), " x ",
+                                std::max(1, spec.gradient_accumulation_steps()), " x ",
+                                spec.workers(), " = ", per_rank * spec.workers(), " sequences)"));
+    for (int r = 0; r < job.rank_worker_ids_size(); ++r) {
+      std::string text = job.rank_worker_ids(r);
+      if (r < p.rank_step_seconds_size() && p.rank_step_seconds(r) > 0) {
+        absl::StrAppend(&text, absl::StrFormat(", step %.3fs", p.rank_step_seconds(r)));
+      }
+      if (r < p.rank_allreduce_seconds_size()) {
+        absl::StrAppend(&text, absl::StrFormat(", allreduce %.3fs", p.rank_allreduce_seconds(r)));
+      }
+      add(absl::StrCat("rank ", r), text);
+    }
+  }
+  if (!job.waiting_reason().empty() && job.state() == v1::QUEUED) {
+    add("waiting", job.waiting_reason());
+  }
   add("created", absl::StrCat(FormatTime(job.create_time()), " (",
                               FormatAge(job.create_time(), now), " ago)"));
   if (IsSet(job.start_time())) add("started", FormatTime(job.start_time()));

@@ -149,6 +149,7 @@ absl::Status RefuseZeroes(const SubmitFlags& f) {
       {"--max-seq-len", f.max_seq_len && *f.max_seq_len == 0, "512"},
       {"--checkpoint-interval", f.checkpoint_interval && *f.checkpoint_interval == 0, "50"},
       {"--max-attempts", f.max_attempts && *f.max_attempts == 0, "3"},
+      {"--workers", f.workers && *f.workers == 0, "1"},
   };
   for (const Flag& flag : flags) {
     if (flag.zero) {
@@ -230,6 +231,7 @@ absl::Status ApplyFlags(const SubmitFlags& f, v1::CreateJobRequest* request) {
   if (f.eval_interval) spec->set_eval_interval_steps(*f.eval_interval);
   if (f.checkpoint_interval) spec->set_checkpoint_interval_steps(*f.checkpoint_interval);
   if (f.max_attempts) spec->set_max_attempts(*f.max_attempts);
+  if (f.workers) spec->set_workers(*f.workers);
   if (f.export_merged) spec->set_export_merged(*f.export_merged);
   if (f.skip_bad_lines) spec->set_skip_bad_lines(*f.skip_bad_lines);
   if (f.init_from) {

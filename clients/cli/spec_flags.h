@@ -22,7 +22,8 @@ struct SubmitFlags {
   std::optional<bool> gate;
   std::optional<double> gate_s, gate_lambda;
   std::optional<int64_t> steps;
-  std::optional<int> epochs, batch_size, grad_accum, rank, num_labels, max_attempts, max_seq_len;
+  std::optional<int> epochs, batch_size, grad_accum, rank, num_labels, max_attempts, max_seq_len,
+      workers;
   std::optional<double> lr, alpha, dropout, warmup_ratio, weight_decay;
   std::optional<int64_t> warmup_steps, eval_interval, checkpoint_interval;
   std::optional<uint64_t> seed;

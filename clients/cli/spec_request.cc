@@ -137,6 +137,8 @@ void AddSpecFlags(CLI::App* sub, SubmitFlags& f) {
   AddOptional(sub, "--checkpoint-interval", f.checkpoint_interval,
               "Checkpoint every N steps (default 50)");
   AddOptional(sub, "--max-attempts", f.max_attempts, "Attempts before the job fails (default 3)");
+  AddOptional(sub, "--workers", f.workers,
+              "Ranks of a data-parallel gang, each with --batch-size (default 1, at most 64)");
   AddOptional(sub, "--init-from", f.init_from,
               "Start from the adapter of job JOB, or its checkpoint of step N with JOB@N");
   sub->add_flag_function(

@@ -44,6 +44,34 @@ TEST(FormatJobDetails, CancelledJobHasNoEtaOrRate) {
   EXPECT_TRUE(absl::StrContains(text, "step 20/60")) << text;
 }
 
+// Issue 13: a gang shows its world size, the global batch, each rank's worker and figures, and
+// while queued why it waits.
+TEST(FormatJobDetails, GangShowsWorldGlobalBatchRanksAndWhyItWaits) {
+  v1::Job job = GatedJob();
+  job.mutable_spec()->set_workers(2);
+  job.mutable_spec()->set_batch_size(4);
+  job.mutable_spec()->set_gradient_accumulation_steps(3);
+  job.add_rank_worker_ids("w1");
+  job.add_rank_worker_ids("w2");
+  job.mutable_progress()->add_rank_step_seconds(0.5);
+  job.mutable_progress()->add_rank_step_seconds(0.25);
+  job.mutable_progress()->add_rank_allreduce_seconds(1.5);
+  job.mutable_progress()->add_rank_allreduce_seconds(2);
+  std::string text = FormatJobDetails(job, absl::Now());
+  EXPECT_TRUE(absl::StrContains(text, "2 ranks (global batch 4 x 3 x 2 = 24 sequences)")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "w1, step 0.500s, allreduce 1.500s")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "w2, step 0.250s, allreduce 2.000s")) << text;
+  job.set_state(v1::QUEUED);
+  job.set_waiting_reason(
+      "waiting for 2 free slots on distinct workers; 1 free on 1 live worker of 2");
+  text = FormatJobDetails(job, absl::Now());
+  EXPECT_TRUE(absl::StrContains(text, "waiting:")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "1 free on 1 live worker of 2")) << text;
+  // A job alone says nothing of ranks.
+  job.mutable_spec()->set_workers(1);
+  EXPECT_FALSE(absl::StrContains(FormatJobDetails(job, absl::Now()), "ranks")) << text;
+}
+
 TEST(FormatJobDetails, RunningWithoutAStepIsNotNotStarted) {
   v1::Job job;
   job.set_id("job-2");

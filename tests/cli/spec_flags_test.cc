@@ -29,6 +29,7 @@ TEST(ApplySubmitFlags, EveryCommonFlagSetsItsField) {
   f.task = "seq_cls";
   f.num_labels = 3;
   f.max_attempts = 5;
+  f.workers = 2;
   f.seed = 9;
   f.target_modules = {"q_proj, k_proj", "re:.*\\.(o|v)_proj"};
   f.labels = {"team=nlp", "run=a=b"};
@@ -55,6 +56,7 @@ TEST(ApplySubmitFlags, EveryCommonFlagSetsItsField) {
   EXPECT_EQ(s.task(), v1::SEQ_CLS);
   EXPECT_EQ(s.num_labels(), 3);
   EXPECT_EQ(s.max_attempts(), 5);
+  EXPECT_EQ(s.workers(), 2);
   EXPECT_EQ(s.seed(), 9u);
   ASSERT_EQ(s.target_modules_size(), 3);
   EXPECT_EQ(s.target_modules(0), "q_proj");

@@ -41,6 +41,7 @@ TEST(JobSpec, DefaultsFillEveryUnsetField) {
   EXPECT_TRUE(s.packing());
   EXPECT_EQ(s.seed(), 42u);
   EXPECT_EQ(s.max_attempts(), 3);
+  EXPECT_EQ(s.workers(), 1);
   EXPECT_TRUE(ValidateJobSpec(s).ok()) << ValidateJobSpec(s);
 }
 
@@ -320,6 +321,8 @@ TEST(JobSpecRanges, TheIssueRowsAreRefusedWithTheirRange) {
        "max_seq_len: must be in [2, 1048576], got 2000000000"},
       {[](v1::JobSpec& s) { s.set_max_attempts(1000000); },
        "max_attempts: must be in [1, 100], got 1000000"},
+      {[](v1::JobSpec& s) { s.set_workers(65); }, "workers: must be in [0, 64], got 65"},
+      {[](v1::JobSpec& s) { s.set_workers(-1); }, "workers: must be in [0, 64], got -1"},
       {[](v1::JobSpec& s) { s.mutable_lora()->set_r(2000000000); },
        "lora.r: must be in [1, 4096], got 2000000000"},
       {[](v1::JobSpec& s) { s.set_max_steps(int64_t{1} << 62); },

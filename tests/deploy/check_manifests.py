@@ -157,6 +157,15 @@ def check_compose(src):
     if not os.path.isfile(os.path.join(d, b.get("context", "."), b.get("dockerfile", ""))):
         bad("compose.gpu.yaml: the worker's build.dockerfile does not exist")
 
+    # A 2-rank gang (docs/operating.md "Gangs") needs two workers.
+    gang = load(os.path.join(d, "compose.gang.yaml"))
+    gang_services = gang.get("services", {})
+    if set(gang_services) - set(services):
+        bad(f"compose.gang.yaml: services {sorted(set(gang_services) - set(services))} are not in compose.yaml")
+    replicas = gang_services.get("worker", {}).get("deploy", {}).get("replicas", 0)
+    if not isinstance(replicas, int) or replicas < 2:
+        bad(f"compose.gang.yaml: the worker needs deploy.replicas >= 2 for a 2-rank gang, got {replicas}")
+
 
 def shim_name(src):
     """The file name the worker dlopens, as the loader spells it and CMake builds it."""

@@ -183,6 +183,26 @@ TEST(Metrics, ServesEverySeriesOverHttpAndDropsAJobsSeries) {
   EXPECT_EQ(Sample(after, "peftd_jobs_submitted_total{method=\"lora\"}"), 2);
 }
 
+// Issue 13: a gang's per-rank step time and allreduce seconds, one series per rank, from the
+// first report that has them (before the first step too), gone with the job.
+TEST(Metrics, GangRanksHaveStepAndAllreduceSeries) {
+  Metrics metrics;
+  v1::JobProgress p;
+  p.add_rank_step_seconds(0);
+  p.add_rank_step_seconds(0.5);
+  p.add_rank_allreduce_seconds(0.25);
+  p.add_rank_allreduce_seconds(0.125);
+  metrics.UpdateJobProgress("g", v1::LORA, p);
+  std::string text = metrics.Serialize();
+  EXPECT_EQ(Sample(text, "peftd_rank_step_seconds{job_id=\"g\",rank=\"1\"}"), 0.5);
+  EXPECT_THAT(text, Not(HasSubstr("peftd_rank_step_seconds{job_id=\"g\",rank=\"0\"}")));
+  EXPECT_EQ(Sample(text, "peftd_rank_allreduce_seconds{job_id=\"g\",rank=\"0\"}"), 0.25);
+  EXPECT_EQ(Sample(text, "peftd_rank_allreduce_seconds{job_id=\"g\",rank=\"1\"}"), 0.125);
+  metrics.RemoveJob("g");
+  text = metrics.Serialize();
+  EXPECT_THAT(text, Not(HasSubstr("job_id=\"g\"")));
+}
+
 TEST(Metrics, TokensCounterOnlyGrowsAndWorkerStatusesGoToZero) {
   Metrics metrics;
   v1::JobProgress p;

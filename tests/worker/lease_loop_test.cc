@@ -55,6 +55,7 @@ class FakeWorkerService final : public v1::WorkerService::Service {
     if (!known) return {grpc::StatusCode::NOT_FOUND, "unknown worker " + req->worker_id()};
     for (const auto& r : req->reports()) {
       last_report = r;
+      reports.push_back(r);
       for (const auto& e : r.events()) events.push_back(e.message());
       timeline.push_back("step " + std::to_string(r.progress().step()) + " " +
                          v1::JobPhase_Name(r.phase()));
@@ -176,6 +177,7 @@ class FakeWorkerService final : public v1::WorkerService::Service {
   std::vector<std::string> timeline;
   std::vector<v1::CompleteJobRequest> completions;
   v1::ProgressReport last_report;
+  std::vector<v1::ProgressReport> reports;  // every report, in order
 };
 
 struct ServerHandle {
@@ -676,6 +678,100 @@ TEST(LeaseLoop, ALeaseOfTheAttemptItRunsIsANoOp) {
   EXPECT_EQ(service.completions[0].final_state(), v1::SUCCEEDED);
   EXPECT_EQ(gate.runs, 1);
   EXPECT_EQ(gate.cancelled, 0);
+}
+
+// Issue 13: a lease of a gang's rank hands the runner its rank, world, key, rendezvous address
+// and timeout. Rank 0's address reaches the server at once (not at the next regular beat), every
+// report names the rank and says when it met the others and its collective time, and only rank 0
+// uploads the adapter; a rank > 0 reports its end with its rank.
+v1::Lease GangLease(const std::string& job, int rank, const std::string& dataset) {
+  v1::Lease lease;
+  lease.set_job_id(job);
+  lease.set_attempt(1);
+  lease.set_training_dataset_sha256(Sha256Hex(dataset));
+  lease.set_rank(rank);
+  lease.set_world_size(2);
+  lease.set_rendezvous_key(job + "/attempt-1");
+  if (rank > 0) lease.set_rendezvous_address("10.0.0.1:29500");
+  lease.set_rendezvous_timeout_ms(4321);
+  return lease;
+}
+
+JobRunner GangRunner(std::vector<GangInputs>* seen, std::mutex* mu) {
+  return [=](const JobInputs& in, train::ProgressSink* sink,
+             const std::atomic<bool>* cancelled) -> absl::StatusOr<JobOutputs> {
+    {
+      std::lock_guard<std::mutex> lock(*mu);
+      seen->push_back(in.gang);
+    }
+    if (in.gang.rank == 0) in.gang.opened(in.gang.advertise_host + ":4242");
+    in.gang.joined();
+    in.gang.allreduce_seconds(0.5);
+    train::StepMetrics m;
+    m.step = 1;
+    m.total_steps = 1;
+    sink->OnStep(m);
+    JobOutputs out;
+    if (in.gang.rank == 0) {
+      out.adapter_dir = (fs::path(in.work_dir) / "adapter").string();
+      fs::create_directories(out.adapter_dir);
+      std::ofstream(fs::path(out.adapter_dir) / "adapter_config.json") << "{}";
+    }
+    return out;
+  };
+}
+
+TEST(LeaseLoopGang, RanksGetTheirRendezvousAndRankZeroAloneUploads) {
+  FakeWorkerService service;
+  service.jobs = 0;
+  service.heartbeat_interval_ms = 60000;  // only early beats can deliver anything in time
+  auto server = Start(&service);
+  std::vector<GangInputs> seen;
+  std::mutex mu;
+  LeaseLoopOptions options = Options(server.port, "gang");
+  options.slots = 2;
+  {
+    std::lock_guard<std::mutex> lock(service.mu);
+    service.extra_leases.push_back(GangLease("g0", 0, service.dataset));
+    service.extra_leases.push_back(GangLease("g1", 1, service.dataset));
+  }
+  RunningLoop loop(options, GangRunner(&seen, &mu));
+  ASSERT_TRUE(CompletionsAtLeast(service, 2, std::chrono::seconds(20)));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(seen.size(), 2u);
+    std::sort(seen.begin(), seen.end(),
+              [](const GangInputs& a, const GangInputs& b) { return a.rank < b.rank; });
+    EXPECT_EQ(seen[0].world_size, 2);
+    EXPECT_EQ(seen[0].key, "g0/attempt-1");
+    EXPECT_EQ(seen[0].address, "");
+    EXPECT_EQ(seen[0].advertise_host, "127.0.0.1");  // --server is on this machine
+    EXPECT_EQ(seen[0].timeout_ms, 4321);
+    EXPECT_EQ(seen[1].rank, 1);
+    EXPECT_EQ(seen[1].address, "10.0.0.1:29500");
+  }
+  std::lock_guard<std::mutex> lock(service.mu);
+  bool address = false, joined0 = false, joined1 = false;
+  for (const auto& r : service.reports) {
+    if (r.job_id() == "g0") {
+      EXPECT_EQ(r.rank(), 0);
+      address = address || r.rendezvous_address() == "127.0.0.1:4242";
+      joined0 = joined0 || r.joined();
+    } else {
+      EXPECT_EQ(r.rank(), 1);
+      joined1 = joined1 || r.joined();
+    }
+  }
+  EXPECT_TRUE(address);
+  EXPECT_TRUE(joined0);
+  EXPECT_TRUE(joined1);
+  ASSERT_EQ(service.completions.size(), 2u);
+  for (const auto& c : service.completions) {
+    EXPECT_EQ(c.final_state(), v1::SUCCEEDED) << c.error().message();
+    EXPECT_EQ(c.last_report().rank(), c.job_id() == "g0" ? 0 : 1);
+    EXPECT_DOUBLE_EQ(c.last_report().allreduce_seconds(), 0.5);
+  }
+  EXPECT_EQ(service.adapters.size(), 1u);  // rank 0's
 }
 
 }  // namespace

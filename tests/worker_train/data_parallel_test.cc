@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <thread>
 
 #include "common/status.h"
@@ -383,6 +384,52 @@ TEST(DataParallelTrainer, CancelOnOneRankStopsEveryRank) {
     pids.push_back(SpawnRank(rank, 2, addr, MethodKind::kLora, false, "", false, /*cancel=*/true));
   }
   EXPECT_EQ(WaitAll(pids, std::chrono::seconds(120)), (std::vector<int>{0, 0}));
+}
+
+// The scheduler's rendezvous (issue 13): rank 0 asks for port 0, the system picks a free one,
+// and `listening` reports it before rank 0 waits; rank 1 meets it there.
+TEST(DataParallelConnect, RankZeroOnPortZeroReportsThePortItListensOn) {
+  std::promise<uint16_t> port;
+  std::thread rank0_thread;
+  absl::StatusOr<std::unique_ptr<DataParallel>> rank0;
+  rank0_thread = std::thread([&] {
+    DataParallelOptions o;
+    o.rank = 0;
+    o.world_size = 2;
+    o.rendezvous = "127.0.0.1:0";
+    o.key = "ephemeral";
+    o.timeout = std::chrono::seconds(60);
+    o.listening = [&](uint16_t p) { port.set_value(p); };
+    rank0 = DataParallel::Connect(o);
+    if (!rank0.ok()) {
+      try {
+        port.set_value(0);
+      } catch (const std::future_error&) {
+      }
+    }
+  });
+  const uint16_t p = port.get_future().get();
+  ASSERT_GT(p, 0);
+  DataParallelOptions o;
+  o.rank = 1;
+  o.world_size = 2;
+  o.rendezvous = "127.0.0.1:" + std::to_string(p);
+  o.key = "ephemeral";
+  o.timeout = std::chrono::seconds(60);
+  auto rank1 = DataParallel::Connect(o);
+  rank0_thread.join();
+  ASSERT_TRUE(rank0.ok()) << rank0.status();
+  ASSERT_TRUE(rank1.ok()) << rank1.status();
+  torch::Tensor a = torch::full({2}, 1.0), b = torch::full({2}, 2.0);
+  std::thread sum0([&] { EXPECT_TRUE((*rank0)->Sum({a}, "a").ok()); });
+  EXPECT_TRUE((*rank1)->Sum({b}, "b").ok());
+  sum0.join();
+  EXPECT_TRUE(a.equal(torch::full({2}, 3.0)));
+  EXPECT_TRUE(b.equal(torch::full({2}, 3.0)));
+  // Port 0 is rank 0's alone: another rank cannot connect to it.
+  DataParallelOptions bad = o;
+  bad.rendezvous = "127.0.0.1:0";
+  EXPECT_EQ(DataParallel::Connect(bad).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(DataParallelConnect, BadArgumentsNameTheField) {

@@ -6,6 +6,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
@@ -74,7 +75,12 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Connect(
   if (options.timeout.count() <= 0) {
     return absl::InvalidArgumentError("rendezvous timeout must be positive");
   }
-  ASSIGN_OR_RETURN(const auto address, ParseRendezvous(options.rendezvous, "rendezvous"));
+  std::string rendezvous = options.rendezvous;
+  const bool pick_port = options.rank == 0 && absl::EndsWith(rendezvous, ":0");
+  // ParseRendezvous refuses port 0, which only rank 0 may ask for.
+  if (pick_port) rendezvous.back() = '1';
+  ASSIGN_OR_RETURN(auto address, ParseRendezvous(rendezvous, "rendezvous"));
+  if (pick_port) address.second = 0;
   const auto& [host, port] = address;
   const std::string where = absl::StrCat("rendezvous ", options.rendezvous, " (key ", options.key,
                                          ", rank ", options.rank, " of ", options.world_size, ")");
@@ -89,6 +95,7 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Connect(
     store_options.waitWorkers = false;
     store_options.timeout = options.timeout;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(host, store_options);
+    if (options.rank == 0 && options.listening) options.listening(tcp->getPort());
     group->store = c10::make_intrusive<c10d::PrefixStore>(options.key, tcp);
     auto pg_options = c10d::ProcessGroupGloo::Options::create(options.timeout);
     // Ranks on one machine talk over loopback; across machines each binds the address its own

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,8 +25,12 @@ namespace peftd::train {
 struct DataParallelOptions {
   int rank = 0;
   int world_size = 1;
-  // host:port of rank 0's TCPStore. Rank 0 listens on the port; the others connect to it.
+  // host:port of rank 0's TCPStore. Rank 0 listens on the port; the others connect to it. Rank
+  // 0 may give port 0: the system picks a free one, which `listening` reports.
   std::string rendezvous;
+  // Rank 0: called with the port its store listens on, before it waits for the other ranks
+  // (the lease loop tells the server, which hands the address to them).
+  std::function<void(uint16_t port)> listening;
   // Unique to the attempt: every store key is prefixed with it, so a late rank of an earlier
   // attempt never meets this one.
   std::string key = "peftd";
