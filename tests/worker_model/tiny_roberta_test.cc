@@ -1,0 +1,121 @@
+// make-tiny-model --arch roberta: the folder loads as RoBERTa (F32, BF16, F16, sharded), and its
+// tokenizer.json follows RoBERTa's conventions through the real loaders: <s> = 0, <pad> = 1,
+// </s> = 2, classification records as <s> A </s> and pairs as <s> A </s></s> B </s>
+// (RobertaProcessing), the text in between as plain byte-level BPE ids.
+#include "worker/model/tiny_roberta.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "worker/data/dataset.h"
+#include "worker/data/tokenizer.h"
+#include "worker/model/roberta_loader.h"
+
+namespace peftd::model {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::ElementsAre;
+
+class TinyRobertaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("peftd_tiny_roberta_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+std::vector<int64_t> Concat(std::initializer_list<std::vector<int64_t>> parts) {
+  std::vector<int64_t> out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+TEST_F(TinyRobertaTest, TokenizerUsesRobertasSpecialsAndTemplates) {
+  ASSERT_TRUE(WriteTinyRobertaModel((dir_ / "m").string()).ok());
+  auto tok = data::LoadTokenizer((dir_ / "m").string());
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  const data::SpecialTokens& s = (*tok)->special();
+  EXPECT_EQ(s.bos_id, 0);
+  EXPECT_EQ(s.pad_id, 1);
+  EXPECT_EQ(s.eos_id, 2);
+  EXPECT_TRUE(s.add_bos);
+  EXPECT_TRUE(s.add_eos);
+  EXPECT_EQ((*tok)->TokenToId("<s>").value_or(-1), 0);
+  EXPECT_EQ((*tok)->TokenToId("</s>").value_or(-1), 2);
+  const std::vector<int64_t> a = (*tok)->Encode("the cat"), b = (*tok)->Encode(" sat");
+  ASSERT_FALSE(a.empty());
+  for (int64_t id : a) EXPECT_GE(id, 3);  // no special inside the text
+  EXPECT_EQ((*tok)->Decode(a), "the cat");
+
+  data::DatasetOptions options;
+  options.task = data::Task::kSequenceClassification;
+  options.num_labels = 2;
+  auto single = data::LoadDatasetFromBytes(R"({"text": "the cat", "label": 1})", "train.jsonl",
+                                           **tok, options);
+  ASSERT_TRUE(single.ok()) << single.status();
+  ASSERT_EQ(single->examples.size(), 1u);
+  EXPECT_EQ(single->examples[0].input_ids, Concat({{0}, a, {2}}));
+  EXPECT_EQ(single->examples[0].class_label, 1);
+  auto pair = data::LoadDatasetFromBytes(R"({"text": "the cat", "text_pair": " sat", "label": 0})",
+                                         "pairs.jsonl", **tok, options);
+  ASSERT_TRUE(pair.ok()) << pair.status();
+  ASSERT_EQ(pair->examples.size(), 1u);
+  EXPECT_EQ(pair->examples[0].input_ids, Concat({{0}, a, {2, 2}, b, {2}}));
+}
+
+TEST_F(TinyRobertaTest, LoadsInEveryStoredDtypeAndFromShards) {
+  auto reference = [&]() {
+    EXPECT_TRUE(WriteTinyRobertaModel((dir_ / "f32").string()).ok());
+    auto m = LoadRoberta((dir_ / "f32").string());
+    EXPECT_TRUE(m.ok()) << m.status();
+    return *m;
+  }();
+  torch::Tensor ids = torch::tensor({{0, 17, 300, 42, 2}}, torch::kLong);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor expected = reference->forward(ids, {});
+  for (const auto& [dtype, shards, tolerance] : std::vector<std::tuple<std::string, int, double>>{
+           {"float32", 3, 0.0}, {"bfloat16", 1, 0.5}, {"float16", 2, 0.05}}) {
+    SCOPED_TRACE(dtype);
+    const fs::path d = dir_ / (dtype + std::to_string(shards));
+    ASSERT_TRUE(WriteTinyRobertaModel(d.string(), shards, dtype).ok());
+    EXPECT_EQ(fs::exists(d / "model.safetensors.index.json"), shards > 1);
+    auto m = LoadRoberta(d.string());
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_LE(((*m)->forward(ids, {}) - expected).abs().max().item<double>(), tolerance);
+  }
+}
+
+TEST_F(TinyRobertaTest, LoaderRefusesAMissingOrForeignTensorByName) {
+  ASSERT_TRUE(WriteTinyRobertaModel((dir_ / "m").string()).ok());
+  // A masked-LM checkpoint of the same encoder (config says RobertaForMaskedLM) trains a new
+  // classifier when the job gives num_labels, and is refused without.
+  const std::string config_path = (dir_ / "m" / "config.json").string();
+  std::string text;
+  {
+    std::ifstream in(config_path);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::string from = "RobertaForSequenceClassification";
+  text.replace(text.find(from), from.size(), "RobertaForMaskedLM");
+  std::ofstream(config_path) << text;
+  auto none = LoadRoberta((dir_ / "m").string());
+  ASSERT_FALSE(none.ok());
+  EXPECT_THAT(std::string(none.status().message()), testing::HasSubstr("task SEQ_CLS"));
+  LoadOptions three;
+  three.num_labels = 3;
+  auto refused = LoadRoberta((dir_ / "m").string(), three);
+  // The checkpoint's 2-class classifier does not fit 3 classes: refused naming the tensor.
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()),
+              testing::HasSubstr("classifier.out_proj.weight"));
+}
+
+}  // namespace
+}  // namespace peftd::model
