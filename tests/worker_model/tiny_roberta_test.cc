@@ -10,9 +10,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
+#include "adapters/safetensors_torch.h"
 #include "worker/data/dataset.h"
 #include "worker/data/tokenizer.h"
+#include "worker/model/checkpoint_writer.h"
 #include "worker/model/roberta_loader.h"
 
 namespace peftd::model {
@@ -115,6 +118,47 @@ TEST_F(TinyRobertaTest, LoaderRefusesAMissingOrForeignTensorByName) {
   ASSERT_FALSE(refused.ok());
   EXPECT_THAT(std::string(refused.status().message()),
               testing::HasSubstr("classifier.out_proj.weight"));
+}
+
+// A masked-LM checkpoint as roberta-base is published (no classifier; lm_head.* and a pooler that
+// the classifier does not use, the keys without "roberta."): a SEQ_CLS job's num_labels builds a
+// new classifier, initialised as transformers does (N(0, 0.02) weights, zero biases), over the
+// same encoder.
+TEST_F(TinyRobertaTest, AMaskedLmCheckpointGetsANewClassifier) {
+  ASSERT_TRUE(WriteTinyRobertaModel((dir_ / "cls").string()).ok());
+  auto tensors = adapters::LoadTensors((dir_ / "cls" / "model.safetensors").string());
+  ASSERT_TRUE(tensors.ok()) << tensors.status();
+  std::map<std::string, torch::Tensor> mlm;
+  for (const auto& [name, t] : *tensors) {
+    if (name.rfind("classifier.", 0) == 0) continue;
+    mlm[name.substr(std::string("roberta.").size())] = t;
+  }
+  mlm["lm_head.dense.weight"] = torch::zeros({64, 64});
+  mlm["lm_head.bias"] = torch::zeros({512});
+  mlm["pooler.dense.weight"] = torch::zeros({64, 64});
+  const fs::path d = dir_ / "mlm";
+  fs::create_directories(d);
+  ASSERT_TRUE(WriteCheckpointTensors(d.string(), mlm, 1).ok());
+  ModelConfig config = TinyRobertaConfig();
+  config.architecture = "RobertaForMaskedLM";
+  config.sequence_classification = false;
+  std::ofstream(d / "config.json") << ModelConfigJson(config);
+
+  LoadOptions three;
+  three.num_labels = 3;
+  auto m = LoadRoberta(d.string(), three);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ((*m)->config().architecture, "RobertaForSequenceClassification");
+  torch::NoGradGuard no_grad;
+  EXPECT_EQ((*m)->classifier_out_proj->weight.sizes(), (std::vector<int64_t>{3, 64}));
+  EXPECT_EQ((*m)->classifier_dense->bias.abs().max().item<double>(), 0.0);
+  const double std = (*m)->classifier_dense->weight.std().item<double>();
+  EXPECT_GT(std, 0.015);
+  EXPECT_LT(std, 0.025);
+  auto original = LoadRoberta((dir_ / "cls").string());
+  ASSERT_TRUE(original.ok()) << original.status();
+  torch::Tensor ids = torch::tensor({{0, 17, 300, 42, 2}}, torch::kLong);
+  EXPECT_EQ(((*m)->Hidden(ids, {}) - (*original)->Hidden(ids, {})).abs().max().item<double>(), 0.0);
 }
 
 }  // namespace
