@@ -1,7 +1,8 @@
 // make-tiny-model --arch roberta: the folder loads as RoBERTa (F32, BF16, F16, sharded), and its
 // tokenizer.json follows RoBERTa's conventions through the real loaders: <s> = 0, <pad> = 1,
 // </s> = 2, classification records as <s> A </s> and pairs as <s> A </s></s> B </s>
-// (RobertaProcessing), the text in between as plain byte-level BPE ids.
+// (RobertaProcessing), the text in between as plain byte-level BPE ids; and the server's module
+// list equals the modules the worker builds.
 #include "worker/model/tiny_roberta.h"
 
 #include <gmock/gmock.h>
@@ -12,7 +13,9 @@
 #include <fstream>
 #include <map>
 
+#include "absl/strings/str_cat.h"
 #include "adapters/safetensors_torch.h"
+#include "common/model_modules.h"
 #include "worker/data/dataset.h"
 #include "worker/data/tokenizer.h"
 #include "worker/model/checkpoint_writer.h"
@@ -159,6 +162,29 @@ TEST_F(TinyRobertaTest, AMaskedLmCheckpointGetsANewClassifier) {
   ASSERT_TRUE(original.ok()) << original.status();
   torch::Tensor ids = torch::tensor({{0, 17, 300, 42, 2}}, torch::kLong);
   EXPECT_EQ(((*m)->Hidden(ids, {}) - (*original)->Hidden(ids, {})).abs().max().item<double>(), 0.0);
+}
+
+// The server checks patterns against common/model_modules.h's list; the worker injects into the
+// adapters::Linear modules model::Roberta builds: the same list, shapes and biases included, and
+// the classifier in neither.
+TEST_F(TinyRobertaTest, TheServersModuleListIsWhatTheWorkerBuilds) {
+  auto describe = [](const std::string& name, int64_t in, int64_t out, bool bias) {
+    return absl::StrCat(name, " ", in, "->", out, bias ? " +bias" : "");
+  };
+  const ModelConfig c = TinyRobertaConfig();
+  std::vector<std::string> listed, built;
+  for (const auto& m : LinearModules(c)) {
+    listed.push_back(describe(m.name, m.in_features, m.out_features, m.bias));
+  }
+  Roberta model(c);
+  for (const auto& item : model->named_modules()) {
+    const auto* linear = dynamic_cast<const adapters::LinearImpl*>(item.value().get());
+    if (linear == nullptr) continue;
+    built.push_back(describe(item.key(), linear->in_features(), linear->out_features(),
+                             linear->bias.defined()));
+  }
+  EXPECT_EQ(listed, built);
+  EXPECT_EQ(listed.size(), 12u);
 }
 
 }  // namespace
