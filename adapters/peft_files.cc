@@ -59,9 +59,17 @@ json ConfigJson(PeftModel& peft, const std::map<std::string, torch::Tensor>& mod
   if (!c.targets.exclude_modules.empty()) j["exclude_modules"] = c.targets.exclude_modules;
   j["layers_to_transform"] =
       c.targets.layers_to_transform.empty() ? json(nullptr) : json(c.targets.layers_to_transform);
-  // Modules listed in the config plus those whose tensors are saved ("score.weight" -> "score").
+  // Modules listed in the config plus those whose tensors are saved ("score.weight" -> "score"),
+  // unless a listed module holds them (RoBERTa's "classifier" holds classifier.dense.weight).
   std::set<std::string> to_save(c.modules_to_save.begin(), c.modules_to_save.end());
-  for (const auto& [name, t] : modules_to_save) to_save.insert(name.substr(0, name.rfind('.')));
+  for (const auto& [name, t] : modules_to_save) {
+    const std::string module = name.substr(0, name.rfind('.'));
+    bool held = false;
+    for (const std::string& m : c.modules_to_save) {
+      held = held || module == m || module.rfind(m + ".", 0) == 0;
+    }
+    if (!held) to_save.insert(module);
+  }
   j["modules_to_save"] = to_save.empty()
                              ? json(nullptr)
                              : json(std::vector<std::string>(to_save.begin(), to_save.end()));

@@ -22,6 +22,9 @@ bool HasOwnLabelNames(const model::ModelConfig& c) {
   return false;
 }
 
+// The classification head's module name: RoBERTa's `classifier`, the LLaMA family's `score`.
+const char* HeadName(const model::ModelConfig& c) { return c.IsRoberta() ? "classifier" : "score"; }
+
 absl::Status CheckTask(const v1::JobSpec& spec, const model::ModelConfig& c) {
   if (c.IsGpt2()) {
     if (spec.task() != v1::CAUSAL_LM) {
@@ -36,17 +39,31 @@ absl::Status CheckTask(const v1::JobSpec& spec, const model::ModelConfig& c) {
     }
     return absl::OkStatus();
   }
+  if (c.IsRoberta()) {
+    if (spec.task() != v1::SEQ_CLS) {
+      return FieldError("task",
+                        absl::StrCat("base_model '", spec.base_model(), "' is a ", c.architecture,
+                                     " checkpoint, an encoder: use task SEQ_CLS"));
+    }
+    if (spec.export_merged()) {
+      return FieldError("export_merged",
+                        absl::StrCat("base_model '", spec.base_model(),
+                                     "' is RoBERTa: a merged RoBERTa model is not written yet; "
+                                     "load the base model with the adapter instead"));
+    }
+  }
   if (!c.sequence_classification) return absl::OkStatus();
   if (spec.task() != v1::SEQ_CLS) {
-    return FieldError("task", absl::StrCat("base_model '", spec.base_model(), "' is a ",
-                                           c.architecture, " checkpoint (a score head of ",
-                                           c.num_labels, " classes): use task SEQ_CLS"));
+    return FieldError("task",
+                      absl::StrCat("base_model '", spec.base_model(), "' is a ", c.architecture,
+                                   " checkpoint (a ", HeadName(c), " head of ", c.num_labels,
+                                   " classes): use task SEQ_CLS"));
   }
   if (spec.num_labels() != c.num_labels) {
     return FieldError(
         "num_labels",
-        absl::StrCat("base_model '", spec.base_model(), "' has a score head of ", c.num_labels,
-                     " classes (config.json), the job asks for ", spec.num_labels()));
+        absl::StrCat("base_model '", spec.base_model(), "' has a ", HeadName(c), " head of ",
+                     c.num_labels, " classes (config.json), the job asks for ", spec.num_labels()));
   }
   if (spec.label_names_size() > 0 && HasOwnLabelNames(c) &&
       c.id2label.size() == static_cast<size_t>(spec.label_names_size())) {

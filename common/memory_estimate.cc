@@ -150,7 +150,12 @@ MemoryEstimate EstimatePeakMemory(const v1::JobSpec& spec, const SpecOnModel& re
   // buffers, and the importance EMAs of the adaptive methods.
   double trainable = 0;
   for (const auto& m : resolved.adapted) trainable += AdapterParameters(spec, m);
-  if (c.sequence_classification) trainable += hidden * static_cast<double>(c.num_labels);
+  if (c.IsRoberta()) {
+    // RoBERTa's classifier: dense (hidden x hidden) and out_proj, with biases, all trained.
+    trainable += (hidden + 1) * (hidden + static_cast<double>(c.num_labels));
+  } else if (c.sequence_classification) {
+    trainable += hidden * static_cast<double>(c.num_labels);
+  }
   const bool emas = spec.method() == v1::ADALORA || spec.method() == v1::ADADHP;
   e.adapter = Saturated(trainable * kFloatBytes * (4 + 1 + (emas ? 2 : 0)));
 
@@ -179,6 +184,12 @@ MemoryEstimate EstimatePeakMemory(const v1::JobSpec& spec, const SpecOnModel& re
       o = o || p == "o_proj" || (p == "c_proj" && !mlp);
       gate_up = gate_up || p == "gate_proj" || p == "up_proj" || p == "c_fc";
       down = down || p == "down_proj" || (p == "c_proj" && mlp);
+      // RoBERTa: query, key, value; attention.output.dense; intermediate.dense; output.dense.
+      const bool attention_dense = absl::StrContains(m->name, ".attention.output.");
+      qkv = qkv || p == "query" || p == "key" || p == "value";
+      o = o || (p == "dense" && attention_dense);
+      gate_up = gate_up || (p == "dense" && absl::StrContains(m->name, ".intermediate."));
+      down = down || (p == "dense" && !attention_dense && absl::StrContains(m->name, ".output."));
       n += AdapterActivations(spec, *m, tokens);
     }
     // An adapted projection keeps its input (shared by q, k and v, and by gate and up).

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/model_config_encoders.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 
@@ -174,6 +175,7 @@ absl::Status ParseGpt2(const json& j, ModelConfig* c) {
 }  // namespace
 
 int64_t ModelConfig::NumParameters() const {
+  if (IsRoberta()) return RobertaNumParameters(*this);
   if (IsGpt2()) {
     const int64_t h = hidden_size, inner = intermediate_size;
     const int64_t layer = 2 * h                // ln_1
@@ -212,18 +214,22 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text) {
   RETURN_IF_ERROR(Get(j, "architectures", &archs, true));
   if (archs.empty()) return Bad("architectures", "empty");
   c.architecture = archs[0];
-  bool known = false;
+  bool known = IsRobertaArchitecture(c.architecture);
   for (const char* a : kArchitectures) known = known || c.architecture == a;
   if (!known) {
     return Bad("architectures",
                absl::StrCat("'", c.architecture,
                             "' is not supported (supported: the Llama, Mistral and Qwen2 "
-                            "causal-LM and sequence-classification heads, GPT2LMHeadModel)"));
+                            "causal-LM and sequence-classification heads, GPT2LMHeadModel, "
+                            "RobertaForSequenceClassification)"));
   }
   c.sequence_classification = c.architecture.find("SequenceClassification") != std::string::npos;
   const bool gpt2 = c.architecture == "GPT2LMHeadModel";
+  const bool roberta = IsRobertaArchitecture(c.architecture);
   if (gpt2) {
     RETURN_IF_ERROR(ParseGpt2(j, &c));
+  } else if (roberta) {
+    RETURN_IF_ERROR(ParseRobertaConfig(j, &c));
   } else {
     RETURN_IF_ERROR(ParseLlamaFields(j, &c));
   }
@@ -250,6 +256,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text) {
   if (gpt2) {
     if (c.hidden_size % c.num_attention_heads != 0) return Bad("n_head", "does not divide n_embd");
     c.head_dim = c.hidden_size / c.num_attention_heads;
+  } else if (roberta) {
+    RETURN_IF_ERROR(CheckRobertaPositions(c));
   } else {
     RETURN_IF_ERROR(ParseLlamaShape(j, &c));
   }
@@ -284,6 +292,7 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const std::string& model_dir) {
 }
 
 std::string ModelConfigJson(const ModelConfig& c) {
+  if (c.IsRoberta()) return RobertaConfigJson(c);
   if (c.IsGpt2()) {
     // GPT2Config.to_json_string's names.
     json j = {{"architectures", {"GPT2LMHeadModel"}},

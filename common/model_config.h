@@ -51,11 +51,17 @@ struct ModelConfig {
   std::vector<std::string> id2label;
   std::string torch_dtype;  // as written ("bfloat16", ...)
   int64_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1;
+  // RoBERTa (model_type "roberta", common/model_config_encoders.cc): token_type embeddings and
+  // LayerNorm's eps (layer_norm_eps, in layer_norm_epsilon); hidden_act lands in
+  // activation_function; pad_token_id is the embeddings' padding_idx, from which positions count.
+  int64_t type_vocab_size = 0;
 
   // Parameters of the base model (embeddings, layers, norm, head).
   int64_t NumParameters() const;
   // GPT-2 (model_type "gpt2"): learned positions, LayerNorm, fused c_attn Conv1D layers.
   bool IsGpt2() const { return model_type == "gpt2"; }
+  // RoBERTa (model_type "roberta"): a post-LN encoder with a classifier head, SEQ_CLS only.
+  bool IsRoberta() const { return model_type == "roberta"; }
 };
 
 // Parses config.json text; InvalidArgument naming the field for unknown architectures, missing

@@ -2,6 +2,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/model_config_encoders.h"
+#include "common/model_modules_encoders.h"
 
 namespace peftd::model {
 
@@ -26,11 +28,14 @@ std::vector<LinearModule> Gpt2LinearModules(const ModelConfig& c) {
 
 std::vector<std::string> DefaultTargetModules(const ModelConfig& c) {
   if (c.IsGpt2()) return {"c_attn"};
+  if (c.IsRoberta()) return {"query", "value"};
   return {"q_proj", "v_proj"};
 }
 
 std::vector<std::string> SupportedTaskTypes(const std::string& architecture) {
   if (architecture == "GPT2LMHeadModel") return {"CAUSAL_LM"};
+  // An encoder checkpoint trains as a classifier only (a masked-LM head is not trained).
+  if (IsRobertaArchitecture(architecture)) return {"SEQ_CLS"};
   if (absl::EndsWith(architecture, "ForSequenceClassification")) return {"SEQ_CLS"};
   // A causal-LM checkpoint also trains as a classifier (a new score head, as HF's
   // AutoModelForSequenceClassification).
@@ -40,6 +45,7 @@ std::vector<std::string> SupportedTaskTypes(const std::string& architecture) {
 
 std::vector<LinearModule> LinearModules(const ModelConfig& c) {
   if (c.IsGpt2()) return Gpt2LinearModules(c);
+  if (c.IsRoberta()) return RobertaLinearModules(c);
   const int64_t q = c.num_attention_heads * c.head_dim;
   const int64_t kv = c.num_key_value_heads * c.head_dim;
   std::vector<LinearModule> out;
@@ -70,6 +76,7 @@ ModelConfig ConfigForNumLabels(ModelConfig c, int64_t num_labels) {
   if (c.id2label.size() != static_cast<size_t>(num_labels)) c.id2label.clear();
   const size_t pos = c.architecture.find("ForCausalLM");
   if (pos != std::string::npos) c.architecture.replace(pos, 11, "ForSequenceClassification");
+  if (c.IsRoberta()) c.architecture = "RobertaForSequenceClassification";
   return c;
 }
 

@@ -27,10 +27,11 @@ struct LinearModule {
 // GPT-2: per layer transformer.h.N.attn.c_attn (hidden -> 3·hidden, q, k and v fused),
 // attn.c_proj, mlp.c_fc, mlp.c_proj, all with a bias. Their checkpoint weights are Conv1D,
 // stored (in, out); the shapes here are those of the Linear the worker builds from them.
+// RoBERTa: common/model_modules_encoders.h.
 std::vector<LinearModule> LinearModules(const ModelConfig& config);
 
 // target_modules of a job that names none: PEFT's default mapping for the model type
-// (q_proj, v_proj for the LLaMA family; c_attn for GPT-2).
+// (q_proj, v_proj for the LLaMA family; c_attn for GPT-2; query, value for RoBERTa).
 std::vector<std::string> DefaultTargetModules(const ModelConfig& config);
 
 // The task types ("CAUSAL_LM", "SEQ_CLS") a job on a checkpoint of this architecture (config.json

@@ -20,6 +20,7 @@
 #include "worker/model/gpt2.h"
 #include "worker/model/gpt2_loader.h"
 #include "worker/model/hf_loader.h"
+#include "worker/model/roberta_loader.h"
 
 namespace peftd::worker {
 namespace {
@@ -34,7 +35,11 @@ absl::StatusOr<int64_t> AdapterNumLabels(const std::string& adapter_dir) {
   if (config.task_type != "SEQ_CLS") return 0;
   const std::string path = (fs::path(adapter_dir) / "adapter_model.safetensors").string();
   ASSIGN_OR_RETURN(safetensors::File file, safetensors::File::Open(path));
-  const std::string key = std::string(adapters::kPeftKeyPrefix) + "score.weight";
+  // The head's output layer: the LLaMA family's score, RoBERTa's classifier.out_proj.
+  std::string key = std::string(adapters::kPeftKeyPrefix) + "score.weight";
+  const std::string roberta_key =
+      std::string(adapters::kPeftKeyPrefix) + "classifier.out_proj.weight";
+  if (!file.Get(key).ok() && file.Get(roberta_key).ok()) key = roberta_key;
   absl::StatusOr<safetensors::TensorView> score = file.Get(key);
   if (!score.ok() || score->shape.size() != 2) {
     return absl::InvalidArgumentError(
@@ -67,6 +72,13 @@ absl::StatusOr<EvalResult> RunEvalImpl(const EvalCommandOptions& o) {
     module = gpt2.ptr();
     forward = [gpt2](const torch::Tensor& ids, const torch::Tensor& mask) mutable {
       return gpt2->forward(ids, mask);
+    };
+  } else if (config.IsRoberta()) {
+    ASSIGN_OR_RETURN(model::Roberta roberta, model::LoadRoberta(o.model_dir, load));
+    config = roberta->config();
+    module = roberta.ptr();
+    forward = [roberta](const torch::Tensor& ids, const torch::Tensor& mask) mutable {
+      return roberta->forward(ids, mask);
     };
   } else {
     ASSIGN_OR_RETURN(model::Llama llama, model::LoadLlama(o.model_dir, load));

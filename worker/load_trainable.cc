@@ -4,6 +4,7 @@
 
 #include "common/status.h"
 #include "worker/model/gpt2_loader.h"
+#include "worker/model/roberta_loader.h"
 #include "worker/train/peft_gpt2.h"
 
 namespace peftd::worker {
@@ -25,6 +26,20 @@ absl::StatusOr<LoadedTrainable> LoadTrainable(const std::string& model_dir,
     auto trainable = std::make_unique<train::PeftGpt2>(*gpt2, std::move(peft));
     out.peft = &trainable->peft();
     out.model = trainable->model().get();
+    out.trainable = std::move(trainable);
+    return out;
+  }
+  if (config.IsRoberta()) {
+    absl::StatusOr<model::Roberta> roberta = model::LoadRoberta(model_dir, load);
+    if (!roberta.ok()) return Annotate(roberta.status(), what);
+    adapter.modules_to_save = {"classifier"};
+    torch::manual_seed(seed);
+    ASSIGN_OR_RETURN(std::unique_ptr<adapters::PeftModel> peft,
+                     adapters::PeftModel::Apply(roberta->get(), std::move(adapter), total_steps));
+    auto trainable = std::make_unique<train::PeftRoberta>(*roberta, std::move(peft));
+    out.peft = &trainable->peft();
+    out.model = trainable->model().get();
+    out.roberta = trainable.get();
     out.trainable = std::move(trainable);
     return out;
   }

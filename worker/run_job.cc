@@ -334,7 +334,11 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   sink->OnPhase(Phase::kExporting);
   if (IsCancelled(cancelled)) return CancelledWhile("exporting the adapter");
   std::map<std::string, torch::Tensor> modules_to_save;
-  if (plan.classification) modules_to_save["score.weight"] = loaded.llama->model()->score->weight;
+  if (loaded.roberta != nullptr) {
+    modules_to_save = loaded.roberta->ModulesToSave();
+  } else if (plan.classification) {
+    modules_to_save["score.weight"] = loaded.llama->model()->score->weight;
+  }
   const fs::path adapter_tmp = work / "adapter.tmp";
   fs::remove_all(adapter_tmp, ec);
   RETURN_IF_ERROR(adapters::SaveAdapter(*peft, adapter_tmp.string(), modules_to_save));
@@ -345,7 +349,8 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
 
   if (spec.export_merged()) {
     // The server refuses export_merged on GPT-2 at submit; `peftd-worker train` gets a warning.
-    std::string why_not = loaded.llama == nullptr ? std::string("a merged GPT-2 is not written yet")
+    std::string why_not = loaded.llama == nullptr ? absl::StrCat("a merged ", config.architecture,
+                                                                 " is not written yet")
                                                   : UnmergeableReason(*peft);
     MergedBiases biases;
     if (why_not.empty()) {

@@ -277,6 +277,14 @@ TEST(Dataset, PairsAreSeparatedAsTheHfPairTemplates) {
   with_eos.mutable_special().add_eos = true;
   e = One(line, options, with_eos);
   EXPECT_THAT(e.input_ids, ElementsAreArray(Ids({kBos, 'a', 'b', kEos, kBos, 'c', 'd', kEos})));
+  // The model's own pair template (RobertaProcessing): <s> A </s></s> B </s>; single texts keep
+  // <s> A </s>.
+  FakeTokenizer roberta = with_eos;
+  roberta.mutable_special().pair_middle = std::vector<int64_t>{kEos, kEos};
+  e = One(line, options, roberta);
+  EXPECT_THAT(e.input_ids, ElementsAreArray(Ids({kBos, 'a', 'b', kEos, kEos, 'c', 'd', kEos})));
+  e = One(R"({"text": "ab", "label": 2})", options, roberta);
+  EXPECT_THAT(e.input_ids, ElementsAreArray(Ids({kBos, 'a', 'b', kEos})));
   // Truncation keeps the beginning.
   options.max_seq_len = 4;
   auto d = Load(line, options);

@@ -168,13 +168,19 @@ absl::StatusOr<Example> RecordTokenizer::Tokenize(const Record& record, bool* tr
     }
     if (bos) ids.push_back(special.bos_id);
     Append(&ids, tokenizer_->Encode(record.text));
-    if (special.add_eos && eos) ids.push_back(special.eos_id);
-    if (record.format == Format::kClassificationPair) {
-      if (bos) {
+    const bool pair = record.format == Format::kClassificationPair;
+    if (pair && special.pair_middle) {
+      // The model's own pair template (RoBERTa: <s> A </s></s> B </s>).
+      Append(&ids, *special.pair_middle);
+    } else {
+      if (special.add_eos && eos) ids.push_back(special.eos_id);
+      if (pair && bos) {
         ids.push_back(special.bos_id);
-      } else if (!special.add_eos && eos) {
+      } else if (pair && !special.add_eos && eos) {
         ids.push_back(special.eos_id);
       }
+    }
+    if (pair) {
       Append(&ids, tokenizer_->Encode(record.text_pair));
       if (special.add_eos && eos) ids.push_back(special.eos_id);
     }

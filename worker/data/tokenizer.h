@@ -25,6 +25,10 @@ struct SpecialTokens {
   int64_t pad_id = -1;   // falls back to eos_id when the model declares no pad token
   bool add_bos = false;  // prepend BOS when encoding a whole sequence (Llama: true)
   bool add_eos = false;  // append EOS (rare)
+  // A sequence pair's ids between A and B when the model's template says so (tokenizer.json's
+  // RobertaProcessing: </s></s>, BertProcessing: [SEP]); A's own closing EOS is then not added
+  // separately. Unset: A, its EOS when add_eos, then BOS again (or EOS when no EOS closed A).
+  std::optional<std::vector<int64_t>> pair_middle;
 };
 
 class Tokenizer {

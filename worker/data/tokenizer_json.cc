@@ -134,6 +134,24 @@ void HfTokenizer::LoadPostProcessor(const json* config) {
     for (const json& p : *list) LoadPostProcessor(&p);
     return;
   }
+  if (*type == "RobertaProcessing" || *type == "BertProcessing") {
+    // {"cls": ["<s>", 0], "sep": ["</s>", 2]}: single cls A sep; pair cls A sep (sep) B sep.
+    auto token_id = [&](const char* key) -> int64_t {
+      const json* t = FindField(*config, key);
+      if (t == nullptr || !t->is_array() || t->size() != 2 || !(*t)[1].is_number_integer()) {
+        return -1;
+      }
+      return (*t)[1].get<int64_t>();
+    };
+    const int64_t cls = token_id("cls"), sep = token_id("sep");
+    if (cls < 0 || sep < 0) return;
+    SpecialTokens* s = mutable_special();
+    s->bos_id = cls, s->add_bos = true;
+    s->eos_id = sep, s->add_eos = true;
+    s->pair_middle =
+        *type == "RobertaProcessing" ? std::vector<int64_t>{sep, sep} : std::vector<int64_t>{sep};
+    return;
+  }
   if (*type != "TemplateProcessing") return;
   const json* single = FindField(*config, "single");
   const json* specials = FindField(*config, "special_tokens");
