@@ -4,7 +4,9 @@
 
 #include "common/status.h"
 #include "worker/model/gpt2_loader.h"
+#include "worker/model/t5_loader.h"
 #include "worker/train/peft_gpt2.h"
+#include "worker/train/peft_t5.h"
 
 namespace peftd::worker {
 
@@ -23,6 +25,18 @@ absl::StatusOr<LoadedTrainable> LoadTrainable(const std::string& model_dir,
     ASSIGN_OR_RETURN(std::unique_ptr<adapters::PeftModel> peft,
                      adapters::PeftModel::Apply(gpt2->get(), std::move(adapter), total_steps));
     auto trainable = std::make_unique<train::PeftGpt2>(*gpt2, std::move(peft));
+    out.peft = &trainable->peft();
+    out.model = trainable->model().get();
+    out.trainable = std::move(trainable);
+    return out;
+  }
+  if (config.IsT5()) {
+    absl::StatusOr<model::T5> t5 = model::LoadT5(model_dir, load);
+    if (!t5.ok()) return Annotate(t5.status(), what);
+    torch::manual_seed(seed);
+    ASSIGN_OR_RETURN(std::unique_ptr<adapters::PeftModel> peft,
+                     adapters::PeftModel::Apply(t5->get(), std::move(adapter), total_steps));
+    auto trainable = std::make_unique<train::PeftT5>(*t5, std::move(peft));
     out.peft = &trainable->peft();
     out.model = trainable->model().get();
     out.trainable = std::move(trainable);
