@@ -202,7 +202,9 @@ std::optional<LineError> TakeMessages(json& obj, Record* record) {
 std::optional<Format> DetectFormat(const json& obj) {
   if (obj.contains("messages")) return Format::kMessages;
   if (obj.contains("prompt") || obj.contains("completion")) return Format::kPromptCompletion;
-  if (obj.contains("input") || obj.contains("source") || obj.contains("target")) {
+  // "source" alone is common metadata beside "text" ({"text": ..., "source": "wiki"}): only
+  // "target", or "input" without "text", announce an input/target pair.
+  if (obj.contains("target") || (obj.contains("input") && !obj.contains("text"))) {
     return Format::kInputTarget;
   }
   if (obj.contains("text_pair")) return Format::kClassificationPair;

@@ -13,8 +13,8 @@
 //
 // Rules: unknown keys are ignored; every string field must be non-empty; a string label is a
 // label name (resolved against the caller's label_names when given). A line's format comes from
-// its keys ("messages" > "prompt"/"completion" > "input"/"source"/"target" > "text_pair"/"label" >
-// "text"); a line of another
+// its keys ("messages" > "prompt"/"completion" > "target", or "input" without "text" >
+// "text_pair"/"label" > "text"); a line of another
 // format than the file's (set by the first valid record) is an error. Line endings may be \n or
 // \r\n; a UTF-8 byte-order mark at the start is skipped. Empty (or whitespace-only) lines at the
 // end of the file are ignored, as Hugging Face `datasets` does; an empty line followed by a record

@@ -95,7 +95,7 @@ absl::StatusOr<SpecOnModel> ResolveSpecOnModel(const v1::JobSpec& spec,
       model::ConfigForNumLabels(config, spec.task() == v1::SEQ_CLS ? spec.num_labels() : 0);
   for (int i = 0; i < spec.layers_to_transform_size(); ++i) {
     const int64_t layer = spec.layers_to_transform(i);
-    // T5 counts encoder and decoder blocks each from 0, as PEFT does.
+    // T5 counts encoder and decoder blocks each from 0 (common/module_pattern.h: "block.N").
     const int64_t layers = std::max(out.config.num_hidden_layers, out.config.num_decoder_layers);
     if (layer < 0 || layer >= layers) {
       return FieldError(absl::StrCat("layers_to_transform[", i, "]"),

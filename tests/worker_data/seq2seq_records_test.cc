@@ -138,6 +138,10 @@ TEST(Seq2SeqRecords, FormatsMustFitTheTaskBothWays) {
   d = Load(R"({"text": "ab"})", Seq2Seq());
   ASSERT_FALSE(d.ok());
   EXPECT_THAT(std::string(d.status().message()), HasSubstr("input_target records"));
+  // "source" beside "text" is metadata, not an input: such a file stays text.
+  auto text = Load(R"({"text": "ab", "source": "wiki"})", DatasetOptions());
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(text->format, "text");
   EXPECT_TRUE(IsSeq2Seq(Format::kInputTarget));
   EXPECT_FALSE(IsClassification(Format::kInputTarget));
   EXPECT_STREQ(FormatName(Format::kInputTarget), "input_target");

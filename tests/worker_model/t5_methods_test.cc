@@ -2,7 +2,8 @@
 // cross-attention q, k, v, o; the gated feed-forward's wi_0, wi_1 and wo; the untied lm_head)
 // equals its closed form written from the checkpoint's weight, in double precision. Also: a T5
 // adapter folder keeps PEFT's keys (base_model.model.encoder.block.0.layer.0.SelfAttention.q...),
-// says task_type SEQ_2_SEQ_LM, and loads back to the same logits.
+// says task_type SEQ_2_SEQ_LM, and loads back to the same logits; the cross-attention's gate counts
+// the encoder's real tokens.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -181,6 +182,61 @@ TEST_F(T5AdapterFileTest, WorkerModulesAreTheServersList) {
     for (const auto& m : LinearModules(config)) listed.push_back(m.name);
     EXPECT_EQ(built, listed) << "v1_0 " << v1_0;
   }
+}
+
+// The gate of a cross-attention key projection reads the encoder's output, so it must count the
+// encoder's real tokens (not the decoder's positions, nor the encoder's padding): its training
+// statistics over a padded batch equal those over its rows run one by one without padding.
+TEST_F(T5AdapterFileTest, TheCrossAttentionGateCountsTheEncodersRealTokens) {
+  T5 model = LoadDouble();
+  const std::string name = "decoder.block.0.layer.1.EncDecAttention.k";
+  AdapterConfig c = Config(MethodKind::kLora, true);
+  c.targets.target_modules = {name};
+  torch::manual_seed(5);
+  auto peft = adapters::PeftModel::Apply(model.get(), c, 20);
+  ASSERT_TRUE(peft.ok()) << peft.status();
+  adapters::LinearImpl* linear = (*peft)->linears().at(name);
+  adapters::Adapter* inner = adapters::PeftModel::Unwrap(linear->adapter().get());
+  std::map<std::string, torch::Tensor> p;
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& item : inner->named_parameters()) {
+      item.value().add_(torch::randn_like(item.value()) * 0.3);
+      p[item.key()] = item.value().detach();
+    }
+  }
+  const torch::Tensor ids = torch::tensor(
+      {{5, 17, 300, 42, 7, 99, 509, 510}, {1, 2, 510, 511, 511, 511, 511, 511}}, torch::kLong);
+  const torch::Tensor mask =
+      torch::tensor({{1, 1, 1, 1, 1, 1, 1, 1}, {1, 1, 1, 0, 0, 0, 0, 0}}, torch::kLong);
+  const torch::Tensor labels = torch::tensor({{8, 9, 510}, {20, 21, 510}}, torch::kLong);
+  {
+    // τ: the median ratio ‖Δ‖ / ‖base‖ over the real encoder tokens, so some are on, some off.
+    torch::NoGradGuard no_grad;
+    torch::Tensor enc = model->Encode(ids, mask);
+    torch::Tensor base = enc.matmul(linear->weight.t());
+    torch::Tensor delta = 2.0 * enc.matmul(p.at("lora_A").t()).matmul(p.at("lora_B").t());
+    torch::Tensor ratio = (delta.norm(2, -1) / base.norm(2, -1)).index({mask.to(torch::kBool)});
+    dynamic_cast<adapters::TokenGate*>(linear->adapter().get())
+        ->set_tau(ratio.median().item<double>() + 1e-9);
+  }
+  model->train();
+  adapters::GateContext* gate = &(*peft)->gate_context();
+  auto run = [&](const torch::Tensor& i, const torch::Tensor& m, const torch::Tensor& l) {
+    torch::Tensor enc = model->Encode(i, m, gate);
+    model->Decode(model->ShiftRight(l), enc, m, gate);
+  };
+  (*peft)->TakeGateSparsity();
+  run(ids, mask, labels);
+  const auto padded = (*peft)->TakeGateSparsity().at(name);
+  run(ids.narrow(0, 0, 1), mask.narrow(0, 0, 1), labels.narrow(0, 0, 1));
+  run(ids.narrow(0, 1, 1).narrow(1, 0, 3), mask.narrow(0, 1, 1).narrow(1, 0, 3),
+      labels.narrow(0, 1, 1));
+  const auto alone = (*peft)->TakeGateSparsity().at(name);
+  EXPECT_GT(alone.per_token, 0);
+  EXPECT_LT(alone.per_token, 1);
+  EXPECT_NEAR(padded.per_token, alone.per_token, 1e-12);
+  EXPECT_NEAR(padded.per_sequence, alone.per_sequence, 1e-12);
 }
 
 TEST_F(T5AdapterFileTest, IsPeftsT5LayoutAndLoadsBack) {
