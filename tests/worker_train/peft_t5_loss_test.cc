@@ -63,6 +63,8 @@ TEST_P(PeftT5LossTest, TargetTokensCarryTheLossAndGradientsMatchFullLogits) {
     return out;
   };
   LossOutput ours = model.Forward(batch);
+  // The gate of decoder modules (the last ones the forward ran) counts the real targets only.
+  EXPECT_TRUE(model.peft().gate_context().token_mask.equal(batch.labels.ne(-100).to(torch::kLong)));
   ours.loss_sum.backward();
   const std::vector<torch::Tensor> our_grads = grads();
 

@@ -227,12 +227,13 @@ torch::Tensor T5Impl::Encode(const torch::Tensor& input_ids, const torch::Tensor
 
 torch::Tensor T5Impl::Decode(const torch::Tensor& decoder_input_ids,
                              const torch::Tensor& encoder_hidden, const torch::Tensor& encoder_mask,
-                             adapters::GateContext* gate) {
+                             adapters::GateContext* gate, const torch::Tensor& decoder_mask) {
   const auto ids = torch::TensorOptions().dtype(torch::kLong).device(encoder_hidden.device());
   torch::Tensor enc_mask = encoder_mask.defined()
                                ? encoder_mask
                                : torch::ones({encoder_hidden.size(0), encoder_hidden.size(1)}, ids);
-  torch::Tensor dec_mask = torch::ones_like(decoder_input_ids, torch::kLong);
+  torch::Tensor dec_mask =
+      decoder_mask.defined() ? decoder_mask : torch::ones_like(decoder_input_ids, torch::kLong);
   return decoder->forward(shared->forward(decoder_input_ids), dec_mask, encoder_hidden, enc_mask,
                           gate);
 }

@@ -127,9 +127,13 @@ class T5Impl : public torch::nn::Module {
   // The encoder's output (B, Tenc, d_model).
   torch::Tensor Encode(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                        adapters::GateContext* gate = nullptr);
-  // The decoder's final hidden states (B, Tdec, d_model), before the head's scale.
+  // The decoder's final hidden states (B, Tdec, d_model), before the head's scale. The decoder
+  // attends causally whatever `decoder_mask` says (HF's without decoder_attention_mask);
+  // `decoder_mask` (B, Tdec), 1 where a target is real (undefined: all), is what the token gate
+  // of decoder modules counts.
   torch::Tensor Decode(const torch::Tensor& decoder_input_ids, const torch::Tensor& encoder_hidden,
-                       const torch::Tensor& encoder_mask, adapters::GateContext* gate = nullptr);
+                       const torch::Tensor& encoder_mask, adapters::GateContext* gate = nullptr,
+                       const torch::Tensor& decoder_mask = {});
   // Vocabulary logits of decoder states: lm_head, or `shared` with the d_model^-0.5 scale when
   // tied.
   torch::Tensor Head(const torch::Tensor& decoder_hidden);

@@ -18,7 +18,9 @@ LossOutput PeftT5::Forward(const Batch& batch) {
   adapters::GateContext* gate = &peft_->gate_context();
   gate->sequence_ids = torch::Tensor();  // seq2seq never packs
   torch::Tensor encoded = model_->Encode(ids, mask, gate);
-  torch::Tensor hidden = model_->Decode(model_->ShiftRight(labels), encoded, mask, gate);
+  // The gate of decoder modules counts the positions that predict a real target token.
+  torch::Tensor hidden = model_->Decode(model_->ShiftRight(labels), encoded, mask, gate,
+                                        labels.ne(-100).to(torch::kLong));
   torch::Tensor h = hidden.reshape({-1, hidden.size(-1)});
   torch::Tensor targets = labels.reshape({-1});
   if (batch.num_targets != targets.size(0)) {

@@ -2,8 +2,8 @@
 // the summed cross-entropy of the target tokens (labels != -100), the decoder reading the targets
 // shifted right (HF's T5ForConditionalGeneration with labels), through the fused vocabulary
 // projection when the head is frozen. The token gate sees the encoder's mask on encoder modules
-// and on cross-attention's k and v, the decoder's (every target position, padding after the
-// target included, as HF's decoder without decoder_attention_mask) on decoder modules.
+// and on cross-attention's k and v, the decoder's real target positions (labels != -100) on
+// decoder modules; the decoder itself attends causally, as HF's without decoder_attention_mask.
 #ifndef PEFTD_WORKER_TRAIN_PEFT_T5_H_
 #define PEFTD_WORKER_TRAIN_PEFT_T5_H_
 
