@@ -202,6 +202,11 @@ std::optional<LineError> TakeMessages(json& obj, Record* record) {
 std::optional<Format> DetectFormat(const json& obj) {
   if (obj.contains("messages")) return Format::kMessages;
   if (obj.contains("prompt") || obj.contains("completion")) return Format::kPromptCompletion;
+  // "source" alone is common metadata beside "text" ({"text": ..., "source": "wiki"}): only
+  // "target", or "input" without "text", announce an input/target pair.
+  if (obj.contains("target") || (obj.contains("input") && !obj.contains("text"))) {
+    return Format::kInputTarget;
+  }
   if (obj.contains("text_pair")) return Format::kClassificationPair;
   if (obj.contains("label")) return Format::kClassification;
   if (obj.contains("text")) return Format::kText;
@@ -240,6 +245,12 @@ std::optional<LineError> ParseAs(json& obj, Format format, const RecordOptions& 
       if (auto e = TakeString(obj, "text", "text", &record->text)) return e;
       if (auto e = TakeString(obj, "text_pair", "text_pair", &record->text_pair)) return e;
       return TakeLabel(obj, options, record);
+    case Format::kInputTarget: {
+      // PEFT's and HF's seq2seq examples name the input "source" as often as "input".
+      const char* input = !obj.contains("input") && obj.contains("source") ? "source" : "input";
+      if (auto e = TakeString(obj, input, input, &record->input)) return e;
+      return TakeString(obj, "target", "target", &record->target);
+    }
     case Format::kUnknown:
       break;
   }
@@ -284,6 +295,8 @@ const char* FormatName(Format format) {
       return "classification";
     case Format::kClassificationPair:
       return "classification_pair";
+    case Format::kInputTarget:
+      return "input_target";
     case Format::kUnknown:
       break;
   }
@@ -293,6 +306,8 @@ const char* FormatName(Format format) {
 bool IsClassification(Format format) {
   return format == Format::kClassification || format == Format::kClassificationPair;
 }
+
+bool IsSeq2Seq(Format format) { return format == Format::kInputTarget; }
 
 bool operator==(const LineError& a, const LineError& b) {
   return a.line == b.line && a.field == b.field && a.reason == b.reason;

@@ -8,10 +8,13 @@
 //                        at least one assistant turn; "name", "tools" and other keys are ignored
 //   classification       {"text": str, "label": int | str}
 //   classification_pair  {"text": str, "text_pair": str, "label": int | str}
+//   input_target         {"input": str, "target": str}                 sequence-to-sequence
+//                        ("source" is read as "input" when "input" is absent)
 //
 // Rules: unknown keys are ignored; every string field must be non-empty; a string label is a
 // label name (resolved against the caller's label_names when given). A line's format comes from
-// its keys ("messages" > "prompt"/"completion" > "text_pair"/"label" > "text"); a line of another
+// its keys ("messages" > "prompt"/"completion" > "target", or "input" without "text" >
+// "text_pair"/"label" > "text"); a line of another
 // format than the file's (set by the first valid record) is an error. Line endings may be \n or
 // \r\n; a UTF-8 byte-order mark at the start is skipped. Empty (or whitespace-only) lines at the
 // end of the file are ignored, as Hugging Face `datasets` does; an empty line followed by a record
@@ -38,13 +41,16 @@ enum class Format {
   kMessages,            // {"messages": [...]}
   kClassification,      // {"text", "label"}
   kClassificationPair,  // {"text", "text_pair", "label"}
+  kInputTarget,         // {"input", "target"} (SEQ_2_SEQ_LM)
 };
 
-// "text", "prompt_completion", "messages", "classification", "classification_pair" ("" for
-// kUnknown): the names of Dataset.format in the API.
+// "text", "prompt_completion", "messages", "classification", "classification_pair",
+// "input_target" ("" for kUnknown): the names of Dataset.format in the API.
 const char* FormatName(Format format);
 // True for the two classification formats (they need task SEQ_CLS; the others CAUSAL_LM).
 bool IsClassification(Format format);
+// True for input_target (it needs task SEQ_2_SEQ_LM, and that task needs it).
+bool IsSeq2Seq(Format format);
 
 struct Message {
   std::string role;  // "system", "user" or "assistant"
@@ -58,6 +64,8 @@ struct Record {
   std::string text_pair;   // classification_pair
   std::string prompt;      // prompt_completion
   std::string completion;  // prompt_completion
+  std::string input;       // input_target
+  std::string target;      // input_target
   std::vector<Message> messages;
   // Classification: the class id (from an integer label, or a name found in label_names), or -1
   // when the label is a name and the caller gave no label_names (then `label_name` is set).

@@ -266,6 +266,7 @@ v1::JobSpec WithDefaults(const v1::JobSpec& in) {
   if (s.max_seq_len() == 0) s.set_max_seq_len(512);
   if (!s.has_truncate()) s.set_truncate(true);
   if (!s.has_packing()) s.set_packing(s.task() == v1::CAUSAL_LM);
+  if (s.task() == v1::SEQ_2_SEQ_LM && s.max_target_len() == 0) s.set_max_target_len(128);
   if (!s.has_seed()) s.set_seed(42);
   if (s.checkpoint_interval_steps() == 0) s.set_checkpoint_interval_steps(50);
   if (s.max_attempts() == 0) s.set_max_attempts(3);
@@ -312,6 +313,7 @@ const std::vector<FieldRange>& JobSpecRanges() {
       {"weight_decay", 0, kMaxWeightDecay},
       {"max_grad_norm", 0, kMaxAlpha},
       {"max_seq_len", 2, kMaxSeqLen},
+      {"max_target_len", 0, kMaxSeqLen},
       {"eval_interval_steps", 0, kMaxSteps},
       {"checkpoint_interval_steps", 0, kMaxSteps},
       {"max_attempts", 1, kMaxAttempts},
@@ -429,6 +431,12 @@ absl::Status ValidateJobSpec(const v1::JobSpec& s) {
   }
   if (s.early_stopping_patience() > 0 && s.validation_dataset_id().empty()) {
     return FieldError("early_stopping_patience", "needs validation_dataset_id");
+  }
+  if (s.task() == v1::SEQ_2_SEQ_LM && s.has_packing() && s.packing()) {
+    return FieldError("packing", "SEQ_2_SEQ_LM cannot pack: each record is one input/target pair");
+  }
+  if (s.task() != v1::SEQ_2_SEQ_LM && s.max_target_len() != 0) {
+    return FieldError("max_target_len", "applies to task SEQ_2_SEQ_LM only");
   }
   if (s.export_merged() && s.token_gate().enabled()) {
     return FieldError("export_merged", "a gated adapter cannot be merged into the base weights");

@@ -1,5 +1,6 @@
 #include "common/job_spec_model.h"
 
+#include <algorithm>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -26,6 +27,27 @@ bool HasOwnLabelNames(const model::ModelConfig& c) {
 const char* HeadName(const model::ModelConfig& c) { return c.IsRoberta() ? "classifier" : "score"; }
 
 absl::Status CheckTask(const v1::JobSpec& spec, const model::ModelConfig& c) {
+  if (c.IsT5()) {
+    if (spec.task() != v1::SEQ_2_SEQ_LM) {
+      return FieldError("task",
+                        absl::StrCat("base_model '", spec.base_model(), "' is a ", c.architecture,
+                                     " checkpoint (an encoder-decoder): use task "
+                                     "SEQ_2_SEQ_LM"));
+    }
+    if (spec.export_merged()) {
+      return FieldError("export_merged",
+                        absl::StrCat("base_model '", spec.base_model(),
+                                     "' is T5: a merged T5 model is not written yet; load the "
+                                     "base model with the adapter instead"));
+    }
+    return absl::OkStatus();
+  }
+  if (spec.task() == v1::SEQ_2_SEQ_LM) {
+    return FieldError("task",
+                      absl::StrCat("SEQ_2_SEQ_LM needs an encoder-decoder base model "
+                                   "(T5ForConditionalGeneration); base_model '",
+                                   spec.base_model(), "' is a ", c.architecture, " checkpoint"));
+  }
   if (c.IsGpt2()) {
     if (spec.task() != v1::CAUSAL_LM) {
       return FieldError("task", absl::StrCat("base_model '", spec.base_model(), "' is a ",
@@ -90,12 +112,15 @@ absl::StatusOr<SpecOnModel> ResolveSpecOnModel(const v1::JobSpec& spec,
       model::ConfigForNumLabels(config, spec.task() == v1::SEQ_CLS ? spec.num_labels() : 0);
   for (int i = 0; i < spec.layers_to_transform_size(); ++i) {
     const int64_t layer = spec.layers_to_transform(i);
-    if (layer < 0 || layer >= out.config.num_hidden_layers) {
-      return FieldError(
-          absl::StrCat("layers_to_transform[", i, "]"),
-          absl::StrCat("layer ", layer, " is outside [0, ", out.config.num_hidden_layers,
-                       "): base_model '", spec.base_model(),
-                       "' has num_hidden_layers = ", out.config.num_hidden_layers));
+    // T5 counts encoder and decoder blocks each from 0 (common/module_pattern.h: "block.N").
+    const int64_t layers = std::max(out.config.num_hidden_layers, out.config.num_decoder_layers);
+    if (layer < 0 || layer >= layers) {
+      return FieldError(absl::StrCat("layers_to_transform[", i, "]"),
+                        absl::StrCat("layer ", layer, " is outside [0, ", layers, "): base_model '",
+                                     spec.base_model(), "' has ",
+                                     out.config.IsT5() ? "num_layers (and num_decoder_layers)"
+                                                       : "num_hidden_layers",
+                                     " = ", layers));
     }
   }
   ASSIGN_OR_RETURN(

@@ -109,6 +109,40 @@ std::string Parts(const MemoryEstimate& e) {
                       " GiB");
 }
 
+// T5's activations and logits, conservatively: every encoder and decoder block is recorded
+// (an adapter in the encoder needs the decoder's cross-attention gradients, one in the decoder
+// needs its self-attention's), each with its inputs, attention probabilities (and the cross
+// attention's in the decoder) and feed-forward; the encoder over max_seq_len tokens, the decoder
+// over max_target_len; the loss over the targets.
+void EstimateT5(const v1::JobSpec& spec, const SpecOnModel& resolved, MemoryEstimate* e) {
+  const model::ModelConfig& c = resolved.config;
+  const double b = std::max<int32_t>(spec.batch_size(), 1);
+  const double t = std::max<int32_t>(spec.max_seq_len(), 1);
+  const double u = std::max<int32_t>(spec.max_target_len(), 1);
+  const double hidden = static_cast<double>(c.hidden_size);
+  const double inner = static_cast<double>(c.num_attention_heads * c.head_dim);
+  const double heads = static_cast<double>(c.num_attention_heads);
+  const double ff = static_cast<double>(c.intermediate_size) * (c.gated_feed_forward ? 3 : 2);
+  const double vocab = static_cast<double>(c.vocab_size);
+  auto attention = [&](double queries, double keys) {
+    return b * (queries * (2 * hidden + 2 * inner) + keys * 2 * inner) +
+           2 * b * heads * queries * keys;
+  };
+  const double encoder_block = attention(t, t) + b * t * (2 * hidden + ff);
+  const double decoder_block = attention(u, u) + attention(u, t) + b * u * (2 * hidden + ff);
+  double saved = static_cast<double>(c.num_hidden_layers) * encoder_block +
+                 static_cast<double>(c.num_decoder_layers) * decoder_block;
+  for (const auto& m : resolved.adapted) {
+    const bool decoder = absl::StartsWith(m.name, "decoder.") || m.name == "lm_head";
+    saved += AdapterActivations(spec, m, b * (decoder ? u : t));
+  }
+  e->activations = Saturated(saved * kFloatBytes);
+  const double targets = b * u;
+  const double rows =
+      std::min(targets, std::max(kLossChunkMinRows, kLossChunkBytes / (vocab * kFloatBytes)));
+  e->logits = Saturated((rows * vocab + 2 * targets * hidden) * kFloatBytes);
+}
+
 }  // namespace
 
 std::string GiB(int64_t bytes) {
@@ -159,6 +193,13 @@ MemoryEstimate EstimatePeakMemory(const v1::JobSpec& spec, const SpecOnModel& re
   const bool emas = spec.method() == v1::ADALORA || spec.method() == v1::ADADHP;
   e.adapter = Saturated(trainable * kFloatBytes * (4 + 1 + (emas ? 2 : 0)));
 
+  if (c.IsT5()) {
+    EstimateT5(spec, resolved, &e);
+    e.data =
+        Saturated(static_cast<double>(std::max<int64_t>(dataset_bytes, 0)) * kDataBytesPerFileByte);
+    e.runtime = kRuntimeOverheadBytes;
+    return e;
+  }
   // Activations of the decoder layers autograd records: from the first adapted layer up (a layer
   // below it has no input or parameter that needs a gradient).
   std::map<int64_t, std::vector<const model::LinearModule*>> by_layer;

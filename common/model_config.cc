@@ -18,7 +18,7 @@ const char* const kArchitectures[] = {
     "LlamaForCausalLM",   "LlamaForSequenceClassification",
     "MistralForCausalLM", "MistralForSequenceClassification",
     "Qwen2ForCausalLM",   "Qwen2ForSequenceClassification",
-    "GPT2LMHeadModel",
+    "GPT2LMHeadModel",    "T5ForConditionalGeneration",
 };
 
 absl::Status Bad(const std::string& field, const std::string& why) {
@@ -172,10 +172,80 @@ absl::Status ParseGpt2(const json& j, ModelConfig* c) {
   return absl::OkStatus();
 }
 
+// T5Config's names (d_model, d_ff, num_layers, ...) into the common fields, with T5Config's
+// defaults for what a config.json leaves out. feed_forward_proj is "ACT" or "gated-ACT", as
+// T5Config splits it ("gated-gelu" means gelu_new).
+absl::Status ParseT5(const json& j, ModelConfig* c) {
+  c->model_type = "t5";
+  RETURN_IF_ERROR(Get(j, "vocab_size", &c->vocab_size, true));
+  RETURN_IF_ERROR(Get(j, "d_model", &c->hidden_size, true));
+  RETURN_IF_ERROR(Get(j, "d_kv", &c->head_dim, true));
+  RETURN_IF_ERROR(Get(j, "d_ff", &c->intermediate_size, true));
+  RETURN_IF_ERROR(Get(j, "num_layers", &c->num_hidden_layers, true));
+  RETURN_IF_ERROR(Get(j, "num_heads", &c->num_attention_heads, true));
+  c->num_key_value_heads = c->num_attention_heads;
+  c->num_decoder_layers = c->num_hidden_layers;
+  RETURN_IF_ERROR(Get(j, "num_decoder_layers", &c->num_decoder_layers, false));
+  RETURN_IF_ERROR(
+      Get(j, "relative_attention_num_buckets", &c->relative_attention_num_buckets, false));
+  RETURN_IF_ERROR(
+      Get(j, "relative_attention_max_distance", &c->relative_attention_max_distance, false));
+  c->layer_norm_epsilon = 1e-6;
+  RETURN_IF_ERROR(Get(j, "layer_norm_epsilon", &c->layer_norm_epsilon, false));
+  std::string proj = "relu";
+  RETURN_IF_ERROR(Get(j, "feed_forward_proj", &proj, false));
+  c->gated_feed_forward = proj.rfind("gated-", 0) == 0;
+  c->activation_function = c->gated_feed_forward ? proj.substr(6) : proj;
+  if (proj == "gated-gelu") c->activation_function = "gelu_new";
+  if (c->activation_function != "relu" && c->activation_function != "gelu" &&
+      c->activation_function != "gelu_new" && c->activation_function != "silu") {
+    return Bad("feed_forward_proj",
+               absl::StrCat("'", proj,
+                            "' is not supported (supported: relu, gelu, gelu_new, silu, each "
+                            "optionally as gated-ACT, e.g. gated-gelu)"));
+  }
+  c->tie_word_embeddings = true;  // T5Config's default; T5 v1.1 and flan-t5 write false
+  RETURN_IF_ERROR(Get(j, "tie_word_embeddings", &c->tie_word_embeddings, false));
+  c->pad_token_id = 0;
+  c->eos_token_id = 1;
+  c->decoder_start_token_id = 0;
+  RETURN_IF_ERROR(GetTokenId(j, "decoder_start_token_id", &c->decoder_start_token_id));
+  c->max_position_embeddings = 512;  // no learned positions: only a default for max_seq_len
+  if (c->layer_norm_epsilon <= 0) return Bad("layer_norm_epsilon", "must be > 0");
+  if (c->head_dim < 1 || c->head_dim > (int64_t{1} << 12))
+    return Bad("d_kv", "must be in [1, 4096]");
+  if (c->num_decoder_layers < 1 || c->num_decoder_layers > (int64_t{1} << 12)) {
+    return Bad("num_decoder_layers", "must be in [1, 4096]");
+  }
+  if (c->relative_attention_num_buckets < 4 || c->relative_attention_num_buckets > 4096) {
+    return Bad("relative_attention_num_buckets", "must be in [4, 4096]");
+  }
+  // Buckets past max_exact are logarithmic up to max_distance, which must lie beyond them.
+  if (c->relative_attention_max_distance <= c->relative_attention_num_buckets / 4 ||
+      c->relative_attention_max_distance > (int64_t{1} << 20)) {
+    return Bad("relative_attention_max_distance",
+               "must exceed relative_attention_num_buckets / 4 and be <= 2^20");
+  }
+  return absl::OkStatus();
+}
+
+int64_t T5NumParameters(const ModelConfig& c) {
+  const int64_t d = c.hidden_size, inner = c.num_attention_heads * c.head_dim;
+  const int64_t attention = d + 4 * d * inner;  // layer_norm + q, k, v, o
+  const int64_t ff = d + (c.gated_feed_forward ? 3 : 2) * d * c.intermediate_size;
+  const int64_t bias = c.relative_attention_num_buckets * c.num_attention_heads;
+  int64_t total = c.vocab_size * d                                           // shared
+                  + c.num_hidden_layers * (attention + ff) + bias + d        // encoder
+                  + c.num_decoder_layers * (2 * attention + ff) + bias + d;  // decoder
+  if (!c.tie_word_embeddings) total += c.vocab_size * d;
+  return total;
+}
+
 }  // namespace
 
 int64_t ModelConfig::NumParameters() const {
   if (IsRoberta()) return RobertaNumParameters(*this);
+  if (IsT5()) return T5NumParameters(*this);
   if (IsGpt2()) {
     const int64_t h = hidden_size, inner = intermediate_size;
     const int64_t layer = 2 * h                // ln_1
@@ -221,15 +291,18 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text) {
                absl::StrCat("'", c.architecture,
                             "' is not supported (supported: the Llama, Mistral and Qwen2 "
                             "causal-LM and sequence-classification heads, GPT2LMHeadModel, "
-                            "RobertaForSequenceClassification)"));
+                            "RobertaForSequenceClassification, T5ForConditionalGeneration)"));
   }
   c.sequence_classification = c.architecture.find("SequenceClassification") != std::string::npos;
   const bool gpt2 = c.architecture == "GPT2LMHeadModel";
   const bool roberta = IsRobertaArchitecture(c.architecture);
+  const bool t5 = c.architecture == "T5ForConditionalGeneration";
   if (gpt2) {
     RETURN_IF_ERROR(ParseGpt2(j, &c));
   } else if (roberta) {
     RETURN_IF_ERROR(ParseRobertaConfig(j, &c));
+  } else if (t5) {
+    RETURN_IF_ERROR(ParseT5(j, &c));
   } else {
     RETURN_IF_ERROR(ParseLlamaFields(j, &c));
   }
@@ -241,15 +314,17 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text) {
   const struct {
     const char* name;
     const char* gpt2_name;
+    const char* t5_name;
     int64_t value, max;
-  } dims[] = {{"vocab_size", "vocab_size", c.vocab_size, int64_t{1} << 24},
-              {"hidden_size", "n_embd", c.hidden_size, int64_t{1} << 17},
-              {"intermediate_size", "n_inner", c.intermediate_size, int64_t{1} << 20},
-              {"num_hidden_layers", "n_layer", c.num_hidden_layers, int64_t{1} << 12},
-              {"num_attention_heads", "n_head", c.num_attention_heads, int64_t{1} << 12},
-              {"num_key_value_heads", "n_head", c.num_key_value_heads, int64_t{1} << 12}};
+  } dims[] = {
+      {"vocab_size", "vocab_size", "vocab_size", c.vocab_size, int64_t{1} << 24},
+      {"hidden_size", "n_embd", "d_model", c.hidden_size, int64_t{1} << 17},
+      {"intermediate_size", "n_inner", "d_ff", c.intermediate_size, int64_t{1} << 20},
+      {"num_hidden_layers", "n_layer", "num_layers", c.num_hidden_layers, int64_t{1} << 12},
+      {"num_attention_heads", "n_head", "num_heads", c.num_attention_heads, int64_t{1} << 12},
+      {"num_key_value_heads", "n_head", "num_heads", c.num_key_value_heads, int64_t{1} << 12}};
   for (const auto& d : dims) {
-    const char* name = gpt2 ? d.gpt2_name : d.name;
+    const char* name = gpt2 ? d.gpt2_name : t5 ? d.t5_name : d.name;
     if (d.value < 1) return Bad(name, "must be >= 1");
     if (d.value > d.max) return Bad(name, absl::StrCat(d.value, " is over the limit of ", d.max));
   }
@@ -258,7 +333,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text) {
     c.head_dim = c.hidden_size / c.num_attention_heads;
   } else if (roberta) {
     RETURN_IF_ERROR(CheckRobertaPositions(c));
-  } else {
+  } else if (!t5) {  // T5's head layout was checked by ParseT5
     RETURN_IF_ERROR(ParseLlamaShape(j, &c));
   }
   if (c.sequence_classification) {
@@ -293,6 +368,32 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const std::string& model_dir) {
 
 std::string ModelConfigJson(const ModelConfig& c) {
   if (c.IsRoberta()) return RobertaConfigJson(c);
+  if (c.IsT5()) {
+    // T5Config.to_json_string's names.
+    const std::string act = c.activation_function == "gelu_new" && c.gated_feed_forward
+                                ? "gelu"
+                                : c.activation_function;
+    json j = {{"architectures", {"T5ForConditionalGeneration"}},
+              {"model_type", "t5"},
+              {"is_encoder_decoder", true},
+              {"vocab_size", c.vocab_size},
+              {"d_model", c.hidden_size},
+              {"d_kv", c.head_dim},
+              {"d_ff", c.intermediate_size},
+              {"num_layers", c.num_hidden_layers},
+              {"num_decoder_layers", c.num_decoder_layers},
+              {"num_heads", c.num_attention_heads},
+              {"relative_attention_num_buckets", c.relative_attention_num_buckets},
+              {"relative_attention_max_distance", c.relative_attention_max_distance},
+              {"layer_norm_epsilon", c.layer_norm_epsilon},
+              {"feed_forward_proj", c.gated_feed_forward ? "gated-" + act : act},
+              {"tie_word_embeddings", c.tie_word_embeddings},
+              {"torch_dtype", c.torch_dtype.empty() ? "float32" : c.torch_dtype},
+              {"pad_token_id", c.pad_token_id},
+              {"eos_token_id", c.eos_token_id},
+              {"decoder_start_token_id", c.decoder_start_token_id}};
+    return j.dump(2);
+  }
   if (c.IsGpt2()) {
     // GPT2Config.to_json_string's names.
     json j = {{"architectures", {"GPT2LMHeadModel"}},

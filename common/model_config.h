@@ -1,6 +1,8 @@
 // The architecture part of a Hugging Face config.json for the LLaMA family (Llama 2/3, Mistral,
 // Qwen2, TinyLlama, SmolLM) and GPT-2 (GPT2LMHeadModel, whose n_embd, n_layer, n_head, n_inner and
-// n_positions land in the common fields). LibTorch-free, so the server can list and validate
+// n_positions land in the common fields) and T5 (T5ForConditionalGeneration, whose d_model, d_ff,
+// num_layers, num_heads and d_kv land in hidden_size, intermediate_size, num_hidden_layers,
+// num_attention_heads and head_dim). LibTorch-free, so the server can list and validate
 // models too.
 #ifndef PEFTD_COMMON_MODEL_CONFIG_H_
 #define PEFTD_COMMON_MODEL_CONFIG_H_
@@ -55,6 +57,17 @@ struct ModelConfig {
   // LayerNorm's eps (layer_norm_eps, in layer_norm_epsilon); hidden_act lands in
   // activation_function; pad_token_id is the embeddings' padding_idx, from which positions count.
   int64_t type_vocab_size = 0;
+  // T5: the decoder's block count (num_decoder_layers, default num_layers; num_hidden_layers
+  // counts the encoder's), the relative position buckets, whether the feed-forward is gated
+  // (feed_forward_proj "gated-gelu": wi_0, wi_1; "relu": one wi) with activation_function its
+  // act ("relu", "gelu_new", "gelu", "silu"), and the decoder's first input id. layer_norm_epsilon
+  // is that of T5's RMS norm (no mean, no bias). The attention's width num_attention_heads·head_dim
+  // need not equal hidden_size.
+  int64_t num_decoder_layers = 0;
+  int64_t relative_attention_num_buckets = 32;
+  int64_t relative_attention_max_distance = 128;
+  bool gated_feed_forward = false;
+  int64_t decoder_start_token_id = 0;
 
   // Parameters of the base model (embeddings, layers, norm, head).
   int64_t NumParameters() const;
@@ -62,6 +75,8 @@ struct ModelConfig {
   bool IsGpt2() const { return model_type == "gpt2"; }
   // RoBERTa (model_type "roberta"): a post-LN encoder with a classifier head, SEQ_CLS only.
   bool IsRoberta() const { return model_type == "roberta"; }
+  // T5 (model_type "t5"): an encoder-decoder with relative position bias; task SEQ_2_SEQ_LM.
+  bool IsT5() const { return model_type == "t5"; }
 };
 
 // Parses config.json text; InvalidArgument naming the field for unknown architectures, missing

@@ -24,11 +24,44 @@ std::vector<LinearModule> Gpt2LinearModules(const ModelConfig& c) {
   return out;
 }
 
+// T5: the encoder's blocks, then the decoder's, in HF's module order; no bias anywhere.
+std::vector<LinearModule> T5LinearModules(const ModelConfig& c) {
+  const int64_t d = c.hidden_size, inner = c.num_attention_heads * c.head_dim;
+  std::vector<LinearModule> out;
+  auto attention = [&](const std::string& prefix) {
+    for (const char* p : {"q", "k", "v"}) out.push_back({prefix + p, d, inner, false});
+    out.push_back({prefix + "o", inner, d, false});
+  };
+  auto feed_forward = [&](const std::string& prefix) {
+    if (c.gated_feed_forward) {
+      out.push_back({prefix + "wi_0", d, c.intermediate_size, false});
+      out.push_back({prefix + "wi_1", d, c.intermediate_size, false});
+    } else {
+      out.push_back({prefix + "wi", d, c.intermediate_size, false});
+    }
+    out.push_back({prefix + "wo", c.intermediate_size, d, false});
+  };
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string block = absl::StrCat("encoder.block.", i, ".");
+    attention(block + "layer.0.SelfAttention.");
+    feed_forward(block + "layer.1.DenseReluDense.");
+  }
+  for (int64_t i = 0; i < c.num_decoder_layers; ++i) {
+    const std::string block = absl::StrCat("decoder.block.", i, ".");
+    attention(block + "layer.0.SelfAttention.");
+    attention(block + "layer.1.EncDecAttention.");
+    feed_forward(block + "layer.2.DenseReluDense.");
+  }
+  if (!c.tie_word_embeddings) out.push_back({"lm_head", d, c.vocab_size, false});
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::string> DefaultTargetModules(const ModelConfig& c) {
   if (c.IsGpt2()) return {"c_attn"};
   if (c.IsRoberta()) return {"query", "value"};
+  if (c.IsT5()) return {"q", "v"};
   return {"q_proj", "v_proj"};
 }
 
@@ -36,6 +69,7 @@ std::vector<std::string> SupportedTaskTypes(const std::string& architecture) {
   if (architecture == "GPT2LMHeadModel") return {"CAUSAL_LM"};
   // An encoder checkpoint trains as a classifier only (a masked-LM head is not trained).
   if (IsRobertaArchitecture(architecture)) return {"SEQ_CLS"};
+  if (architecture == "T5ForConditionalGeneration") return {"SEQ_2_SEQ_LM"};
   if (absl::EndsWith(architecture, "ForSequenceClassification")) return {"SEQ_CLS"};
   // A causal-LM checkpoint also trains as a classifier (a new score head, as HF's
   // AutoModelForSequenceClassification).
@@ -46,6 +80,7 @@ std::vector<std::string> SupportedTaskTypes(const std::string& architecture) {
 std::vector<LinearModule> LinearModules(const ModelConfig& c) {
   if (c.IsGpt2()) return Gpt2LinearModules(c);
   if (c.IsRoberta()) return RobertaLinearModules(c);
+  if (c.IsT5()) return T5LinearModules(c);
   const int64_t q = c.num_attention_heads * c.head_dim;
   const int64_t kv = c.num_key_value_heads * c.head_dim;
   std::vector<LinearModule> out;

@@ -28,10 +28,14 @@ struct LinearModule {
 // attn.c_proj, mlp.c_fc, mlp.c_proj, all with a bias. Their checkpoint weights are Conv1D,
 // stored (in, out); the shapes here are those of the Linear the worker builds from them.
 // RoBERTa: common/model_modules_encoders.h.
+// T5: per encoder block encoder.block.N.layer.0.SelfAttention.{q,k,v,o} and
+// layer.1.DenseReluDense.{wi | wi_0, wi_1; wo}, per decoder block decoder.block.N.layer.0.
+// SelfAttention.{q,k,v,o}, layer.1.EncDecAttention.{q,k,v,o} and layer.2.DenseReluDense.*, then
+// lm_head when untied (T5 v1.1, flan-t5); no bias.
 std::vector<LinearModule> LinearModules(const ModelConfig& config);
 
 // target_modules of a job that names none: PEFT's default mapping for the model type
-// (q_proj, v_proj for the LLaMA family; c_attn for GPT-2; query, value for RoBERTa).
+// (q_proj, v_proj for the LLaMA family; c_attn for GPT-2; query, value for RoBERTa; q, v for T5).
 std::vector<std::string> DefaultTargetModules(const ModelConfig& config);
 
 // The task types ("CAUSAL_LM", "SEQ_CLS") a job on a checkpoint of this architecture (config.json

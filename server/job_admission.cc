@@ -60,11 +60,14 @@ absl::StatusOr<int64_t> CheckDataset(AdmissionSources& sources, const v1::JobSpe
         "lines, or fix the file and upload it again"));
   }
   const bool classification = absl::StartsWith(ds->format(), "classification");
-  if (!ds->format().empty() && classification != (spec.task() == v1::SEQ_CLS)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": dataset ", id, " holds ", ds->format(), " records, which task ",
-                     v1::TaskType_Name(spec.task() == v1::SEQ_CLS ? v1::SEQ_CLS : v1::CAUSAL_LM),
-                     " cannot train on"));
+  const bool seq2seq = ds->format() == "input_target";
+  if (!ds->format().empty() && (classification != (spec.task() == v1::SEQ_CLS) ||
+                                seq2seq != (spec.task() == v1::SEQ_2_SEQ_LM))) {
+    const v1::TaskType task =
+        spec.task() == v1::TASK_TYPE_UNSPECIFIED ? v1::CAUSAL_LM : spec.task();
+    return absl::InvalidArgumentError(absl::StrCat(field, ": dataset ", id, " holds ", ds->format(),
+                                                   " records, which task ", v1::TaskType_Name(task),
+                                                   " cannot train on"));
   }
   return std::max<int64_t>(ds->size_bytes(), 0);
 }

@@ -67,6 +67,13 @@ absl::StatusOr<EvalResult> RunEvalImpl(const EvalCommandOptions& o) {
   // The model, whatever its family, as a module and its logits function.
   std::shared_ptr<torch::nn::Module> module;
   std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)> forward;
+  if (config.IsT5()) {
+    // Its inputs are input/target pairs, which --inputs (rows of ids) cannot express.
+    return absl::UnimplementedError(absl::StrCat(
+        "--model ", o.model_dir, ": ", config.architecture,
+        " (SEQ_2_SEQ_LM) is not evaluated by `eval` yet; a job's validation_dataset_id gives its "
+        "eval loss"));
+  }
   if (config.IsGpt2()) {
     ASSIGN_OR_RETURN(model::Gpt2 gpt2, model::LoadGpt2(o.model_dir, load));
     module = gpt2.ptr();

@@ -5,7 +5,9 @@
 #include "common/status.h"
 #include "worker/model/gpt2_loader.h"
 #include "worker/model/roberta_loader.h"
+#include "worker/model/t5_loader.h"
 #include "worker/train/peft_gpt2.h"
+#include "worker/train/peft_t5.h"
 
 namespace peftd::worker {
 
@@ -40,6 +42,18 @@ absl::StatusOr<LoadedTrainable> LoadTrainable(const std::string& model_dir,
     out.peft = &trainable->peft();
     out.model = trainable->model().get();
     out.roberta = trainable.get();
+    out.trainable = std::move(trainable);
+    return out;
+  }
+  if (config.IsT5()) {
+    absl::StatusOr<model::T5> t5 = model::LoadT5(model_dir, load);
+    if (!t5.ok()) return Annotate(t5.status(), what);
+    torch::manual_seed(seed);
+    ASSIGN_OR_RETURN(std::unique_ptr<adapters::PeftModel> peft,
+                     adapters::PeftModel::Apply(t5->get(), std::move(adapter), total_steps));
+    auto trainable = std::make_unique<train::PeftT5>(*t5, std::move(peft));
+    out.peft = &trainable->peft();
+    out.model = trainable->model().get();
     out.trainable = std::move(trainable);
     return out;
   }

@@ -1,5 +1,5 @@
 // The trainer's model for a job, whatever the family: the base model loaded from its folder with
-// the job's adapters attached (PeftLlama for the LLaMA family, PeftGpt2 for GPT-2).
+// the job's adapters attached (PeftLlama for the LLaMA family, PeftGpt2 for GPT-2, PeftT5 for T5).
 #ifndef PEFTD_WORKER_LOAD_TRAINABLE_H_
 #define PEFTD_WORKER_LOAD_TRAINABLE_H_
 

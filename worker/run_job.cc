@@ -138,11 +138,14 @@ absl::StatusOr<data::LoadedDataset> ReadDataset(const char* field, const std::st
 absl::Status CheckVocabulary(const std::vector<data::Example>& examples, int64_t vocab_size,
                              const char* field) {
   for (size_t i = 0; i < examples.size(); ++i) {
-    for (int64_t id : examples[i].input_ids) {
-      if (id < 0 || id >= vocab_size) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            field, ": record ", i + 1, " has token id ", id, ", outside the model's vocabulary (",
-            "vocab_size ", vocab_size, "): the tokenizer does not belong to base_model"));
+    // A seq2seq example's targets are embedded by the decoder.
+    for (const std::vector<int64_t>* ids : {&examples[i].input_ids, &examples[i].target_ids}) {
+      for (int64_t id : *ids) {
+        if (id < 0 || id >= vocab_size) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              field, ": record ", i + 1, " has token id ", id, ", outside the model's vocabulary (",
+              "vocab_size ", vocab_size, "): the tokenizer does not belong to base_model"));
+        }
       }
     }
   }
@@ -348,7 +351,8 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   sink->OnLog(LogLevel::kInfo, absl::StrCat("adapter written to ", out.adapter_dir));
 
   if (spec.export_merged()) {
-    // The server refuses export_merged on GPT-2 at submit; `peftd-worker train` gets a warning.
+    // The server refuses export_merged on GPT-2, RoBERTa and T5 at submit; `peftd-worker train`
+    // gets a warning.
     std::string why_not = loaded.llama == nullptr ? absl::StrCat("a merged ", config.architecture,
                                                                  " is not written yet")
                                                   : UnmergeableReason(*peft);

@@ -42,8 +42,11 @@ adapters::MethodKind Method(v1::Method method) {
 
 data::DatasetOptions DatasetOptionsFromSpec(const v1::JobSpec& spec) {
   data::DatasetOptions o;
-  o.task = spec.task() == v1::SEQ_CLS ? data::Task::kSequenceClassification : data::Task::kCausalLm;
+  o.task = spec.task() == v1::SEQ_CLS        ? data::Task::kSequenceClassification
+           : spec.task() == v1::SEQ_2_SEQ_LM ? data::Task::kSeq2SeqLm
+                                             : data::Task::kCausalLm;
   o.max_seq_len = spec.max_seq_len();
+  if (spec.task() == v1::SEQ_2_SEQ_LM) o.max_target_len = spec.max_target_len();
   o.truncate = spec.truncate();
   o.skip_bad_lines = spec.skip_bad_lines();
   o.chat_template = spec.chat_template();
@@ -68,7 +71,7 @@ absl::StatusOr<RunPlan> PlanRun(const v1::JobSpec& spec, int64_t train_records,
   const int64_t total = TotalSteps(spec, train_records);
   plan.classification = spec.task() == v1::SEQ_CLS;
   plan.num_labels = plan.classification ? spec.num_labels() : 0;
-  plan.packing = !plan.classification && spec.packing();
+  plan.packing = spec.task() == v1::CAUSAL_LM && spec.packing();
   plan.batch_size = spec.batch_size();
   plan.seed = spec.seed();
   plan.num_threads = spec.num_threads() > 0 ? spec.num_threads() : std::max(hardware_threads, 1);
@@ -77,7 +80,9 @@ absl::StatusOr<RunPlan> PlanRun(const v1::JobSpec& spec, int64_t train_records,
   adapters::AdapterConfig& a = plan.adapter;
   a.method = Method(spec.method());
   a.base_model_name_or_path = spec.base_model();
-  a.task_type = plan.classification ? "SEQ_CLS" : "CAUSAL_LM";
+  a.task_type = plan.classification               ? "SEQ_CLS"
+                : spec.task() == v1::SEQ_2_SEQ_LM ? "SEQ_2_SEQ_LM"
+                                                  : "CAUSAL_LM";
   if (plan.classification) a.modules_to_save = {"score"};
   a.targets.target_modules.assign(spec.target_modules().begin(), spec.target_modules().end());
   a.targets.exclude_modules.assign(spec.exclude_modules().begin(), spec.exclude_modules().end());

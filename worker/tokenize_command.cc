@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "common/model_config.h"
 #include "common/status.h"
 
 namespace peftd::worker {
@@ -12,6 +13,9 @@ absl::StatusOr<data::DatasetReport> RunTokenize(const TokenizeCommandOptions& o)
   if (!tokenizer.ok()) return Annotate(tokenizer.status(), absl::StrCat("--model ", o.model_dir));
   data::DatasetOptions options;
   options.task = o.num_labels > 0 ? data::Task::kSequenceClassification : data::Task::kCausalLm;
+  // An encoder-decoder model trains input_target records only (SEQ_2_SEQ_LM).
+  absl::StatusOr<model::ModelConfig> config = model::ReadModelConfig(o.model_dir);
+  if (config.ok() && config->IsT5()) options.task = data::Task::kSeq2SeqLm;
   options.num_labels = o.num_labels;
   options.max_seq_len = o.max_seq_len;
   options.truncate = o.truncate;

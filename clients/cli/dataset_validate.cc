@@ -57,7 +57,15 @@ int RunValidate(Cli& cli, const ValidateArgs& args) {
   std::string mismatch;
   if (task && result->format != data::Format::kUnknown) {
     const bool classification = data::IsClassification(result->format);
-    if (classification && *task != v1::SEQ_CLS) {
+    const bool seq2seq = data::IsSeq2Seq(result->format);
+    if (seq2seq != (*task == v1::SEQ_2_SEQ_LM)) {
+      mismatch = seq2seq ? absl::StrCat(data::FormatName(result->format),
+                                        " records need --task seq_2_seq_lm (an encoder-decoder "
+                                        "model such as T5)")
+                         : absl::StrCat(data::FormatName(result->format),
+                                        " records are not for seq_2_seq_lm; it needs input + "
+                                        "target records");
+    } else if (classification && *task != v1::SEQ_CLS) {
       mismatch = absl::StrCat(data::FormatName(result->format),
                               " records need --task seq_cls (with --num-labels)");
     } else if (!classification && *task == v1::SEQ_CLS) {
@@ -119,7 +127,8 @@ void AddDatasetValidateCommand(CLI::App& datasets, Cli& cli, Action* action) {
       "validate",
       "Check a JSONL file locally, line by line, as the server will (no server needed)");
   sub->add_option("FILE", args->path, "JSONL file")->required();
-  sub->add_option("--task", args->task, "causal_lm or seq_cls: also check the format fits");
+  sub->add_option("--task", args->task,
+                  "causal_lm, seq_cls or seq_2_seq_lm: also check the format fits");
   sub->add_option("--num-labels", args->num_labels, "Classification: labels must be < N");
   sub->add_option("--label-names", args->label_names,
                   "Classification: the names string labels may take (comma-separated)");

@@ -109,7 +109,8 @@ std::string FormatJobDetails(const v1::Job& job, absl::Time now) {
   add("model", spec.base_model().empty() ? "-" : spec.base_model());
   add("method", MethodLabel(spec));
   add("task", spec.task() == v1::SEQ_CLS ? absl::StrCat("seq_cls (", spec.num_labels(), " labels)")
-                                         : "causal_lm");
+              : spec.task() == v1::SEQ_2_SEQ_LM ? std::string("seq_2_seq_lm")
+                                                : std::string("causal_lm"));
   add("train", spec.training_dataset_id().empty() ? "-" : spec.training_dataset_id());
   if (!spec.validation_dataset_id().empty()) add("validation", spec.validation_dataset_id());
   add("labels", Labels(job));

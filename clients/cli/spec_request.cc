@@ -126,7 +126,7 @@ void AddSpecFlags(CLI::App* sub, SubmitFlags& f) {
   sub->add_option("--target-modules", f.target_modules,
                   "Modules to adapt, comma-separated or repeated (default q_proj,v_proj; "
                   "re:REGEX for a regex)");
-  AddOptional(sub, "--task", f.task, "causal_lm (default) or seq_cls");
+  AddOptional(sub, "--task", f.task, "causal_lm (default), seq_cls or seq_2_seq_lm");
   AddOptional(sub, "--num-labels", f.num_labels, "Classes, for --task seq_cls");
   sub->add_option("--label-names", f.label_names,
                   "Classification: the names string labels map to, in id order (comma-separated)");

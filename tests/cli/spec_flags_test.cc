@@ -149,7 +149,7 @@ TEST(ApplySubmitFlags, RefusalsNameTheFlag) {
   EXPECT_TRUE(absl::StrContains(error(f), "give --method")) << error(f);
   f = {};
   f.task = "regression";
-  EXPECT_EQ(error(f), "--task: unknown task 'regression': one of causal_lm, seq_cls");
+  EXPECT_EQ(error(f), "--task: unknown task 'regression': one of causal_lm, seq_cls, seq_2_seq_lm");
   f = {};
   f.labels = {"novalue"};
   EXPECT_EQ(error(f), "--label: 'novalue' is not key=value (e.g. --label team=nlp)");

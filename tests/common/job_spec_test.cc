@@ -169,6 +169,7 @@ v1::JobSpec SpecFor(const std::string& path) {
   if (absl::StartsWith(path, "adadhp.")) s.set_method(v1::ADADHP);
   if (absl::StartsWith(path, "token_gate.")) s.mutable_token_gate()->set_enabled(true);
   if (absl::StartsWith(path, "init_from.")) s.mutable_init_from()->set_job("job-1");
+  if (path == "max_target_len") s.set_task(v1::SEQ_2_SEQ_LM);  // refused on other tasks
   s = WithDefaults(s);
   if (path == "adalora.target_r") s.mutable_adalora()->set_init_r(4096);
   if (path == "adalora.init_r") s.mutable_adalora()->set_target_r(0);
@@ -365,7 +366,7 @@ TEST(JobSpec, EnumNumbersThatNameNoValueAreRefused) {
   v1::JobSpec s = Minimal();
   s.set_task(static_cast<v1::TaskType>(42));
   EXPECT_EQ(ValidateJobSpec(WithDefaults(s)).message(),
-            "task: 42 is not a TaskType (known: CAUSAL_LM, SEQ_CLS)");
+            "task: 42 is not a TaskType (known: CAUSAL_LM, SEQ_CLS, SEQ_2_SEQ_LM)");
   s = Minimal();
   s.set_lr_schedule(static_cast<v1::LrSchedule>(-3));
   EXPECT_THAT(std::string(ValidateJobSpec(WithDefaults(s)).message()),

@@ -159,6 +159,13 @@ std::map<std::string, Check> FieldChecks() {
     EXPECT_EQ(cls.dataset.task, data::Task::kSequenceClassification);
     EXPECT_EQ(cls.adapter.task_type, "SEQ_CLS");
     EXPECT_EQ(cls.adapter.modules_to_save, (std::vector<std::string>{"score"}));
+    v1::JobSpec seq2seq = Base();
+    seq2seq.set_task(v1::SEQ_2_SEQ_LM);
+    const RunPlan s2s = Plan(seq2seq);
+    EXPECT_FALSE(s2s.classification);
+    EXPECT_FALSE(s2s.packing);
+    EXPECT_EQ(s2s.dataset.task, data::Task::kSeq2SeqLm);
+    EXPECT_EQ(s2s.adapter.task_type, "SEQ_2_SEQ_LM");
   };
   c["num_labels"] = [] {
     v1::JobSpec s = Base();
@@ -252,6 +259,12 @@ std::map<std::string, Check> FieldChecks() {
     v1::JobSpec s = Base();
     s.set_max_seq_len(77);
     EXPECT_EQ(Plan(s).dataset.max_seq_len, 77);
+  };
+  c["max_target_len"] = [] {
+    v1::JobSpec s = Base();
+    s.set_task(v1::SEQ_2_SEQ_LM);
+    s.set_max_target_len(33);
+    EXPECT_EQ(Plan(s).dataset.max_target_len, 33);
   };
   c["truncate"] = [] {
     v1::JobSpec s = Base();

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "worker/data/seq2seq_records.h"
 
 namespace peftd::data {
 
@@ -19,10 +20,22 @@ constexpr int kMaxThreads = 8;             // tokenizing is memory-bound past a 
 constexpr size_t kRecordsPerThread = 256;  // below this a thread costs more than it saves
 
 bool FitsTask(Format format, Task task) {
-  return IsClassification(format) == (task == Task::kSequenceClassification);
+  return IsClassification(format) == (task == Task::kSequenceClassification) &&
+         IsSeq2Seq(format) == (task == Task::kSeq2SeqLm);
 }
 
 absl::Status FormatTaskMismatch(std::string_view name, Format format, Task task) {
+  if (task == Task::kSeq2SeqLm) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(name), ": ", FormatName(format),
+                     " records are not input/target pairs, but the job's task is SEQ_2_SEQ_LM; use "
+                     "input_target records ({\"input\": ..., \"target\": ...})"));
+  }
+  if (IsSeq2Seq(format)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(name), ": ", FormatName(format),
+                     " records need task SEQ_2_SEQ_LM (an encoder-decoder base model such as T5)"));
+  }
   if (task == Task::kSequenceClassification) {
     return absl::InvalidArgumentError(absl::StrCat(
         std::string(name), ": ", FormatName(format),
@@ -155,6 +168,10 @@ absl::StatusOr<Example> RecordTokenizer::Tokenize(const Record& record, bool* tr
   if (truncated) *truncated = false;
   if (!FitsTask(record.format, options_.task)) {
     return FormatTaskMismatch("record", record.format, options_.task);
+  }
+  if (options_.task == Task::kSeq2SeqLm) {
+    return TokenizeInputTarget(*tokenizer_, record, options_.max_seq_len, options_.max_target_len,
+                               options_.truncate, truncated);
   }
   const SpecialTokens& special = tokenizer_->special();
   const bool bos = special.add_bos && special.bos_id >= 0;
@@ -298,7 +315,7 @@ absl::StatusOr<LoadedDataset> Assemble(ValidationResult validation, std::vector<
       continue;
     }
     Example& e = *tokenized[i].example;
-    out.stats.tokens += static_cast<int64_t>(e.input_ids.size());
+    out.stats.tokens += static_cast<int64_t>(e.input_ids.size() + e.target_ids.size());
     out.stats.truncated_records += tokenized[i].truncated ? 1 : 0;
     out.examples.push_back(std::move(e));
   }

@@ -17,6 +17,11 @@
 //   where SEP is BOS when add_bos (the Llama 2 / Llama 3 tokenizer.json pair template
 //   "<s> $A <s> $B"), else EOS when the model has one (Qwen2's HF pair is a bare concatenation;
 //   we separate the two texts instead), else nothing.
+// Sequence-to-sequence (SEQ_2_SEQ_LM, worker/data/seq2seq_records.h):
+//   input_target         input_ids: input EOS, target_ids: target EOS   loss on every target id
+//   (as T5's tokenizer: EOS appended to both, no BOS; truncation keeps the EOS, as HF's
+//   truncation does before its template adds it: max_seq_len for the input, max_target_len for
+//   the target).
 // Truncation keeps the first max_seq_len tokens (the end, EOS included, is cut). A record that
 // keeps no trainable token (a prompt longer than max_seq_len) is a bad line.
 #ifndef PEFTD_WORKER_DATA_DATASET_H_
@@ -35,12 +40,13 @@
 
 namespace peftd::data {
 
-enum class Task { kCausalLm, kSequenceClassification };
+enum class Task { kCausalLm, kSequenceClassification, kSeq2SeqLm };
 
 struct DatasetOptions {
   Task task = Task::kCausalLm;
   int64_t max_seq_len = 512;
-  bool truncate = true;  // false: a longer record is a bad line naming its token count
+  int64_t max_target_len = 128;  // kSeq2SeqLm: target tokens, EOS included
+  bool truncate = true;          // false: a longer record is a bad line naming its token count
   bool skip_bad_lines = false;
   std::string chat_template = "chatml";  // for messages records
   int num_labels = 0;                    // classification: labels must be in [0, num_labels)
@@ -53,8 +59,8 @@ struct DatasetOptions {
 
 struct DatasetStats {
   int64_t records = 0;            // examples produced
-  int64_t tokens = 0;             // tokens in them, after truncation
-  int64_t truncated_records = 0;  // records cut to max_seq_len
+  int64_t tokens = 0;             // tokens in them, after truncation (inputs and targets)
+  int64_t truncated_records = 0;  // records cut to max_seq_len (or a target to max_target_len)
   int64_t skipped_lines = 0;      // bad lines left out (skip_bad_lines only)
 };
 

@@ -20,6 +20,10 @@ DatasetReport InspectDataset(const LoadedDataset& dataset, const Tokenizer& toke
   for (const Example& e : dataset.examples) {
     const int64_t n = static_cast<int64_t>(e.input_ids.size());
     r.longest_record = std::max(r.longest_record, n);
+    if (options.task == Task::kSeq2SeqLm) {
+      r.loss_tokens += static_cast<int64_t>(e.target_ids.size());  // every target id is predicted
+      continue;
+    }
     if (!causal) {
       ++r.loss_tokens;  // one prediction per sequence
       continue;
@@ -47,6 +51,8 @@ DatasetReport InspectDataset(const LoadedDataset& dataset, const Tokenizer& toke
       t.loss = causal && j > 0 && (e.labels.empty() || e.labels[j] != -100);
       r.sample.push_back(std::move(t));
     }
+    // Seq2seq: the target follows the input in the sample, every one of its tokens trained.
+    for (int64_t id : e.target_ids) r.sample.push_back({id, tokenizer.Decode({id}), true});
   }
   return r;
 }

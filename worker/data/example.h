@@ -18,6 +18,9 @@ struct Example {
   // at 0. Empty = one record. The first label of every record is −100, so no position predicts
   // the next record's first token.
   std::vector<int32_t> record_starts;
+  // SEQ_2_SEQ_LM: the target's ids (EOS included), which the decoder predicts, each a loss
+  // position; input_ids are then the encoder's. Empty for the other tasks.
+  std::vector<int64_t> target_ids;
 };
 
 }  // namespace peftd::data

@@ -50,7 +50,8 @@ class Tokenizer {
 };
 
 // Loads the tokenizer of a Hugging Face model folder: tokenizer.json when present, else
-// tokenizer.model (SentencePiece); tokenizer_config.json, when present, sets the special tokens
+// tokenizer.model or spiece.model (SentencePiece; also when tokenizer.json is of a model type not
+// read here, such as T5's Unigram); tokenizer_config.json, when present, sets the special tokens
 // (bos/eos/pad_token as strings or {"content": ...}, add_bos_token, add_eos_token). Without it,
 // or for flags it leaves out, tokenizer.json's post_processor decides (a TemplateProcessing that
 // starts with a special token adds BOS). Errors name the file and the field that is wrong.

@@ -91,18 +91,30 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& mode
   const fs::path dir(model_dir);
   std::unique_ptr<TokenizerBase> tokenizer;
   std::error_code ec;
+  // The SentencePiece model, under its usual name or T5's (spiece.model).
+  fs::path sentencepiece;
+  for (const char* name : {"tokenizer.model", "spiece.model"}) {
+    if (sentencepiece.empty() && fs::exists(dir / name, ec)) sentencepiece = dir / name;
+  }
   if (fs::exists(dir / "tokenizer.json", ec)) {
     ASSIGN_OR_RETURN(const std::string text, ReadFile(dir / "tokenizer.json"));
     auto parsed = TokenizerFromJson(text);
-    if (!parsed.ok()) return Annotate(parsed.status(), model_dir);
-    tokenizer = std::move(*parsed);
-  } else if (fs::exists(dir / "tokenizer.model", ec)) {
-    ASSIGN_OR_RETURN(tokenizer, LoadSentencePieceTokenizer((dir / "tokenizer.model").string()));
+    if (parsed.ok()) {
+      tokenizer = std::move(*parsed);
+    } else if (!sentencepiece.empty()) {
+      // A tokenizer.json of a model type not read here (T5's Unigram) beside the SentencePiece
+      // model it was converted from: the latter gives the same ids.
+      ASSIGN_OR_RETURN(tokenizer, LoadSentencePieceTokenizer(sentencepiece.string()));
+    } else {
+      return Annotate(parsed.status(), model_dir);
+    }
+  } else if (!sentencepiece.empty()) {
+    ASSIGN_OR_RETURN(tokenizer, LoadSentencePieceTokenizer(sentencepiece.string()));
   } else {
-    return absl::NotFoundError(
-        absl::StrCat(model_dir,
-                     ": has neither tokenizer.json nor tokenizer.model; copy the tokenizer "
-                     "files of the model into the folder"));
+    return absl::NotFoundError(absl::StrCat(
+        model_dir,
+        ": has neither tokenizer.json nor tokenizer.model (or spiece.model); copy the tokenizer "
+        "files of the model into the folder"));
   }
   if (fs::exists(dir / "tokenizer_config.json", ec)) {
     ASSIGN_OR_RETURN(const std::string text, ReadFile(dir / "tokenizer_config.json"));

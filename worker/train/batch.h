@@ -16,9 +16,10 @@ namespace peftd::train {
 struct Batch {
   torch::Tensor input_ids;       // (B, T) int64
   torch::Tensor attention_mask;  // (B, T) int64, 1 = real token, 0 = padding
-  torch::Tensor labels;          // causal LM: (B, T) int64, -100 = no loss; SEQ_CLS: (B) int64
-  int64_t num_tokens = 0;        // non-padding tokens
-  int64_t num_targets = 0;       // positions (causal LM) or sequences (SEQ_CLS) that carry loss
+  torch::Tensor labels;          // causal LM: (B, T) int64, -100 = no loss; SEQ_CLS: (B) int64;
+                                 // SEQ_2_SEQ_LM: the targets (B, T_target), -100 = padding
+  int64_t num_tokens = 0;        // non-padding tokens (seq2seq: inputs and targets)
+  int64_t num_targets = 0;       // positions (causal LM, seq2seq) or sequences (SEQ_CLS) with loss
   // Packed batches only, undefined otherwise. (B, T) int64: each token's position within its
   // record (RoPE restarts at every record), and the record it belongs to, numbered 0, 1, ... over
   // the batch in row-major order (the padding at a row's end counts as part of its last record,

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "worker/train/seq2seq_batch.h"
 
 namespace peftd::train {
 namespace {
@@ -14,6 +15,9 @@ constexpr size_t kMegaBatchBatches = 50;  // HF LengthGroupedSampler's mega-batc
 }  // namespace
 
 Batch Collate(const std::vector<const Example*>& examples, int64_t pad_id, bool classification) {
+  if (!examples.empty() && !examples.front()->target_ids.empty()) {
+    return CollateSeq2Seq(examples, pad_id);
+  }
   const int64_t b = static_cast<int64_t>(examples.size());
   int64_t t = 1;
   for (const Example* e : examples)

@@ -13,7 +13,8 @@ namespace peftd::train {
 
 using data::Example;
 
-// Pads a list of examples to the longest (right padding with `pad_id`) into a Batch.
+// Pads a list of examples to the longest (right padding with `pad_id`) into a Batch; examples with
+// target_ids (SEQ_2_SEQ_LM) go through CollateSeq2Seq.
 Batch Collate(const std::vector<const Example*>& examples, int64_t pad_id, bool classification);
 
 class MemoryBatchSource : public BatchSource {
