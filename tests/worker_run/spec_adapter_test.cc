@@ -331,6 +331,8 @@ const std::set<std::string> kHandledElsewhere = {
     "keep_checkpoints",       // the server trims old checkpoints
     "init_from",              // the server resolves it into Lease.init_from (worker/init_weights)
     "selection",              // the server writes the chosen modules into target_modules
+    "workers",                // the server's gang placement; each lease's rank and world size
+                              // reach the trainer through worker/gang_runner
 };
 
 TEST(SpecAdapter, EveryJobSpecFieldHasADestination) {
