@@ -372,17 +372,16 @@ int main(int argc, char** argv) {
   const model::ModelConfig config =
       config_name == "100m" ? model::BenchConfig100M() : model::TinyConfig();
   double peak = MeasureMatmulPeakGflops();
-  json out = {
-      {"benchmark", "train_throughput"},
-      {"config", config_name},
-      {"parameters", config.NumParameters()},
-      {"batch", batch},
-      {"seq", seq},
-      {"threads", threads},
-      // OpenBLAS's kernels, the same on both sides: the peer runs in this environment.
-      {"blas_core", adapters::BlasCoreName()},
-      {"load_average_at_start", LoadAverage()},
-      {"results", json::array()}};
+  json out = {{"benchmark", "train_throughput"},
+              {"config", config_name},
+              {"parameters", config.NumParameters()},
+              {"batch", batch},
+              {"seq", seq},
+              {"threads", threads},
+              // OpenBLAS's kernels, the same on both sides: the peer runs in this environment.
+              {"blas_core", adapters::BlasCoreName()},
+              {"load_average_at_start", LoadAverage()},
+              {"results", json::array()}};
   // The baseline before and after ours, each time with glibc's defaults and keeping freed memory;
   // with --interleave, one run (alternating the two) right before each variant instead.
   std::vector<json> baselines;
