@@ -42,4 +42,26 @@ absl::Status WriteCheckpointTensors(const std::string& dir,
   return out ? absl::OkStatus() : absl::InternalError("writing model.safetensors.index.json");
 }
 
+absl::StatusOr<torch::Dtype> StoredDtype(const std::string& dtype) {
+  if (dtype == "float32") return torch::kFloat32;
+  if (dtype == "bfloat16") return torch::kBFloat16;
+  if (dtype == "float16") return torch::kFloat16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("dtype '", dtype, "': use float32, bfloat16 or float16"));
+}
+
+absl::Status CreateModelFolder(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("creating ", dir, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+absl::Status WriteModelText(const std::string& dir, const std::string& name,
+                            const std::string& text) {
+  std::ofstream out(fs::path(dir) / name);
+  out << text << "\n";
+  return out ? absl::OkStatus() : absl::InternalError(absl::StrCat("writing ", name));
+}
+
 }  // namespace peftd::model

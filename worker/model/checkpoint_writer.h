@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace peftd::model {
 
@@ -16,6 +17,16 @@ namespace peftd::model {
 absl::Status WriteCheckpointTensors(const std::string& dir,
                                     const std::map<std::string, torch::Tensor>& tensors,
                                     int shards);
+
+// The dtype named by a tiny model's --bf16/--fp16 choice: "float32", "bfloat16" or "float16".
+absl::StatusOr<torch::Dtype> StoredDtype(const std::string& dtype);
+
+// Creates the model folder `dir` (and its parents).
+absl::Status CreateModelFolder(const std::string& dir);
+
+// Writes `text` and a newline to `dir`/`name` (config.json, tokenizer files).
+absl::Status WriteModelText(const std::string& dir, const std::string& name,
+                            const std::string& text);
 
 }  // namespace peftd::model
 

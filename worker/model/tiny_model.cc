@@ -2,8 +2,6 @@
 
 #include <torch/torch.h>
 
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <random>
 
@@ -18,7 +16,6 @@
 namespace peftd::model {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 constexpr char kSpecials[3][20] = {"<|begin_of_text|>", "<|end_of_text|>", "<|pad|>"};
@@ -192,28 +189,21 @@ std::string TinyTokenizerJson(int64_t vocab_size) {
 }
 
 absl::Status WriteTinyModel(const std::string& dir, int shards, bool bf16) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("creating ", dir, ": ", ec.message()));
+  RETURN_IF_ERROR(CreateModelFolder(dir));
   const ModelConfig config = TinyConfig();
-  auto write_text = [&](const std::string& name, const std::string& text) -> absl::Status {
-    std::ofstream out(fs::path(dir) / name);
-    out << text << "\n";
-    return out ? absl::OkStatus() : absl::InternalError(absl::StrCat("writing ", name));
-  };
   ModelConfig written = config;
   written.torch_dtype = bf16 ? "bfloat16" : "float32";
-  RETURN_IF_ERROR(write_text("config.json", ModelConfigJson(written)));
-  RETURN_IF_ERROR(write_text("tokenizer.json", TinyTokenizerJson(config.vocab_size)));
-  RETURN_IF_ERROR(
-      write_text("tokenizer_config.json", json{{"bos_token", kSpecials[0]},
-                                               {"eos_token", kSpecials[1]},
-                                               {"pad_token", kSpecials[2]},
-                                               {"add_bos_token", true},
-                                               {"add_eos_token", false},
-                                               {"model_max_length", config.max_position_embeddings},
-                                               {"tokenizer_class", "PreTrainedTokenizerFast"}}
-                                              .dump(2)));
+  RETURN_IF_ERROR(WriteModelText(dir, "config.json", ModelConfigJson(written)));
+  RETURN_IF_ERROR(WriteModelText(dir, "tokenizer.json", TinyTokenizerJson(config.vocab_size)));
+  RETURN_IF_ERROR(WriteModelText(dir, "tokenizer_config.json",
+                                 json{{"bos_token", kSpecials[0]},
+                                      {"eos_token", kSpecials[1]},
+                                      {"pad_token", kSpecials[2]},
+                                      {"add_bos_token", true},
+                                      {"add_eos_token", false},
+                                      {"model_max_length", config.max_position_embeddings},
+                                      {"tokenizer_class", "PreTrainedTokenizerFast"}}
+                                     .dump(2)));
   // Deterministic weights: N(0, 0.02) from a fixed generator, norms at 1.
   Llama model(config);
   torch::NoGradGuard no_grad;

@@ -2,8 +2,6 @@
 
 #include <torch/torch.h>
 
-#include <filesystem>
-#include <fstream>
 #include <map>
 
 #include "absl/strings/match.h"
@@ -17,7 +15,6 @@
 namespace peftd::model {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 // RoBERTa's specials, at the ids roberta-base gives them.
@@ -80,31 +77,15 @@ std::string TinyRobertaTokenizerJson(int64_t vocab_size) {
 }
 
 absl::Status WriteTinyRobertaModel(const std::string& dir, int shards, const std::string& dtype) {
-  torch::Dtype type;
-  if (dtype == "float32") {
-    type = torch::kFloat32;
-  } else if (dtype == "bfloat16") {
-    type = torch::kBFloat16;
-  } else if (dtype == "float16") {
-    type = torch::kFloat16;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dtype '", dtype, "': use float32, bfloat16 or float16"));
-  }
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("creating ", dir, ": ", ec.message()));
-  auto write_text = [&](const std::string& name, const std::string& text) -> absl::Status {
-    std::ofstream out(fs::path(dir) / name);
-    out << text << "\n";
-    return out ? absl::OkStatus() : absl::InternalError(absl::StrCat("writing ", name));
-  };
+  ASSIGN_OR_RETURN(const torch::Dtype type, StoredDtype(dtype));
+  RETURN_IF_ERROR(CreateModelFolder(dir));
   ModelConfig config = TinyRobertaConfig();
   config.torch_dtype = dtype;
-  RETURN_IF_ERROR(write_text("config.json", ModelConfigJson(config)));
-  RETURN_IF_ERROR(write_text("tokenizer.json", TinyRobertaTokenizerJson(config.vocab_size)));
-  RETURN_IF_ERROR(write_text(
-      "tokenizer_config.json",
+  RETURN_IF_ERROR(WriteModelText(dir, "config.json", ModelConfigJson(config)));
+  RETURN_IF_ERROR(
+      WriteModelText(dir, "tokenizer.json", TinyRobertaTokenizerJson(config.vocab_size)));
+  RETURN_IF_ERROR(WriteModelText(
+      dir, "tokenizer_config.json",
       json{{"bos_token", kSpecials[0]},
            {"eos_token", kSpecials[2]},
            {"sep_token", kSpecials[2]},

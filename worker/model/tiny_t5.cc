@@ -2,8 +2,6 @@
 
 #include <torch/torch.h>
 
-#include <filesystem>
-#include <fstream>
 #include <map>
 
 #include "absl/strings/match.h"
@@ -17,7 +15,6 @@
 namespace peftd::model {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 // TinyTokenizerJson's specials sit at vocab − 3 .. vocab − 1; T5 uses EOS and pad (no BOS).
@@ -54,38 +51,21 @@ ModelConfig TinyT5Config(bool v1_0) {
 
 absl::Status WriteTinyT5Model(const std::string& dir, int shards, const std::string& dtype,
                               bool v1_0) {
-  torch::Dtype type;
-  if (dtype == "float32") {
-    type = torch::kFloat32;
-  } else if (dtype == "bfloat16") {
-    type = torch::kBFloat16;
-  } else if (dtype == "float16") {
-    type = torch::kFloat16;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dtype '", dtype, "': use float32, bfloat16 or float16"));
-  }
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("creating ", dir, ": ", ec.message()));
-  auto write_text = [&](const std::string& name, const std::string& text) -> absl::Status {
-    std::ofstream out(fs::path(dir) / name);
-    out << text << "\n";
-    return out ? absl::OkStatus() : absl::InternalError(absl::StrCat("writing ", name));
-  };
+  ASSIGN_OR_RETURN(const torch::Dtype type, StoredDtype(dtype));
+  RETURN_IF_ERROR(CreateModelFolder(dir));
   ModelConfig config = TinyT5Config(v1_0);
   config.torch_dtype = dtype;
-  RETURN_IF_ERROR(write_text("config.json", ModelConfigJson(config)));
-  RETURN_IF_ERROR(write_text("tokenizer.json", TinyTokenizerJson(config.vocab_size)));
-  RETURN_IF_ERROR(
-      write_text("tokenizer_config.json", json{{"eos_token", kEos},
-                                               {"pad_token", kPad},
-                                               {"unk_token", kPad},
-                                               {"add_bos_token", false},
-                                               {"add_eos_token", true},
-                                               {"model_max_length", config.max_position_embeddings},
-                                               {"tokenizer_class", "T5TokenizerFast"}}
-                                              .dump(2)));
+  RETURN_IF_ERROR(WriteModelText(dir, "config.json", ModelConfigJson(config)));
+  RETURN_IF_ERROR(WriteModelText(dir, "tokenizer.json", TinyTokenizerJson(config.vocab_size)));
+  RETURN_IF_ERROR(WriteModelText(dir, "tokenizer_config.json",
+                                 json{{"eos_token", kEos},
+                                      {"pad_token", kPad},
+                                      {"unk_token", kPad},
+                                      {"add_bos_token", false},
+                                      {"add_eos_token", true},
+                                      {"model_max_length", config.max_position_embeddings},
+                                      {"tokenizer_class", "T5TokenizerFast"}}
+                                     .dump(2)));
   T5 model(config);
   torch::NoGradGuard no_grad;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(5678);
