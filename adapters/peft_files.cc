@@ -460,7 +460,8 @@ absl::Status LoadAdapterWeights(torch::nn::Module* model, PeftModel& peft_model,
 }
 
 absl::Status SaveMergedWeights(PeftModel& peft, const std::string& path,
-                               const std::map<std::string, torch::Tensor>& extra) {
+                               const std::map<std::string, torch::Tensor>& extra,
+                               const std::function<bool(const std::string& name)>& transposed) {
   for (const auto& [name, linear] : peft.linears()) {
     absl::Status st = linear->Merge();
     if (!st.ok()) {
@@ -473,7 +474,8 @@ absl::Status SaveMergedWeights(PeftModel& peft, const std::string& path,
   std::map<std::string, torch::Tensor> weights;
   for (const auto& item : peft.model().named_parameters()) {
     if (item.key().find(".adapter.") != std::string::npos) continue;
-    weights[item.key()] = item.value().detach();
+    torch::Tensor t = item.value().detach();
+    weights[item.key()] = transposed && transposed(item.key()) ? t.t().contiguous() : t;
   }
   for (const auto& [name, t] : extra) weights.emplace(name, t.detach());
   absl::Status saved = SaveTensors(path, weights, {{"format", "pt"}});

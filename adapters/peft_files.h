@@ -6,6 +6,7 @@
 #ifndef PEFTD_ADAPTERS_PEFT_FILES_H_
 #define PEFTD_ADAPTERS_PEFT_FILES_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -38,11 +39,14 @@ absl::StatusOr<std::unique_ptr<PeftModel>> LoadAdapter(torch::nn::Module* model,
 // LoadAdapter's.
 absl::Status LoadAdapterWeights(torch::nn::Module* model, PeftModel& peft, const std::string& dir);
 
-// Writes the model with every adapter merged (mergeable methods only) as HF weights
-// (`model.layers.0.self_attn.q_proj.weight`, ...) to `path`, plus `extra` tensors (e.g. zero
-// biases the merged config.json declares); the model is left unmerged.
-absl::Status SaveMergedWeights(PeftModel& peft, const std::string& path,
-                               const std::map<std::string, torch::Tensor>& extra = {});
+// Writes the model with every adapter merged (mergeable methods only) as HF weights under the
+// model's parameter names (`model.layers.0.self_attn.q_proj.weight`, ...) to `path`, plus `extra`
+// tensors (e.g. zero biases the merged config.json declares); the parameters `transposed` names
+// are written transposed (GPT-2's Conv1D weights, stored (in, out)). The model is left unmerged.
+absl::Status SaveMergedWeights(
+    PeftModel& peft, const std::string& path,
+    const std::map<std::string, torch::Tensor>& extra = {},
+    const std::function<bool(const std::string& name)>& transposed = nullptr);
 
 }  // namespace peftd::adapters
 

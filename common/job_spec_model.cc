@@ -34,11 +34,13 @@ absl::Status CheckTask(const v1::JobSpec& spec, const model::ModelConfig& c) {
                                      " checkpoint (an encoder-decoder): use task "
                                      "SEQ_2_SEQ_LM"));
     }
-    if (spec.export_merged()) {
+    if (spec.export_merged() && spec.method() == v1::HUT) {
       return FieldError("export_merged",
                         absl::StrCat("base_model '", spec.base_model(),
-                                     "' is T5: a merged T5 model is not written yet; load the "
-                                     "base model with the adapter instead"));
+                                     "' is T5: HUT's merge adds a bias (b = gamma*b0 + beta) to "
+                                     "every adapted layer, and T5's layers have none, which a T5 "
+                                     "config.json cannot declare; load the base model with the "
+                                     "adapter instead, or train another method"));
     }
     return absl::OkStatus();
   }
@@ -53,12 +55,6 @@ absl::Status CheckTask(const v1::JobSpec& spec, const model::ModelConfig& c) {
       return FieldError("task", absl::StrCat("base_model '", spec.base_model(), "' is a ",
                                              c.architecture, " checkpoint: use task CAUSAL_LM"));
     }
-    if (spec.export_merged()) {
-      return FieldError("export_merged",
-                        absl::StrCat("base_model '", spec.base_model(),
-                                     "' is GPT-2: a merged GPT-2 model is not written yet; load "
-                                     "the base model with the adapter instead"));
-    }
     return absl::OkStatus();
   }
   if (c.IsRoberta()) {
@@ -66,12 +62,6 @@ absl::Status CheckTask(const v1::JobSpec& spec, const model::ModelConfig& c) {
       return FieldError("task",
                         absl::StrCat("base_model '", spec.base_model(), "' is a ", c.architecture,
                                      " checkpoint, an encoder: use task SEQ_CLS"));
-    }
-    if (spec.export_merged()) {
-      return FieldError("export_merged",
-                        absl::StrCat("base_model '", spec.base_model(),
-                                     "' is RoBERTa: a merged RoBERTa model is not written yet; "
-                                     "load the base model with the adapter instead"));
     }
   }
   if (!c.sequence_classification) return absl::OkStatus();

@@ -30,7 +30,8 @@ struct SpecOnModel {
 //  - adadhp.target_num: more modules than are adapted.
 // Ranks above a module's min(in, out) are accepted, as PEFT accepts them: the update's rank is
 // then at most min(in, out) and only the memory estimate bounds the cost.
-//  - task, export_merged on GPT-2: it trains as CAUSAL_LM only, and no merged GPT-2 is written.
+//  - task on GPT-2 (CAUSAL_LM only), RoBERTa (SEQ_CLS only) and T5 (SEQ_2_SEQ_LM only);
+//  - export_merged of a HUT job on T5: the merge adds biases T5's config.json cannot declare.
 absl::StatusOr<SpecOnModel> ResolveSpecOnModel(const v1::JobSpec& spec,
                                                const model::ModelConfig& config);
 

@@ -1,6 +1,7 @@
 #include "worker/merged_export.h"
 
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -8,6 +9,7 @@
 #include "adapters/peft_files.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
+#include "worker/model/gpt2_loader.h"
 
 namespace peftd::worker {
 namespace {
@@ -16,13 +18,9 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 // Files of a model folder that a merged export carries over unchanged.
-constexpr const char* kTokenizerFiles[] = {"tokenizer.json",
-                                           "tokenizer.model",
-                                           "tokenizer_config.json",
-                                           "special_tokens_map.json",
-                                           "generation_config.json",
-                                           "vocab.json",
-                                           "merges.txt"};
+constexpr const char* kTokenizerFiles[] = {
+    "tokenizer.json",          "tokenizer.model",        "spiece.model", "tokenizer_config.json",
+    "special_tokens_map.json", "generation_config.json", "vocab.json",   "merges.txt"};
 
 absl::StatusOr<std::string> ReadText(const fs::path& path) {
   std::ifstream in(path);
@@ -48,6 +46,14 @@ absl::Status CancelledWhile() {
   return absl::CancelledError("cancelled while exporting the merged model");
 }
 
+// The family's parameters that its checkpoints store transposed: GPT-2's Conv1D weights, (in, out),
+// which a merge writes back as (W + ΔW)ᵀ (PEFT's fan_in_fan_out). The other names and layouts are
+// the checkpoint's already.
+std::function<bool(const std::string&)> StoredTransposed(const model::ModelConfig& mc) {
+  if (mc.IsGpt2()) return model::IsConv1DWeight;
+  return nullptr;
+}
+
 }  // namespace
 
 std::string UnmergeableReason(adapters::PeftModel& peft) {
@@ -55,9 +61,8 @@ std::string UnmergeableReason(adapters::PeftModel& peft) {
   return "";
 }
 
-MergedBiases PlanMergedBiases(model::LlamaImpl& llama, adapters::PeftModel& peft) {
+MergedBiases PlanMergedBiases(adapters::PeftModel& peft, const model::ModelConfig& mc) {
   MergedBiases plan;
-  const model::ModelConfig& mc = llama.config();
   plan.attention_bias = mc.attention_bias;
   plan.mlp_bias = mc.mlp_bias;
   if (peft.config().method != adapters::MethodKind::kHut) return plan;
@@ -74,7 +79,7 @@ MergedBiases PlanMergedBiases(model::LlamaImpl& llama, adapters::PeftModel& peft
   };
   std::vector<std::pair<std::string, adapters::LinearImpl*>> bias_free[3];
   bool gains[3] = {false, false, false};
-  for (const auto& item : llama.named_modules()) {
+  for (const auto& item : peft.model().named_modules()) {
     auto* linear = item.value()->as<adapters::LinearImpl>();
     if (linear == nullptr || linear->bias.defined()) continue;
     const Group g = group_of(item.key());
@@ -112,9 +117,9 @@ MergedBiases PlanMergedBiases(model::LlamaImpl& llama, adapters::PeftModel& peft
   return plan;
 }
 
-absl::Status ExportMerged(train::PeftLlama& model, const MergedBiases& biases,
-                          const fs::path& base_dir, const fs::path& tmp, const v1::JobSpec& spec,
-                          const std::atomic<bool>* cancelled) {
+absl::Status ExportMerged(adapters::PeftModel& peft, const model::ModelConfig& mc,
+                          const MergedBiases& biases, const fs::path& base_dir, const fs::path& tmp,
+                          const v1::JobSpec& spec, const std::atomic<bool>* cancelled) {
   std::error_code ec;
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
@@ -122,7 +127,6 @@ absl::Status ExportMerged(train::PeftLlama& model, const MergedBiases& biases,
   ASSIGN_OR_RETURN(std::string config_text, ReadText(base_dir / "config.json"));
   json config = json::parse(config_text, nullptr, false);
   if (!config.is_object()) return absl::InternalError("base model config.json is not an object");
-  const model::ModelConfig& mc = model.model()->config();
   config["architectures"] = {mc.architecture};
   config["torch_dtype"] = "float32";
   if (biases.changed) {
@@ -149,8 +153,8 @@ absl::Status ExportMerged(train::PeftLlama& model, const MergedBiases& biases,
     if (ec) return absl::InternalError(absl::StrCat("copying ", name, ": ", ec.message()));
   }
   if (Cancelled(cancelled)) return CancelledWhile();
-  return adapters::SaveMergedWeights(model.peft(), (tmp / "model.safetensors").string(),
-                                     biases.zeros);
+  return adapters::SaveMergedWeights(peft, (tmp / "model.safetensors").string(), biases.zeros,
+                                     StoredTransposed(mc));
 }
 
 }  // namespace peftd::worker

@@ -1,6 +1,9 @@
-// The merged model of a job (`export_merged`): whether the adapter can be folded into the base,
-// the biases the merge adds (HUT) and how config.json declares them, and the folder written: the
-// trained model's config.json, the tokenizer files and the merged weights.
+// The merged model of a job (`export_merged`), for every family: whether the adapter can be folded
+// into the base, the biases the merge adds (HUT) and how config.json declares them, and the folder
+// written: the trained model's config.json, the tokenizer files and the merged weights under the
+// model's own parameter names, which are the HF names of the head class (LLaMA's `model.layers.*`,
+// GPT-2's `transformer.h.*`, RoBERTa's `roberta.encoder.*` + `classifier.*`, T5's
+// `encoder.block.*`); GPT-2's Conv1D weights are written back (in, out).
 #ifndef PEFTD_WORKER_MERGED_EXPORT_H_
 #define PEFTD_WORKER_MERGED_EXPORT_H_
 
@@ -13,9 +16,8 @@
 
 #include "absl/status/status.h"
 #include "adapters/peft_model.h"
+#include "common/model_config.h"
 #include "peftd/v1/job.pb.h"
-#include "worker/model/llama.h"
-#include "worker/train/peft_llama.h"
 
 namespace peftd::worker {
 
@@ -26,7 +28,9 @@ std::string UnmergeableReason(adapters::PeftModel& peft);
 // HUT's merge gives every adapted layer a bias (b = γ⊙b0 + β). HF's Llama declares biases per
 // group, for every layer alike: attention_bias for q/k/v/o_proj, mlp_bias for gate/up/down_proj
 // (transformers 4.41+). A group that gains a bias anywhere gets the flag, and zero biases
-// wherever the base had none, so that the folder loads as the same function.
+// wherever the base had none, so that the folder loads as the same function. GPT-2's and
+// RoBERTa's layers all have biases, into which HUT's merge folds; T5 has none and no config
+// field to declare them.
 struct MergedBiases {
   bool changed = false;  // the merge adds a bias somewhere
   bool attention_bias = false;
@@ -35,13 +39,17 @@ struct MergedBiases {
   std::string why_not;  // non-empty when the base's config.json cannot declare them
 };
 
-MergedBiases PlanMergedBiases(model::LlamaImpl& llama, adapters::PeftModel& peft);
+// `peft` is applied to the model whose config is `trained` (num_labels as trained).
+MergedBiases PlanMergedBiases(adapters::PeftModel& peft, const model::ModelConfig& trained);
 
-// The merged model folder written into `tmp`: config.json of the trained model, the tokenizer
-// files of `base_dir`, and the merged weights. CANCELLED when `cancelled` is set on the way.
-absl::Status ExportMerged(train::PeftLlama& model, const MergedBiases& biases,
-                          const std::filesystem::path& base_dir, const std::filesystem::path& tmp,
-                          const v1::JobSpec& spec, const std::atomic<bool>* cancelled);
+// The merged model folder written into `tmp`: config.json of the trained model (`trained`:
+// architecture and classes), the tokenizer files of `base_dir`, and the merged weights (a
+// trained classification head in place of the base's). CANCELLED when `cancelled` is set on the
+// way.
+absl::Status ExportMerged(adapters::PeftModel& peft, const model::ModelConfig& trained,
+                          const MergedBiases& biases, const std::filesystem::path& base_dir,
+                          const std::filesystem::path& tmp, const v1::JobSpec& spec,
+                          const std::atomic<bool>* cancelled);
 
 }  // namespace peftd::worker
 

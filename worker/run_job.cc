@@ -351,14 +351,12 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   sink->OnLog(LogLevel::kInfo, absl::StrCat("adapter written to ", out.adapter_dir));
 
   if (spec.export_merged()) {
-    // The server refuses export_merged on GPT-2, RoBERTa and T5 at submit; `peftd-worker train`
-    // gets a warning.
-    std::string why_not = loaded.llama == nullptr ? absl::StrCat("a merged ", config.architecture,
-                                                                 " is not written yet")
-                                                  : UnmergeableReason(*peft);
+    // The server refuses the unmergeable jobs it can tell at submit; `peftd-worker train` gets a
+    // warning.
+    std::string why_not = UnmergeableReason(*peft);
     MergedBiases biases;
     if (why_not.empty()) {
-      biases = PlanMergedBiases(*loaded.llama->model(), *peft);
+      biases = PlanMergedBiases(*peft, resolved.config);
       why_not = biases.why_not;
     }
     if (!why_not.empty()) {
@@ -367,7 +365,8 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
                                "; load the base model with the adapter instead"));
     } else {
       const fs::path merged_tmp = work / "merged.tmp";
-      RETURN_IF_ERROR(ExportMerged(*loaded.llama, biases, model_dir, merged_tmp, spec, cancelled));
+      RETURN_IF_ERROR(
+          ExportMerged(*peft, resolved.config, biases, model_dir, merged_tmp, spec, cancelled));
       if (IsCancelled(cancelled)) return CancelledWhile("exporting the merged model");
       RETURN_IF_ERROR(Publish(merged_tmp, work / "merged"));
       out.merged_dir = (work / "merged").string();

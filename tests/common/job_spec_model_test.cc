@@ -222,7 +222,7 @@ TEST(Gpt2Spec, ModulesDefaultTargetsAndLayersAreGpt2s) {
   EXPECT_EQ(llama.target_modules(0), "q_proj");
 }
 
-TEST(Gpt2Spec, SeqClsAndExportMergedAreRefusedNamingTheField) {
+TEST(Gpt2Spec, SeqClsIsRefusedNamingTheFieldAndExportMergedAccepted) {
   const model::ModelConfig c = Gpt2Small();
   v1::JobSpec given;
   given.set_base_model("gpt2");
@@ -241,7 +241,13 @@ TEST(Gpt2Spec, SeqClsAndExportMergedAreRefusedNamingTheField) {
   spec = WithDefaults(given);
   ApplyModelDefaults(given, c, &spec);
   r = ResolveSpecOnModel(spec, c);
-  EXPECT_THAT(std::string(r.status().message()), StartsWith("export_merged: "));
+  EXPECT_TRUE(r.ok()) << r.status();
+  // HUT folds into GPT-2's Conv1D biases.
+  given.set_method(v1::HUT);
+  spec = WithDefaults(given);
+  ApplyModelDefaults(given, c, &spec);
+  r = ResolveSpecOnModel(spec, c);
+  EXPECT_TRUE(r.ok()) << r.status();
 }
 
 }  // namespace

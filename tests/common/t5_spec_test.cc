@@ -1,6 +1,6 @@
 // T5 (issue 14) on the server's side: config.json of t5-small (v1.0) and flan-t5 (v1.1) read into
 // the common fields, bad fields named, the module list and PEFT's default targets q, v, the task
-// SEQ_2_SEQ_LM (only on T5, and T5 only with it), packing and export_merged refused by name,
+// SEQ_2_SEQ_LM (only on T5, and T5 only with it), packing and export_merged of HUT refused by name,
 // max_target_len, and a memory estimate that knows T5.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -166,9 +166,13 @@ TEST(T5Spec, TaskPackingAndExportMergedAreCheckedByName) {
   v1::JobSpec packed = Given();
   packed.set_packing(true);
   EXPECT_THAT(std::string(Resolve(packed, t5).status().message()), StartsWith("packing: "));
+  // export_merged: every mergeable method but HUT, whose merge adds biases T5 cannot declare.
   v1::JobSpec merged = Given();
   merged.set_export_merged(true);
-  EXPECT_THAT(std::string(Resolve(merged, t5).status().message()), StartsWith("export_merged: "));
+  EXPECT_TRUE(Resolve(merged, t5).ok()) << Resolve(merged, t5).status();
+  merged.set_method(v1::HUT);
+  EXPECT_THAT(std::string(Resolve(merged, t5).status().message()),
+              AllOf(StartsWith("export_merged: "), HasSubstr("HUT"), HasSubstr("bias")));
 
   // max_target_len: 128 by default for SEQ_2_SEQ_LM, refused on another task.
   EXPECT_EQ(WithDefaults(Given()).max_target_len(), 128);

@@ -1,11 +1,12 @@
 // RoBERTa end to end with the real binaries: `peftd-worker make-tiny-model --arch roberta` writes
 // a RobertaForSequenceClassification under the server's model root, `peftctl models list` shows
-// it as SEQ_CLS-only, a CAUSAL_LM job and export_merged are refused at submit naming the field,
+// it as SEQ_CLS-only, a CAUSAL_LM job is refused at submit naming the field,
 // and a SEQ_CLS job with the token gate that names no target_modules is admitted with PEFT's
 // default (query, value), trains through peftd and a --local-workers child, and its adapter is
 // PEFT's: the LoRA tensors under base_model.model.roberta.encoder.layer.N.attention.self.{query,
 // value}, and the classifier head saved whole through modules_to_save, which `peftd-worker eval`
-// loads (the logits change).
+// loads (the logits change). A LoRA job with export_merged gives a merged folder that
+// `peftd-worker eval` loads as a plain model with the logits of the base with that job's adapter.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -68,14 +69,6 @@ TEST(E2eRoberta, TinyRobertaClassifierTrainsThroughPeftdWithPeftsAdapterLayout) 
                                          kExamples + "/tiny-cls-val.jsonl"};
   const std::vector<std::string> cls =
       Words("--model tiny-roberta --task seq_cls --num-labels 2 --label-names negative,positive");
-  std::ofstream(dir / "merged.json") << R"({"export_merged": true})";
-  const RunResult merged =
-      Peftctl(server.address(),
-              Concat(Concat(Concat({"submit", "-f", (dir / "merged.json").string()}, data), cls),
-                     Words("--method lora --steps 2")));
-  EXPECT_NE(merged.exit_code, 0) << merged.Describe();
-  EXPECT_TRUE(absl::StrContains(merged.err, "export_merged: ")) << merged.Describe();
-
   std::ofstream(dir / "job.json") << R"({"num_threads": 1})";
   const RunResult watched = Peftctl(
       server.address(),
@@ -141,6 +134,54 @@ TEST(E2eRoberta, TinyRobertaClassifierTrainsThroughPeftdWithPeftsAdapterLayout) 
   ASSERT_EQ(base.size(), 4u);
   ASSERT_EQ(adapted.size(), 4u);
   EXPECT_NE(base, adapted);
+
+  // export_merged: a LoRA job on query, value and the attention's output dense gives a plain
+  // RobertaForSequenceClassification folder whose logits are the base's with the job's adapter.
+  std::ofstream(dir / "merged.json") << R"({"export_merged": true, "num_threads": 1})";
+  const RunResult merged_job = Peftctl(
+      server.address(),
+      Concat(Concat(Concat({"submit", "-f", (dir / "merged.json").string()}, data), cls),
+             Words("--method lora --rank 4 --target-modules query,value,attention.output.dense "
+                   "--steps 4 "
+                   "--batch-size 4 --max-seq-len 32 --lr 1e-2 --watch")));
+  ASSERT_EQ(merged_job.exit_code, 0)
+      << merged_job.Describe() << testing::ReadFile(dir / "peftd.log");
+  v1::ListJobsResponse all;
+  ASSERT_TRUE(testing::ParseJson(Peftctl(server.address(), {"--json", "list"}).out, &all));
+  std::string merged_id;
+  for (const v1::Job& j : all.jobs()) {
+    if (j.id() != job.id()) merged_id = j.id();
+  }
+  ASSERT_FALSE(merged_id.empty());
+  const fs::path merged_adapter = dir / "merged-adapter", merged_model = dir / "merged-model";
+  ASSERT_EQ(
+      Peftctl(server.address(), {"download", merged_id, "-o", merged_adapter.string()}).exit_code,
+      0);
+  const RunResult dl_merged =
+      Peftctl(server.address(), {"download", merged_id, "--merged", "-o", merged_model.string()});
+  ASSERT_EQ(dl_merged.exit_code, 0) << dl_merged.Describe();
+  const json merged_config = json::parse(testing::ReadFile(merged_model / "config.json"));
+  EXPECT_EQ(merged_config["architectures"], json::array({"RobertaForSequenceClassification"}));
+  EXPECT_EQ(merged_config["id2label"]["1"], "positive") << merged_config.dump();
+  const std::vector<float> with_adapter =
+      logits({"--adapter", merged_adapter.string()}, "merged-adapter.safetensors");
+  const std::vector<float> merged_logits = [&] {
+    const RunResult r = RunCommand({kWorker, "eval", "--model", merged_model.string(), "--inputs",
+                                    (dir / "ids.json").string(), "--dump-logits",
+                                    (dir / "merged.safetensors").string(), "--threads", "1"});
+    EXPECT_EQ(r.exit_code, 0) << r.Describe();
+    std::vector<float> v;
+    auto f = safetensors::File::Open((dir / "merged.safetensors").string());
+    if (!f.ok()) return v;
+    auto t = f->Get("logits");
+    if (!t.ok()) return v;
+    const float* p = reinterpret_cast<const float*>(t->data);
+    return std::vector<float>(p, p + t->numel());
+  }();
+  ASSERT_EQ(merged_logits.size(), 4u);
+  ASSERT_EQ(with_adapter.size(), 4u);
+  EXPECT_NE(with_adapter, base);
+  for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(merged_logits[i], with_adapter[i], 1e-4) << i;
   EXPECT_EQ(server.Terminate(), 0);
   fs::remove_all(dir);
 }
