@@ -2,8 +2,11 @@
 // baseline_pytorch_peft.py, run in the same invocation), on the tiny model and a ~100M
 // LLaMA-shaped model. Prints one JSON document: tokens/s, step time, peak RSS, model FLOPs
 // utilisation against the fp32 matmul peak measured here, and the ratio to the baseline.
-// Usage: bench_train [--config tiny|100m] [--steps N] [--warmup N] [--batch B] [--seq T]
-//                    [--methods lora,lora_S,...] [--threads N] [--no-baseline]
+// With --arch gpt2|roberta|t5, the family's tiny model against its own PyTorch peer instead
+// (bench/train/family_bench.h).
+// Usage: bench_train [--arch llama|gpt2|roberta|t5] [--config tiny|100m] [--steps N]
+//                    [--warmup N] [--batch B] [--seq T] [--methods lora,lora_S,...]
+//                    [--threads N] [--no-baseline]
 //                    [--profile PREFIX]  (writes PREFIX.<variant>.trace.json for chrome://tracing)
 //                    [--count-ops]  ATen ops, autograd nodes and allocations of one step, both
 //                                   sides (bench/train/op_counts.h); the counted step is the
@@ -40,8 +43,10 @@
 
 #include "adapters/blas_kernel.h"
 #include "adapters/peft_model.h"
+#include "bench/train/family_bench.h"
 #include "bench/train/op_counts.h"
 #include "bench/train/python_peer.h"
+#include "bench/train/step_times.h"
 #include "nlohmann/json.hpp"
 #include "worker/model/llama.h"
 #include "worker/model/tiny_model.h"
@@ -53,15 +58,12 @@
 extern char** environ;
 
 using namespace peftd;
+using bench::Median;
+using bench::PeakRssMb;
+using bench::StepTimes;
 using nlohmann::json;
 
 namespace {
-
-double PeakRssMb() {
-  struct rusage u;
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_maxrss / 1024.0;
-}
 
 // fp32 GEMM peak of this machine, as LibTorch reaches it: the best of a few sizes and rounds
 // (other load on the machine only ever lowers a round, so the best is the closest to the peak).
@@ -101,64 +103,15 @@ double LoadAverage() {
   return getloadavg(load, 1) == 1 ? load[0] : -1;
 }
 
-// User + system CPU seconds of the process so far, every thread included: unlike wall time, a
-// step descheduled by other processes on a shared machine does not grow.
-double ProcessCpuSeconds() {
-  struct rusage u;
-  getrusage(RUSAGE_SELF, &u);
-  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
-  return seconds(u.ru_utime) + seconds(u.ru_stime);
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-// Every step's wall and CPU seconds; with a counter, what the step `counted_step` (1-based)
-// executes. The trainer reports every step (log_every_steps = 1).
-class StepTimes : public train::ProgressSink {
- public:
-  StepTimes(bench::OpCounter* counter, int64_t counted_step)
-      : counter_(counter), counted_step_(counted_step), cpu_(ProcessCpuSeconds()) {
-    if (counter_ && counted_step_ == 1) counter_->Start();
-  }
-  void OnStep(const train::StepMetrics& m) override {
-    const double cpu = ProcessCpuSeconds();
-    seconds.push_back(m.step_seconds);
-    cpu_seconds.push_back(cpu - cpu_);
-    if (counter_ && m.step == counted_step_) counts = counter_->Stop();
-    if (counter_ && m.step + 1 == counted_step_) counter_->Start();
-    cpu_ = ProcessCpuSeconds();  // the counter's own work is not the step's
-  }
-  std::vector<double> seconds, cpu_seconds;
-  nlohmann::json counts;
-
- private:
-  bench::OpCounter* counter_;
-  int64_t counted_step_;
-  double cpu_;
-};
-
 // `batch` is the global batch; with `dp` this process trains its share of it.
 json RunOne(const model::ModelConfig& config, const std::string& variant, int64_t batch,
             int64_t seq, int64_t steps, int64_t warmup, const std::string& profile,
             bool count_ops = false, train::DataParallel* dp = nullptr) {
   torch::manual_seed(0);
   model::Llama llama(config);
-  adapters::AdapterConfig ac;
-  std::string method = variant;
-  const bool gated = method.size() > 2 && method.substr(method.size() - 2) == "_S";
-  if (gated) method = method.substr(0, method.size() - 2);
-  ac.method = *adapters::ParseMethod(method);
-  ac.lora = {.r = 8, .alpha = 16};
-  ac.adalora = {.init_r = 8, .alpha = 16};
-  ac.adalora_schedule = {.target_r = 4, .tinit = 1, .tfinal = 1, .delta_t = 1};
-  ac.hut = {.r = 8};
-  if (gated) ac.gate = adapters::GateOptions{};
-  ac.targets.target_modules = {"q_proj", "v_proj"};
-  auto peft = adapters::PeftModel::Apply(llama.get(), ac, steps + warmup);
+  auto ac = bench::VariantAdapterConfig(variant, {"q_proj", "v_proj"});
+  if (!ac.ok()) return {{"variant", variant}, {"error", std::string(ac.status().message())}};
+  auto peft = adapters::PeftModel::Apply(llama.get(), *ac, steps + warmup);
   if (!peft.ok()) return {{"variant", variant}, {"error", std::string(peft.status().message())}};
   const int64_t trainable = (*peft)->Count().trainable;
   train::PeftLlama model(llama, std::move(*peft));
@@ -319,7 +272,31 @@ int main(int argc, char** argv) {
   std::string dp_rendezvous;
   app.add_option("--dp-rank", dp_rank, "(internal) run as this rank of 2")->group("");
   app.add_option("--dp-rendezvous", dp_rendezvous, "(internal) rank 0's host:port")->group("");
+  std::string arch = "llama";
+  app.add_option("--arch", arch,
+                 "model family: llama (--config tiny|100m), or gpt2, roberta, t5 at tiny size "
+                 "against their own PyTorch peer")
+      ->check(CLI::IsMember({"llama", "gpt2", "roberta", "t5"}));
   CLI11_PARSE(app, argc, argv);
+  if (arch != "llama") {
+    if (config_name != "tiny" || count_ops || interleave || data_parallel || !profile.empty()) {
+      std::cerr << "--arch " << arch
+                << ": only the tiny model, without --count-ops, --interleave, --data-parallel "
+                   "and --profile (those are LLaMA's)\n";
+      return 2;
+    }
+    bench::FamilyBenchOptions o{.arch = arch,
+                                .batch = batch,
+                                .seq = seq,
+                                .steps = steps,
+                                .warmup = warmup,
+                                .threads = threads,
+                                .variants = variants,
+                                .baseline = baseline};
+    const json out = bench::RunFamilyBench(o);
+    std::cout << out.dump() << std::endl;
+    return out.contains("error") ? 1 : 0;
+  }
   if (dp_rank >= 0) {  // one rank of --data-parallel: its result on stdout
     torch::set_num_threads(threads);
     train::DataParallelOptions o;
