@@ -83,6 +83,28 @@ TEST_F(TinyDebertaTest, TokenizerUsesDebertaV3sSpecialsAndTemplates) {
   EXPECT_EQ(pair->examples[0].input_ids, Concat({{1}, a, {2}, b, {2}}));
 }
 
+// deberta-v3-base's own tokenizer_config.json names no special token and no class: spm.model
+// alone selects DebertaV2Tokenizer's template and its default [CLS], [SEP], [PAD].
+TEST_F(TinyDebertaTest, APublishedV3TokenizerConfigKeepsTheTemplate) {
+  ASSERT_TRUE(WriteTinyDebertaV2Model((dir_ / "m").string()).ok());
+  std::ofstream(dir_ / "m" / "tokenizer_config.json")
+      << R"({"do_lower_case": false, "vocab_type": "spm"})";
+  auto tok = data::LoadTokenizer((dir_ / "m").string());
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  const data::SpecialTokens& s = (*tok)->special();
+  EXPECT_EQ(s.bos_id, 1);
+  EXPECT_EQ(s.eos_id, 2);
+  EXPECT_EQ(s.pad_id, 0);
+  EXPECT_TRUE(s.add_bos && s.add_eos);
+  ASSERT_TRUE(s.pair_middle.has_value());
+  EXPECT_EQ(*s.pair_middle, std::vector<int64_t>{2});
+  // A cls_token that is no piece is refused naming the field.
+  std::ofstream(dir_ / "m" / "tokenizer_config.json") << R"({"cls_token": "<cls>"})";
+  auto bad = data::LoadTokenizer((dir_ / "m").string());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), testing::HasSubstr("cls_token"));
+}
+
 TEST_F(TinyDebertaTest, LoadsInEveryStoredDtypeAndFromShards) {
   auto reference = [&]() {
     EXPECT_TRUE(WriteTinyDebertaV2Model((dir_ / "f32").string()).ok());

@@ -59,9 +59,11 @@ torch::Tensor DebertaRelativePositions(int64_t query_size, int64_t key_size, int
 
 torch::Tensor ProjectPositions(adapters::LinearImpl& linear, const torch::Tensor& rel) {
   const std::shared_ptr<adapters::Adapter>& adapter = linear.adapter();
+  if (!adapter || linear.merged()) return linear.forward(rel);
+  // The adapter itself rather than linear.forward: the norm probe observes tokens only.
   auto* gate = dynamic_cast<adapters::TokenGate*>(adapter.get());
-  if (gate == nullptr || linear.merged()) return linear.forward(rel);
-  return gate->inner()->Forward(rel, linear.weight, linear.bias);
+  adapters::Adapter* method = gate != nullptr ? gate->inner().get() : adapter.get();
+  return method->Forward(rel, linear.weight, linear.bias);
 }
 
 DebertaV2LayerImpl::DebertaV2LayerImpl(const ModelConfig& c)

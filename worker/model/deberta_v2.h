@@ -37,7 +37,8 @@ torch::Tensor DebertaRelativePositions(int64_t query_size, int64_t key_size, int
                                        int64_t max_position);
 
 // A projection of the relative embeddings by an adapted Linear: its base plus the method's
-// change, un-gated (see the file comment).
+// change, un-gated (see the file comment); the Linear's norm probe (adapters/norm_probe.h) does
+// not observe the rows either, as they are no tokens.
 torch::Tensor ProjectPositions(adapters::LinearImpl& linear, const torch::Tensor& rel);
 
 class DebertaV2LayerImpl : public torch::nn::Module {
