@@ -154,8 +154,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& mode
   } else {
     return absl::NotFoundError(absl::StrCat(
         model_dir,
-        ": has neither tokenizer.json nor tokenizer.model (or spiece.model); copy the tokenizer "
-        "files of the model into the folder"));
+        ": has neither tokenizer.json nor tokenizer.model (or spiece.model, spm.model); copy the "
+        "tokenizer files of the model into the folder"));
   }
   json config = json::object();
   if (fs::exists(dir / "tokenizer_config.json", ec)) {
