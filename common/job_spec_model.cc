@@ -23,8 +23,28 @@ bool HasOwnLabelNames(const model::ModelConfig& c) {
   return false;
 }
 
-// The classification head's module name: RoBERTa's `classifier`, the LLaMA family's `score`.
-const char* HeadName(const model::ModelConfig& c) { return c.IsRoberta() ? "classifier" : "score"; }
+// The classification head's module name: RoBERTa's and DeBERTa's `classifier`, the LLaMA family's
+// `score`.
+const char* HeadName(const model::ModelConfig& c) {
+  return c.IsRoberta() || c.IsDebertaV2() ? "classifier" : "score";
+}
+
+// DeBERTa-v2/v3: a classifier only, and no merged model written yet (the other families' merged
+// export lives in worker/merged_export*).
+absl::Status CheckDebertaV2Task(const v1::JobSpec& spec, const model::ModelConfig& c) {
+  if (spec.task() != v1::SEQ_CLS) {
+    return FieldError("task",
+                      absl::StrCat("base_model '", spec.base_model(), "' is a ", c.architecture,
+                                   " checkpoint, an encoder: use task SEQ_CLS"));
+  }
+  if (spec.export_merged()) {
+    return FieldError("export_merged",
+                      absl::StrCat("base_model '", spec.base_model(),
+                                   "' is DeBERTa-v2/v3: a merged DeBERTa model is not written "
+                                   "yet; load the base model with the adapter instead"));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status CheckTask(const v1::JobSpec& spec, const model::ModelConfig& c) {
   if (c.IsT5()) {
@@ -57,6 +77,7 @@ absl::Status CheckTask(const v1::JobSpec& spec, const model::ModelConfig& c) {
     }
     return absl::OkStatus();
   }
+  if (c.IsDebertaV2()) RETURN_IF_ERROR(CheckDebertaV2Task(spec, c));
   if (c.IsRoberta()) {
     if (spec.task() != v1::SEQ_CLS) {
       return FieldError("task",

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/model_config_deberta.h"
 #include "common/module_pattern.h"
 
 namespace peftd {
@@ -187,6 +188,10 @@ MemoryEstimate EstimatePeakMemory(const v1::JobSpec& spec, const SpecOnModel& re
   if (c.IsRoberta()) {
     // RoBERTa's classifier: dense (hidden x hidden) and out_proj, with biases, all trained.
     trainable += (hidden + 1) * (hidden + static_cast<double>(c.num_labels));
+  } else if (c.IsDebertaV2()) {
+    // DeBERTa's classifier (hidden -> num_labels, with bias); its pooler stays frozen, as PEFT's
+    // modules_to_save ["classifier"] leaves it.
+    trainable += (hidden + 1) * static_cast<double>(c.num_labels);
   } else if (c.sequence_classification) {
     trainable += hidden * static_cast<double>(c.num_labels);
   }
@@ -211,7 +216,13 @@ MemoryEstimate EstimatePeakMemory(const v1::JobSpec& spec, const SpecOnModel& re
     first = std::min(first, layer);
   }
   const double probs = b * heads * t * t;
-  const double layer_base = tokens * (2 * hidden + q + 2 * kv + 3 * inter) + probs;
+  double layer_base = tokens * (2 * hidden + q + 2 * kv + 3 * inter) + probs;
+  if (c.IsDebertaV2() && c.relative_attention) {
+    // Disentangled attention: the relative embeddings through query_proj and key_proj, the c2p
+    // and p2c scores against every relative position, and both gathered to (B, heads, T, T).
+    const double span = static_cast<double>(model::DebertaV2RelEmbeddingRows(c));
+    layer_base += 2 * span * hidden + 2 * b * heads * t * span + 2 * probs;
+  }
   double saved = 0, largest_layer = layer_base;
   for (int64_t layer = first; layer < c.num_hidden_layers; ++layer) {
     double n = layer_base;
@@ -228,6 +239,8 @@ MemoryEstimate EstimatePeakMemory(const v1::JobSpec& spec, const SpecOnModel& re
       // RoBERTa: query, key, value; attention.output.dense; intermediate.dense; output.dense.
       const bool attention_dense = absl::StrContains(m->name, ".attention.output.");
       qkv = qkv || p == "query" || p == "key" || p == "value";
+      // DeBERTa: query_proj, key_proj, value_proj; the dense layers as RoBERTa's.
+      qkv = qkv || p == "query_proj" || p == "key_proj" || p == "value_proj";
       o = o || (p == "dense" && attention_dense);
       gate_up = gate_up || (p == "dense" && absl::StrContains(m->name, ".intermediate."));
       down = down || (p == "dense" && !attention_dense && absl::StrContains(m->name, ".output."));

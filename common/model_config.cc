@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/model_config_deberta.h"
 #include "common/model_config_encoders.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
@@ -245,6 +246,7 @@ int64_t T5NumParameters(const ModelConfig& c) {
 
 int64_t ModelConfig::NumParameters() const {
   if (IsRoberta()) return RobertaNumParameters(*this);
+  if (IsDebertaV2()) return DebertaV2NumParameters(*this);
   if (IsT5()) return T5NumParameters(*this);
   if (IsGpt2()) {
     const int64_t h = hidden_size, inner = intermediate_size;
@@ -281,26 +283,38 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text) {
     return absl::InvalidArgumentError("config.json: not a JSON object");
   ModelConfig c;
   std::vector<std::string> archs;
-  RETURN_IF_ERROR(Get(j, "architectures", &archs, true));
+  // DeBERTa-v3's published folders (microsoft/deberta-v3-base) name only model_type: the bare
+  // encoder, which trains as a classifier with a new head.
+  std::string model_type;
+  RETURN_IF_ERROR(Get(j, "model_type", &model_type, false));
+  if (model_type == "deberta-v2" && !j.contains("architectures")) {
+    archs = {"DebertaV2Model"};
+  } else {
+    RETURN_IF_ERROR(Get(j, "architectures", &archs, true));
+  }
   if (archs.empty()) return Bad("architectures", "empty");
   c.architecture = archs[0];
-  bool known = IsRobertaArchitecture(c.architecture);
+  bool known = IsRobertaArchitecture(c.architecture) || IsDebertaV2Architecture(c.architecture);
   for (const char* a : kArchitectures) known = known || c.architecture == a;
   if (!known) {
     return Bad("architectures",
                absl::StrCat("'", c.architecture,
                             "' is not supported (supported: the Llama, Mistral and Qwen2 "
                             "causal-LM and sequence-classification heads, GPT2LMHeadModel, "
-                            "RobertaForSequenceClassification, T5ForConditionalGeneration)"));
+                            "RobertaForSequenceClassification, DebertaV2ForSequenceClassification, "
+                            "T5ForConditionalGeneration)"));
   }
   c.sequence_classification = c.architecture.find("SequenceClassification") != std::string::npos;
   const bool gpt2 = c.architecture == "GPT2LMHeadModel";
   const bool roberta = IsRobertaArchitecture(c.architecture);
   const bool t5 = c.architecture == "T5ForConditionalGeneration";
+  const bool deberta = IsDebertaV2Architecture(c.architecture);
   if (gpt2) {
     RETURN_IF_ERROR(ParseGpt2(j, &c));
   } else if (roberta) {
     RETURN_IF_ERROR(ParseRobertaConfig(j, &c));
+  } else if (deberta) {
+    RETURN_IF_ERROR(ParseDebertaV2Config(j, &c));
   } else if (t5) {
     RETURN_IF_ERROR(ParseT5(j, &c));
   } else {
@@ -333,6 +347,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text) {
     c.head_dim = c.hidden_size / c.num_attention_heads;
   } else if (roberta) {
     RETURN_IF_ERROR(CheckRobertaPositions(c));
+  } else if (deberta) {
+    RETURN_IF_ERROR(CheckDebertaV2PadToken(c));
   } else if (!t5) {  // T5's head layout was checked by ParseT5
     RETURN_IF_ERROR(ParseLlamaShape(j, &c));
   }
@@ -368,6 +384,7 @@ absl::StatusOr<ModelConfig> ReadModelConfig(const std::string& model_dir) {
 
 std::string ModelConfigJson(const ModelConfig& c) {
   if (c.IsRoberta()) return RobertaConfigJson(c);
+  if (c.IsDebertaV2()) return DebertaV2ConfigJson(c);
   if (c.IsT5()) {
     // T5Config.to_json_string's names.
     const std::string act = c.activation_function == "gelu_new" && c.gated_feed_forward

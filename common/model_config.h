@@ -68,6 +68,19 @@ struct ModelConfig {
   int64_t relative_attention_max_distance = 128;
   bool gated_feed_forward = false;
   int64_t decoder_start_token_id = 0;
+  // DeBERTa-v2/v3 (model_type "deberta-v2", common/model_config_deberta.cc): disentangled
+  // attention over relative positions (relative_attention), log-bucketed into position_buckets
+  // (<= 0: none) up to max_relative_positions (config's -1 resolved to max_position_embeddings);
+  // the relative embeddings' LayerNorm (norm_rel_ebd "layer_norm"); the c2p and p2c terms of
+  // pos_att_type; learned absolute positions added to the input only when position_biased_input;
+  // ContextPooler's activation. type_vocab_size 0 means no token-type embeddings.
+  bool relative_attention = false;
+  int64_t max_relative_positions = 0;
+  int64_t position_buckets = -1;
+  bool norm_rel_ebd_layer_norm = false;
+  bool pos_att_c2p = false, pos_att_p2c = false;
+  bool position_biased_input = true;
+  std::string pooler_hidden_act = "gelu";
 
   // Parameters of the base model (embeddings, layers, norm, head).
   int64_t NumParameters() const;
@@ -77,6 +90,9 @@ struct ModelConfig {
   bool IsRoberta() const { return model_type == "roberta"; }
   // T5 (model_type "t5"): an encoder-decoder with relative position bias; task SEQ_2_SEQ_LM.
   bool IsT5() const { return model_type == "t5"; }
+  // DeBERTa-v2/v3 (model_type "deberta-v2"): a post-LN encoder with disentangled attention, a
+  // ContextPooler and a classifier, SEQ_CLS only.
+  bool IsDebertaV2() const { return model_type == "deberta-v2"; }
 };
 
 // Parses config.json text; InvalidArgument naming the field for unknown architectures, missing

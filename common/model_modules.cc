@@ -2,6 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/model_config_deberta.h"
 #include "common/model_config_encoders.h"
 #include "common/model_modules_encoders.h"
 
@@ -61,6 +62,7 @@ std::vector<LinearModule> T5LinearModules(const ModelConfig& c) {
 std::vector<std::string> DefaultTargetModules(const ModelConfig& c) {
   if (c.IsGpt2()) return {"c_attn"};
   if (c.IsRoberta()) return {"query", "value"};
+  if (c.IsDebertaV2()) return {"query_proj", "value_proj"};  // PEFT's mapping for deberta-v2
   if (c.IsT5()) return {"q", "v"};
   return {"q_proj", "v_proj"};
 }
@@ -68,7 +70,9 @@ std::vector<std::string> DefaultTargetModules(const ModelConfig& c) {
 std::vector<std::string> SupportedTaskTypes(const std::string& architecture) {
   if (architecture == "GPT2LMHeadModel") return {"CAUSAL_LM"};
   // An encoder checkpoint trains as a classifier only (a masked-LM head is not trained).
-  if (IsRobertaArchitecture(architecture)) return {"SEQ_CLS"};
+  if (IsRobertaArchitecture(architecture) || IsDebertaV2Architecture(architecture)) {
+    return {"SEQ_CLS"};
+  }
   if (architecture == "T5ForConditionalGeneration") return {"SEQ_2_SEQ_LM"};
   if (absl::EndsWith(architecture, "ForSequenceClassification")) return {"SEQ_CLS"};
   // A causal-LM checkpoint also trains as a classifier (a new score head, as HF's
@@ -80,6 +84,7 @@ std::vector<std::string> SupportedTaskTypes(const std::string& architecture) {
 std::vector<LinearModule> LinearModules(const ModelConfig& c) {
   if (c.IsGpt2()) return Gpt2LinearModules(c);
   if (c.IsRoberta()) return RobertaLinearModules(c);
+  if (c.IsDebertaV2()) return DebertaV2LinearModules(c);
   if (c.IsT5()) return T5LinearModules(c);
   const int64_t q = c.num_attention_heads * c.head_dim;
   const int64_t kv = c.num_key_value_heads * c.head_dim;
@@ -112,6 +117,7 @@ ModelConfig ConfigForNumLabels(ModelConfig c, int64_t num_labels) {
   const size_t pos = c.architecture.find("ForCausalLM");
   if (pos != std::string::npos) c.architecture.replace(pos, 11, "ForSequenceClassification");
   if (c.IsRoberta()) c.architecture = "RobertaForSequenceClassification";
+  if (c.IsDebertaV2()) c.architecture = "DebertaV2ForSequenceClassification";
   return c;
 }
 

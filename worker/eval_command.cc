@@ -17,6 +17,7 @@
 #include "common/safetensors.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
+#include "worker/model/deberta_v2_loader.h"
 #include "worker/model/gpt2.h"
 #include "worker/model/gpt2_loader.h"
 #include "worker/model/hf_loader.h"
@@ -35,11 +36,15 @@ absl::StatusOr<int64_t> AdapterNumLabels(const std::string& adapter_dir) {
   if (config.task_type != "SEQ_CLS") return 0;
   const std::string path = (fs::path(adapter_dir) / "adapter_model.safetensors").string();
   ASSIGN_OR_RETURN(safetensors::File file, safetensors::File::Open(path));
-  // The head's output layer: the LLaMA family's score, RoBERTa's classifier.out_proj.
+  // The head's output layer: the LLaMA family's score, RoBERTa's classifier.out_proj, DeBERTa's
+  // classifier.
   std::string key = std::string(adapters::kPeftKeyPrefix) + "score.weight";
   const std::string roberta_key =
       std::string(adapters::kPeftKeyPrefix) + "classifier.out_proj.weight";
   if (!file.Get(key).ok() && file.Get(roberta_key).ok()) key = roberta_key;
+  // DeBERTa's classifier is one Linear.
+  const std::string deberta_key = std::string(adapters::kPeftKeyPrefix) + "classifier.weight";
+  if (!file.Get(key).ok() && file.Get(deberta_key).ok()) key = deberta_key;
   absl::StatusOr<safetensors::TensorView> score = file.Get(key);
   if (!score.ok() || score->shape.size() != 2) {
     return absl::InvalidArgumentError(
@@ -86,6 +91,13 @@ absl::StatusOr<EvalResult> RunEvalImpl(const EvalCommandOptions& o) {
     module = roberta.ptr();
     forward = [roberta](const torch::Tensor& ids, const torch::Tensor& mask) mutable {
       return roberta->forward(ids, mask);
+    };
+  } else if (config.IsDebertaV2()) {
+    ASSIGN_OR_RETURN(model::DebertaV2 deberta, model::LoadDebertaV2(o.model_dir, load));
+    config = deberta->config();
+    module = deberta.ptr();
+    forward = [deberta](const torch::Tensor& ids, const torch::Tensor& mask) mutable {
+      return deberta->forward(ids, mask);
     };
   } else {
     ASSIGN_OR_RETURN(model::Llama llama, model::LoadLlama(o.model_dir, load));

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "common/status.h"
+#include "worker/model/deberta_v2_loader.h"
 #include "worker/model/gpt2_loader.h"
 #include "worker/model/roberta_loader.h"
 #include "worker/model/t5_loader.h"
@@ -42,6 +43,20 @@ absl::StatusOr<LoadedTrainable> LoadTrainable(const std::string& model_dir,
     out.peft = &trainable->peft();
     out.model = trainable->model().get();
     out.roberta = trainable.get();
+    out.trainable = std::move(trainable);
+    return out;
+  }
+  if (config.IsDebertaV2()) {
+    absl::StatusOr<model::DebertaV2> deberta = model::LoadDebertaV2(model_dir, load);
+    if (!deberta.ok()) return Annotate(deberta.status(), what);
+    adapter.modules_to_save = {"classifier"};
+    torch::manual_seed(seed);
+    ASSIGN_OR_RETURN(std::unique_ptr<adapters::PeftModel> peft,
+                     adapters::PeftModel::Apply(deberta->get(), std::move(adapter), total_steps));
+    auto trainable = std::make_unique<train::PeftDebertaV2>(*deberta, std::move(peft));
+    out.peft = &trainable->peft();
+    out.model = trainable->model().get();
+    out.deberta = trainable.get();
     out.trainable = std::move(trainable);
     return out;
   }

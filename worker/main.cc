@@ -9,7 +9,7 @@
 //                                                      over N processes with --world-size)
 //   eval --model DIR [--adapter DIR] --inputs IDS.json [--dump-logits OUT] [--loss]
 //                                                      logits of a model + adapter
-//   make-tiny-model DIR [--arch llama|gpt2|roberta|t5] [--shards N] [--bf16|--fp16]
+//   make-tiny-model DIR [--arch llama|gpt2|roberta|deberta-v2|t5] [--shards N] [--bf16|--fp16]
 //                                                      write a deterministic tiny model folder
 //   demo [--dir DIR] [--steps N] [--json]              train the tiny model with every method
 #include <torch/torch.h>
@@ -32,6 +32,7 @@
 #include "worker/gang_runner.h"
 #include "worker/lease_loop.h"
 #include "worker/model/hf_loader.h"
+#include "worker/model/tiny_deberta_v2.h"
 #include "worker/model/tiny_gpt2.h"
 #include "worker/model/tiny_model.h"
 #include "worker/model/tiny_roberta.h"
@@ -207,17 +208,19 @@ int main(int argc, char** argv) {
 
   auto* tiny = app.add_subcommand(
       "make-tiny-model",
-      "write a deterministic tiny HF model folder (LLaMA, GPT-2, RoBERTa or T5)");
+      "write a deterministic tiny HF model folder (LLaMA, GPT-2, RoBERTa, DeBERTa-v3 or T5)");
   tiny->add_option("dir", tiny_dir, "output folder")->required();
   tiny->add_option("--arch", arch,
                    "architecture: llama (LlamaForCausalLM), gpt2 (GPT2LMHeadModel), roberta "
-                   "(RobertaForSequenceClassification) or t5 (T5ForConditionalGeneration, v1.1: "
+                   "(RobertaForSequenceClassification), deberta-v2 (DeBERTa-v3: "
+                   "DebertaV2ForSequenceClassification) or t5 (T5ForConditionalGeneration, v1.1: "
                    "gated-gelu, untied head)")
-      ->check(CLI::IsMember({"llama", "gpt2", "roberta", "t5"}));
+      ->check(CLI::IsMember({"llama", "gpt2", "roberta", "deberta-v2", "t5"}));
   tiny->add_option("--shards", shards, "number of safetensors shards (1 = model.safetensors)")
       ->check(CLI::Range(1, 64));
   auto* bf16_flag = tiny->add_flag("--bf16", bf16, "store the weights as BF16");
-  tiny->add_flag("--fp16", fp16, "store the weights as FP16 (--arch gpt2, roberta or t5)")
+  tiny->add_flag("--fp16", fp16,
+                 "store the weights as FP16 (--arch gpt2, roberta, deberta-v2 or t5)")
       ->excludes(bf16_flag);
 
   std::string demo_dir = "./peftd-demo";
@@ -241,11 +244,14 @@ int main(int argc, char** argv) {
     } else if (arch == "roberta") {
       st = peftd::model::WriteTinyRobertaModel(tiny_dir, shards,
                                                bf16 ? "bfloat16" : (fp16 ? "float16" : "float32"));
+    } else if (arch == "deberta-v2") {
+      st = peftd::model::WriteTinyDebertaV2Model(
+          tiny_dir, shards, bf16 ? "bfloat16" : (fp16 ? "float16" : "float32"));
     } else if (arch == "t5") {
       st = peftd::model::WriteTinyT5Model(tiny_dir, shards,
                                           bf16 ? "bfloat16" : (fp16 ? "float16" : "float32"));
     } else if (fp16) {
-      st = absl::InvalidArgumentError("--fp16: only with --arch gpt2, roberta or t5");
+      st = absl::InvalidArgumentError("--fp16: only with --arch gpt2, roberta, deberta-v2 or t5");
     } else {
       st = peftd::model::WriteTinyModel(tiny_dir, shards, bf16);
     }

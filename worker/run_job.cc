@@ -339,6 +339,8 @@ absl::StatusOr<JobOutputs> RunJobImpl(const JobInputs& in, train::ProgressSink* 
   std::map<std::string, torch::Tensor> modules_to_save;
   if (loaded.roberta != nullptr) {
     modules_to_save = loaded.roberta->ModulesToSave();
+  } else if (loaded.deberta != nullptr) {
+    modules_to_save = loaded.deberta->ModulesToSave();
   } else if (plan.classification) {
     modules_to_save["score.weight"] = loaded.llama->model()->score->weight;
   }

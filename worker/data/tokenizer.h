@@ -50,11 +50,13 @@ class Tokenizer {
 };
 
 // Loads the tokenizer of a Hugging Face model folder: tokenizer.json when present, else
-// tokenizer.model or spiece.model (SentencePiece; also when tokenizer.json is of a model type not
-// read here, such as T5's Unigram); tokenizer_config.json, when present, sets the special tokens
-// (bos/eos/pad_token as strings or {"content": ...}, add_bos_token, add_eos_token). Without it,
-// or for flags it leaves out, tokenizer.json's post_processor decides (a TemplateProcessing that
-// starts with a special token adds BOS). Errors name the file and the field that is wrong.
+// tokenizer.model, spiece.model or spm.model (SentencePiece; also when tokenizer.json is of a model
+// type not read here, such as T5's Unigram); tokenizer_config.json, when present, sets the special
+// tokens (bos/eos/pad_token as strings or {"content": ...}, add_bos_token, add_eos_token). Without
+// it, or for flags it leaves out, tokenizer.json's post_processor decides (a TemplateProcessing
+// that starts with a special token adds BOS). DeBERTa-v2/v3 (spm.model, or tokenizer_class
+// DebertaV2Tokenizer[Fast]) gets DebertaV2Tokenizer's [CLS] A [SEP] / [CLS] A [SEP] B [SEP] with
+// its cls_token, sep_token and pad_token. Errors name the file and the field that is wrong.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& model_dir);
 
 }  // namespace peftd::data

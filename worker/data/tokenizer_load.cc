@@ -85,15 +85,56 @@ absl::Status ApplyConfig(const std::string& text, TokenizerBase* tokenizer) {
   return absl::OkStatus();
 }
 
+// A special-token field of tokenizer_config.json as its content string, `fallback` when absent.
+std::string TokenName(const json& config, const char* key, const char* fallback) {
+  auto it = config.find(key);
+  if (it == config.end()) return fallback;
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) {
+    return (*it)["content"].get<std::string>();
+  }
+  return fallback;
+}
+
+// DeBERTa-v2/v3 (DebertaV2Tokenizer: spm.model, or tokenizer_class DebertaV2Tokenizer[Fast]):
+// BERT's template, [CLS] A [SEP] and [CLS] A [SEP] B [SEP], with cls_token, sep_token and pad_token
+// of tokenizer_config.json (DebertaV2Tokenizer's defaults [CLS], [SEP], [PAD] when absent), as
+// build_inputs_with_special_tokens adds them.
+absl::Status ApplyDebertaTemplate(const json& config, TokenizerBase* tokenizer) {
+  const std::string cls = TokenName(config, "cls_token", "[CLS]");
+  const std::string sep = TokenName(config, "sep_token", "[SEP]");
+  const std::string pad = TokenName(config, "pad_token", "[PAD]");
+  const std::optional<int64_t> cls_id = tokenizer->TokenToId(cls);
+  const std::optional<int64_t> sep_id = tokenizer->TokenToId(sep);
+  if (!cls_id) return ConfigError("cls_token", absl::StrCat("\"", cls, "\" is not a token"));
+  if (!sep_id) return ConfigError("sep_token", absl::StrCat("\"", sep, "\" is not a token"));
+  SpecialTokens* s = tokenizer->mutable_special();
+  s->bos_id = *cls_id, s->add_bos = true;
+  s->eos_id = *sep_id, s->add_eos = true;
+  s->pair_middle = std::vector<int64_t>{*sep_id};
+  if (const std::optional<int64_t> pad_id = tokenizer->TokenToId(pad)) s->pad_id = *pad_id;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<json> ParseConfig(const std::string& text) {
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer_config.json: not valid JSON at byte ", e.byte));
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& model_dir) {
   const fs::path dir(model_dir);
   std::unique_ptr<TokenizerBase> tokenizer;
   std::error_code ec;
-  // The SentencePiece model, under its usual name or T5's (spiece.model).
+  // The SentencePiece model, under its usual name, T5's (spiece.model) or DeBERTa-v3's
+  // (spm.model).
   fs::path sentencepiece;
-  for (const char* name : {"tokenizer.model", "spiece.model"}) {
+  for (const char* name : {"tokenizer.model", "spiece.model", "spm.model"}) {
     if (sentencepiece.empty() && fs::exists(dir / name, ec)) sentencepiece = dir / name;
   }
   if (fs::exists(dir / "tokenizer.json", ec)) {
@@ -113,12 +154,23 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& mode
   } else {
     return absl::NotFoundError(absl::StrCat(
         model_dir,
-        ": has neither tokenizer.json nor tokenizer.model (or spiece.model); copy the tokenizer "
-        "files of the model into the folder"));
+        ": has neither tokenizer.json nor tokenizer.model (or spiece.model, spm.model); copy the "
+        "tokenizer files of the model into the folder"));
   }
+  json config = json::object();
   if (fs::exists(dir / "tokenizer_config.json", ec)) {
     ASSIGN_OR_RETURN(const std::string text, ReadFile(dir / "tokenizer_config.json"));
     const absl::Status applied = ApplyConfig(text, tokenizer.get());
+    if (!applied.ok()) return Annotate(applied, model_dir);
+    ASSIGN_OR_RETURN(config, ParseConfig(text));
+  }
+  const std::string tokenizer_class =
+      config.contains("tokenizer_class") && config["tokenizer_class"].is_string()
+          ? config["tokenizer_class"].get<std::string>()
+          : "";
+  if (tokenizer_class == "DebertaV2Tokenizer" || tokenizer_class == "DebertaV2TokenizerFast" ||
+      sentencepiece.filename() == "spm.model") {
+    const absl::Status applied = ApplyDebertaTemplate(config, tokenizer.get());
     if (!applied.ok()) return Annotate(applied, model_dir);
   }
   SpecialTokens* s = tokenizer->mutable_special();
