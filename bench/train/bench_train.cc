@@ -15,7 +15,10 @@
 //                                    two around all of them
 //                    [--data-parallel]  1 process x 2 threads against 2 processes x 1 thread
 //                                       (train::DataParallel over 127.0.0.1) on the same global
-//                                       batch: tokens/s and the allreduce share of a step
+//                                       batch: tokens/s and the allreduce share of a step, the
+//                                       time waited (exposed) and the time the buckets ran
+//                                       (total); default method lora
+//                    [--bucket-bytes N]  data-parallel gradient bucket size (0: the trainer's)
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -43,6 +46,7 @@
 
 #include "adapters/blas_kernel.h"
 #include "adapters/peft_model.h"
+#include "bench/train/allreduce_bytes.h"
 #include "bench/train/family_bench.h"
 #include "bench/train/op_counts.h"
 #include "bench/train/python_peer.h"
@@ -103,6 +107,9 @@ double LoadAverage() {
   return getloadavg(load, 1) == 1 ? load[0] : -1;
 }
 
+// --bucket-bytes: TrainerOptions::allreduce_bucket_bytes of the data-parallel ranks.
+int64_t dp_bucket_bytes = 0;
+
 // `batch` is the global batch; with `dp` this process trains its share of it.
 json RunOne(const model::ModelConfig& config, const std::string& variant, int64_t batch,
             int64_t seq, int64_t steps, int64_t warmup, const std::string& profile,
@@ -127,6 +134,7 @@ json RunOne(const model::ModelConfig& config, const std::string& variant, int64_
   if (dp) source.SetShard(dp->rank(), world);
   train::TrainerOptions o;
   o.data_parallel = dp;
+  o.allreduce_bucket_bytes = dp_bucket_bytes;
   o.total_steps = steps + warmup;
   o.lr = {.peak_lr = 2e-4, .total_steps = o.total_steps};
   bench::OpCounter counter;
@@ -161,6 +169,12 @@ json RunOne(const model::ModelConfig& config, const std::string& variant, int64_
       {"peak_rss_mb", PeakRssMb()},
       {"final_loss", result->final_train_loss},
       {"allreduce_s_per_step", result->allreduce_seconds / static_cast<double>(steps + warmup)}};
+  if (dp) {  // waited (the figure above) against ran; what each step sums, in how many buckets
+    out["allreduce_total_s_per_step"] =
+        result->allreduce_busy_seconds / static_cast<double>(steps + warmup);
+    out["allreduce_gradient_bytes"] = result->allreduce_gradient_bytes;
+    out["allreduce_buckets"] = result->allreduce_buckets;
+  }
   if (count_ops) out["op_counts"] = times.counts;
   return out;
 }
@@ -205,7 +219,9 @@ json RunTwoRanks(const std::string& self, const std::string& config, const std::
                                      "--dp-rank",
                                      std::to_string(rank),
                                      "--dp-rendezvous",
-                                     addr};
+                                     addr,
+                                     "--bucket-bytes",
+                                     std::to_string(dp_bucket_bytes)};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -277,6 +293,9 @@ int main(int argc, char** argv) {
                  "model family: llama (--config tiny|100m), or gpt2, roberta, t5 at tiny size "
                  "against their own PyTorch peer")
       ->check(CLI::IsMember({"llama", "gpt2", "roberta", "t5"}));
+  app.add_option("--bucket-bytes", dp_bucket_bytes,
+                 "data-parallel gradient bucket bytes (0: an eighth of the gradient, 256 KiB..25 "
+                 "MiB)");
   CLI11_PARSE(app, argc, argv);
   if (arch != "llama") {
     if (config_name != "tiny" || count_ops || interleave || data_parallel || !profile.empty()) {
@@ -319,11 +338,18 @@ int main(int argc, char** argv) {
   if (data_parallel) {
     const model::ModelConfig config =
         config_name == "100m" ? model::BenchConfig100M() : model::TinyConfig();
+    if (app.count("--methods") == 0) variants = {"lora"};
     json out = {{"benchmark", "train_data_parallel"},
                 {"config", config_name},
                 {"global_batch", batch},
                 {"seq", seq},
                 {"load_average_at_start", LoadAverage()},
+                // The bytes each rank sums per step for LoRA q,v r=8, from the modules the worker
+                // builds: docs/performance.md's estimate for N machines starts here.
+                {"lora_qv_r8_gradient_bytes",
+                 {{config_name, bench::LoraQvGradientBytes(config)},
+                  {"llama2_7b", bench::LoraQvGradientBytes(bench::Llama2_7BConfig())},
+                  {"llama3_8b", bench::LoraQvGradientBytes(bench::Llama3_8BConfig())}}},
                 {"results", json::array()}};
     const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
     for (const auto& v : variants) {
@@ -338,6 +364,12 @@ int main(int argc, char** argv) {
             rank0["tokens_per_s"].get<double>() / one["tokens_per_s"].get<double>();
         r["allreduce_share_of_step"] =
             rank0["allreduce_s_per_step"].get<double>() / rank0["step_s"].get<double>();
+        r["allreduce_total_share_of_step"] =
+            rank0["allreduce_total_s_per_step"].get<double>() / rank0["step_s"].get<double>();
+      }
+      if (v == "lora" && rank0.contains("allreduce_gradient_bytes")) {
+        r["gradient_bytes_match_lora_qv_r8"] =
+            rank0["allreduce_gradient_bytes"].get<int64_t>() == bench::LoraQvGradientBytes(config);
       }
       out["results"].push_back(r);
     }

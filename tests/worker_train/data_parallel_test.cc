@@ -74,6 +74,7 @@ struct RunOutput {
   std::vector<double> losses;
   std::vector<double> gate_sparsity;
   std::map<std::string, torch::Tensor> trainable;
+  int buckets = 0;  // data-parallel: gradient buckets per step
 };
 
 class RecordingSink : public ProgressSink {
@@ -120,6 +121,9 @@ absl::StatusOr<RunOutput> Train(const std::string& tiny_dir, MethodKind kind, bo
   o.lr = {.peak_lr = 2e-2, .warmup_steps = 2, .total_steps = kSteps, .decay = LrDecay::kLinear};
   o.max_grad_norm = 0.5;  // low enough to clip: clipping must use the global norm
   o.data_parallel = dp;
+  // Buckets of a few adapted modules each: every method's equivalence below covers gradients
+  // summed bucket by bucket while the backward pass runs (the default would be one bucket here).
+  o.allreduce_bucket_bytes = 4096;
   RecordingSink sink;
   std::atomic<bool> cancelled{false};
   sink.cancel_at = cancel_at;
@@ -131,6 +135,7 @@ absl::StatusOr<RunOutput> Train(const std::string& tiny_dir, MethodKind kind, bo
   RunOutput out;
   out.losses = result.losses;
   out.gate_sparsity = sink.gate_sparsity;
+  out.buckets = result.allreduce_buckets;
   for (const auto& t : model.Trainable()) out.trainable[t.name] = t.tensor.detach().clone();
   for (const auto& [k, v] : model.peft().GateTaus()) {
     out.trainable["__tau__/" + k] = torch::tensor({v}, torch::kDouble);
@@ -207,6 +212,7 @@ TEST(DataParallelRank, Run) {
   file.tensors = out->trainable;
   file.tensors["__losses__"] = torch::tensor(out->losses, torch::kDouble);
   file.tensors["__gate_sparsity__"] = torch::tensor(out->gate_sparsity, torch::kDouble);
+  file.tensors["__buckets__"] = torch::tensor({int64_t{out->buckets}}, torch::kLong);
   ASSERT_TRUE(WriteTensorFile(Env("PEFTD_DP_OUT"), file).ok());
 }
 
@@ -303,6 +309,7 @@ TEST_P(DataParallelTest, TwoRanksOfBatchBTrainAsOneProcessOfBatch2B) {
     SCOPED_TRACE("rank " + std::to_string(rank));
     auto file = ReadTensorFile(outs[rank]);
     ASSERT_TRUE(file.ok()) << file.status();
+    EXPECT_GT(file->tensors.at("__buckets__").item<int64_t>(), 1);
     torch::Tensor losses = file->tensors.at("__losses__");
     ASSERT_EQ(losses.numel(), static_cast<int64_t>(single->losses.size()));
     for (int64_t s = 0; s < losses.numel(); ++s) {

@@ -66,6 +66,19 @@ bool AdamW::FlatPathValid() const {
   return true;
 }
 
+bool AdamW::LiveGradientsInFlatBuffer() const {
+  if (!flat_) return false;
+  const int64_t elem = flat_grad_.element_size();
+  const char* base = static_cast<const char*>(flat_grad_.data_ptr());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const torch::Tensor& p = params_[i].tensor;
+    if (!p.requires_grad()) continue;
+    const torch::Tensor& grad = p.grad();
+    if (!grad.defined() || grad.data_ptr() != base + offsets_[i] * elem) return false;
+  }
+  return true;
+}
+
 void AdamW::Step(double lr) {
   torch::NoGradGuard no_grad;
   ++step_count_;
@@ -97,10 +110,10 @@ void AdamW::Step(double lr) {
 }
 
 void AdamW::ZeroGrad() {
-  if (FlatPathValid()) {
-    flat_grad_.zero_();
-    return;
-  }
+  // The whole buffer: the slices of tensors that no longer have a gradient stay zero too, so a
+  // data-parallel sum of a slice never adds up stale values.
+  if (flat_) flat_grad_.zero_();
+  if (FlatPathValid()) return;
   for (auto& p : params_) {
     torch::Tensor grad = p.tensor.mutable_grad();
     if (grad.defined()) grad.zero_();

@@ -50,6 +50,14 @@ class AdamW {
   // tensor's gradient is its view, else each gradient of a tensor that still requires one (the
   // same list on every rank: AdaDHP prunes the same modules everywhere).
   std::vector<torch::Tensor> GradientBuffers() const;
+  // The flat gradient buffer (undefined unless every tensor shares one dtype and device) and
+  // where tensor i's gradient starts in it: the data-parallel gradient buckets are its slices.
+  const torch::Tensor& flat_grad() const { return flat_grad_; }
+  int64_t flat_offset(size_t i) const { return offsets_.at(i); }
+  // True when every tensor that still requires a gradient has it as its view of flat_grad():
+  // summing slices of the buffer then sums every gradient the step uses (AdaDHP's pruned
+  // tensors have none, and ZeroGrad keeps their slices at zero).
+  bool LiveGradientsInFlatBuffer() const;
 
   int64_t step_count() const { return step_count_; }
   const std::vector<TrainableTensor>& params() const { return params_; }

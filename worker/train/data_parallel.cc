@@ -1,5 +1,7 @@
 #include "worker/train/data_parallel.h"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -36,6 +38,26 @@ struct DataParallel::Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
 };
+
+class DataParallel::Pending {
+ public:
+  c10::intrusive_ptr<c10d::Work> work;  // null: no group, or it failed to start (`error`)
+  absl::Status error;
+  std::string what;
+  Clock::time_point started;
+  // When the collective completed, set on Gloo's thread (0: not yet seen).
+  std::shared_ptr<std::atomic<int64_t>> end_ns = std::make_shared<std::atomic<int64_t>>(0);
+};
+
+void DataParallel::PendingDeleter::operator()(Pending* pending) const {
+  if (pending && pending->work) {
+    try {
+      pending->work->wait();
+    } catch (const std::exception&) {  // the owner has an error of its own to report
+    }
+  }
+  delete pending;
+}
 
 absl::StatusOr<std::pair<std::string, uint16_t>> ParseRendezvous(const std::string& value,
                                                                  const std::string& field) {
@@ -118,6 +140,21 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Connect(
   return std::unique_ptr<DataParallel>(new DataParallel(options, std::move(group)));
 }
 
+absl::Status DataParallel::CollectiveError(const std::exception& e, const std::string& what) const {
+  const std::string text = ErrorText(e);
+  const std::string message = absl::StrCat("allreduce of ", what, " (rank ", options_.rank, " of ",
+                                           options_.world_size, "): ", text);
+  return LooksLikeTimeout(text) ? absl::DeadlineExceededError(message)
+                                : absl::UnavailableError(message);
+}
+
+void DataParallel::AddBusy(Clock::time_point start, Clock::time_point end) {
+  // Gloo runs one collective at a time: one started while another ran began when that ended.
+  start = std::max(start, last_end_);
+  if (end > start) allreduce_busy_seconds_ += std::chrono::duration<double>(end - start).count();
+  last_end_ = std::max(last_end_, end);
+}
+
 absl::Status DataParallel::AllReduce(torch::Tensor flat, bool max, const std::string& what) {
   const auto start = Clock::now();
   try {
@@ -126,13 +163,51 @@ absl::Status DataParallel::AllReduce(torch::Tensor flat, bool max, const std::st
     opts.reduceOp = max ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
     group_->pg->allreduce(tensors, opts)->wait();
   } catch (const std::exception& e) {
-    const std::string text = ErrorText(e);
-    const std::string message = absl::StrCat("allreduce of ", what, " (rank ", options_.rank,
-                                             " of ", options_.world_size, "): ", text);
-    return LooksLikeTimeout(text) ? absl::DeadlineExceededError(message)
-                                  : absl::UnavailableError(message);
+    return CollectiveError(e, what);
   }
-  allreduce_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
+  const auto end = Clock::now();
+  allreduce_seconds_ += std::chrono::duration<double>(end - start).count();
+  AddBusy(start, end);
+  return absl::OkStatus();
+}
+
+DataParallel::PendingSum DataParallel::StartSum(torch::Tensor flat, const std::string& what) {
+  PendingSum pending(new Pending);
+  pending->what = what;
+  pending->started = Clock::now();
+  if (!group_) return pending;
+  if (!flat.is_contiguous()) {
+    pending->error = absl::InternalError(absl::StrCat("allreduce of ", what, ": not contiguous"));
+    return pending;
+  }
+  try {
+    std::vector<at::Tensor> tensors{flat.view({-1})};
+    pending->work = group_->pg->allreduce(tensors, c10d::AllreduceOptions{});
+    pending->work->getFuture()->addCallback([end = pending->end_ns](c10::ivalue::Future&) {
+      end->store(Clock::now().time_since_epoch().count());
+    });
+  } catch (const std::exception& e) {
+    pending->error = CollectiveError(e, what);
+  }
+  return pending;
+}
+
+absl::Status DataParallel::Wait(PendingSum pending) {
+  if (!pending || !pending->work) return pending ? pending->error : absl::OkStatus();
+  const auto start = Clock::now();
+  try {
+    pending->work->wait();
+  } catch (const std::exception& e) {
+    pending->work.reset();
+    return CollectiveError(e, pending->what);
+  }
+  pending->work.reset();
+  const auto now = Clock::now();
+  allreduce_seconds_ += std::chrono::duration<double>(now - start).count();
+  // The completion callback may run after wait() returns: then it ended about now.
+  const int64_t end_ns = pending->end_ns->load();
+  const Clock::time_point end = end_ns > 0 ? Clock::time_point(Clock::duration(end_ns)) : now;
+  AddBusy(pending->started, std::min(end, now));
   return absl::OkStatus();
 }
 

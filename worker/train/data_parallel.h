@@ -60,17 +60,44 @@ class DataParallel {
   // Element-wise maximum over the ranks, in place (int64 or floating).
   absl::Status Max(const torch::Tensor& tensor, const std::string& what);
 
-  // Wall-clock seconds spent in collectives so far.
+  // An allreduce under way (StartSum). Dropping one that was not waited for waits for it, so
+  // the collective never writes into a buffer its owner has moved on from.
+  class Pending;
+  struct PendingDeleter {
+    void operator()(Pending* pending) const;
+  };
+  using PendingSum = std::unique_ptr<Pending, PendingDeleter>;
+  // Starts summing the contiguous tensor `flat` over the ranks, in place, and returns at once:
+  // Gloo runs the collective on its own thread while the caller computes (the gradient buckets
+  // overlap the backward pass this way). Every rank must start its collectives in the same
+  // order. Errors (a rank that died) surface in Wait.
+  PendingSum StartSum(torch::Tensor flat, const std::string& what);
+  // Waits for a StartSum; DeadlineExceeded or Unavailable naming `what` when it failed.
+  absl::Status Wait(PendingSum pending);
+
+  // Wall-clock seconds this rank waited for collectives so far: a collective that ran while the
+  // rank computed (StartSum) counts only for the time Wait blocked. This is the allreduce time a
+  // step actually pays.
   double allreduce_seconds() const { return allreduce_seconds_; }
+  // Wall-clock seconds collectives were running, whether or not the rank waited for them
+  // (collectives run one after the other on Gloo's one thread, so their spans do not overlap).
+  double allreduce_busy_seconds() const { return allreduce_busy_seconds_; }
 
  private:
   struct Group;
   DataParallel(DataParallelOptions options, std::unique_ptr<Group> group);
   absl::Status AllReduce(torch::Tensor flat, bool max, const std::string& what);
+  // A collective's exception as a status naming `what` and this rank.
+  absl::Status CollectiveError(const std::exception& e, const std::string& what) const;
+  // Adds a collective that ran from `start` to `end` (steady clock) to the busy time.
+  void AddBusy(std::chrono::steady_clock::time_point start,
+               std::chrono::steady_clock::time_point end);
 
   DataParallelOptions options_;
   std::unique_ptr<Group> group_;
   double allreduce_seconds_ = 0;
+  double allreduce_busy_seconds_ = 0;
+  std::chrono::steady_clock::time_point last_end_{};
 };
 
 }  // namespace peftd::train

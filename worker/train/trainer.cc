@@ -90,6 +90,13 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
   DataParallel* const dp = options_.data_parallel;
   const bool distributed = dp && dp->world_size() > 1;
   const bool writer = !dp || dp->rank() == 0;  // rank 0 alone writes checkpoints
+  std::unique_ptr<GradientBuckets> buckets;
+  if (distributed) {
+    buckets =
+        std::make_unique<GradientBuckets>(dp, optimizer_.get(), options_.allreduce_bucket_bytes);
+    result.allreduce_gradient_bytes = buckets->gradient_bytes();
+    result.allreduce_buckets = buckets->num_buckets();
+  }
   const auto run_start = Clock::now();
   const int64_t steps_at_start = step_;
   model_->SetTraining(true);
@@ -149,6 +156,8 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
         if (Cancelled() && !options_.checkpoint_on_cancel && !distributed) {
           return absl::CancelledError(absl::StrCat("cancelled at step ", step_));
         }
+        // The last backward pass of the step sums its gradients over the ranks as it goes.
+        if (buckets && i + 1 == micro.size()) buckets->Arm();
         // The regularization term counts once per step: on rank 0 only when data-parallel.
         const bool add_regularization = i == 0 && writer;
         if (micro[i].input_ids.size(0) == 0) {  // a rank's empty share of a short last batch
@@ -167,8 +176,9 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
         step_loss_sum += out.loss_sum.item<double>();
       }
       if (distributed) {
-        // Once per optimizer step: the gradients, then the loss and the gates' τ gradients.
-        RETURN_IF_ERROR(dp->Sum(optimizer_->GradientBuffers(), "gradients"));
+        // Once per optimizer step: the gradients (the buckets still under way), then the loss and
+        // the gates' τ gradients.
+        RETURN_IF_ERROR(buckets->Finish());
         std::vector<torch::Tensor> sums = model_->StepAccumulators();
         torch::Tensor loss_sum = torch::tensor({step_loss_sum}, torch::kDouble);
         sums.push_back(loss_sum);
@@ -263,7 +273,10 @@ absl::StatusOr<TrainResult> Trainer::Run(const std::optional<std::string>& resum
   result.steps = step_;
   result.tokens_seen = tokens_seen_;
   result.train_seconds = SecondsSince(run_start);
-  if (dp) result.allreduce_seconds = dp->allreduce_seconds();
+  if (dp) {
+    result.allreduce_seconds = dp->allreduce_seconds();
+    result.allreduce_busy_seconds = dp->allreduce_busy_seconds();
+  }
   return result;
 }
 

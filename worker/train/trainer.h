@@ -20,6 +20,7 @@
 #include "worker/train/adamw.h"
 #include "worker/train/batch.h"
 #include "worker/train/data_parallel.h"
+#include "worker/train/gradient_buckets.h"
 #include "worker/train/lr_schedule.h"
 #include "worker/train/progress.h"
 
@@ -92,6 +93,10 @@ struct TrainerOptions {
   // evaluates the whole validation set (the same weights give the same result). A cancel seen by
   // any rank stops every rank at the next step boundary (the step under way is finished).
   DataParallel* data_parallel = nullptr;
+  // Data-parallel: the gradient sum starts bucket by bucket during the step's last backward pass
+  // (worker/train/gradient_buckets.h). About this many bytes of gradient per bucket; 0: an eighth
+  // of the gradient, within [256 KiB, 25 MiB] (AutoBucketBytes).
+  int64_t allreduce_bucket_bytes = 0;
 };
 
 struct TrainResult {
@@ -104,7 +109,12 @@ struct TrainResult {
   bool stopped_early = false;
   std::vector<double> losses;  // per optimizer step of this process (resume tests compare them)
   double train_seconds = 0;
-  double allreduce_seconds = 0;  // data-parallel: time in collectives, this rank
+  // Data-parallel, this rank: seconds it waited for collectives (what overlapping did not hide),
+  // seconds collectives ran in all, the gradient bytes summed per step and in how many buckets.
+  double allreduce_seconds = 0;
+  double allreduce_busy_seconds = 0;
+  int64_t allreduce_gradient_bytes = 0;
+  int allreduce_buckets = 0;
 };
 
 class Trainer {
