@@ -98,6 +98,11 @@ int main(int argc, char** argv) {
                         {"head_dim", head_dim}, {"seq", t},        {"records", lengths}};
   out["packed_causal"] =
       time([&] { return peftd::model::AttentionCore(q, k, v, mask, scale, true, first_key); });
+  // The right padding marked as the decoders mark it (MarkRightPadding): its queries skip.
+  torch::Tensor marked = first_key.clone();
+  marked.slice(1, start).copy_(torch::arange(start, t) + 1);
+  out["packed_causal_padding_marked"] =
+      time([&] { return peftd::model::AttentionCore(q, k, v, mask, scale, true, marked); });
   out["causal"] = time([&] { return peftd::model::AttentionCore(q, k, v, mask, scale, true); });
   out["general_mask"] = time([&] { return peftd::model::AttentionCore(q, k, v, mask, scale); });
   std::cout << out.dump() << std::endl;

@@ -6,6 +6,7 @@
 
 #include "adapters/cpu_gemm.h"
 #include "worker/model/attention_rows.h"
+#include "worker/model/block_gemm.h"
 
 namespace peftd::model {
 namespace {
@@ -37,6 +38,28 @@ torch::Tensor FirstKeys(const torch::Tensor& first_key, const Shapes& s, bool ca
   return torch::zeros({s.b * s.t}, torch::kLong);
 }
 
+// The query rows of every sequence that attend (B int64): up to its right padding, the queries
+// from which on each one's first key lies past it.
+torch::Tensor RowsOf(const torch::Tensor& first_key, const Shapes& s) {
+  torch::Tensor rows = torch::empty({s.b}, torch::kLong);
+  const int64_t* fk = first_key.data_ptr<int64_t>();
+  for (int64_t bi = 0; bi < s.b; ++bi) {
+    int64_t r = s.t;
+    while (r > 0 && fk[bi * s.t + r - 1] > r - 1) --r;
+    rows.data_ptr<int64_t>()[bi] = r;
+  }
+  return rows;
+}
+
+// x (t × d) row-major into xt (d × t): the keys (and values) as the B operand of the score GEMM,
+// whose vectorised dimension is the keys.
+template <typename T>
+void Transpose(const T* x, int64_t t, int64_t d, T* xt) {
+  for (int64_t j = 0; j < t; ++j) {
+    for (int64_t c = 0; c < d; ++c) xt[c * t + j] = x[j * d + c];
+  }
+}
+
 // The keys a block of query rows [r0, r1) may see: [first, end).
 struct KeyRange {
   int64_t first, end;
@@ -63,6 +86,8 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
     const torch::Tensor mask = mask_in.to(q.scalar_type()).reshape({s.b, t, t}).contiguous();
     const torch::Tensor first_key = FirstKeys(first_key_in, s, causal);
     const int64_t* fk = first_key.data_ptr<int64_t>();
+    const torch::Tensor lengths = RowsOf(first_key, s);
+    const int64_t* len = lengths.data_ptr<int64_t>();
     torch::Tensor out = torch::empty({s.b, t, hd}, q.options());
     // [0]: each query row's maximum score, [1]: log Σ exp(score − maximum); (B, H, T) each.
     torch::Tensor stats = torch::empty({2, s.b, s.h, t}, q.options());
@@ -76,31 +101,33 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
       T* row_max = stats.data_ptr<T>();
       T* log_sum = row_max + s.b * s.h * t;
       at::parallel_for(0, s.b * s.kv, 1, [&](int64_t begin, int64_t end) {
-        std::vector<T> scores(static_cast<size_t>(kBlock * t));
+        std::vector<T> scores(static_cast<size_t>(kBlock * t)), kt(static_cast<size_t>(d * t));
         for (int64_t i = begin; i < end; ++i) {
           const int64_t bi = i / s.kv, kv = i % s.kv;
           const T* kb = kp + i * t * d;
           const T* vb = vp + i * t * d;
+          Transpose(kb, t, d, kt.data());
           for (int64_t gi = 0; gi < s.g; ++gi) {
             const int64_t h = kv * s.g + gi, row0 = (bi * s.h + h) * t;
             const T* qg = qp + row0 * d;
             T* og = op + bi * t * hd + h * d;
-            for (int64_t r0 = 0; r0 < t; r0 += kBlock) {
-              const int64_t r1 = std::min(t, r0 + kBlock), rows = r1 - r0;
+            for (int64_t r = len[bi]; r < t; ++r) std::fill_n(og + r * hd, d, T(0));
+            for (int64_t r0 = 0; r0 < len[bi]; r0 += kBlock) {
+              const int64_t r1 = std::min(len[bi], r0 + kBlock), rows = r1 - r0;
               const KeyRange keys = KeysOf(fk + bi * t, t, r0, r1, causal);
               const int64_t n = keys.end - keys.first;
-              adapters::Gemm(false, true, rows, n, d, static_cast<T>(scale), qg + r0 * d, d,
-                             kb + keys.first * d, d, T(0), scores.data(), n);
+              BlockGemm(rows, n, d, static_cast<T>(scale), qg + r0 * d, d, 1, kt.data() + keys.first,
+                        t, T(0), scores.data(), n);
               SoftmaxRows(scores.data(), n, rows, n, mp + (bi * t + r0) * t + keys.first, t,
                           row_max + row0 + r0, log_sum + row0 + r0);
-              adapters::Gemm(false, false, rows, d, n, T(1), scores.data(), n,
-                             vb + keys.first * d, d, T(0), og + r0 * hd, hd);
+              BlockGemm(rows, d, n, T(1), scores.data(), n, 1, vb + keys.first * d, d, T(0),
+                        og + r0 * hd, hd);
             }
           }
         }
       });
     });
-    ctx->save_for_backward({q, k, v, mask, out, stats, first_key});
+    ctx->save_for_backward({q, k, v, mask, out, stats, first_key, lengths});
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["causal"] = causal;
     return out;
@@ -111,6 +138,7 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
     const torch::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &mask = saved[3],
                         &out = saved[4], &stats = saved[5];
     const int64_t* fk = saved[6].data_ptr<int64_t>();
+    const int64_t* len = saved[7].data_ptr<int64_t>();
     const double scale = ctx->saved_data["scale"].toDouble();
     const bool causal = ctx->saved_data["causal"].toBool();
     const torch::Tensor dout = grads[0].contiguous();
@@ -120,6 +148,7 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
                need_v = ctx->needs_input_grad(2), need_scores = need_q || need_k;
     // dK and dV gather every query block that sees a key: they start at zero.
     torch::Tensor dq = need_q ? torch::empty_like(q) : torch::Tensor();
+    for (int64_t bi = 0; need_q && bi < s.b; ++bi) dq[bi].narrow(1, len[bi], t - len[bi]).zero_();
     torch::Tensor dk = need_k ? torch::zeros_like(k) : torch::Tensor();
     torch::Tensor dv = need_v ? torch::zeros_like(v) : torch::Tensor();
     AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_backward", [&] {
@@ -138,26 +167,29 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
       at::parallel_for(0, s.b * s.kv, 1, [&](int64_t begin, int64_t end) {
         std::vector<T> probs(static_cast<size_t>(kBlock * t));
         std::vector<T> dp(need_scores ? static_cast<size_t>(kBlock * t) : 0);
+        std::vector<T> kt(static_cast<size_t>(d * t)), vt(need_scores ? static_cast<size_t>(d * t) : 0);
         T delta[kBlock];
         for (int64_t i = begin; i < end; ++i) {
           const int64_t bi = i / s.kv, kv = i % s.kv;
+          Transpose(kp + i * t * d, t, d, kt.data());
+          if (need_scores) Transpose(vp + i * t * d, t, d, vt.data());
           for (int64_t gi = 0; gi < s.g; ++gi) {
             const int64_t h = kv * s.g + gi, row0 = (bi * s.h + h) * t;
             const T* qg = qp + row0 * d;
             const T* dog = gp + bi * t * hd + h * d;
             const T* og = op + bi * t * hd + h * d;
-            for (int64_t r0 = 0; r0 < t; r0 += kBlock) {
-              const int64_t r1 = std::min(t, r0 + kBlock), rows = r1 - r0;
+            for (int64_t r0 = 0; r0 < len[bi]; r0 += kBlock) {
+              const int64_t r1 = std::min(len[bi], r0 + kBlock), rows = r1 - r0;
               const KeyRange keys = KeysOf(fk + bi * t, t, r0, r1, causal);
               const int64_t n = keys.end - keys.first, kv_row = i * t + keys.first;
-              adapters::Gemm(false, true, rows, n, d, static_cast<T>(scale), qg + r0 * d, d,
-                             kp + kv_row * d, d, T(0), probs.data(), n);
+              BlockGemm(rows, n, d, static_cast<T>(scale), qg + r0 * d, d, 1, kt.data() + keys.first,
+                        t, T(0), probs.data(), n);
               ProbsFromLse(probs.data(), n, rows, n, mp + (bi * t + r0) * t + keys.first, t,
                            row_max + row0 + r0, log_sum + row0 + r0);
               // dV[keys] += Pᵀ·dO.
               if (need_v) {
-                adapters::Gemm(true, false, n, d, rows, T(1), probs.data(), n, dog + r0 * hd, hd,
-                               T(1), dvp + kv_row * d, d);
+                BlockGemm(n, d, rows, T(1), probs.data(), 1, n, dog + r0 * hd, hd, T(1),
+                          dvp + kv_row * d, d);
               }
               if (!need_scores) continue;
               // dS = P ⊙ (dP − dO·O) with dP = dO·Vᵀ; dQ = s·dS·K, dK[keys] += s·dSᵀ·Q.
@@ -166,16 +198,16 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
                 for (int64_t j = 0; j < d; ++j) sum += dog[(r0 + r) * hd + j] * og[(r0 + r) * hd + j];
                 delta[r] = sum;
               }
-              adapters::Gemm(false, true, rows, n, d, T(1), dog + r0 * hd, hd, vp + kv_row * d, d,
-                             T(0), dp.data(), n);
+              BlockGemm(rows, n, d, T(1), dog + r0 * hd, hd, 1, vt.data() + keys.first, t, T(0),
+                        dp.data(), n);
               SoftmaxGradRows(dp.data(), n, probs.data(), n, rows, n, delta);
               if (need_q) {
-                adapters::Gemm(false, false, rows, d, n, static_cast<T>(scale), dp.data(), n,
-                               kp + kv_row * d, d, T(0), dqp + (row0 + r0) * d, d);
+                BlockGemm(rows, d, n, static_cast<T>(scale), dp.data(), n, 1, kp + kv_row * d, d,
+                          T(0), dqp + (row0 + r0) * d, d);
               }
               if (need_k) {
-                adapters::Gemm(true, false, n, d, rows, static_cast<T>(scale), dp.data(), n,
-                               qg + r0 * d, d, T(1), dkp + kv_row * d, d);
+                BlockGemm(n, d, rows, static_cast<T>(scale), dp.data(), 1, n, qg + r0 * d, d, T(1),
+                          dkp + kv_row * d, d);
               }
             }
           }
