@@ -47,7 +47,8 @@ torch::Tensor MarkRightPadding(const torch::Tensor& real, const torch::Tensor& f
   const int64_t b = r.size(0), t = r.size(1);
   const torch::Tensor pos = torch::arange(t, torch::kLong).view({1, t});
   const torch::Tensor end = (r.to(torch::kLong) * (pos + 1)).amax(1, /*keepdim=*/true);
-  const torch::Tensor first = first_key.defined() ? first_key : torch::zeros({b, t}, torch::kLong);
+  const torch::Tensor first =
+      first_key.defined() ? first_key.to(torch::kLong) : torch::zeros({b, t}, torch::kLong);
   return torch::where(pos >= end, pos + 1, first).contiguous();
 }
 
