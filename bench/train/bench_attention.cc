@@ -67,8 +67,9 @@ int main(int argc, char** argv) {
   torch::Tensor allowed = torch::ones({t, t}, torch::kBool).tril().view({1, t, t});
   allowed = allowed.logical_and(real.view({batch, 1, t}))
                 .logical_and(record.view({batch, t, 1}).eq(record.view({batch, 1, t})));
-  torch::Tensor mask = torch::zeros({batch, t, t}).masked_fill_(
-      allowed.logical_not(), std::numeric_limits<float>::lowest());
+  torch::Tensor mask =
+      torch::zeros({batch, t, t})
+          .masked_fill_(allowed.logical_not(), std::numeric_limits<float>::lowest());
 
   torch::manual_seed(1);
   torch::Tensor q = torch::randn({batch, heads, t, head_dim}).requires_grad_(true);
@@ -94,8 +95,8 @@ int main(int argc, char** argv) {
     return nlohmann::json{{"forward_cpu_s", fwd[fwd.size() / 2]},
                           {"backward_cpu_s", bwd[bwd.size() / 2]}};
   };
-  nlohmann::json out = {{"batch", batch},     {"heads", heads},  {"kv_heads", kv_heads},
-                        {"head_dim", head_dim}, {"seq", t},        {"records", lengths}};
+  nlohmann::json out = {{"batch", batch},       {"heads", heads}, {"kv_heads", kv_heads},
+                        {"head_dim", head_dim}, {"seq", t},       {"records", lengths}};
   out["packed_causal"] =
       time([&] { return peftd::model::AttentionCore(q, k, v, mask, scale, true, first_key); });
   // The right padding marked as the decoders mark it (MarkRightPadding): its queries skip.

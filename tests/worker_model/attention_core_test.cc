@@ -242,9 +242,8 @@ TEST(AttentionCore, Float32MatchesTheDoubleReference) {
     torch::Tensor out = fast ? AttentionCore(qi, ki, vi, mask, 0.25, true, first_key)
                              : AttentionCoreReference(qi, ki, vi, mask, 0.25);
     (out * weights.to(dtype)).sum().backward();
-    return std::vector<torch::Tensor>{out.detach().to(torch::kDouble),
-                                      qi.grad().to(torch::kDouble), ki.grad().to(torch::kDouble),
-                                      vi.grad().to(torch::kDouble)};
+    return std::vector<torch::Tensor>{out.detach().to(torch::kDouble), qi.grad().to(torch::kDouble),
+                                      ki.grad().to(torch::kDouble), vi.grad().to(torch::kDouble)};
   };
   const auto ours = run(torch::kFloat, true), ref = run(torch::kDouble, false);
   const char* names[] = {"output", "dq", "dk", "dv"};
@@ -252,6 +251,17 @@ TEST(AttentionCore, Float32MatchesTheDoubleReference) {
     EXPECT_TRUE(torch::allclose(ours[i], ref[i], 1e-4, 1e-5))
         << names[i] << " " << (ours[i] - ref[i]).abs().max();
   }
+}
+
+// A first key past its own position before the row's padding (or decreasing) is refused with the
+// position named, not read as a range of negative length.
+TEST(AttentionCore, RefusesFirstKeysThatAreNotAPrefixOfRecordsAndPadding) {
+  torch::Tensor q = torch::randn({1, 2, 6, 4}), kv = torch::randn({1, 1, 6, 4});
+  torch::Tensor mask = Mask(torch::ones({1, 6}), torch::kFloat);
+  torch::Tensor bad = torch::tensor({{0, 0, 3, 3, 3, 3}}, torch::kLong);  // row 2 starts at 3
+  EXPECT_THROW(AttentionCore(q, kv, kv, mask, 0.5, true, bad), c10::Error);
+  torch::Tensor ok = torch::tensor({{0, 0, 2, 2, 5, 6}}, torch::kLong);  // padding from 4
+  EXPECT_NO_THROW(AttentionCore(q, kv, kv, mask, 0.5, true, ok));
 }
 
 TEST(AttentionCore, KeysWithoutGradientGetNone) {

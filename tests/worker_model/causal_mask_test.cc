@@ -14,14 +14,13 @@ TEST(MarkRightPadding, MarksOnlyThePositionsAfterTheLastRealToken) {
   torch::Tensor first_key =
       torch::tensor({{0, 0, 2, 2, 2}, {0, 1, 1, 3, 3}, {0, 0, 0, 0, 0}}, torch::kLong);
   torch::Tensor marked = MarkRightPadding(real, first_key);
-  EXPECT_TRUE(torch::equal(marked, torch::tensor({{0, 0, 2, 4, 5}, {0, 1, 1, 3, 3},
-                                                  {0, 0, 0, 4, 5}},
-                                                 torch::kLong)))
+  EXPECT_TRUE(torch::equal(
+      marked, torch::tensor({{0, 0, 2, 4, 5}, {0, 1, 1, 3, 3}, {0, 0, 0, 4, 5}}, torch::kLong)))
       << marked;
   // Without first keys (an unpacked batch): zeros, then the marks.
-  EXPECT_TRUE(torch::equal(MarkRightPadding(real, torch::Tensor()),
-                           torch::tensor({{0, 0, 0, 4, 5}, {0, 0, 0, 0, 0}, {0, 0, 0, 4, 5}},
-                                         torch::kLong)));
+  EXPECT_TRUE(torch::equal(
+      MarkRightPadding(real, torch::Tensor()),
+      torch::tensor({{0, 0, 0, 4, 5}, {0, 0, 0, 0, 0}, {0, 0, 0, 4, 5}}, torch::kLong)));
   // No padding at all: first_key itself (undefined stays undefined).
   EXPECT_FALSE(MarkRightPadding(torch::ones({2, 4}), torch::Tensor()).defined());
 }

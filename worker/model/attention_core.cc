@@ -39,13 +39,20 @@ torch::Tensor FirstKeys(const torch::Tensor& first_key, const Shapes& s, bool ca
 }
 
 // The query rows of every sequence that attend (B int64): up to its right padding, the queries
-// from which on each one's first key lies past it.
+// from which on each one's first key lies past it. Before that, every query must see a key.
 torch::Tensor RowsOf(const torch::Tensor& first_key, const Shapes& s) {
   torch::Tensor rows = torch::empty({s.b}, torch::kLong);
   const int64_t* fk = first_key.data_ptr<int64_t>();
   for (int64_t bi = 0; bi < s.b; ++bi) {
+    const int64_t* row = fk + bi * s.t;
     int64_t r = s.t;
-    while (r > 0 && fk[bi * s.t + r - 1] > r - 1) --r;
+    while (r > 0 && row[r - 1] > r - 1) --r;
+    for (int64_t j = 0; j < r; ++j) {
+      TORCH_CHECK(row[j] >= 0 && row[j] <= j && (j == 0 || row[j] >= row[j - 1]),
+                  "AttentionCore: first_key[", bi, ", ", j, "] = ", row[j],
+                  ": before the right padding, first keys must be non-decreasing and at most "
+                  "their own position");
+    }
     rows.data_ptr<int64_t>()[bi] = r;
   }
   return rows;
@@ -73,7 +80,9 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
   // Per (batch, KV head), serially over its G query heads and their blocks of kBlock query rows
   // (so the dK and dV of a KV head have one writer): S = scale·Q·Kᵀ into the scratch, the mask's
   // visible part added and the softmax taken row by row (attention_rows.h), O = P·V straight into
-  // (B, T, H·D). Only each row's maximum and log-sum-exp are kept for the backward, which
+  // (B, T, H·D), each product a register-tiled loop (block_gemm.h; K and V transposed once per
+  // KV head so that the keys are the vectorised dimension of the score products). Only each
+  // row's maximum and log-sum-exp are kept for the backward, which
   // computes the block's probabilities again (a GEMM with D = head_dim and one exp per score:
   // cheaper on this CPU than writing and re-reading (B, H, T, T) probabilities).
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q_in,
@@ -116,8 +125,8 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
               const int64_t r1 = std::min(len[bi], r0 + kBlock), rows = r1 - r0;
               const KeyRange keys = KeysOf(fk + bi * t, t, r0, r1, causal);
               const int64_t n = keys.end - keys.first;
-              BlockGemm(rows, n, d, static_cast<T>(scale), qg + r0 * d, d, 1, kt.data() + keys.first,
-                        t, T(0), scores.data(), n);
+              BlockGemm(rows, n, d, static_cast<T>(scale), qg + r0 * d, d, 1,
+                        kt.data() + keys.first, t, T(0), scores.data(), n);
               SoftmaxRows(scores.data(), n, rows, n, mp + (bi * t + r0) * t + keys.first, t,
                           row_max + row0 + r0, log_sum + row0 + r0);
               BlockGemm(rows, d, n, T(1), scores.data(), n, 1, vb + keys.first * d, d, T(0),
@@ -167,7 +176,8 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
       at::parallel_for(0, s.b * s.kv, 1, [&](int64_t begin, int64_t end) {
         std::vector<T> probs(static_cast<size_t>(kBlock * t));
         std::vector<T> dp(need_scores ? static_cast<size_t>(kBlock * t) : 0);
-        std::vector<T> kt(static_cast<size_t>(d * t)), vt(need_scores ? static_cast<size_t>(d * t) : 0);
+        std::vector<T> kt(static_cast<size_t>(d * t)),
+            vt(need_scores ? static_cast<size_t>(d * t) : 0);
         T delta[kBlock];
         for (int64_t i = begin; i < end; ++i) {
           const int64_t bi = i / s.kv, kv = i % s.kv;
@@ -182,8 +192,8 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
               const int64_t r1 = std::min(len[bi], r0 + kBlock), rows = r1 - r0;
               const KeyRange keys = KeysOf(fk + bi * t, t, r0, r1, causal);
               const int64_t n = keys.end - keys.first, kv_row = i * t + keys.first;
-              BlockGemm(rows, n, d, static_cast<T>(scale), qg + r0 * d, d, 1, kt.data() + keys.first,
-                        t, T(0), probs.data(), n);
+              BlockGemm(rows, n, d, static_cast<T>(scale), qg + r0 * d, d, 1,
+                        kt.data() + keys.first, t, T(0), probs.data(), n);
               ProbsFromLse(probs.data(), n, rows, n, mp + (bi * t + r0) * t + keys.first, t,
                            row_max + row0 + r0, log_sum + row0 + r0);
               // dV[keys] += Pᵀ·dO.
@@ -195,7 +205,8 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
               // dS = P ⊙ (dP − dO·O) with dP = dO·Vᵀ; dQ = s·dS·K, dK[keys] += s·dSᵀ·Q.
               for (int64_t r = 0; r < rows; ++r) {
                 T sum = 0;
-                for (int64_t j = 0; j < d; ++j) sum += dog[(r0 + r) * hd + j] * og[(r0 + r) * hd + j];
+                for (int64_t j = 0; j < d; ++j)
+                  sum += dog[(r0 + r) * hd + j] * og[(r0 + r) * hd + j];
                 delta[r] = sum;
               }
               BlockGemm(rows, n, d, T(1), dog + r0 * hd, hd, 1, vt.data() + keys.first, t, T(0),

@@ -173,8 +173,8 @@ void SoftmaxRows(double* s, int64_t lds, int64_t rows, int64_t n, const double* 
   }
 }
 
-void ProbsFromLse(double* s, int64_t lds, int64_t rows, int64_t n, const double* mask,
-                  int64_t ldm, const double* row_max, const double* log_sum) {
+void ProbsFromLse(double* s, int64_t lds, int64_t rows, int64_t n, const double* mask, int64_t ldm,
+                  const double* row_max, const double* log_sum) {
   for (int64_t i = 0; i < rows; ++i) {
     double* row = s + i * lds;
     for (int64_t j = 0; j < n; ++j) {
@@ -183,8 +183,8 @@ void ProbsFromLse(double* s, int64_t lds, int64_t rows, int64_t n, const double*
   }
 }
 
-void SoftmaxGradRows(double* dp, int64_t ldd, const double* p, int64_t ldp, int64_t rows,
-                     int64_t n, const double* delta) {
+void SoftmaxGradRows(double* dp, int64_t ldd, const double* p, int64_t ldp, int64_t rows, int64_t n,
+                     const double* delta) {
   for (int64_t i = 0; i < rows; ++i) {
     for (int64_t j = 0; j < n; ++j) dp[i * ldd + j] = p[i * ldp + j] * (dp[i * ldd + j] - delta[i]);
   }

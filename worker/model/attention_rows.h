@@ -25,15 +25,15 @@ void SoftmaxRows(double* s, int64_t lds, int64_t rows, int64_t n, const double* 
 // again.
 void ProbsFromLse(float* s, int64_t lds, int64_t rows, int64_t n, const float* mask, int64_t ldm,
                   const float* row_max, const float* log_sum);
-void ProbsFromLse(double* s, int64_t lds, int64_t rows, int64_t n, const double* mask,
-                  int64_t ldm, const double* row_max, const double* log_sum);
+void ProbsFromLse(double* s, int64_t lds, int64_t rows, int64_t n, const double* mask, int64_t ldm,
+                  const double* row_max, const double* log_sum);
 
 // dp = p ⊙ (dp − delta[row]): the scores' gradient from the probabilities' (delta = Σ p ⊙ dp of
 // the row, which equals dO·O).
 void SoftmaxGradRows(float* dp, int64_t ldd, const float* p, int64_t ldp, int64_t rows, int64_t n,
                      const float* delta);
-void SoftmaxGradRows(double* dp, int64_t ldd, const double* p, int64_t ldp, int64_t rows,
-                     int64_t n, const double* delta);
+void SoftmaxGradRows(double* dp, int64_t ldd, const double* p, int64_t ldp, int64_t rows, int64_t n,
+                     const double* delta);
 
 }  // namespace peftd::model
 
