@@ -9,8 +9,8 @@ RandomSampler would shuffle them once), batches of --batch records padded to the
 of the batch (DataCollatorForSeq2Seq: input_ids with the pad id, attention_mask 0, labels -100),
 the full lm_head over every position, cross-entropy averaged over the labelled positions.
 
-Prints one JSON line: {"impl", "seconds", "steps", "tokens", "tokens_per_s", "padded_tokens",
-"final_loss", "peak_rss_mb"}.
+Prints one JSON line: {"impl", "seconds", "cpu_s" (user + system CPU seconds of the epoch, every
+thread), "steps", "tokens", "tokens_per_s", "padded_tokens", "final_loss", "peak_rss_mb"}.
 """
 import argparse
 import json
@@ -65,7 +65,7 @@ def main():
     tokens = sum(len(r["input_ids"]) for r in records)
     padded = 0
     loss = torch.zeros(())
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for step in range(steps):
         ids, mask, labels = collate(records[step * a.batch:(step + 1) * a.batch])
         padded += ids.numel()
@@ -77,9 +77,10 @@ def main():
         opt.zero_grad(set_to_none=True)
         loss.item()
     seconds = time.perf_counter() - t0
+    cpu_s = time.process_time() - cpu0
     print(json.dumps({
         "impl": "pytorch_eager_peft_trainer_defaults", "config": a.config, "batch": a.batch,
-        "threads": a.threads, "seconds": seconds, "steps": steps, "tokens": tokens,
+        "threads": a.threads, "seconds": seconds, "cpu_s": cpu_s, "steps": steps, "tokens": tokens,
         "padded_tokens": padded, "tokens_per_s": tokens / seconds, "final_loss": loss.item(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }))

@@ -63,6 +63,14 @@ double PeakRssMb() {
   return u.ru_maxrss / 1024.0;
 }
 
+// User + system CPU seconds of this process so far, every thread: on a machine shared with other
+// work, wall time measures that work too.
+double ProcessCpuSeconds() {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 double LoadAverage() {
   double load[1] = {0};
   return getloadavg(load, 1) == 1 ? load[0] : -1;
@@ -177,12 +185,15 @@ json RunOurs(const model::ModelConfig& config, const std::string& variant,
   o.lr = {.peak_lr = 2e-4, .total_steps = steps};
   std::atomic<bool> cancelled{false};
   train::Trainer trainer(o, &model, &source, nullptr, nullptr, &cancelled);
+  const double cpu0 = ProcessCpuSeconds();
   auto result = trainer.Run(std::nullopt);
+  const double cpu_s = ProcessCpuSeconds() - cpu0;
   if (!result.ok()) {
     return {{"variant", variant}, {"error", std::string(result.status().message())}};
   }
   return {{"variant", variant},
           {"seconds", result->train_seconds},
+          {"cpu_s", cpu_s},
           {"steps", result->steps},
           {"rows", source.rows()},
           {"tokens_per_s", tokens / result->train_seconds},
@@ -299,12 +310,22 @@ int main(int argc, char** argv) {
         best = p;
       }
     }
+    double best_cpu = 0;
+    for (const json& p : peers) {
+      if (p.contains("cpu_s") && (best_cpu == 0 || p["cpu_s"].get<double>() < best_cpu)) {
+        best_cpu = p["cpu_s"].get<double>();
+      }
+    }
     out["baseline_runs"] = peers;
     out["baseline"] = best;
+    out["baseline_cpu_s"] = best_cpu;
     if (best.contains("seconds")) {
       for (json& r : out["results"]) {
         if (r.contains("seconds")) {
           r["speedup_vs_baseline"] = best["seconds"].get<double>() / r["seconds"].get<double>();
+        }
+        if (r.contains("cpu_s") && best_cpu > 0) {
+          r["cpu_speedup_vs_baseline"] = best_cpu / r["cpu_s"].get<double>();
         }
       }
     }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <vector>
 
 namespace peftd::model {
 namespace {
@@ -126,6 +127,141 @@ TEST(AttentionCore, PackedRecordsSkipEarlierRecordsAndEqualTheFullComputation) {
     EXPECT_TRUE(torch::allclose(ours[i], ref[i], 1e-12, 1e-12))
         << names[i] << " " << (ours[i] - ref[i]).abs().max();
   }
+}
+
+// Packed rows given by their record lengths (padding after the last record joins it), against
+// the reference in double: output at real positions and the gradients of q, k and v.
+// With `mark_padding`, the padding's first keys are position + 1 (AttentionCore's mark of right
+// padding): its outputs must be exactly 0 and the rest unchanged.
+void ExpectPackedRowsMatch(const std::vector<std::vector<int64_t>>& rows, int64_t t, int64_t h,
+                           int64_t kv, int64_t d, bool mark_padding = false) {
+  const int64_t b = static_cast<int64_t>(rows.size());
+  torch::Tensor record = torch::zeros({b, t}, torch::kLong);
+  torch::Tensor first_key = torch::zeros({b, t}, torch::kLong);
+  torch::Tensor real = torch::zeros({b, t});
+  for (int64_t i = 0; i < b; ++i) {
+    int64_t start = 0, id = 0;
+    for (int64_t len : rows[i]) {
+      record[i].slice(0, start, start + len).fill_(id++);
+      first_key[i].slice(0, start, start + len).fill_(start);
+      real[i].slice(0, start, start + len).fill_(1);
+      start += len;
+    }
+    record[i].slice(0, start).fill_(id - 1);
+    first_key[i].slice(0, start).fill_(start - rows[i].back());
+    if (mark_padding) first_key[i].slice(0, start).copy_(torch::arange(start, t) + 1);
+  }
+  torch::Tensor allowed = torch::ones({t, t}, torch::kBool).tril().view({1, t, t});
+  allowed = allowed.logical_and(real.to(torch::kBool).view({b, 1, t}))
+                .logical_and(record.view({b, t, 1}).eq(record.view({b, 1, t})));
+  torch::Tensor mask =
+      torch::zeros({b, t, t}, torch::kDouble)
+          .masked_fill_(allowed.logical_not(), std::numeric_limits<double>::lowest());
+  torch::manual_seed(11);
+  const auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  torch::Tensor q = torch::randn({b, h, t, d}, opts).requires_grad_(true);
+  torch::Tensor k = torch::randn({b, kv, t, d}, opts).requires_grad_(true);
+  torch::Tensor v = torch::randn({b, kv, t, d}, opts).requires_grad_(true);
+  torch::Tensor keep = real.view({b, t, 1}).to(torch::kDouble);
+  torch::Tensor weights = torch::randn({b, t, h * d}, opts) * keep;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  auto run = [&](bool fast) {
+    torch::Tensor out = fast ? AttentionCore(q, k, v, mask, scale, /*causal=*/true, first_key)
+                             : AttentionCoreReference(q, k, v, mask, scale);
+    (out * weights).sum().backward();
+    std::vector<torch::Tensor> r = {out.detach() * keep, q.grad().clone(), k.grad().clone(),
+                                    v.grad().clone()};
+    q.mutable_grad().reset();
+    k.mutable_grad().reset();
+    v.mutable_grad().reset();
+    return r;
+  };
+  const auto ours = run(true), ref = run(false);
+  const char* names[] = {"output", "dq", "dk", "dv"};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(torch::allclose(ours[i], ref[i], 1e-12, 1e-12))
+        << names[i] << " " << (ours[i] - ref[i]).abs().max();
+  }
+  if (mark_padding) {
+    torch::NoGradGuard no_grad;
+    torch::Tensor out = AttentionCore(q, k, v, mask, scale, /*causal=*/true, first_key);
+    EXPECT_TRUE(torch::equal(out * (1 - keep), torch::zeros_like(out)));
+    EXPECT_FALSE(torch::equal(out * keep, torch::zeros_like(out)));
+  }
+}
+
+// Blocks of 32 query rows against records that start mid-block (13, 63, 93), a one-token record,
+// a row of one record without padding, T = 100 (a partial last block), G = 3 and head dims 16 and
+// 64 (the vector loops' full lanes and their tails both run: visible keys per block are rarely a
+// multiple of 8).
+TEST(AttentionCore, PackedRowsWithRecordsStartingMidBlock) {
+  const std::vector<std::vector<int64_t>> rows = {{13, 50, 30, 1}, {100}, {7, 25, 40}};
+  ExpectPackedRowsMatch(rows, 100, 6, 2, 16);
+  ExpectPackedRowsMatch(rows, 100, 4, 1, 64);
+  ExpectPackedRowsMatch({{33, 32}, {1, 1, 1, 62}}, 65, 2, 2, 3);
+}
+
+// Right padding marked in first_key (position + 1): the padding's queries are skipped (output 0,
+// no gradient), the real positions and every gradient equal the reference's. Padding from mid-
+// block (row 0: 61 real of 90), from a block boundary (row 1: 64), none (row 2), and after packed
+// records (row 3).
+TEST(AttentionCore, MarkedRightPaddingIsSkippedAndChangesNothingElse) {
+  ExpectPackedRowsMatch({{61}, {64}, {90}, {20, 9, 30}}, 90, 4, 2, 16, /*mark_padding=*/true);
+  ExpectPackedRowsMatch({{1}, {33, 1}}, 40, 2, 1, 8, /*mark_padding=*/true);
+}
+
+// The general (non-causal) path over several blocks of query rows: left padding (rows that see
+// no key attend uniformly to every key, as in the reference) and right padding at T = 70.
+TEST(AttentionCore, GeneralMaskOverSeveralBlocks) {
+  torch::Tensor real = torch::ones({2, 70}, torch::kLong);
+  real.index_put_({0, torch::indexing::Slice(0, 40)}, 0);
+  real.index_put_({1, torch::indexing::Slice(61, 70)}, 0);
+  ExpectMatchesReference({2, 6, 2, 70, 16}, real, true);
+}
+
+// The float path (8-lane exp with its own polynomial, row tails) against the double reference:
+// causal and packed rows at T = 77, head dim 16; outputs and gradients to float accuracy.
+TEST(AttentionCore, Float32MatchesTheDoubleReference) {
+  const int64_t b = 2, h = 4, kv = 2, t = 77, d = 16;
+  torch::Tensor first_key = torch::zeros({b, t}, torch::kLong);
+  first_key[1].slice(0, 30).fill_(30);
+  torch::Tensor record = torch::zeros({b, t}, torch::kLong);
+  record[1].slice(0, 30).fill_(1);
+  torch::Tensor allowed = torch::ones({t, t}, torch::kBool).tril().view({1, t, t});
+  allowed = allowed.logical_and(record.view({b, t, 1}).eq(record.view({b, 1, t})));
+  torch::manual_seed(5);
+  const auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  torch::Tensor q = torch::randn({b, h, t, d}, opts) * 2, k = torch::randn({b, kv, t, d}, opts),
+                v = torch::randn({b, kv, t, d}, opts), weights = torch::randn({b, t, h * d}, opts);
+  auto run = [&](torch::Dtype dtype, bool fast) {
+    torch::Tensor qi = q.to(dtype).requires_grad_(true), ki = k.to(dtype).requires_grad_(true),
+                  vi = v.to(dtype).requires_grad_(true);
+    const double lowest = dtype == torch::kDouble ? std::numeric_limits<double>::lowest()
+                                                  : std::numeric_limits<float>::lowest();
+    torch::Tensor mask = torch::zeros({b, t, t}, dtype).masked_fill_(allowed.logical_not(), lowest);
+    torch::Tensor out = fast ? AttentionCore(qi, ki, vi, mask, 0.25, true, first_key)
+                             : AttentionCoreReference(qi, ki, vi, mask, 0.25);
+    (out * weights.to(dtype)).sum().backward();
+    return std::vector<torch::Tensor>{out.detach().to(torch::kDouble), qi.grad().to(torch::kDouble),
+                                      ki.grad().to(torch::kDouble), vi.grad().to(torch::kDouble)};
+  };
+  const auto ours = run(torch::kFloat, true), ref = run(torch::kDouble, false);
+  const char* names[] = {"output", "dq", "dk", "dv"};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(torch::allclose(ours[i], ref[i], 1e-4, 1e-5))
+        << names[i] << " " << (ours[i] - ref[i]).abs().max();
+  }
+}
+
+// A first key past its own position before the row's padding (or decreasing) is refused with the
+// position named, not read as a range of negative length.
+TEST(AttentionCore, RefusesFirstKeysThatAreNotAPrefixOfRecordsAndPadding) {
+  torch::Tensor q = torch::randn({1, 2, 6, 4}), kv = torch::randn({1, 1, 6, 4});
+  torch::Tensor mask = Mask(torch::ones({1, 6}), torch::kFloat);
+  torch::Tensor bad = torch::tensor({{0, 0, 3, 3, 3, 3}}, torch::kLong);  // row 2 starts at 3
+  EXPECT_THROW(AttentionCore(q, kv, kv, mask, 0.5, true, bad), c10::Error);
+  torch::Tensor ok = torch::tensor({{0, 0, 2, 2, 5, 6}}, torch::kLong);  // padding from 4
+  EXPECT_NO_THROW(AttentionCore(q, kv, kv, mask, 0.5, true, ok));
 }
 
 TEST(AttentionCore, KeysWithoutGradientGetNone) {

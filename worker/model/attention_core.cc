@@ -2,7 +2,11 @@
 
 #include <ATen/Parallel.h>
 
+#include <vector>
+
 #include "adapters/cpu_gemm.h"
+#include "worker/model/attention_rows.h"
+#include "worker/model/block_gemm.h"
 
 namespace peftd::model {
 namespace {
@@ -19,10 +23,11 @@ Shapes ShapesOf(const torch::Tensor& q, const torch::Tensor& k) {
   return s;
 }
 
-// Query rows per block of the causal schedule: a block of rows [r0, r1) sees keys [0, r1) only,
-// so the GEMMs skip the upper triangle of blocks (entries there are the mask's lowest value in
-// the scores, exactly zero in the probabilities, and need no work either way).
-constexpr int64_t kCausalBlock = 32;
+// Query rows per block: a block's scores, (rows × visible keys), live in a scratch buffer of the
+// thread that runs it (32 × T floats) instead of a (B, H, T, T) tensor. With the causal schedule
+// a block of rows [r0, r1) sees keys [first key of r0, r1) only, so neither the GEMMs nor the
+// softmax touch the blocks above the diagonal or before the block's first record.
+constexpr int64_t kBlock = 32;
 
 // The first key of every query row (B·T int64): `first_key` when given with the causal schedule,
 // else 0 (every key from the first).
@@ -33,75 +38,105 @@ torch::Tensor FirstKeys(const torch::Tensor& first_key, const Shapes& s, bool ca
   return torch::zeros({s.b * s.t}, torch::kLong);
 }
 
-// One past the last query row that may see a key before `c1`: rows from there on start their
-// records at c1 or later (first keys are non-decreasing along the row).
-int64_t LastRow(const int64_t* first_key, int64_t t, int64_t c1) {
-  int64_t r = c1;
-  while (r < t && first_key[r] < c1) ++r;
-  return r;
+// The query rows of every sequence that attend (B int64): up to its right padding, the queries
+// from which on each one's first key lies past it. Before that, every query must see a key.
+torch::Tensor RowsOf(const torch::Tensor& first_key, const Shapes& s) {
+  torch::Tensor rows = torch::empty({s.b}, torch::kLong);
+  const int64_t* fk = first_key.data_ptr<int64_t>();
+  for (int64_t bi = 0; bi < s.b; ++bi) {
+    const int64_t* row = fk + bi * s.t;
+    int64_t r = s.t;
+    while (r > 0 && row[r - 1] > r - 1) --r;
+    for (int64_t j = 0; j < r; ++j) {
+      TORCH_CHECK(row[j] >= 0 && row[j] <= j && (j == 0 || row[j] >= row[j - 1]),
+                  "AttentionCore: first_key[", bi, ", ", j, "] = ", row[j],
+                  ": before the right padding, first keys must be non-decreasing and at most "
+                  "their own position");
+    }
+    rows.data_ptr<int64_t>()[bi] = r;
+  }
+  return rows;
+}
+
+// x (t × d) row-major into xt (d × t): the keys (and values) as the B operand of the score GEMM,
+// whose vectorised dimension is the keys.
+template <typename T>
+void Transpose(const T* x, int64_t t, int64_t d, T* xt) {
+  for (int64_t j = 0; j < t; ++j) {
+    for (int64_t c = 0; c < d; ++c) xt[c * t + j] = x[j * d + c];
+  }
+}
+
+// The keys a block of query rows [r0, r1) may see: [first, end).
+struct KeyRange {
+  int64_t first, end;
+};
+
+KeyRange KeysOf(const int64_t* first_key, int64_t t, int64_t r0, int64_t r1, bool causal) {
+  return causal ? KeyRange{first_key[r0], r1} : KeyRange{0, t};
 }
 
 struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
-  // Every (batch, KV head) block is a handful of row-major GEMMs on raw pointers (cpu_gemm.h);
-  // the softmax and its backward run once over all blocks. Query head h = kv·G + g: its (T, D)
-  // rows of q are contiguous, its output columns in (B, T, H·D) have row stride H·D.
+  // Per (batch, KV head), serially over its G query heads and their blocks of kBlock query rows
+  // (so the dK and dV of a KV head have one writer): S = scale·Q·Kᵀ into the scratch, the mask's
+  // visible part added and the softmax taken row by row (attention_rows.h), O = P·V straight into
+  // (B, T, H·D), each product a register-tiled loop (block_gemm.h; K and V transposed once per
+  // KV head so that the keys are the vectorised dimension of the score products). Only each
+  // row's maximum and log-sum-exp are kept for the backward, which
+  // computes the block's probabilities again (a GEMM with D = head_dim and one exp per score:
+  // cheaper on this CPU than writing and re-reading (B, H, T, T) probabilities).
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q_in,
                                const torch::Tensor& k_in, const torch::Tensor& v_in,
                                const torch::Tensor& mask_in, double scale, bool causal,
                                const torch::Tensor& first_key_in) {
     const torch::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
     const Shapes s = ShapesOf(q, k);
-    const int64_t rows = s.g * s.t, hd = s.h * s.d, t = s.t, d = s.d;
-    const int64_t block = causal ? kCausalBlock : t;
+    const int64_t hd = s.h * s.d, t = s.t, d = s.d;
+    const torch::Tensor mask = mask_in.to(q.scalar_type()).reshape({s.b, t, t}).contiguous();
     const torch::Tensor first_key = FirstKeys(first_key_in, s, causal);
     const int64_t* fk = first_key.data_ptr<int64_t>();
+    const torch::Tensor lengths = RowsOf(first_key, s);
+    const int64_t* len = lengths.data_ptr<int64_t>();
     torch::Tensor out = torch::empty({s.b, t, hd}, q.options());
-    // scores = mask + scale·Q·Kᵀ: the mask, repeated for the G query heads of every KV head,
-    // is the GEMM's C operand.
-    torch::Tensor probs = mask_in.reshape({s.b, 1, 1, t, t})
-                              .expand({s.b, s.kv, s.g, t, t})
-                              .contiguous()
-                              .view({s.b, s.kv, rows, t});
+    // [0]: each query row's maximum score, [1]: log Σ exp(score − maximum); (B, H, T) each.
+    torch::Tensor stats = torch::empty({2, s.b, s.h, t}, q.options());
     AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_forward", [&] {
       using T = scalar_t;
       const T* qp = q.data_ptr<T>();
       const T* kp = k.data_ptr<T>();
       const T* vp = v.data_ptr<T>();
-      T* pp = probs.data_ptr<T>();
+      const T* mp = mask.data_ptr<T>();
       T* op = out.data_ptr<T>();
+      T* row_max = stats.data_ptr<T>();
+      T* log_sum = row_max + s.b * s.h * t;
       at::parallel_for(0, s.b * s.kv, 1, [&](int64_t begin, int64_t end) {
+        std::vector<T> scores(static_cast<size_t>(kBlock * t)), kt(static_cast<size_t>(d * t));
         for (int64_t i = begin; i < end; ++i) {
           const int64_t bi = i / s.kv, kv = i % s.kv;
+          const T* kb = kp + i * t * d;
+          const T* vb = vp + i * t * d;
+          Transpose(kb, t, d, kt.data());
           for (int64_t gi = 0; gi < s.g; ++gi) {
-            const T* qg = qp + (bi * s.h + kv * s.g + gi) * t * d;
-            T* pg = pp + (i * rows + gi * t) * t;
-            for (int64_t r0 = 0; r0 < t; r0 += block) {
-              const int64_t r1 = std::min(t, r0 + block), keys = causal ? r1 : t;
-              const int64_t k0 = fk[bi * t + r0];
-              adapters::Gemm(false, true, r1 - r0, keys - k0, d, static_cast<T>(scale), qg + r0 * d,
-                             d, kp + (i * t + k0) * d, d, T(1), pg + r0 * t + k0, t);
-            }
-          }
-        }
-      });
-      at::_softmax_out(probs, probs, -1, false);
-      at::parallel_for(0, s.b * s.kv, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          const int64_t bi = i / s.kv, kv = i % s.kv;
-          for (int64_t gi = 0; gi < s.g; ++gi) {
-            const T* pg = pp + (i * rows + gi * t) * t;
-            T* og = op + bi * t * hd + (kv * s.g + gi) * d;
-            for (int64_t r0 = 0; r0 < t; r0 += block) {
-              const int64_t r1 = std::min(t, r0 + block), keys = causal ? r1 : t;
-              const int64_t k0 = fk[bi * t + r0];
-              adapters::Gemm(false, false, r1 - r0, d, keys - k0, T(1), pg + r0 * t + k0, t,
-                             vp + (i * t + k0) * d, d, T(0), og + r0 * hd, hd);
+            const int64_t h = kv * s.g + gi, row0 = (bi * s.h + h) * t;
+            const T* qg = qp + row0 * d;
+            T* og = op + bi * t * hd + h * d;
+            for (int64_t r = len[bi]; r < t; ++r) std::fill_n(og + r * hd, d, T(0));
+            for (int64_t r0 = 0; r0 < len[bi]; r0 += kBlock) {
+              const int64_t r1 = std::min(len[bi], r0 + kBlock), rows = r1 - r0;
+              const KeyRange keys = KeysOf(fk + bi * t, t, r0, r1, causal);
+              const int64_t n = keys.end - keys.first;
+              BlockGemm(rows, n, d, static_cast<T>(scale), qg + r0 * d, d, 1,
+                        kt.data() + keys.first, t, T(0), scores.data(), n);
+              SoftmaxRows(scores.data(), n, rows, n, mp + (bi * t + r0) * t + keys.first, t,
+                          row_max + row0 + r0, log_sum + row0 + r0);
+              BlockGemm(rows, d, n, T(1), scores.data(), n, 1, vb + keys.first * d, d, T(0),
+                        og + r0 * hd, hd);
             }
           }
         }
       });
     });
-    ctx->save_for_backward({q, k, v, probs, first_key});
+    ctx->save_for_backward({q, k, v, mask, out, stats, first_key, lengths});
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["causal"] = causal;
     return out;
@@ -109,80 +144,81 @@ struct AttentionFunction : public torch::autograd::Function<AttentionFunction> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const torch::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &probs = saved[3];
-    const int64_t* fk = saved[4].data_ptr<int64_t>();
+    const torch::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &mask = saved[3],
+                        &out = saved[4], &stats = saved[5];
+    const int64_t* fk = saved[6].data_ptr<int64_t>();
+    const int64_t* len = saved[7].data_ptr<int64_t>();
     const double scale = ctx->saved_data["scale"].toDouble();
     const bool causal = ctx->saved_data["causal"].toBool();
     const torch::Tensor dout = grads[0].contiguous();
     const Shapes s = ShapesOf(q, k);
-    const int64_t rows = s.g * s.t, hd = s.h * s.d, t = s.t, d = s.d;
-    const int64_t block = causal ? kCausalBlock : t;
+    const int64_t hd = s.h * s.d, t = s.t, d = s.d;
     const bool need_q = ctx->needs_input_grad(0), need_k = ctx->needs_input_grad(1),
-               need_v = ctx->needs_input_grad(2);
+               need_v = ctx->needs_input_grad(2), need_scores = need_q || need_k;
+    // dK and dV gather every query block that sees a key: they start at zero.
     torch::Tensor dq = need_q ? torch::empty_like(q) : torch::Tensor();
-    torch::Tensor dk = need_k ? torch::empty_like(k) : torch::Tensor();
-    torch::Tensor dv = need_v ? torch::empty_like(v) : torch::Tensor();
-    // Skipped blocks of dP stay zero (their probabilities are zero, so dS is too).
-    torch::Tensor dp = (need_q || need_k)
-                           ? (causal ? torch::zeros_like(probs) : torch::empty_like(probs))
-                           : torch::Tensor();
+    for (int64_t bi = 0; need_q && bi < s.b; ++bi) dq[bi].narrow(1, len[bi], t - len[bi]).zero_();
+    torch::Tensor dk = need_k ? torch::zeros_like(k) : torch::Tensor();
+    torch::Tensor dv = need_v ? torch::zeros_like(v) : torch::Tensor();
     AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attention_backward", [&] {
       using T = scalar_t;
       const T* qp = q.data_ptr<T>();
       const T* kp = k.data_ptr<T>();
       const T* vp = v.data_ptr<T>();
-      const T* pp = probs.data_ptr<T>();
+      const T* mp = mask.data_ptr<T>();
+      const T* op = out.data_ptr<T>();
       const T* gp = dout.data_ptr<T>();
-      // dV = Σ_g P_gᵀ·dO_g (key block [c0, c1) gets rows [c0, last) only: the rows of the
-      // records that hold those keys) and dP_g = dO_g·Vᵀ.
+      const T* row_max = stats.data_ptr<T>();
+      const T* log_sum = row_max + s.b * s.h * t;
+      T* dqp = need_q ? dq.data_ptr<T>() : nullptr;
+      T* dkp = need_k ? dk.data_ptr<T>() : nullptr;
+      T* dvp = need_v ? dv.data_ptr<T>() : nullptr;
       at::parallel_for(0, s.b * s.kv, 1, [&](int64_t begin, int64_t end) {
+        std::vector<T> probs(static_cast<size_t>(kBlock * t));
+        std::vector<T> dp(need_scores ? static_cast<size_t>(kBlock * t) : 0);
+        std::vector<T> kt(static_cast<size_t>(d * t)),
+            vt(need_scores ? static_cast<size_t>(d * t) : 0);
+        T delta[kBlock];
         for (int64_t i = begin; i < end; ++i) {
           const int64_t bi = i / s.kv, kv = i % s.kv;
+          Transpose(kp + i * t * d, t, d, kt.data());
+          if (need_scores) Transpose(vp + i * t * d, t, d, vt.data());
           for (int64_t gi = 0; gi < s.g; ++gi) {
-            const T* dog = gp + bi * t * hd + (kv * s.g + gi) * d;
-            const T* pg = pp + (i * rows + gi * t) * t;
-            for (int64_t c0 = 0; c0 < t; c0 += block) {
-              const int64_t c1 = std::min(t, c0 + block), first = causal ? c0 : 0;
-              const int64_t last = LastRow(fk + bi * t, t, c1);
+            const int64_t h = kv * s.g + gi, row0 = (bi * s.h + h) * t;
+            const T* qg = qp + row0 * d;
+            const T* dog = gp + bi * t * hd + h * d;
+            const T* og = op + bi * t * hd + h * d;
+            for (int64_t r0 = 0; r0 < len[bi]; r0 += kBlock) {
+              const int64_t r1 = std::min(len[bi], r0 + kBlock), rows = r1 - r0;
+              const KeyRange keys = KeysOf(fk + bi * t, t, r0, r1, causal);
+              const int64_t n = keys.end - keys.first, kv_row = i * t + keys.first;
+              BlockGemm(rows, n, d, static_cast<T>(scale), qg + r0 * d, d, 1,
+                        kt.data() + keys.first, t, T(0), probs.data(), n);
+              ProbsFromLse(probs.data(), n, rows, n, mp + (bi * t + r0) * t + keys.first, t,
+                           row_max + row0 + r0, log_sum + row0 + r0);
+              // dV[keys] += Pᵀ·dO.
               if (need_v) {
-                adapters::Gemm(true, false, c1 - c0, d, last - first, T(1), pg + first * t + c0, t,
-                               dog + first * hd, hd, gi == 0 ? T(0) : T(1),
-                               dv.data_ptr<T>() + (i * t + c0) * d, d);
+                BlockGemm(n, d, rows, T(1), probs.data(), 1, n, dog + r0 * hd, hd, T(1),
+                          dvp + kv_row * d, d);
               }
-              if (need_q || need_k) {
-                // c0..c1 as a block of query rows here.
-                const int64_t keys = causal ? c1 : t, k0 = fk[bi * t + c0];
-                adapters::Gemm(false, true, c1 - c0, keys - k0, d, T(1), dog + c0 * hd, hd,
-                               vp + (i * t + k0) * d, d, T(0),
-                               dp.data_ptr<T>() + (i * rows + gi * t + c0) * t + k0, t);
+              if (!need_scores) continue;
+              // dS = P ⊙ (dP − dO·O) with dP = dO·Vᵀ; dQ = s·dS·K, dK[keys] += s·dSᵀ·Q.
+              for (int64_t r = 0; r < rows; ++r) {
+                T sum = 0;
+                for (int64_t j = 0; j < d; ++j)
+                  sum += dog[(r0 + r) * hd + j] * og[(r0 + r) * hd + j];
+                delta[r] = sum;
               }
-            }
-          }
-        }
-      });
-      if (!need_q && !need_k) return;
-      // dS = P ⊙ (dP − rowsum(dP ⊙ P)), then dQ = s·dS·K and dK = s·dSᵀ·Q.
-      const torch::Tensor ds = at::_softmax_backward_data(dp, probs, -1, probs.scalar_type());
-      const T* dsp = ds.data_ptr<T>();
-      at::parallel_for(0, s.b * s.kv, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          const int64_t bi = i / s.kv, kv = i % s.kv;
-          for (int64_t gi = 0; gi < s.g; ++gi) {
-            const int64_t q_offset = (bi * s.h + kv * s.g + gi) * t * d;
-            const T* dsg = dsp + (i * rows + gi * t) * t;
-            for (int64_t c0 = 0; c0 < t; c0 += block) {
-              const int64_t c1 = std::min(t, c0 + block), first = causal ? c0 : 0;
-              const int64_t keys = causal ? c1 : t, k0 = fk[bi * t + c0];
+              BlockGemm(rows, n, d, T(1), dog + r0 * hd, hd, 1, vt.data() + keys.first, t, T(0),
+                        dp.data(), n);
+              SoftmaxGradRows(dp.data(), n, probs.data(), n, rows, n, delta);
               if (need_q) {
-                adapters::Gemm(false, false, c1 - c0, d, keys - k0, static_cast<T>(scale),
-                               dsg + c0 * t + k0, t, kp + (i * t + k0) * d, d, T(0),
-                               dq.data_ptr<T>() + q_offset + c0 * d, d);
+                BlockGemm(rows, d, n, static_cast<T>(scale), dp.data(), n, 1, kp + kv_row * d, d,
+                          T(0), dqp + (row0 + r0) * d, d);
               }
               if (need_k) {
-                const int64_t last = LastRow(fk + bi * t, t, c1);
-                adapters::Gemm(true, false, c1 - c0, d, last - first, static_cast<T>(scale),
-                               dsg + first * t + c0, t, qp + q_offset + first * d, d,
-                               gi == 0 ? T(0) : T(1), dk.data_ptr<T>() + (i * t + c0) * d, d);
+                BlockGemm(n, d, rows, static_cast<T>(scale), dp.data(), 1, n, qg + r0 * d, d, T(1),
+                          dkp + kv_row * d, d);
               }
             }
           }

@@ -3,10 +3,14 @@
 // The ATen composition (matmul, scale, mask add, softmax, matmul, transpose) spends most of its
 // time in LibTorch's CPU bmm, which runs small batched GEMMs several times below the machine's
 // GEMM rate, and in five full passes over the (B, H, T, T) scores. This node works per (batch,
-// KV head): one GEMM gives the scores of the G query heads that share the KV head with the
-// scale and the additive mask folded in (addmm), softmax runs in place on that block, and the
-// outputs land directly in (B, T, H·D), so no transposed copy follows. The backward is the
-// closed form: dV = Pᵀ·dO, dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P)), dQ = s·dS·K, dK = s·dSᵀ·Q.
+// KV head, block of 32 query rows): one GEMM gives the block's scores for the keys it may see
+// (all of them, or with `causal` only those from its first record's start to its last row),
+// the mask's part for those keys is added and the softmax taken in a per-thread scratch buffer,
+// and a second GEMM writes the outputs directly in (B, T, H·D). No (B, H, T, T) tensor exists;
+// the backward keeps only each row's maximum and log-sum-exp and computes a block's
+// probabilities again from them: dV = Pᵀ·dO, dP = dO·Vᵀ, dS = P ⊙ (dP − dO·O), dQ = s·dS·K,
+// dK = s·dSᵀ·Q, block by block.
+
 #ifndef PEFTD_WORKER_MODEL_ATTENTION_CORE_H_
 #define PEFTD_WORKER_MODEL_ATTENTION_CORE_H_
 
@@ -24,7 +28,12 @@ namespace peftd::model {
 // `first_key` (B, T) int64 on the CPU, with `causal` only: the first key each query may see (the
 // start of its record in a packed row; non-decreasing along T), with the mask hiding every
 // earlier key. The GEMMs then skip keys before a block's first record too, so a row of short
-// records costs about the sum of their own causal triangles.
+// records costs about the sum of their own causal triangles. A query whose first key lies past it
+// sees no key: that marks the row's right padding (first_key = position + 1 from some position
+// to the end of the row; the mask hides those keys from every query). Those queries get output 0
+// and no gradient instead of attending to the keys before them as the mask alone would say
+// (nothing reads a padding position's output: it has no loss and no query sees it as a key); a
+// row of 400 tokens padded to 512 skips a third of its attention so.
 torch::Tensor AttentionCore(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                             const torch::Tensor& mask, double scale, bool causal = false,
                             const torch::Tensor& first_key = {});

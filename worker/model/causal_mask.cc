@@ -37,7 +37,19 @@ CausalMask BuildCausalMask(const torch::Tensor& input_ids, const torch::Tensor& 
                         .clamp_min(0)
                         .contiguous();
   }
+  if (out.every_row_sees_a_key) out.first_key = MarkRightPadding(real, out.first_key);
   return out;
+}
+
+torch::Tensor MarkRightPadding(const torch::Tensor& real, const torch::Tensor& first_key) {
+  const torch::Tensor r = real.to(torch::kCPU).to(torch::kBool);
+  if (r.all().item<bool>()) return first_key;
+  const int64_t b = r.size(0), t = r.size(1);
+  const torch::Tensor pos = torch::arange(t, torch::kLong).view({1, t});
+  const torch::Tensor end = (r.to(torch::kLong) * (pos + 1)).amax(1, /*keepdim=*/true);
+  const torch::Tensor first =
+      first_key.defined() ? first_key.to(torch::kLong) : torch::zeros({b, t}, torch::kLong);
+  return torch::where(pos >= end, pos + 1, first).contiguous();
 }
 
 }  // namespace peftd::model

@@ -13,7 +13,9 @@ struct CausalMask {
   torch::Tensor mask;       // (B, T, T) additive, in the dtype of `options`
   // No sequence starts with padding and the CPU GEMM path applies (AttentionCore's `causal`).
   bool every_row_sees_a_key = false;
-  torch::Tensor first_key;  // (B, T) int64 on the CPU for a packed batch, else undefined
+  // (B, T) int64 on the CPU for a packed batch or one with right padding (MarkRightPadding),
+  // else undefined.
+  torch::Tensor first_key;
 };
 
 // input_ids (B, T); attention_mask (B, T) with 1 for real tokens (undefined = all real). A packed
@@ -23,6 +25,12 @@ struct CausalMask {
 CausalMask BuildCausalMask(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                            const torch::Tensor& position_ids, const torch::Tensor& sequence_ids,
                            const torch::Tensor& hidden);
+
+// `first_key` (B, T, or undefined = every query's record starts at 0) with the positions after
+// each sequence's last real token marked as right padding for AttentionCore (first key =
+// position + 1: those queries see no key and skip their attention); `real` (B, T) is 1 for real
+// tokens. Returns first_key itself when there is no padding.
+torch::Tensor MarkRightPadding(const torch::Tensor& real, const torch::Tensor& first_key);
 
 }  // namespace peftd::model
 

@@ -6,6 +6,7 @@
 #include "adapters/cpu_gemm.h"
 #include "adapters/linear_ops.h"
 #include "worker/model/attention_core.h"
+#include "worker/model/causal_mask.h"
 #include "worker/model/fused_ops.h"
 
 namespace peftd::model {
@@ -160,6 +161,7 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& input_ids,
                     .clamp_min(0)
                     .contiguous();
   }
+  if (every_row_sees_a_key) first_key = MarkRightPadding(real, first_key);
   for (const auto& layer : *layers) {
     h = layer->as<DecoderLayerImpl>()->forward(h, cos, sin, mask, every_row_sees_a_key, first_key);
   }

@@ -35,7 +35,8 @@ class AttentionImpl : public torch::nn::Module {
   // x (B, T, hidden); cos/sin (B, T, head_dim); mask additive (B, T, T), causal. With
   // `every_row_sees_a_key` (no sequence starts with padding) attention skips the blocks above
   // the diagonal (AttentionCore's causal schedule).
-  // `first_key` (B, T): where each query's record starts, for a packed batch (AttentionCore).
+  // `first_key` (B, T): where each query's record starts, for a packed batch, and the right
+  // padding marked (AttentionCore, MarkRightPadding).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask, bool every_row_sees_a_key = false,
                         const torch::Tensor& first_key = {});
