@@ -161,9 +161,10 @@ TEST_P(DebertaMethodsTest, EveryModuleKindEqualsItsClosedForm) {
 // A whole forward under the gate: with τ past every ratio the tokens take the base outputs while
 // the position rows keep the method's change; the gate counts the batch's real tokens, not the
 // rows of the relative embeddings.
-TEST_P(DebertaMethodsTest, PositionRowsTakeTheUngatedChangeAndAreNotCounted) {
-  const auto [method, gated] = GetParam();
-  if (!gated) GTEST_SKIP() << "gate only";
+class DebertaGateTest : public DebertaFixture, public ::testing::WithParamInterface<MethodKind> {};
+
+TEST_P(DebertaGateTest, PositionRowsTakeTheUngatedChangeAndAreNotCounted) {
+  const MethodKind method = GetParam();
   DebertaV2 model = LoadDouble();
   DebertaV2 plain = LoadDouble();
   torch::manual_seed(7);
@@ -208,6 +209,14 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(adapters::MethodName(std::get<0>(info.param))) +
              (std::get<1>(info.param) ? "_S" : "");
     });
+
+INSTANTIATE_TEST_SUITE_P(AllMethods, DebertaGateTest,
+                         ::testing::Values(MethodKind::kLora, MethodKind::kDora,
+                                           MethodKind::kAdaLora, MethodKind::kHut,
+                                           MethodKind::kAdaDhp),
+                         [](const auto& info) {
+                           return std::string(adapters::MethodName(info.param)) + "_S";
+                         });
 
 }  // namespace
 }  // namespace peftd::model
