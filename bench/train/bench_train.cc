@@ -3,9 +3,9 @@
 // LLaMA-shaped model. Prints one JSON document: tokens/s, step time, peak RSS, model FLOPs
 // utilisation against the fp32 matmul peak measured here, and the ratio to the baseline.
 // With --arch gpt2|roberta|deberta-v2|t5, the family's tiny model against its own PyTorch peer
-// instead (bench/train/family_bench.h). Usage: bench_train [--arch
-// llama|gpt2|roberta|deberta-v2|t5] [--config tiny|100m] [--steps N]
-//                    [--warmup N] [--batch B] [--seq T] [--methods lora,lora_S,...]
+// instead (bench/train/family_bench.h).
+// Usage: bench_train [--arch llama|gpt2|roberta|deberta-v2|t5] [--config tiny|100m]
+//                    [--steps N] [--warmup N] [--batch B] [--seq T] [--methods lora,lora_S,...]
 //                    [--threads N] [--no-baseline]
 //                    [--profile PREFIX]  (writes PREFIX.<variant>.trace.json for chrome://tracing)
 //                    [--count-ops]  ATen ops, autograd nodes and allocations of one step, both
