@@ -29,19 +29,14 @@ const char* HeadName(const model::ModelConfig& c) {
   return c.IsRoberta() || c.IsDebertaV2() ? "classifier" : "score";
 }
 
-// DeBERTa-v2/v3: a classifier only, and no merged model written yet (the other families' merged
-// export lives in worker/merged_export*).
+// DeBERTa-v2/v3: a classifier only. Every ungated method merges (its Linear layers all have
+// biases, into which HUT's folds; query_proj/key_proj's merged weights serve the relative
+// positions too, as the un-gated adapter does): worker/merged_export*.
 absl::Status CheckDebertaV2Task(const v1::JobSpec& spec, const model::ModelConfig& c) {
   if (spec.task() != v1::SEQ_CLS) {
     return FieldError("task",
                       absl::StrCat("base_model '", spec.base_model(), "' is a ", c.architecture,
                                    " checkpoint, an encoder: use task SEQ_CLS"));
-  }
-  if (spec.export_merged()) {
-    return FieldError("export_merged",
-                      absl::StrCat("base_model '", spec.base_model(),
-                                   "' is DeBERTa-v2/v3: a merged DeBERTa model is not written "
-                                   "yet; load the base model with the adapter instead"));
   }
   return absl::OkStatus();
 }

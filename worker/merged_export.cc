@@ -18,9 +18,12 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 // Files of a model folder that a merged export carries over unchanged.
+// SentencePiece models are T5's spiece.model and DeBERTa-v3's spm.model.
 constexpr const char* kTokenizerFiles[] = {
-    "tokenizer.json",          "tokenizer.model",        "spiece.model", "tokenizer_config.json",
-    "special_tokens_map.json", "generation_config.json", "vocab.json",   "merges.txt"};
+    "tokenizer.json",    "tokenizer.model",        "spiece.model",
+    "spm.model",         "tokenizer_config.json",  "special_tokens_map.json",
+    "added_tokens.json", "generation_config.json", "vocab.json",
+    "merges.txt"};
 
 absl::StatusOr<std::string> ReadText(const fs::path& path) {
   std::ifstream in(path);

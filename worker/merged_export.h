@@ -2,8 +2,10 @@
 // into the base, the biases the merge adds (HUT) and how config.json declares them, and the folder
 // written: the trained model's config.json, the tokenizer files and the merged weights under the
 // model's own parameter names, which are the HF names of the head class (LLaMA's `model.layers.*`,
-// GPT-2's `transformer.h.*`, RoBERTa's `roberta.encoder.*` + `classifier.*`, T5's
-// `encoder.block.*`); GPT-2's Conv1D weights are written back (in, out).
+// GPT-2's `transformer.h.*`, RoBERTa's `roberta.encoder.*` + `classifier.*`, DeBERTa's
+// `deberta.encoder.*` + `pooler.*` + `classifier.*`, T5's `encoder.block.*`); GPT-2's Conv1D
+// weights are written back (in, out). DeBERTa's merged query_proj/key_proj also project the
+// relative embeddings, as the un-gated adapter does, so the folder is the trained function.
 #ifndef PEFTD_WORKER_MERGED_EXPORT_H_
 #define PEFTD_WORKER_MERGED_EXPORT_H_
 
@@ -28,9 +30,9 @@ std::string UnmergeableReason(adapters::PeftModel& peft);
 // HUT's merge gives every adapted layer a bias (b = γ⊙b0 + β). HF's Llama declares biases per
 // group, for every layer alike: attention_bias for q/k/v/o_proj, mlp_bias for gate/up/down_proj
 // (transformers 4.41+). A group that gains a bias anywhere gets the flag, and zero biases
-// wherever the base had none, so that the folder loads as the same function. GPT-2's and
-// RoBERTa's layers all have biases, into which HUT's merge folds; T5 has none and no config
-// field to declare them.
+// wherever the base had none, so that the folder loads as the same function. GPT-2's,
+// RoBERTa's and DeBERTa's layers all have biases, into which HUT's merge folds; T5 has none and
+// no config field to declare them.
 struct MergedBiases {
   bool changed = false;  // the merge adds a bias somewhere
   bool attention_bias = false;

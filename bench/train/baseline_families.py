@@ -1,17 +1,18 @@
 #!/usr/bin/python3
-"""PyTorch eager + HF-PEFT-style LoRA training baseline for GPT-2, RoBERTa and T5, for
-`bench_train --arch gpt2|roberta|t5`.
+"""PyTorch eager + HF-PEFT-style LoRA training baseline for GPT-2, RoBERTa, DeBERTa-v2/v3 and T5,
+for `bench_train --arch gpt2|roberta|deberta-v2|t5`.
 
 The model is transformers' eager code for the family (the transcriptions in bench/train/hf_eager,
 which the fidelity tests check against peftd's logits) on the tiny checkpoint bench_train writes
 (MODEL_DIR), with peft's LoRA (lora.Linear: result = base_layer(x) + lora_B(lora_A(dropout(x))) *
 scaling, dropout 0) on the family's default targets: GPT-2 `c_attn` (a Conv1D: peft sets
-fan_in_fan_out and the adapter's forward is the same), RoBERTa `query`, `value` with the
-classifier trained whole (modules_to_save), T5 `q`, `v`. Trained the way transformers.Trainer
+fan_in_fan_out and the adapter's forward is the same), RoBERTa `query`, `value` and DeBERTa
+`query_proj`, `value_proj` with the classifier trained whole (modules_to_save; DeBERTa's
+query_proj LoRA also projects the relative embeddings, share_att_key, as in peft), T5 `q`, `v`. Trained the way transformers.Trainer
 does: AdamW, clip_grad_norm_(1.0), linear schedule, zero_grad(set_to_none=True).
 
-Batches: GPT-2 a causal LM on random ids (labels = ids); RoBERTa SEQ_CLS, <s> then random ids,
-a random label per row; T5 random input ids and random targets of half the length (labels), the
+Batches: GPT-2 a causal LM on random ids (labels = ids); RoBERTa and DeBERTa SEQ_CLS, <s> / [CLS]
+(bos_token_id) then random ids, a random label per row; T5 random input ids and random targets of half the length (labels), the
 tokens of a step counting both.
 
 Prints one JSON line: {"impl": "pytorch_eager_peft", "arch": ..., "method": "lora",
@@ -31,10 +32,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from baseline_pytorch_peft import blas_core  # noqa: E402
-from hf_eager import common, gpt2, roberta, t5  # noqa: E402
+from hf_eager import common, deberta_v2, gpt2, roberta, t5  # noqa: E402
 
 TARGETS = {"gpt2": ("attn.c_attn",), "roberta": ("attention.self.query", "attention.self.value"),
+           "deberta-v2": ("attention.self.query_proj", "attention.self.value_proj"),
            "t5": ("SelfAttention.q", "SelfAttention.v", "EncDecAttention.q", "EncDecAttention.v")}
+CLASSIFIERS = {"roberta": roberta, "deberta-v2": deberta_v2}
 
 
 class Lora(nn.Module):
@@ -83,7 +86,7 @@ def main():
             loras[name.replace(".", "_")] = Lora(fan_in, fan_out, a.rank, 2 * a.rank)
     params = list(loras.parameters())
     head = {}
-    if a.arch == "roberta":  # modules_to_save: the classifier trains whole
+    if a.arch in CLASSIFIERS:  # modules_to_save: the classifier trains whole
         for key in list(w):
             if key.startswith("classifier."):
                 w[key] = nn.Parameter(w[key].clone())
@@ -109,13 +112,14 @@ def main():
             # GPT2LMHeadModel: shift, mean cross-entropy.
             logits = gpt2.logits(cfg, w, ids, mask, linear)
             return F.cross_entropy(logits[..., :-1, :].reshape(-1, vocab), ids[..., 1:].reshape(-1))
-    elif a.arch == "roberta":
+    elif a.arch in CLASSIFIERS:
         ids[:, 0] = cfg.get("bos_token_id", 0)
         labels = torch.randint(0, cfg.get("num_labels", len(cfg.get("id2label", {})) or 2), (a.batch,))
+        family = CLASSIFIERS[a.arch]
 
         def loss_fn():
-            # RobertaForSequenceClassification, single_label_classification.
-            _, logits = roberta.forward(cfg, w, ids, mask, linear)
+            # Roberta/DebertaV2ForSequenceClassification, single_label_classification.
+            _, logits = family.forward(cfg, w, ids, mask, linear)
             return F.cross_entropy(logits, labels)
     else:
         labels = torch.randint(3, vocab, (a.batch, max(a.seq // 2, 1)))

@@ -2,10 +2,10 @@
 // baseline_pytorch_peft.py, run in the same invocation), on the tiny model and a ~100M
 // LLaMA-shaped model. Prints one JSON document: tokens/s, step time, peak RSS, model FLOPs
 // utilisation against the fp32 matmul peak measured here, and the ratio to the baseline.
-// With --arch gpt2|roberta|t5, the family's tiny model against its own PyTorch peer instead
-// (bench/train/family_bench.h).
-// Usage: bench_train [--arch llama|gpt2|roberta|t5] [--config tiny|100m] [--steps N]
-//                    [--warmup N] [--batch B] [--seq T] [--methods lora,lora_S,...]
+// With --arch gpt2|roberta|deberta-v2|t5, the family's tiny model against its own PyTorch peer
+// instead (bench/train/family_bench.h).
+// Usage: bench_train [--arch llama|gpt2|roberta|deberta-v2|t5] [--config tiny|100m]
+//                    [--steps N] [--warmup N] [--batch B] [--seq T] [--methods lora,lora_S,...]
 //                    [--threads N] [--no-baseline]
 //                    [--profile PREFIX]  (writes PREFIX.<variant>.trace.json for chrome://tracing)
 //                    [--count-ops]  ATen ops, autograd nodes and allocations of one step, both
@@ -290,9 +290,9 @@ int main(int argc, char** argv) {
   app.add_option("--dp-rendezvous", dp_rendezvous, "(internal) rank 0's host:port")->group("");
   std::string arch = "llama";
   app.add_option("--arch", arch,
-                 "model family: llama (--config tiny|100m), or gpt2, roberta, t5 at tiny size "
-                 "against their own PyTorch peer")
-      ->check(CLI::IsMember({"llama", "gpt2", "roberta", "t5"}));
+                 "model family: llama (--config tiny|100m), or gpt2, roberta, deberta-v2, t5 at "
+                 "tiny size against their own PyTorch peer")
+      ->check(CLI::IsMember({"llama", "gpt2", "roberta", "deberta-v2", "t5"}));
   app.add_option("--bucket-bytes", dp_bucket_bytes,
                  "data-parallel gradient bucket bytes (0: an eighth of the gradient, 256 KiB..25 "
                  "MiB)");

@@ -15,13 +15,16 @@
 #include "bench/train/step_times.h"
 #include "common/model_config.h"
 #include "common/model_modules.h"
+#include "worker/model/deberta_v2_loader.h"
 #include "worker/model/gpt2_loader.h"
 #include "worker/model/roberta_loader.h"
 #include "worker/model/t5_loader.h"
+#include "worker/model/tiny_deberta_v2.h"
 #include "worker/model/tiny_gpt2.h"
 #include "worker/model/tiny_roberta.h"
 #include "worker/model/tiny_t5.h"
 #include "worker/train/memory_batches.h"
+#include "worker/train/peft_deberta_v2.h"
 #include "worker/train/peft_gpt2.h"
 #include "worker/train/peft_roberta.h"
 #include "worker/train/peft_t5.h"
@@ -36,12 +39,13 @@ using nlohmann::json;
 absl::Status WriteTiny(const std::string& arch, const std::string& dir) {
   if (arch == "gpt2") return model::WriteTinyGpt2Model(dir);
   if (arch == "roberta") return model::WriteTinyRobertaModel(dir);
+  if (arch == "deberta-v2") return model::WriteTinyDebertaV2Model(dir);
   if (arch == "t5") return model::WriteTinyT5Model(dir);
-  return absl::InvalidArgumentError("--arch: gpt2, roberta or t5, got '" + arch + "'");
+  return absl::InvalidArgumentError("--arch: gpt2, roberta, deberta-v2 or t5, got '" + arch + "'");
 }
 
 // The family's model from `dir` with `ac` applied, as the worker builds it (GPT-2's Conv1D
-// layers fan_in_fan_out, RoBERTa's classifier trained whole).
+// layers fan_in_fan_out, RoBERTa's and DeBERTa's classifier trained whole).
 absl::StatusOr<std::unique_ptr<train::PeftTrainable>> Trainable(const model::ModelConfig& config,
                                                                 const std::string& dir,
                                                                 adapters::AdapterConfig ac,
@@ -63,6 +67,14 @@ absl::StatusOr<std::unique_ptr<train::PeftTrainable>> Trainable(const model::Mod
     if (!peft.ok()) return peft.status();
     return std::make_unique<train::PeftRoberta>(*m, std::move(*peft));
   }
+  if (config.IsDebertaV2()) {
+    auto m = model::LoadDebertaV2(dir);
+    if (!m.ok()) return m.status();
+    ac.modules_to_save = {"classifier"};
+    auto peft = adapters::PeftModel::Apply(m->get(), std::move(ac), total_steps);
+    if (!peft.ok()) return peft.status();
+    return std::make_unique<train::PeftDebertaV2>(*m, std::move(*peft));
+  }
   auto m = model::LoadT5(dir);
   if (!m.ok()) return m.status();
   auto peft = adapters::PeftModel::Apply(m->get(), std::move(ac), total_steps);
@@ -71,14 +83,15 @@ absl::StatusOr<std::unique_ptr<train::PeftTrainable>> Trainable(const model::Mod
 }
 
 // The peer's batch: random ids in [3, vocab) (no special token); RoBERTa starts every row with
-// <s> and gives it a class, T5 adds targets of half the length.
+// <s> and DeBERTa with [CLS] (both bos_token_id) and give it a class, T5 adds targets of half the
+// length.
 std::vector<train::Example> Batch(const model::ModelConfig& config, int64_t batch, int64_t seq) {
   std::vector<train::Example> examples;
   for (int64_t i = 0; i < batch; ++i) {
     train::Example e;
     torch::Tensor ids = torch::randint(3, config.vocab_size, {seq}, torch::kLong);
     e.input_ids.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + seq);
-    if (config.IsRoberta()) {
+    if (config.IsRoberta() || config.IsDebertaV2()) {
       e.input_ids[0] = config.bos_token_id >= 0 ? config.bos_token_id : 0;
       e.class_label = i % config.num_labels;
     }
@@ -107,7 +120,7 @@ json RunVariant(const model::ModelConfig& config, const std::string& dir,
   const int64_t count = (*trainable)->peft().Count().trainable;
   const int64_t pad = config.pad_token_id >= 0 ? config.pad_token_id : 0;
   train::MemoryBatchSource source(Batch(config, o.batch, o.seq), o.batch, pad, 1,
-                                  /*classification=*/config.IsRoberta());
+                                  /*classification=*/config.IsRoberta() || config.IsDebertaV2());
   train::TrainerOptions to;
   to.total_steps = total;
   to.lr = {.peak_lr = 2e-4, .total_steps = total};

@@ -1,7 +1,7 @@
-// `bench_train --arch gpt2|roberta|t5`: training tokens/s of every method on the family's tiny
-// model (the shapes `peftd-worker make-tiny-model --arch ARCH` writes) against the PyTorch eager
-// peer of that family (bench/train/baseline_families.py: transformers' eager code + peft's LoRA on
-// the same default targets), run in the same invocation on the same checkpoint.
+// `bench_train --arch gpt2|roberta|deberta-v2|t5`: training tokens/s of every method on the
+// family's tiny model (the shapes `peftd-worker make-tiny-model --arch ARCH` writes) against the
+// PyTorch eager peer of that family (bench/train/baseline_families.py: transformers' eager code +
+// peft's LoRA on the same default targets), run in the same invocation on the same checkpoint.
 #ifndef PEFTD_BENCH_TRAIN_FAMILY_BENCH_H_
 #define PEFTD_BENCH_TRAIN_FAMILY_BENCH_H_
 
@@ -14,7 +14,7 @@
 namespace peftd::bench {
 
 struct FamilyBenchOptions {
-  std::string arch;  // gpt2, roberta or t5
+  std::string arch;  // gpt2, roberta, deberta-v2 or t5
   int64_t batch = 8;
   int64_t seq = 128;  // T5: inputs of seq tokens and targets of seq / 2
   int64_t steps = 20;

@@ -152,7 +152,7 @@ TEST(DebertaSpec, DefaultTargetsAreQueryProjAndValueProj) {
   EXPECT_EQ(r->config.architecture, "DebertaV2ForSequenceClassification");
 }
 
-TEST(DebertaSpec, CausalLmSeq2SeqAndExportMergedAreRefusedNamingTheField) {
+TEST(DebertaSpec, CausalLmAndSeq2SeqAreRefusedNamingTheField) {
   const model::ModelConfig c = V3Base();
   for (v1::TaskType task : {v1::CAUSAL_LM, v1::SEQ_2_SEQ_LM}) {
     auto r = Resolve(Given(task), c);
@@ -161,20 +161,27 @@ TEST(DebertaSpec, CausalLmSeq2SeqAndExportMergedAreRefusedNamingTheField) {
   }
   EXPECT_THAT(std::string(Resolve(Given(v1::CAUSAL_LM), c).status().message()),
               HasSubstr("use task SEQ_CLS"));
-  v1::JobSpec merged = Given(v1::SEQ_CLS);
-  merged.set_export_merged(true);
-  auto r = Resolve(merged, c);
-  EXPECT_THAT(std::string(r.status().message()), StartsWith("export_merged: "));
-  EXPECT_THAT(std::string(r.status().message()), HasSubstr("DeBERTa"));
   // A classifier checkpoint of 2 classes refuses a job of 3, naming num_labels and the head.
   auto classifier =
       model::ParseModelConfig(With("architectures", R"(["DebertaV2ForSequenceClassification"])"));
   ASSERT_TRUE(classifier.ok());
   v1::JobSpec three = Given(v1::SEQ_CLS);
   three.set_num_labels(3);
-  r = Resolve(three, *classifier);
+  auto r = Resolve(three, *classifier);
   EXPECT_THAT(std::string(r.status().message()), StartsWith("num_labels: "));
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("classifier head of 2 classes"));
+}
+
+// The merged export is written for DeBERTa as for RoBERTa: every method, HUT included (its merged
+// bias folds into the biases every DeBERTa Linear has).
+TEST(DebertaSpec, ExportMergedIsAcceptedForEveryMethod) {
+  for (v1::Method method : {v1::LORA, v1::DORA, v1::ADALORA, v1::HUT, v1::ADADHP}) {
+    v1::JobSpec merged = Given(v1::SEQ_CLS);
+    merged.set_method(method);
+    merged.set_export_merged(true);
+    auto r = Resolve(merged, V3Base());
+    EXPECT_TRUE(r.ok()) << v1::Method_Name(method) << ": " << r.status();
+  }
 }
 
 TEST(DebertaSpec, MemoryEstimateCountsTheClassifierAndTheDisentangledAttention) {

@@ -1,13 +1,16 @@
 // DeBERTa-v3 end to end with the real binaries: `peftd-worker make-tiny-model --arch deberta-v2`
 // writes a DebertaV2ForSequenceClassification (with its spm.model) under the server's model root,
-// `peftctl models list` shows it as SEQ_CLS-only, a CAUSAL_LM job and export_merged are refused at
-// submit naming the field, and a SEQ_CLS job with the token gate that names no target_modules is
+// `peftctl models list` shows it as SEQ_CLS-only, a CAUSAL_LM job is refused at submit naming the
+// field, and a SEQ_CLS job with the token gate that names no target_modules is
 // admitted with PEFT's default (query_proj, value_proj), trains through peftd and a
 // --local-workers child (the records tokenized by the SentencePiece model as [CLS] A [SEP]), and
 // its adapter is PEFT's: the LoRA tensors under
 // base_model.model.deberta.encoder.layer.N.attention.self.{query_proj,value_proj}, and the
 // classifier saved whole through modules_to_save (the pooler not: PEFT leaves it frozen), which
-// `peftd-worker eval` loads (the logits change).
+// `peftd-worker eval` loads (the logits change). A LoRA job with export_merged on query_proj,
+// key_proj and value_proj (the first two also project the relative positions) gives a merged
+// DebertaV2ForSequenceClassification folder, with its spm.model, whose logits are the base's with
+// the job's adapter.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -70,14 +73,6 @@ TEST(E2eDeberta, TinyDebertaV3ClassifierTrainsThroughPeftdWithPeftsAdapterLayout
                                          kExamples + "/tiny-cls-val.jsonl"};
   const std::vector<std::string> cls =
       Words("--model tiny-deberta --task seq_cls --num-labels 2 --label-names negative,positive");
-  std::ofstream(dir / "merged.json") << R"({"export_merged": true})";
-  const RunResult merged =
-      Peftctl(server.address(),
-              Concat(Concat(Concat({"submit", "-f", (dir / "merged.json").string()}, data), cls),
-                     Words("--method lora --steps 2")));
-  EXPECT_NE(merged.exit_code, 0) << merged.Describe();
-  EXPECT_TRUE(absl::StrContains(merged.err, "export_merged: ")) << merged.Describe();
-
   std::ofstream(dir / "job.json") << R"({"num_threads": 1})";
   const RunResult watched = Peftctl(
       server.address(),
@@ -144,6 +139,48 @@ TEST(E2eDeberta, TinyDebertaV3ClassifierTrainsThroughPeftdWithPeftsAdapterLayout
   ASSERT_EQ(base.size(), 4u);
   ASSERT_EQ(adapted.size(), 4u);
   EXPECT_NE(base, adapted);
+
+  std::ofstream(dir / "merged.json") << R"({"export_merged": true, "num_threads": 1})";
+  const RunResult merged_job =
+      Peftctl(server.address(),
+              Concat(Concat(Concat({"submit", "-f", (dir / "merged.json").string()}, data), cls),
+                     Words("--method lora --rank 4 --target-modules query_proj,key_proj,value_proj "
+                           "--steps 4 --batch-size 4 --max-seq-len 32 --lr 1e-2 --watch")));
+  ASSERT_EQ(merged_job.exit_code, 0)
+      << merged_job.Describe() << testing::ReadFile(dir / "peftd.log");
+  v1::ListJobsResponse all;
+  ASSERT_TRUE(testing::ParseJson(Peftctl(server.address(), {"--json", "list"}).out, &all));
+  std::string merged_id;
+  for (const v1::Job& j : all.jobs()) {
+    if (j.id() != job.id()) merged_id = j.id();
+  }
+  ASSERT_FALSE(merged_id.empty());
+  const fs::path merged_adapter = dir / "merged-adapter", merged_model = dir / "merged-model";
+  ASSERT_EQ(
+      Peftctl(server.address(), {"download", merged_id, "-o", merged_adapter.string()}).exit_code,
+      0);
+  const RunResult dl_merged =
+      Peftctl(server.address(), {"download", merged_id, "--merged", "-o", merged_model.string()});
+  ASSERT_EQ(dl_merged.exit_code, 0) << dl_merged.Describe();
+  const json merged_config = json::parse(testing::ReadFile(merged_model / "config.json"));
+  EXPECT_EQ(merged_config["architectures"], json::array({"DebertaV2ForSequenceClassification"}));
+  EXPECT_EQ(merged_config["id2label"]["1"], "positive") << merged_config.dump();
+  EXPECT_TRUE(fs::exists(merged_model / "spm.model"));
+  const std::vector<float> with_adapter =
+      logits({"--adapter", merged_adapter.string()}, "merged-adapter.safetensors");
+  const RunResult merged_eval = RunCommand(
+      {kWorker, "eval", "--model", merged_model.string(), "--inputs", (dir / "ids.json").string(),
+       "--dump-logits", (dir / "merged.safetensors").string(), "--threads", "1"});
+  ASSERT_EQ(merged_eval.exit_code, 0) << merged_eval.Describe();
+  auto merged_file = safetensors::File::Open((dir / "merged.safetensors").string());
+  ASSERT_TRUE(merged_file.ok()) << merged_file.status();
+  auto merged_t = merged_file->Get("logits");
+  ASSERT_TRUE(merged_t.ok());
+  ASSERT_EQ(merged_t->numel(), 4);
+  ASSERT_EQ(with_adapter.size(), 4u);
+  EXPECT_NE(with_adapter, base);
+  const float* merged_logits = reinterpret_cast<const float*>(merged_t->data);
+  for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(merged_logits[i], with_adapter[i], 1e-4) << i;
   EXPECT_EQ(server.Terminate(), 0);
   fs::remove_all(dir);
 }

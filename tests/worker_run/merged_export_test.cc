@@ -1,10 +1,11 @@
-// The merged export of GPT-2, RoBERTa and T5 (issue 14): for every mergeable method, the folder
-// ExportMerged writes loads back through the family's own loader as the same function as base +
-// adapter, in double precision; GPT-2's Conv1D weights are written (in, out), which the Python
-// transcription of transformers' GPT-2 (gpt2_reference.py) confirms by reading the merged folder
-// as transformers would; RoBERTa's trained classifier replaces the base's and config.json says its
-// classes; HUT folds into GPT-2's and RoBERTa's biases and is refused on bias-free T5, with the
-// reason.
+// The merged export of GPT-2, RoBERTa, DeBERTa-v3 and T5 (issue 14): for every mergeable method,
+// the folder ExportMerged writes loads back through the family's own loader as the same function as
+// base + adapter, in double precision; GPT-2's Conv1D weights are written (in, out), which the
+// Python transcription of transformers' GPT-2 (gpt2_reference.py) confirms by reading the merged
+// folder as transformers would; RoBERTa's and DeBERTa's trained classifier replaces the base's and
+// config.json says its classes; DeBERTa's merged query_proj/key_proj serve its relative positions
+// as the adapter did (the reload runs them through the merged weights only); HUT folds into
+// GPT-2's, RoBERTa's and DeBERTa's biases and is refused on bias-free T5, with the reason.
 #include "worker/merged_export.h"
 
 #include <gtest/gtest.h>
@@ -16,9 +17,11 @@
 #include "adapters/safetensors_torch.h"
 #include "nlohmann/json.hpp"
 #include "tests/worker_run/test_data.h"
+#include "worker/model/deberta_v2_loader.h"
 #include "worker/model/gpt2_loader.h"
 #include "worker/model/roberta_loader.h"
 #include "worker/model/t5_loader.h"
+#include "worker/model/tiny_deberta_v2.h"
 #include "worker/model/tiny_gpt2.h"
 #include "worker/model/tiny_roberta.h"
 #include "worker/model/tiny_t5.h"
@@ -98,7 +101,7 @@ std::vector<torch::Tensor> RunFamily(Model& model, const model::ModelConfig& con
   EXPECT_TRUE(peft.ok()) << peft.status();
   if (!peft.ok()) return {};
   Perturb(**peft);
-  if (config.IsRoberta()) {
+  if (config.IsRoberta() || config.IsDebertaV2()) {
     // The classifier trains whole (modules_to_save): the merged folder must carry the trained one.
     for (auto& item : model->named_parameters()) {
       if (item.key().rfind("classifier.", 0) == 0) item.value().add_(0.5);
@@ -150,6 +153,18 @@ std::vector<Family> Families() {
                  return RunFamily(*m, (*m)->config(), a ? &c : nullptr, out, dir,
                                   [&] { return (*m)->forward(Ids(), Mask()); });
                }});
+  f.push_back({"deberta",
+               [](const std::string& d) { return model::WriteTinyDebertaV2Model(d); },
+               {"query_proj", "key_proj", "value_proj", "intermediate.dense", "output.dense"},
+               [](const std::string& dir, const AdapterConfig* a, const fs::path& out) {
+                 auto m = model::LoadDebertaV2(dir, Double());
+                 EXPECT_TRUE(m.ok()) << m.status();
+                 if (!m.ok()) return std::vector<torch::Tensor>{};
+                 AdapterConfig c = a ? *a : AdapterConfig{};
+                 c.modules_to_save = {"classifier"};
+                 return RunFamily(*m, (*m)->config(), a ? &c : nullptr, out, dir,
+                                  [&] { return (*m)->forward(Ids(), Mask()); });
+               }});
   f.push_back(
       {"t5",
        [](const std::string& d) { return model::WriteTinyT5Model(d); },
@@ -190,7 +205,8 @@ TEST_P(MergedExportTest, MergedFolderLoadsBackAsBasePlusAdapter) {
       << (reloaded[0] - adapted[0]).abs().max().item<double>();
 
   // A plain checkpoint: no adapter tensors, the tokenizer beside it, the trained config.
-  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"}) {
+  const char* tokenizer = family.name == "deberta" ? "spm.model" : "tokenizer.json";
+  for (const char* f : {"config.json", "model.safetensors", tokenizer}) {
     EXPECT_TRUE(fs::exists(merged / f)) << f;
   }
   auto weights = adapters::LoadTensors((merged / "model.safetensors").string());
@@ -210,6 +226,23 @@ TEST_P(MergedExportTest, MergedFolderLoadsBackAsBasePlusAdapter) {
     EXPECT_EQ(config["id2label"]["1"], "positive") << config.dump();
     EXPECT_EQ(config["num_labels"], 2);
     EXPECT_TRUE(weights->count("classifier.out_proj.weight"));
+  } else if (family.name == "deberta") {
+    EXPECT_EQ(config["architectures"], json::array({"DebertaV2ForSequenceClassification"}));
+    EXPECT_EQ(config["id2label"]["1"], "positive") << config.dump();
+    EXPECT_EQ(config["label2id"]["negative"], 0) << config.dump();
+    EXPECT_EQ(config["num_labels"], 2);
+    EXPECT_TRUE(fs::exists(merged / "tokenizer_config.json"));
+    // The trained classifier (moved by 0.5 above) in place of the base's; the frozen pooler as the
+    // base has it; the relative embeddings kept.
+    auto base_weights = adapters::LoadTensors((base / "model.safetensors").string());
+    ASSERT_TRUE(base_weights.ok()) << base_weights.status();
+    for (const char* name : {"pooler.dense.weight", "pooler.dense.bias",
+                             "deberta.encoder.rel_embeddings.weight", "classifier.weight"}) {
+      ASSERT_TRUE(weights->count(name)) << name;
+      ASSERT_TRUE(base_weights->count(name)) << name;
+      const bool same = torch::equal(weights->at(name), base_weights->at(name));
+      EXPECT_EQ(same, std::string(name) != "classifier.weight") << name;
+    }
   } else {
     EXPECT_EQ(config["architectures"], json::array({"T5ForConditionalGeneration"}));
     EXPECT_TRUE(weights->count("shared.weight"));
@@ -217,12 +250,13 @@ TEST_P(MergedExportTest, MergedFolderLoadsBackAsBasePlusAdapter) {
 }
 
 // Every family and method but HUT on T5 (refused: HutOnT5HasNoMergedModelAndSaysWhy).
+constexpr int kT5 = 3;
 std::vector<std::tuple<int, MethodKind>> Mergeable() {
   std::vector<std::tuple<int, MethodKind>> out;
-  for (int family : {0, 1, 2}) {
+  for (int family : {0, 1, 2, kT5}) {
     for (MethodKind m : {MethodKind::kLora, MethodKind::kDora, MethodKind::kAdaLora,
                          MethodKind::kHut, MethodKind::kAdaDhp}) {
-      if (family != 2 || m != MethodKind::kHut) out.emplace_back(family, m);
+      if (family != kT5 || m != MethodKind::kHut) out.emplace_back(family, m);
     }
   }
   return out;
