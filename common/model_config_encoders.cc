@@ -1,6 +1,7 @@
 #include "common/model_config_encoders.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/config_json.h"
 #include "common/status.h"
 
 namespace peftd::model {
@@ -8,36 +9,10 @@ namespace {
 
 using nlohmann::json;
 
-absl::Status Bad(const std::string& field, const std::string& why) {
-  return absl::InvalidArgumentError(absl::StrCat("config.json: ", field, ": ", why));
-}
-
-bool Present(const json& j, const char* key) { return j.contains(key) && !j[key].is_null(); }
-
-// An integer field within +-2^31 (the bounds of model_config.cc, so no later product overflows).
-absl::Status GetInt(const json& j, const char* key, int64_t* out, bool required) {
-  if (!Present(j, key)) return required ? Bad(key, "missing") : absl::OkStatus();
-  const json& v = j[key];
-  if (!v.is_number_integer()) return Bad(key, "has the wrong type (expected an integer)");
-  const int64_t limit = int64_t{1} << 31;
-  if ((v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(limit)) ||
-      (!v.is_number_unsigned() && (v.get<int64_t>() > limit || v.get<int64_t>() < -limit))) {
-    return Bad(key, absl::StrCat(v.dump(), " is out of range"));
-  }
-  *out = v.get<int64_t>();
-  return absl::OkStatus();
-}
-
-template <typename T>
-absl::Status GetValue(const json& j, const char* key, T* out) {
-  if (!Present(j, key)) return absl::OkStatus();
-  try {
-    *out = j[key].get<T>();
-  } catch (const json::exception&) {
-    return Bad(key, "has the wrong type");
-  }
-  return absl::OkStatus();
-}
+using config_json::Bad;
+using config_json::GetInt;
+using config_json::GetValue;
+using config_json::Present;
 
 }  // namespace
 

@@ -14,6 +14,7 @@
 #include "adapters/peft_model.h"
 #include "adapters/safetensors_torch.h"
 #include "nlohmann/json.hpp"
+#include "tests/worker_model/family_methods.h"
 #include "worker/model/gpt2.h"
 #include "worker/model/gpt2_loader.h"
 #include "worker/model/tiny_gpt2.h"
@@ -25,7 +26,7 @@ namespace fs = std::filesystem;
 using adapters::AdapterConfig;
 using adapters::MethodKind;
 
-constexpr int64_t kRank = 4;
+using testing_methods::kRank;
 
 class Gpt2Fixture : public ::testing::Test {
  protected:
@@ -47,18 +48,7 @@ class Gpt2Fixture : public ::testing::Test {
     return *m;
   }
   static AdapterConfig Config(MethodKind method, bool gate) {
-    AdapterConfig c;
-    c.method = method;
-    c.lora = {.r = kRank, .alpha = 8};
-    c.adalora = {.init_r = kRank, .alpha = 8};
-    c.adalora_schedule.init_r = kRank;
-    c.adalora_schedule.target_r = 2;
-    c.adalora_schedule.tinit = 2;
-    c.adalora_schedule.tfinal = 2;
-    c.adalora_schedule.total_step = 20;
-    c.hut = {.r = kRank};
-    if (gate) c.gate = adapters::GateOptions{};
-    c.targets.target_modules = {"c_attn", "c_proj", "c_fc"};
+    AdapterConfig c = testing_methods::MethodConfig(method, gate, {"c_attn", "c_proj", "c_fc"});
     c.fan_in_fan_out = true;
     return c;
   }
@@ -72,35 +62,7 @@ class Gpt2MethodsTest : public Gpt2Fixture,
                         public ::testing::WithParamInterface<std::tuple<MethodKind, bool>> {};
 class Gpt2AdapterFileTest : public Gpt2Fixture {};
 
-// The method's h in Conv1D orientation: x (N, in), Wc (in, out), b (out); p the adapter's
-// parameters by name.
-torch::Tensor ClosedForm(MethodKind method, const std::map<std::string, torch::Tensor>& p,
-                         const torch::Tensor& x, const torch::Tensor& wc, const torch::Tensor& b) {
-  switch (method) {
-    case MethodKind::kLora: {
-      const double s = 8.0 / kRank;
-      return x.matmul(wc + s * p.at("lora_A").t().matmul(p.at("lora_B").t())) + b;
-    }
-    case MethodKind::kDora: {
-      const double s = 8.0 / kRank;
-      torch::Tensor w = wc.t() + s * p.at("lora_B").matmul(p.at("lora_A"));  // (out, in)
-      torch::Tensor g = p.at("lora_magnitude_vector") / w.norm(2, 1);
-      return x.matmul(w.t()) * g + b;
-    }
-    case MethodKind::kAdaLora: {
-      const double s = 8.0 / (kRank + 1e-5);
-      torch::Tensor delta = p.at("lora_B").matmul(p.at("lora_A") * p.at("lora_E"));  // (out, in)
-      return x.matmul(wc + s * delta.t()) + b;
-    }
-    case MethodKind::kHut: {
-      torch::Tensor m_a = p.at("hut_A").mean(1), m_b = p.at("hut_B").mean(0);
-      return p.at("hut_gamma") * ((x * m_a).matmul(wc) * m_b + b) + p.at("hut_beta");
-    }
-    case MethodKind::kAdaDhp:
-      return (x * p.at("adadhp_l")).matmul(wc) * p.at("adadhp_r") + b;
-  }
-  return {};
-}
+using testing_methods::ClosedForm;
 
 TEST_P(Gpt2MethodsTest, EveryConv1DModuleEqualsItsClosedForm) {
   const auto [method, gated] = GetParam();
@@ -114,32 +76,13 @@ TEST_P(Gpt2MethodsTest, EveryConv1DModuleEqualsItsClosedForm) {
                                  "transformer.h.0.mlp.c_fc", "transformer.h.1.mlp.c_proj"}) {
     SCOPED_TRACE(name);
     adapters::LinearImpl* linear = linears.at(name);
-    adapters::Adapter* inner = adapters::PeftModel::Unwrap(linear->adapter().get());
-    std::map<std::string, torch::Tensor> p;
-    {
-      torch::NoGradGuard no_grad;
-      for (auto& item : inner->named_parameters()) {
-        item.value().add_(torch::randn_like(item.value()) * 0.3);
-        p[item.key()] = item.value().detach();
-      }
-    }
+    const std::map<std::string, torch::Tensor> p = testing_methods::PerturbAdapter(linear);
     const torch::Tensor wc = conv_->at(name + ".weight").to(torch::kDouble);
     const torch::Tensor b = conv_->at(name + ".bias").to(torch::kDouble);
     torch::Tensor x = torch::randn({2, 5, wc.size(0)}, torch::kDouble);
-    torch::Tensor expected = ClosedForm(method, p, x, wc, b);
+    torch::Tensor expected = ClosedForm(method, p, x, wc.t(), b);
     if (gated) {
-      // h_i = base_i + S_i·Δ_i with S_i = 1{‖Δ_i‖ / ‖base_i‖ ≥ τ}; τ halfway between the 5th and
-      // 6th smallest of the 10 ratios turns half the tokens off, none of them near the threshold.
-      torch::Tensor base = x.matmul(wc) + b;
-      torch::Tensor delta = expected - base;
-      torch::Tensor ratio = delta.norm(2, -1) / base.norm(2, -1).clamp_min(1e-12);
-      torch::Tensor sorted = std::get<0>(ratio.flatten().sort());
-      const double tau = (sorted[4].item<double>() + sorted[5].item<double>()) / 2;
-      dynamic_cast<adapters::TokenGate*>(linear->adapter().get())->set_tau(tau);
-      torch::Tensor on = ratio.ge(tau).unsqueeze(-1).to(torch::kDouble);
-      ASSERT_GT(on.sum().item<double>(), 0);
-      ASSERT_LT(on.sum().item<double>(), 10);
-      expected = base + on * delta;
+      expected = testing_methods::GateHalfTheTokens(linear, x.matmul(wc) + b, expected);
       (*peft)->gate_context().token_mask = torch::ones({2, 5}, torch::kLong);
     }
     torch::NoGradGuard no_grad;

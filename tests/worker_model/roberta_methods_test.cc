@@ -9,6 +9,7 @@
 
 #include "adapters/peft_model.h"
 #include "adapters/safetensors_torch.h"
+#include "tests/worker_model/family_methods.h"
 #include "worker/model/roberta.h"
 #include "worker/model/roberta_loader.h"
 #include "worker/model/tiny_roberta.h"
@@ -20,7 +21,7 @@ namespace fs = std::filesystem;
 using adapters::AdapterConfig;
 using adapters::MethodKind;
 
-constexpr int64_t kRank = 4;
+using testing_methods::kRank;
 
 class RobertaFixture : public ::testing::Test {
  protected:
@@ -42,18 +43,8 @@ class RobertaFixture : public ::testing::Test {
     return *m;
   }
   static AdapterConfig Config(MethodKind method, bool gate) {
-    AdapterConfig c;
-    c.method = method;
-    c.lora = {.r = kRank, .alpha = 8};
-    c.adalora = {.init_r = kRank, .alpha = 8};
-    c.adalora_schedule.init_r = kRank;
-    c.adalora_schedule.target_r = 2;
-    c.adalora_schedule.tinit = 2;
-    c.adalora_schedule.tfinal = 2;
-    c.adalora_schedule.total_step = 20;
-    c.hut = {.r = kRank};
-    if (gate) c.gate = adapters::GateOptions{};
-    c.targets.target_modules = {"query", "key", "value", "dense"};
+    AdapterConfig c =
+        testing_methods::MethodConfig(method, gate, {"query", "key", "value", "dense"});
     c.task_type = "SEQ_CLS";
     c.modules_to_save = {"classifier"};
     return c;
@@ -67,34 +58,7 @@ std::map<std::string, torch::Tensor>* RobertaFixture::weights_ = nullptr;
 class RobertaMethodsTest : public RobertaFixture,
                            public ::testing::WithParamInterface<std::tuple<MethodKind, bool>> {};
 
-// The method's h: x (N, in), W (out, in), b (out); p the adapter's parameters by name.
-torch::Tensor ClosedForm(MethodKind method, const std::map<std::string, torch::Tensor>& p,
-                         const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
-  switch (method) {
-    case MethodKind::kLora: {
-      const double s = 8.0 / kRank;
-      return x.matmul((w + s * p.at("lora_B").matmul(p.at("lora_A"))).t()) + b;
-    }
-    case MethodKind::kDora: {
-      const double s = 8.0 / kRank;
-      torch::Tensor v = w + s * p.at("lora_B").matmul(p.at("lora_A"));
-      torch::Tensor g = p.at("lora_magnitude_vector") / v.norm(2, 1);
-      return x.matmul(v.t()) * g + b;
-    }
-    case MethodKind::kAdaLora: {
-      const double s = 8.0 / (kRank + 1e-5);
-      torch::Tensor delta = p.at("lora_B").matmul(p.at("lora_A") * p.at("lora_E"));
-      return x.matmul((w + s * delta).t()) + b;
-    }
-    case MethodKind::kHut: {
-      torch::Tensor m_a = p.at("hut_A").mean(1), m_b = p.at("hut_B").mean(0);
-      return p.at("hut_gamma") * ((x * m_a).matmul(w.t()) * m_b + b) + p.at("hut_beta");
-    }
-    case MethodKind::kAdaDhp:
-      return (x * p.at("adadhp_l")).matmul(w.t()) * p.at("adadhp_r") + b;
-  }
-  return {};
-}
+using testing_methods::ClosedForm;
 
 TEST_P(RobertaMethodsTest, EveryModuleKindEqualsItsClosedForm) {
   const auto [method, gated] = GetParam();
@@ -112,32 +76,13 @@ TEST_P(RobertaMethodsTest, EveryModuleKindEqualsItsClosedForm) {
         "roberta.encoder.layer.0.intermediate.dense", "roberta.encoder.layer.1.output.dense"}) {
     SCOPED_TRACE(name);
     adapters::LinearImpl* linear = linears.at(name);
-    adapters::Adapter* inner = adapters::PeftModel::Unwrap(linear->adapter().get());
-    std::map<std::string, torch::Tensor> p;
-    {
-      torch::NoGradGuard no_grad;
-      for (auto& item : inner->named_parameters()) {
-        item.value().add_(torch::randn_like(item.value()) * 0.3);
-        p[item.key()] = item.value().detach();
-      }
-    }
+    const std::map<std::string, torch::Tensor> p = testing_methods::PerturbAdapter(linear);
     const torch::Tensor w = weights_->at(name + ".weight").to(torch::kDouble);
     const torch::Tensor b = weights_->at(name + ".bias").to(torch::kDouble);
     torch::Tensor x = torch::randn({2, 5, w.size(1)}, torch::kDouble);
     torch::Tensor expected = ClosedForm(method, p, x, w, b);
     if (gated) {
-      // h_i = base_i + S_i·Δ_i with S_i = 1{‖Δ_i‖ / ‖base_i‖ ≥ τ}; τ between the 5th and 6th
-      // smallest of the 10 ratios turns half the tokens off.
-      torch::Tensor base = x.matmul(w.t()) + b;
-      torch::Tensor delta = expected - base;
-      torch::Tensor ratio = delta.norm(2, -1) / base.norm(2, -1).clamp_min(1e-12);
-      torch::Tensor sorted = std::get<0>(ratio.flatten().sort());
-      const double tau = (sorted[4].item<double>() + sorted[5].item<double>()) / 2;
-      dynamic_cast<adapters::TokenGate*>(linear->adapter().get())->set_tau(tau);
-      torch::Tensor on = ratio.ge(tau).unsqueeze(-1).to(torch::kDouble);
-      ASSERT_GT(on.sum().item<double>(), 0);
-      ASSERT_LT(on.sum().item<double>(), 10);
-      expected = base + on * delta;
+      expected = testing_methods::GateHalfTheTokens(linear, x.matmul(w.t()) + b, expected);
       (*peft)->gate_context().token_mask = torch::ones({2, 5}, torch::kLong);
     }
     torch::NoGradGuard no_grad;

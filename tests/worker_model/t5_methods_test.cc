@@ -15,6 +15,7 @@
 #include "adapters/safetensors_torch.h"
 #include "common/model_modules.h"
 #include "nlohmann/json.hpp"
+#include "tests/worker_model/family_methods.h"
 #include "worker/model/t5.h"
 #include "worker/model/t5_loader.h"
 #include "worker/model/tiny_t5.h"
@@ -26,7 +27,7 @@ namespace fs = std::filesystem;
 using adapters::AdapterConfig;
 using adapters::MethodKind;
 
-constexpr int64_t kRank = 4;
+using testing_methods::kRank;
 
 class T5Fixture : public ::testing::Test {
  protected:
@@ -48,18 +49,8 @@ class T5Fixture : public ::testing::Test {
     return *m;
   }
   static AdapterConfig Config(MethodKind method, bool gate) {
-    AdapterConfig c;
-    c.method = method;
-    c.lora = {.r = kRank, .alpha = 8};
-    c.adalora = {.init_r = kRank, .alpha = 8};
-    c.adalora_schedule.init_r = kRank;
-    c.adalora_schedule.target_r = 2;
-    c.adalora_schedule.tinit = 2;
-    c.adalora_schedule.tfinal = 2;
-    c.adalora_schedule.total_step = 20;
-    c.hut = {.r = kRank};
-    if (gate) c.gate = adapters::GateOptions{};
-    c.targets.target_modules = {"q", "k", "v", "o", "wi_0", "wi_1", "wo", "lm_head"};
+    AdapterConfig c = testing_methods::MethodConfig(
+        method, gate, {"q", "k", "v", "o", "wi_0", "wi_1", "wo", "lm_head"});
     c.task_type = "SEQ_2_SEQ_LM";
     return c;
   }
@@ -73,34 +64,7 @@ class T5MethodsTest : public T5Fixture,
                       public ::testing::WithParamInterface<std::tuple<MethodKind, bool>> {};
 class T5AdapterFileTest : public T5Fixture {};
 
-// The method's h: x (N, in), W (out, in), no bias (T5 has none); p the adapter's parameters.
-torch::Tensor ClosedForm(MethodKind method, const std::map<std::string, torch::Tensor>& p,
-                         const torch::Tensor& x, const torch::Tensor& w) {
-  switch (method) {
-    case MethodKind::kLora: {
-      const double s = 8.0 / kRank;
-      return x.matmul((w + s * p.at("lora_B").matmul(p.at("lora_A"))).t());
-    }
-    case MethodKind::kDora: {
-      const double s = 8.0 / kRank;
-      torch::Tensor merged = w + s * p.at("lora_B").matmul(p.at("lora_A"));
-      torch::Tensor g = p.at("lora_magnitude_vector") / merged.norm(2, 1);
-      return x.matmul(merged.t()) * g;
-    }
-    case MethodKind::kAdaLora: {
-      const double s = 8.0 / (kRank + 1e-5);
-      torch::Tensor delta = p.at("lora_B").matmul(p.at("lora_A") * p.at("lora_E"));
-      return x.matmul((w + s * delta).t());
-    }
-    case MethodKind::kHut: {
-      torch::Tensor m_a = p.at("hut_A").mean(1), m_b = p.at("hut_B").mean(0);
-      return p.at("hut_gamma") * ((x * m_a).matmul(w.t()) * m_b) + p.at("hut_beta");
-    }
-    case MethodKind::kAdaDhp:
-      return (x * p.at("adadhp_l")).matmul(w.t()) * p.at("adadhp_r");
-  }
-  return {};
-}
+using testing_methods::ClosedForm;
 
 TEST_P(T5MethodsTest, EveryModuleKindEqualsItsClosedForm) {
   const auto [method, gated] = GetParam();
@@ -120,31 +84,12 @@ TEST_P(T5MethodsTest, EveryModuleKindEqualsItsClosedForm) {
         "lm_head"}) {
     SCOPED_TRACE(name);
     adapters::LinearImpl* linear = linears.at(name);
-    adapters::Adapter* inner = adapters::PeftModel::Unwrap(linear->adapter().get());
-    std::map<std::string, torch::Tensor> p;
-    {
-      torch::NoGradGuard no_grad;
-      for (auto& item : inner->named_parameters()) {
-        item.value().add_(torch::randn_like(item.value()) * 0.3);
-        p[item.key()] = item.value().detach();
-      }
-    }
+    const std::map<std::string, torch::Tensor> p = testing_methods::PerturbAdapter(linear);
     const torch::Tensor w = weights_->at(name + ".weight").to(torch::kDouble);
     torch::Tensor x = torch::randn({2, 5, w.size(1)}, torch::kDouble);
-    torch::Tensor expected = ClosedForm(method, p, x, w);
+    torch::Tensor expected = ClosedForm(method, p, x, w, torch::Tensor());
     if (gated) {
-      // h_i = base_i + S_i·Δ_i with S_i = 1{‖Δ_i‖ / ‖base_i‖ ≥ τ}; τ between the 5th and 6th
-      // smallest of the 10 ratios turns half the tokens off.
-      torch::Tensor base = x.matmul(w.t());
-      torch::Tensor delta = expected - base;
-      torch::Tensor ratio = delta.norm(2, -1) / base.norm(2, -1).clamp_min(1e-12);
-      torch::Tensor sorted = std::get<0>(ratio.flatten().sort());
-      const double tau = (sorted[4].item<double>() + sorted[5].item<double>()) / 2;
-      dynamic_cast<adapters::TokenGate*>(linear->adapter().get())->set_tau(tau);
-      torch::Tensor on = ratio.ge(tau).unsqueeze(-1).to(torch::kDouble);
-      ASSERT_GT(on.sum().item<double>(), 0);
-      ASSERT_LT(on.sum().item<double>(), 10);
-      expected = base + on * delta;
+      expected = testing_methods::GateHalfTheTokens(linear, x.matmul(w.t()), expected);
       (*peft)->gate_context().token_mask = torch::ones({2, 5}, torch::kLong);
     }
     torch::NoGradGuard no_grad;

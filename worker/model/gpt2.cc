@@ -6,26 +6,11 @@
 #include "adapters/linear_ops.h"
 #include "worker/model/attention_core.h"
 #include "worker/model/causal_mask.h"
+#include "worker/model/frozen_modules.h"
 
 namespace peftd::model {
 
 namespace F = torch::nn::functional;
-
-namespace {
-
-torch::nn::LayerNorm FrozenLayerNorm(int64_t hidden, double eps) {
-  torch::nn::LayerNorm norm(torch::nn::LayerNormOptions({hidden}).eps(eps));
-  for (auto& p : norm->parameters()) p.requires_grad_(false);
-  return norm;
-}
-
-torch::nn::Embedding FrozenEmbedding(int64_t rows, int64_t hidden) {
-  torch::nn::Embedding e(rows, hidden);
-  e->weight.requires_grad_(false);
-  return e;
-}
-
-}  // namespace
 
 Gpt2AttentionImpl::Gpt2AttentionImpl(const ModelConfig& c)
     : heads_(c.num_attention_heads), head_dim_(c.head_dim) {

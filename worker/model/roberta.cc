@@ -4,27 +4,9 @@
 #include <limits>
 #include <memory>
 
+#include "worker/model/frozen_modules.h"
+
 namespace peftd::model {
-namespace {
-
-// A container module: it only gives its children their place in HF's names.
-std::shared_ptr<torch::nn::Module> Group(torch::nn::Module& parent, const std::string& name) {
-  return parent.register_module(name, std::make_shared<torch::nn::Module>());
-}
-
-torch::nn::LayerNorm FrozenLayerNorm(int64_t hidden, double eps) {
-  torch::nn::LayerNorm norm(torch::nn::LayerNormOptions({hidden}).eps(eps));
-  for (auto& p : norm->parameters()) p.requires_grad_(false);
-  return norm;
-}
-
-torch::nn::Embedding FrozenEmbedding(int64_t rows, int64_t hidden) {
-  torch::nn::Embedding e(rows, hidden);
-  e->weight.requires_grad_(false);
-  return e;
-}
-
-}  // namespace
 
 RobertaLayerImpl::RobertaLayerImpl(const ModelConfig& c)
     : heads_(c.num_attention_heads),

@@ -4,16 +4,11 @@
 #include <limits>
 
 #include "adapters/linear_ops.h"
+#include "worker/model/frozen_modules.h"
 
 namespace peftd::model {
 
 namespace {
-
-torch::nn::Embedding FrozenEmbedding(int64_t rows, int64_t cols) {
-  torch::nn::Embedding e(rows, cols);
-  e->weight.requires_grad_(false);
-  return e;
-}
 
 torch::Tensor Activation(const torch::Tensor& x, const std::string& act) {
   if (act == "relu") return torch::relu(x);
