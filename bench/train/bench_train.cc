@@ -64,6 +64,7 @@ extern char** environ;
 using namespace peftd;
 using bench::Median;
 using bench::PeakRssMb;
+using bench::SetBaseline;
 using bench::StepTimes;
 using nlohmann::json;
 
@@ -419,39 +420,15 @@ int main(int argc, char** argv) {
     if (!interleave) {
       for (bool keep : {true, false}) run_baseline(keep);
     }
-    // The fastest run is the baseline (the conservative choice); for CPU time, the run that
-    // needed the least CPU per token.
-    json b, b_cpu;
-    auto better = [](const json& run, const json& best, const char* key) {
-      return run.contains(key) &&
-             (!best.contains(key) || run[key].get<double>() > best[key].get<double>());
-    };
-    for (const json& run : baselines) {
-      if (better(run, b, "tokens_per_s")) b = run;
-      if (better(run, b_cpu, "tokens_per_cpu_s")) b_cpu = run;
-    }
-    out["baseline_runs"] = baselines;
-    out["baseline"] = b;
-    if (b.contains("tokens_per_s")) {
-      const double base = b["tokens_per_s"].get<double>();
+    SetBaseline(baselines, out);
+    if (out["baseline"].contains("tokens_per_s")) {
+      const double base = out["baseline"]["tokens_per_s"].get<double>();
       // The baseline trains LoRA r = 8 on q_proj and v_proj: r·(in + out) per module.
       const int64_t q = config.num_attention_heads * config.head_dim,
                     kv = config.num_key_value_heads * config.head_dim;
       const int64_t lora =
           config.num_hidden_layers * 8 * ((config.hidden_size + q) + (config.hidden_size + kv));
       out["baseline"]["mfu"] = base * FlopsPerToken(config, seq, lora) / (peak * 1e9);
-      for (auto& r : out["results"]) {
-        if (r.contains("tokens_per_s"))
-          r["speedup_vs_baseline"] = r["tokens_per_s"].get<double>() / base;
-      }
-    }
-    if (b_cpu.contains("tokens_per_cpu_s")) {
-      const double base = b_cpu["tokens_per_cpu_s"].get<double>();
-      out["baseline_cpu_s"] = b_cpu["cpu_s"];
-      for (auto& r : out["results"]) {
-        if (r.contains("tokens_per_cpu_s"))
-          r["cpu_speedup_vs_baseline"] = r["tokens_per_cpu_s"].get<double>() / base;
-      }
     }
     if (count_ops) {
       for (const json& run : baselines) {

@@ -185,28 +185,7 @@ json RunFamilyBench(const FamilyBenchOptions& o) {
   for (const std::string& v : o.variants) out["results"].push_back(RunVariant(*config, dir, v, o));
   if (o.baseline) {
     for (bool keep : {true, false}) run_baseline(keep);
-    json b, b_cpu;
-    auto better = [](const json& run, const json& best, const char* key) {
-      return run.contains(key) &&
-             (!best.contains(key) || run[key].get<double>() > best[key].get<double>());
-    };
-    for (const json& run : baselines) {
-      if (better(run, b, "tokens_per_s")) b = run;
-      if (better(run, b_cpu, "tokens_per_cpu_s")) b_cpu = run;
-    }
-    out["baseline_runs"] = baselines;
-    out["baseline"] = b;
-    for (auto& r : out["results"]) {
-      if (b.contains("tokens_per_s") && r.contains("tokens_per_s")) {
-        r["speedup_vs_baseline"] =
-            r["tokens_per_s"].get<double>() / b["tokens_per_s"].get<double>();
-      }
-      if (b_cpu.contains("tokens_per_cpu_s") && r.contains("tokens_per_cpu_s")) {
-        r["cpu_speedup_vs_baseline"] =
-            r["tokens_per_cpu_s"].get<double>() / b_cpu["tokens_per_cpu_s"].get<double>();
-      }
-    }
-    if (b_cpu.contains("cpu_s")) out["baseline_cpu_s"] = b_cpu["cpu_s"];
+    SetBaseline(baselines, out);
   }
   std::error_code ec;
   fs::remove_all(dir, ec);

@@ -84,6 +84,34 @@ inline absl::StatusOr<adapters::AdapterConfig> VariantAdapterConfig(
   return ac;
 }
 
+// The peer's runs into `out`: all of them as "baseline_runs"; the fastest as "baseline" (the
+// conservative choice), and every result's "speedup_vs_baseline" against it; for CPU time the run
+// that needed the least CPU per token, its "cpu_s" as "baseline_cpu_s" and every result's
+// "cpu_speedup_vs_baseline".
+inline void SetBaseline(const nlohmann::json& baselines, nlohmann::json& out) {
+  nlohmann::json b, b_cpu;
+  auto better = [](const nlohmann::json& run, const nlohmann::json& best, const char* key) {
+    return run.contains(key) &&
+           (!best.contains(key) || run[key].get<double>() > best[key].get<double>());
+  };
+  for (const nlohmann::json& run : baselines) {
+    if (better(run, b, "tokens_per_s")) b = run;
+    if (better(run, b_cpu, "tokens_per_cpu_s")) b_cpu = run;
+  }
+  out["baseline_runs"] = baselines;
+  out["baseline"] = b;
+  for (auto& r : out["results"]) {
+    if (b.contains("tokens_per_s") && r.contains("tokens_per_s")) {
+      r["speedup_vs_baseline"] = r["tokens_per_s"].get<double>() / b["tokens_per_s"].get<double>();
+    }
+    if (b_cpu.contains("tokens_per_cpu_s") && r.contains("tokens_per_cpu_s")) {
+      r["cpu_speedup_vs_baseline"] =
+          r["tokens_per_cpu_s"].get<double>() / b_cpu["tokens_per_cpu_s"].get<double>();
+    }
+  }
+  if (b_cpu.contains("cpu_s")) out["baseline_cpu_s"] = b_cpu["cpu_s"];
+}
+
 }  // namespace peftd::bench
 
 #endif  // PEFTD_BENCH_TRAIN_STEP_TIMES_H_
