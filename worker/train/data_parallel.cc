@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <csignal>
+#include <mutex>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -30,6 +32,16 @@ std::string ErrorText(const std::exception& e) {
 bool LooksLikeTimeout(const std::string& text) {
   const std::string lower = absl::AsciiStrToLower(text);
   return lower.find("timeout") != std::string::npos || lower.find("timed out") != std::string::npos;
+}
+
+// Gloo writes to its peers with writev, which cannot ask for MSG_NOSIGNAL. When a peer process
+// dies (kill -9 of another rank's worker), the next write to it raises SIGPIPE, whose default
+// action killed this whole worker and every other job it ran, instead of failing the collective
+// with EPIPE, which the attempt reports and the server requeues. Ignored once per process, as
+// soon as it joins a group.
+void IgnoreSigpipe() {
+  static std::once_flag once;
+  std::call_once(once, [] { std::signal(SIGPIPE, SIG_IGN); });
 }
 
 }  // namespace
@@ -94,6 +106,7 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Connect(
     return std::unique_ptr<DataParallel>(new DataParallel(options, nullptr));
   }
   if (options.key.empty()) return absl::InvalidArgumentError("rendezvous key must not be empty");
+  IgnoreSigpipe();
   if (options.timeout.count() <= 0) {
     return absl::InvalidArgumentError("rendezvous timeout must be positive");
   }

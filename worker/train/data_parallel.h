@@ -46,7 +46,8 @@ class DataParallel {
  public:
   // Meets every rank. InvalidArgument on a bad rank, world size or address; DeadlineExceeded
   // naming the rendezvous when not every rank arrived within the timeout. A world of 1 needs no
-  // rendezvous and every collective is a no-op.
+  // rendezvous and every collective is a no-op. A world above 1 makes the process ignore
+  // SIGPIPE: a peer that dies fails the collective instead of killing this process.
   static absl::StatusOr<std::unique_ptr<DataParallel>> Connect(const DataParallelOptions& options);
   ~DataParallel();
 
