@@ -4,13 +4,14 @@
 
 #include <vector>
 
+#include "adapters/block_gemm.h"
 #include "adapters/cpu_gemm.h"
 #include "worker/model/attention_rows.h"
-#include "worker/model/block_gemm.h"
 
 namespace peftd::model {
 namespace {
 
+using adapters::BlockGemm;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
