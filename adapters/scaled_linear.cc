@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "adapters/cpu_gemm.h"
+#include "adapters/scratch.h"
 
 namespace peftd::adapters {
 namespace {
@@ -71,20 +72,6 @@ void ScaledBackward(int64_t n, int64_t in, int64_t out, const T* dh, const T* x,
       for (int64_t j = 0; j < in; ++j) d[j] = s[j] * l[j];
     }
   }
-}
-
-// Scratch memory reused by every call on this thread: the core's temporaries (x ⊙ l, the
-// backward's dh ⊙ r and (dh ⊙ r)·W, HUT's dl and dr) are dead when the call returns, and on a
-// small model an allocation costs as much as the loop that fills it. `slot` keeps the buffers
-// of one call apart.
-template <typename T>
-T* Scratch(int slot, int64_t count) {
-  thread_local std::vector<double> buffers[3];
-  std::vector<double>& b = buffers[slot];
-  const size_t need =
-      (static_cast<size_t>(count) * sizeof(T) + sizeof(double) - 1) / sizeof(double);
-  if (b.size() < need) b.resize(need);
-  return reinterpret_cast<T*>(b.data());
 }
 
 // Runs the forward core for x (..., in) with l, r, c at the given contiguous buffers and saves
