@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "adapters/cpu_gemm.h"
+#include "adapters/scratch.h"
 
 namespace peftd::adapters {
 namespace {
@@ -48,19 +49,19 @@ torch::Tensor DoraForward(AutogradContext* ctx, Mode mode, const torch::Tensor& 
   const torch::Tensor bias = bias_in.defined() ? bias_in.contiguous() : torch::Tensor();
   const int64_t in = x.size(-1), out = weight.size(0), r = a.size(0), n = x.numel() / in;
   const auto opts = x.options();
-  torch::Tensor merged = torch::empty({out, in}, opts);  // W0 + s·B·A, for its row norms only
-  torch::Tensor norm = torch::empty({out}, opts), g = torch::empty({out}, opts);
+  // g and the clamped row norms share one buffer: [g | norm].
+  torch::Tensor gn = torch::empty({2 * out}, opts);
   torch::Tensor t = torch::empty({n, r}, opts), y = torch::empty({n, out}, opts);
   torch::Tensor h = torch::empty(OutShape(x, out), opts);
   const torch::Tensor base = base_in ? base_in->contiguous() : torch::Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dora_linear", [&] {
     using T = scalar_t;
     const T s = static_cast<T>(scale);
-    T* wm = merged.data_ptr<T>();
+    T* wm = Scratch<T>(0, out * in);  // W0 + s·B·A, for its row norms only
     std::copy(weight.data_ptr<T>(), weight.data_ptr<T>() + out * in, wm);
     Gemm(false, false, out, in, r, s, b.data_ptr<T>(), r, a.data_ptr<T>(), in, T(1), wm, in);
     const T* mp = m.data_ptr<T>();
-    T *np = norm.data_ptr<T>(), *gp = g.data_ptr<T>();
+    T *gp = gn.data_ptr<T>(), *np = gp + out;
     RowNorms<T>(wm, out, in, np);
     for (int64_t o = 0; o < out; ++o) {
       np[o] = std::max(np[o], static_cast<T>(min_norm));
@@ -99,7 +100,7 @@ torch::Tensor DoraForward(AutogradContext* ctx, Mode mode, const torch::Tensor& 
       }
     }
   });
-  ctx->save_for_backward({x.view({n, in}), weight, a, b, t, y, g, norm});
+  ctx->save_for_backward({x.view({n, in}), weight, a, b, t, y, gn});
   ctx->saved_data["scale"] = scale;
   ctx->saved_data["in_shape"] = x.sizes().vec();
   return h;
@@ -113,7 +114,7 @@ std::vector<torch::Tensor> DoraBackward(AutogradContext* ctx, const torch::Tenso
   const bool from_base = mode != Mode::kLayer;
   const auto saved = ctx->get_saved_variables();
   const torch::Tensor &x2d = saved[0], &weight = saved[1], &a = saved[2], &b = saved[3],
-                      &t = saved[4], &y = saved[5], &g = saved[6], &norm = saved[7];
+                      &t = saved[4], &y = saved[5], &gn = saved[6];
   const double scale = ctx->saved_data["scale"].toDouble();
   const int64_t in = x2d.size(1), out = weight.size(0), r = a.size(0), n = x2d.size(0);
   const torch::Tensor dh = dh_in.contiguous();
@@ -123,7 +124,7 @@ std::vector<torch::Tensor> DoraBackward(AutogradContext* ctx, const torch::Tenso
   AT_DISPATCH_FLOATING_TYPES(dh.scalar_type(), "dora_linear_backward", [&] {
     using T = scalar_t;
     const T s = static_cast<T>(scale);
-    const T *gh = dh.data_ptr<T>(), *gp = g.data_ptr<T>(), *yp = y.data_ptr<T>();
+    const T *gh = dh.data_ptr<T>(), *gp = gn.data_ptr<T>(), *yp = y.data_ptr<T>();
     T* dyp = dy.data_ptr<T>();
     for (int64_t i = 0; i < n; ++i)
       for (int64_t o = 0; o < out; ++o) dyp[i * out + o] = gh[i * out + o] * gp[o];
@@ -132,19 +133,18 @@ std::vector<torch::Tensor> DoraBackward(AutogradContext* ctx, const torch::Tenso
       T* dmp = dm.data_ptr<T>();
       for (int64_t i = 0; i < n; ++i)
         for (int64_t o = 0; o < out; ++o) dmp[o] += gh[i * out + o] * yp[i * out + o];
-      const T* np = norm.data_ptr<T>();
+      const T* np = gp + out;
       for (int64_t o = 0; o < out; ++o) dmp[o] /= np[o];
     }
-    torch::Tensor u = torch::empty({n, r}, opts);  // dy·B
-    Gemm(false, false, n, r, out, T(1), dyp, out, b.data_ptr<T>(), r, T(0), u.data_ptr<T>(), r);
+    T* u = Scratch<T>(0, n * r);  // dy·B
+    Gemm(false, false, n, r, out, T(1), dyp, out, b.data_ptr<T>(), r, T(0), u, r);
     if (need_b) {
       db = torch::empty_like(b);
       Gemm(true, false, out, r, n, s, dyp, out, t.data_ptr<T>(), r, T(0), db.data_ptr<T>(), r);
     }
     if (need_a) {
       da = torch::empty_like(a);
-      Gemm(true, false, r, in, n, s, u.data_ptr<T>(), r, x2d.data_ptr<T>(), in, T(0),
-           da.data_ptr<T>(), in);
+      Gemm(true, false, r, in, n, s, u, r, x2d.data_ptr<T>(), in, T(0), da.data_ptr<T>(), in);
     }
     if (need_x) {
       dx = torch::empty(ctx->saved_data["in_shape"].toIntVector(), opts);
@@ -154,8 +154,7 @@ std::vector<torch::Tensor> DoraBackward(AutogradContext* ctx, const torch::Tenso
              dx.data_ptr<T>(), in);
         beta = 1;
       }
-      Gemm(false, false, n, in, r, s, u.data_ptr<T>(), r, a.data_ptr<T>(), in, beta,
-           dx.data_ptr<T>(), in);
+      Gemm(false, false, n, in, r, s, u, r, a.data_ptr<T>(), in, beta, dx.data_ptr<T>(), in);
     }
   });
   torch::Tensor dbase;
@@ -166,7 +165,7 @@ std::vector<torch::Tensor> DoraBackward(AutogradContext* ctx, const torch::Tenso
       dbase = torch::empty(shape, opts);
       AT_DISPATCH_FLOATING_TYPES(dh.scalar_type(), "dora_delta_base_grad", [&] {
         using T = scalar_t;
-        const T *gh = dh.data_ptr<T>(), *gp = g.data_ptr<T>();
+        const T *gh = dh.data_ptr<T>(), *gp = gn.data_ptr<T>();
         T* p = dbase.data_ptr<T>();
         for (int64_t i = 0; i < n; ++i)
           for (int64_t o = 0; o < out; ++o) p[i * out + o] = gh[i * out + o] * (gp[o] - T(1));

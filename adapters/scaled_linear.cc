@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "adapters/cpu_gemm.h"
+#include "adapters/scratch.h"
 
 namespace peftd::adapters {
 namespace {
@@ -73,69 +74,79 @@ void ScaledBackward(int64_t n, int64_t in, int64_t out, const T* dh, const T* x,
   }
 }
 
-// Runs the forward core for x (..., in) and saves what the backward needs.
+// Runs the forward core for x (..., in) with l, r, c at the given contiguous buffers and saves
+// (x, W, y0) plus `keep` (what holds l and r) for the backward.
 torch::Tensor RunScaledForward(AutogradContext* ctx, const torch::Tensor& x_in,
-                               const torch::Tensor& weight, const torch::Tensor& l,
-                               const torch::Tensor& r, const torch::Tensor& c) {
+                               const torch::Tensor& weight, std::vector<torch::Tensor> keep,
+                               const void* l, const void* r, const void* c) {
   const torch::Tensor x = x_in.contiguous();
   const int64_t in = x.size(-1), out = weight.size(0), n = x.numel() / in;
-  torch::Tensor xs = torch::empty({n, in}, x.options());
   torch::Tensor y0 = torch::empty({n, out}, x.options());
   torch::Tensor h = torch::empty(OutShape(x, out), x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "scaled_linear", [&] {
     using T = scalar_t;
-    ScaledForward<T>(n, in, out, x.data_ptr<T>(), weight.data_ptr<T>(), l.data_ptr<T>(),
-                     r.data_ptr<T>(), c.data_ptr<T>(), xs.data_ptr<T>(), y0.data_ptr<T>(),
-                     h.data_ptr<T>());
+    ScaledForward<T>(n, in, out, x.data_ptr<T>(), weight.data_ptr<T>(), static_cast<const T*>(l),
+                     static_cast<const T*>(r), static_cast<const T*>(c), Scratch<T>(0, n * in),
+                     y0.data_ptr<T>(), h.data_ptr<T>());
   });
-  ctx->save_for_backward({x.view({n, in}), weight, l, r, y0});
+  keep.insert(keep.begin(), {x.view({n, in}), weight, y0});
+  ctx->save_for_backward(keep);
   ctx->saved_data["in_shape"] = x.sizes().vec();
   return h;
 }
 
-// The core's gradients (dx, dl, dr, dc), each undefined unless wanted.
-std::vector<torch::Tensor> RunScaledBackward(AutogradContext* ctx, const torch::Tensor& dh_in,
-                                             bool need_x, bool need_l, bool need_r, bool need_c) {
+// Where the core's gradients go: dx is allocated when wanted; dl, dr and dc are the caller's
+// buffers (nullptr: not wanted).
+struct ScaledGrads {
+  torch::Tensor dx;
+};
+
+ScaledGrads RunScaledBackward(AutogradContext* ctx, const torch::Tensor& dh_in, bool need_x,
+                              const void* l, const void* r, void* dl, void* dr, void* dc) {
   const auto saved = ctx->get_saved_variables();
-  const torch::Tensor &x2d = saved[0], &weight = saved[1], &l = saved[2], &r = saved[3],
-                      &y0 = saved[4];
+  const torch::Tensor &x2d = saved[0], &weight = saved[1], &y0 = saved[2];
   const int64_t in = weight.size(1), out = weight.size(0), n = x2d.size(0);
   const torch::Tensor dh = dh_in.contiguous();
-  const auto opts = dh.options();
-  torch::Tensor dy0 = torch::empty({n, out}, opts);
-  torch::Tensor dx =
-      need_x ? torch::empty(ctx->saved_data["in_shape"].toIntVector(), opts) : torch::Tensor();
-  torch::Tensor dxs = need_l || !need_x ? torch::empty({n, in}, opts) : dx;
-  torch::Tensor dl = need_l ? torch::empty({in}, opts) : torch::Tensor();
-  torch::Tensor dr = need_r ? torch::empty({out}, opts) : torch::Tensor();
-  torch::Tensor dc = need_c ? torch::empty({out}, opts) : torch::Tensor();
+  ScaledGrads g;
+  if (need_x) g.dx = torch::empty(ctx->saved_data["in_shape"].toIntVector(), dh.options());
   AT_DISPATCH_FLOATING_TYPES(dh.scalar_type(), "scaled_linear_backward", [&] {
     using T = scalar_t;
-    auto ptr = [](torch::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; };
+    T* dx = need_x ? g.dx.data_ptr<T>() : nullptr;
+    T* dxs = dl || !dx ? Scratch<T>(1, n * in) : dx;
     ScaledBackward<T>(n, in, out, dh.data_ptr<T>(), x2d.data_ptr<T>(), weight.data_ptr<T>(),
-                      l.data_ptr<T>(), r.data_ptr<T>(), y0.data_ptr<T>(), dy0.data_ptr<T>(),
-                      ptr(dxs), ptr(dx), ptr(dl), ptr(dr), ptr(dc));
+                      static_cast<const T*>(l), static_cast<const T*>(r), y0.data_ptr<T>(),
+                      Scratch<T>(0, n * out), dxs, dx, static_cast<T*>(dl), static_cast<T*>(dr),
+                      static_cast<T*>(dc));
   });
-  return {dx, dl, dr, dc};
+  return g;
 }
+
+void* Ptr(torch::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
 struct ScaledLinearFunction : public torch::autograd::Function<ScaledLinearFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
-                               const torch::Tensor& weight, const torch::Tensor& l,
-                               const torch::Tensor& r, const torch::Tensor& c) {
-    return RunScaledForward(ctx, x, weight, l.contiguous(), r.contiguous(), c.contiguous());
+                               const torch::Tensor& weight, const torch::Tensor& l_in,
+                               const torch::Tensor& r_in, const torch::Tensor& c_in) {
+    const torch::Tensor l = l_in.contiguous(), r = r_in.contiguous(), c = c_in.contiguous();
+    return RunScaledForward(ctx, x, weight, {l, r}, l.data_ptr(), r.data_ptr(), c.data_ptr());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto g = RunScaledBackward(ctx, grads[0], ctx->needs_input_grad(0), ctx->needs_input_grad(2),
-                               ctx->needs_input_grad(3), ctx->needs_input_grad(4));
-    return {g[0], torch::Tensor(), g[1], g[2], g[3]};
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &l = saved[3], &r = saved[4];
+    const auto opts = l.options();
+    torch::Tensor dl = ctx->needs_input_grad(2) ? torch::empty({l.size(0)}, opts) : torch::Tensor();
+    torch::Tensor dr = ctx->needs_input_grad(3) ? torch::empty({r.size(0)}, opts) : torch::Tensor();
+    torch::Tensor dc = ctx->needs_input_grad(4) ? torch::empty({r.size(0)}, opts) : torch::Tensor();
+    ScaledGrads g = RunScaledBackward(ctx, grads[0], ctx->needs_input_grad(0), l.data_ptr(),
+                                      r.data_ptr(), Ptr(dl), Ptr(dr), Ptr(dc));
+    return {g.dx, torch::Tensor(), dl, dr, dc};
   }
 };
 
 // HUT's parameters (M_A, M_B, γ, β) reduced to (l, r, c) in the forward and the core's (dl, dr,
 // dc) mapped back in the backward: dM_A[j, :] = dl[j] / R, dM_B[:, o] = dr[o]·γ[o] / R,
-// dγ = dr ⊙ m_B + dc ⊙ b0, dβ = dc.
+// dγ = dr ⊙ m_B + dc ⊙ b0, dβ = dc. l, m_B, r and c live in one buffer (in + 3·out).
 struct HutLinearFunction : public torch::autograd::Function<HutLinearFunction> {
   // The bias by pointer: a custom Function of LibTorch 1.13 refuses undefined tensor inputs.
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
@@ -145,17 +156,16 @@ struct HutLinearFunction : public torch::autograd::Function<HutLinearFunction> {
     const torch::Tensor hut_a = hut_a_in.contiguous(), hut_b = hut_b_in.contiguous();
     const torch::Tensor gamma = gamma_in.contiguous(), beta = beta_in.contiguous();
     const int64_t in = hut_a.size(0), rank = hut_a.size(1), out = hut_b.size(1);
-    const auto opts = x.options();
-    torch::Tensor l = torch::empty({in}, opts), m_b = torch::empty({out}, opts);
-    torch::Tensor r = torch::empty({out}, opts), c = torch::empty({out}, opts);
+    torch::Tensor coef = torch::empty({in + 3 * out}, x.options());  // l, m_B, r, c
     const torch::Tensor b0 = bias->defined() ? bias->contiguous() : torch::Tensor();
+    torch::Tensor h;
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hut_linear", [&] {
       using T = scalar_t;
       const T *a = hut_a.data_ptr<T>(), *b = hut_b.data_ptr<T>(), *g = gamma.data_ptr<T>(),
               *be = beta.data_ptr<T>();
       const T* bp = b0.defined() ? b0.data_ptr<T>() : nullptr;
-      T *lp = l.data_ptr<T>(), *mp = m_b.data_ptr<T>(), *rp = r.data_ptr<T>(),
-        *cp = c.data_ptr<T>();
+      T* lp = coef.data_ptr<T>();
+      T *mp = lp + in, *rp = mp + out, *cp = rp + out;
       for (int64_t j = 0; j < in; ++j) {
         T sum = 0;
         for (int64_t k = 0; k < rank; ++k) sum += a[j * rank + k];
@@ -169,13 +179,12 @@ struct HutLinearFunction : public torch::autograd::Function<HutLinearFunction> {
         rp[o] = g[o] * mp[o];
         cp[o] = bp ? be[o] + g[o] * bp[o] : be[o];
       }
+      h = RunScaledForward(ctx, x, weight, {coef}, lp, rp, cp);
     });
     ctx->saved_data["rank"] = rank;
     ctx->saved_data["has_bias"] = b0.defined();
-    torch::Tensor h = RunScaledForward(ctx, x, weight, l, r, c);
-    // The core saved (x, W, l, r, y0); HUT's backward also needs γ, m_B and b0.
+    // The core saved (x, W, y0, coef); HUT's backward also needs γ and b0.
     ctx->saved_data["gamma"] = gamma;
-    ctx->saved_data["m_b"] = m_b;
     if (b0.defined()) ctx->saved_data["bias"] = b0;
     return h;
   }
@@ -184,43 +193,47 @@ struct HutLinearFunction : public torch::autograd::Function<HutLinearFunction> {
     // Tensor inputs in order: x, weight, hut_a, hut_b, gamma, beta.
     const bool need_a = ctx->needs_input_grad(2), need_b = ctx->needs_input_grad(3),
                need_gamma = ctx->needs_input_grad(4), need_beta = ctx->needs_input_grad(5);
-    auto g = RunScaledBackward(ctx, grads[0], ctx->needs_input_grad(0), need_a,
-                               need_b || need_gamma, need_beta || need_gamma);
-    const torch::Tensor &dl = g[1], &dr = g[2], &dc = g[3];
+    const torch::Tensor coef = ctx->get_saved_variables()[3];
     const int64_t rank = ctx->saved_data["rank"].toInt();
     const torch::Tensor gamma = ctx->saved_data["gamma"].toTensor();
-    const torch::Tensor m_b = ctx->saved_data["m_b"].toTensor();
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
-    const int64_t out = m_b.size(0);
+    const int64_t out = gamma.size(0), in = coef.size(0) - 3 * out;
+    const auto opts = coef.options();
+    // dc is β's gradient itself; dl and dr only feed the loops below.
+    torch::Tensor dc = need_beta || need_gamma ? torch::empty({out}, opts) : torch::Tensor();
     torch::Tensor da, db, dgamma;
-    AT_DISPATCH_FLOATING_TYPES(m_b.scalar_type(), "hut_linear_backward", [&] {
+    ScaledGrads g;
+    AT_DISPATCH_FLOATING_TYPES(coef.scalar_type(), "hut_linear_backward", [&] {
       using T = scalar_t;
+      const T* lp = coef.data_ptr<T>();
+      const T *m = lp + in, *rp = m + out;
+      T* dl = need_a ? Scratch<T>(2, in + out) : nullptr;
+      T* dr = need_b || need_gamma ? Scratch<T>(2, in + out) + in : nullptr;
+      T* dcp = dc.defined() ? dc.data_ptr<T>() : nullptr;
+      g = RunScaledBackward(ctx, grads[0], ctx->needs_input_grad(0), lp, rp, dl, dr, dcp);
       const T inv = T(1) / static_cast<T>(rank);
       if (need_a) {
-        const int64_t in = dl.size(0);
-        da = torch::empty({in, rank}, m_b.options());
-        const T* d = dl.data_ptr<T>();
+        da = torch::empty({in, rank}, opts);
         T* p = da.data_ptr<T>();
         for (int64_t j = 0; j < in; ++j)
-          for (int64_t k = 0; k < rank; ++k) p[j * rank + k] = d[j] * inv;
+          for (int64_t k = 0; k < rank; ++k) p[j * rank + k] = dl[j] * inv;
       }
       if (need_b) {
-        db = torch::empty({rank, out}, m_b.options());
-        const T *d = dr.data_ptr<T>(), *gm = gamma.data_ptr<T>();
+        db = torch::empty({rank, out}, opts);
+        const T* gm = gamma.data_ptr<T>();
         T* p = db.data_ptr<T>();
-        for (int64_t o = 0; o < out; ++o) p[o] = d[o] * gm[o] * inv;
+        for (int64_t o = 0; o < out; ++o) p[o] = dr[o] * gm[o] * inv;
         for (int64_t k = 1; k < rank; ++k) std::copy(p, p + out, p + k * out);
       }
       if (need_gamma) {
-        dgamma = torch::empty({out}, m_b.options());
-        const T *d = dr.data_ptr<T>(), *m = m_b.data_ptr<T>(), *dcp = dc.data_ptr<T>();
+        dgamma = torch::empty({out}, opts);
         const T* b0 = has_bias ? ctx->saved_data["bias"].toTensor().data_ptr<T>() : nullptr;
         T* p = dgamma.data_ptr<T>();
-        for (int64_t o = 0; o < out; ++o) p[o] = d[o] * m[o] + (b0 ? dcp[o] * b0[o] : T(0));
+        for (int64_t o = 0; o < out; ++o) p[o] = dr[o] * m[o] + (b0 ? dcp[o] * b0[o] : T(0));
       }
     });
     return {
-        g[0], torch::Tensor(), torch::Tensor(), da, db, dgamma, need_beta ? dc : torch::Tensor()};
+        g.dx, torch::Tensor(), torch::Tensor(), da, db, dgamma, need_beta ? dc : torch::Tensor()};
   }
 };
 

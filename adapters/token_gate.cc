@@ -50,19 +50,34 @@ double& Value(const torch::Tensor& scalar) { return *scalar.data_ptr<double>(); 
 // in the forward; μ_i, g and both gradients in the backward (what GateFunction does in about
 // thirty ATen kernels per module and step).
 struct FusedGateFunction : public torch::autograd::Function<FusedGateFunction> {
+  // With `from_output`, the second input is the wrapped method's whole output M'(x) (HUT,
+  // AdaDHP: they do not build on the base) and Δ = M'(x) − base is formed here, instead of by a
+  // subtraction node before the gate; the gradients are the same: on·g to M'(x), (1 − on)·g to
+  // the base, which is what base's g plus Δ's −on·g summed to.
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& base_in,
                                const torch::Tensor& delta_in, const torch::Tensor& mask_in,
                                int64_t gate_ptr, double tau, bool training_window, bool counts,
-                               int64_t sequence_length, const torch::Tensor* sequence_ids) {
-    const torch::Tensor base = base_in.contiguous(), delta = delta_in.contiguous();
+                               int64_t sequence_length, const torch::Tensor* sequence_ids,
+                               bool from_output) {
+    const torch::Tensor base = base_in.contiguous();
+    torch::Tensor delta = delta_in.contiguous();
     const torch::Tensor mask = mask_in.contiguous();
+    if (from_output) {
+      torch::Tensor diff = torch::empty_like(base);
+      AT_DISPATCH_FLOATING_TYPES(base.scalar_type(), "token_gate_delta", [&] {
+        const scalar_t *o = delta.data_ptr<scalar_t>(), *b = base.data_ptr<scalar_t>();
+        scalar_t* dd = diff.data_ptr<scalar_t>();
+        for (int64_t i = 0, n = base.numel(); i < n; ++i) dd[i] = o[i] - b[i];
+      });
+      delta = diff;
+    }
     // Packed rows: a sequence ends where the record number changes; else every sequence_length.
     // `sequence_ids`, when given, is contiguous int64 (GateContext::FlatSequenceIds); by pointer
     // because a custom Function of LibTorch 1.13 refuses undefined tensor inputs.
-    const int64_t* sid = sequence_ids && sequence_ids->numel() == base.size(0)
-                             ? sequence_ids->data_ptr<int64_t>()
-                             : nullptr;
-    const int64_t n = base.size(0), d = base.size(1);
+    // Rows of any leading shape: the caller's (B, T, out) needs no reshape node each way.
+    const int64_t d = base.size(-1), n = d > 0 ? base.numel() / d : 0;
+    const int64_t* sid =
+        sequence_ids && sequence_ids->numel() == n ? sequence_ids->data_ptr<int64_t>() : nullptr;
     torch::Tensor h = torch::empty_like(base);
     torch::Tensor on = torch::empty({n}, base.options());
     double on_real = 0, real = 0;
@@ -110,16 +125,19 @@ struct FusedGateFunction : public torch::autograd::Function<FusedGateFunction> {
     if (counts) gate->AddCounts(on_real, real, sequence_sum, sequences, training_window);
     ctx->save_for_backward({delta, on, mask});
     ctx->saved_data["gate"] = gate_ptr;
+    ctx->saved_data["from_output"] = from_output;
     return h;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &delta = saved[0], &on = saved[1], &mask = saved[2];
+    const bool from_output = ctx->saved_data["from_output"].toBool();
     auto* gate = reinterpret_cast<TokenGate*>(ctx->saved_data["gate"].toInt());
     const torch::Tensor g = grads[0].contiguous();
-    const int64_t n = delta.size(0), d = delta.size(1);
+    const int64_t d = delta.size(-1), n = d > 0 ? delta.numel() / d : 0;
     torch::Tensor ddelta = torch::empty_like(delta);
+    torch::Tensor dbase = from_output ? torch::empty_like(delta) : g;
     torch::Tensor mu = torch::empty({n}, delta.options());
     const double lambda = gate->options().lambda;
     double g_tau = 0;
@@ -129,6 +147,7 @@ struct FusedGateFunction : public torch::autograd::Function<FusedGateFunction> {
       const scalar_t* onp = on.data_ptr<scalar_t>();
       const scalar_t* mp = mask.data_ptr<scalar_t>();
       scalar_t* ddp = ddelta.data_ptr<scalar_t>();
+      scalar_t* dbp = from_output ? dbase.data_ptr<scalar_t>() : nullptr;
       scalar_t* mup = mu.data_ptr<scalar_t>();
       for (int64_t i = 0; i < n; ++i) {
         const scalar_t* gr = gp + i * d;
@@ -143,21 +162,22 @@ struct FusedGateFunction : public torch::autograd::Function<FusedGateFunction> {
         } else {
           for (int64_t j = 0; j < d; ++j) dd[j] = 0;
         }
+        if (dbp) {
+          scalar_t* db = dbp + i * d;
+          if (is_on) {
+            for (int64_t j = 0; j < d; ++j) db[j] = 0;
+          } else {
+            for (int64_t j = 0; j < d; ++j) db[j] = gr[j];
+          }
+        }
         // 1{(μ ≥ 0) == (r ≥ τ)}·μ + 1(r ≥ τ)·λ, padding excluded (METHODS.md).
         const double agree = ((m >= 0) == is_on) ? 1.0 : 0.0;
         g_tau += (agree * m + (is_on ? lambda : 0.0)) * mp[i];
       }
     });
     gate->AddBackward(mu, g_tau);
-    return {g,
-            ddelta,
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor()};
+    return {dbase,           ddelta,          torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -263,19 +283,34 @@ torch::Tensor TokenGate::Forward(const torch::Tensor& x, const torch::Tensor& we
 torch::Tensor TokenGate::FromBase(const torch::Tensor& x, const torch::Tensor& base_in,
                                   const torch::Tensor& weight, const torch::Tensor& bias) {
   const auto out_shape = OutputShape(x, weight.size(0));
-  torch::Tensor x2d = x.reshape({-1, x.size(-1)});
-  torch::Tensor base = base_in.reshape({-1, weight.size(0)});
-  torch::Tensor delta = inner_->Delta(x2d, base, weight, bias);
   torch::Tensor on, mask;
   // Training statistics come from forwards that will be backpropagated; the rest is evaluation.
   const bool training_window = is_training() && torch::GradMode::is_enabled();
-  if (GemmCovers(base) && base.scalar_type() == delta.scalar_type()) {
-    mask = TokenMask(base.size(0), base.options());
-    return FusedGateFunction::apply(base, delta, mask, reinterpret_cast<int64_t>(this), tau_,
-                                    training_window, inner_->IsActive(),
-                                    SequenceLength(x, base.size(0)),
-                                    context_ ? context_->FlatSequenceIds(base.size(0)) : nullptr)
-        .view(out_shape);
+  torch::Tensor x2d, base, delta;
+  if (GemmCovers(base_in) && base_in.dim() >= 1 && base_in.size(-1) == weight.size(0) &&
+      base_in.sizes().slice(0, base_in.dim() - 1) == x.sizes().slice(0, x.dim() - 1)) {
+    // The fused node takes the rows in the shape they come in: no reshape or view node around
+    // the base, the change or the output (two or three per module and step each way).
+    // A method that does not build on the base (HUT, AdaDHP) hands over its whole output: its
+    // Delta would be that output minus the base, one more node each way.
+    const bool from_output = !inner_->UsesBase();
+    delta =
+        from_output ? inner_->Forward(x, weight, bias) : inner_->Delta(x, base_in, weight, bias);
+    if (delta.scalar_type() == base_in.scalar_type() && delta.sizes() == base_in.sizes()) {
+      const int64_t rows = base_in.numel() / weight.size(0);
+      mask = TokenMask(rows, base_in.options());
+      return FusedGateFunction::apply(base_in, delta, mask, reinterpret_cast<int64_t>(this), tau_,
+                                      training_window, inner_->IsActive(), SequenceLength(x, rows),
+                                      context_ ? context_->FlatSequenceIds(rows) : nullptr,
+                                      from_output);
+    }
+    if (from_output) delta = delta - base_in;
+    base = base_in.reshape({-1, weight.size(0)});
+    delta = delta.reshape({-1, weight.size(0)});
+  } else {
+    x2d = x.reshape({-1, x.size(-1)});
+    base = base_in.reshape({-1, weight.size(0)});
+    delta = inner_->Delta(x2d, base, weight, bias);
   }
   {
     torch::NoGradGuard no_grad;

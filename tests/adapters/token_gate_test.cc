@@ -7,6 +7,7 @@
 
 #include "adapters/adalora.h"
 #include "adapters/dora.h"
+#include "adapters/hut.h"
 #include "adapters/lora.h"
 
 namespace peftd::adapters {
@@ -116,6 +117,72 @@ TEST(TokenGate, MuMatchesTheAutogradOutputGradientForDora) {
   torch::Tensor plain = F::linear(x, base->weight, base->bias);
   torch::Tensor delta = dora->Delta(x, plain, base->weight, base->bias).detach();
   EXPECT_TRUE(torch::allclose(gate->last_mu(), (h.grad() * delta).sum(-1), 1e-12, 1e-12));
+}
+
+// HUT does not build on the base: the gate takes its whole output into the fused node (no
+// subtraction node) on (B, T, in) rows as they come. Output, μ and every gradient (x through
+// both the base and HUT, M_A, M_B, γ, β) against the ATen composition, half the tokens off.
+TEST(TokenGate, GatedHutFromItsOutputMatchesTheComposition) {
+  torch::manual_seed(11);
+  Linear base(kIn, kOut, true, torch::TensorOptions().dtype(torch::kDouble));
+  {
+    torch::NoGradGuard no_grad;
+    base->weight.normal_();
+    base->bias.normal_();
+  }
+  auto hut = std::make_shared<HutAdapter>(*base, HutOptions{.r = 3});
+  {
+    torch::NoGradGuard no_grad;
+    hut->hut_A.add_(torch::randn_like(hut->hut_A) * 0.5);
+    hut->hut_B.add_(torch::randn_like(hut->hut_B) * 0.5);
+    hut->hut_gamma.add_(torch::randn_like(hut->hut_gamma) * 0.3);
+    hut->hut_beta.normal_();
+  }
+  auto ctx = std::make_shared<GateContext>();
+  auto gate = std::make_shared<TokenGate>(hut, GateOptions{}, ctx);
+  base->Attach(gate, "adapter");
+  base->train();
+  torch::Tensor x0 = torch::randn({2, 4, kIn}, torch::kDouble);
+  // Reference, by ATen ops with their own leaves.
+  auto xr = x0.clone().requires_grad_(true);
+  auto a = hut->hut_A.detach().clone().requires_grad_(true);
+  auto b = hut->hut_B.detach().clone().requires_grad_(true);
+  auto g = hut->hut_gamma.detach().clone().requires_grad_(true);
+  auto be = hut->hut_beta.detach().clone().requires_grad_(true);
+  torch::Tensor plain = F::linear(xr, base->weight, base->bias);
+  torch::Tensor full = g * (F::linear(xr * a.mean(1), base->weight) * b.mean(0) + base->bias) + be;
+  torch::Tensor delta = full - plain;
+  torch::Tensor ratio = (delta.norm(2, -1) / plain.norm(2, -1)).detach();
+  torch::Tensor sorted = std::get<0>(ratio.reshape({-1}).sort());
+  const double tau = (sorted[3].item<double>() + sorted[4].item<double>()) / 2;  // no tie
+  gate->set_tau(tau);
+  torch::Tensor on = ratio.ge(tau).to(torch::kDouble).unsqueeze(-1);
+  ASSERT_EQ(on.sum().item<double>(), 4.0);
+  torch::Tensor ref = plain + on * delta;
+  torch::Tensor probe = torch::randn({2, 4, kOut}, torch::kDouble);
+  (ref * probe).sum().backward();
+
+  auto x = x0.clone().requires_grad_(true);
+  torch::Tensor h = base->forward(x);
+  ASSERT_EQ(h.sizes(), ref.sizes());
+  EXPECT_TRUE(torch::allclose(h, ref.detach(), 1e-12, 1e-12));
+  // The gate's node is the output's own (no view after it) and HUT's node feeds it directly.
+  ASSERT_TRUE(h.grad_fn());
+  EXPECT_NE(h.grad_fn()->name().find("FusedGateFunction"), std::string::npos)
+      << h.grad_fn()->name();
+  EXPECT_NE(h.grad_fn()->next_edges().at(1).function->name().find("HutLinearFunction"),
+            std::string::npos)
+      << h.grad_fn()->next_edges().at(1).function->name();
+  (h * probe).sum().backward();
+  EXPECT_TRUE(torch::allclose(x.grad(), xr.grad(), 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(hut->hut_A.grad(), a.grad(), 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(hut->hut_B.grad(), b.grad(), 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(hut->hut_gamma.grad(), g.grad(), 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(hut->hut_beta.grad(), be.grad(), 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(gate->last_mu(), (probe * delta.detach()).sum(-1).reshape({-1}),
+                              1e-12, 1e-12));
+  const TokenGate::Sparsity s = gate->TakeTrainSparsity();
+  EXPECT_NEAR(s.per_token, 0.5, 1e-12);
 }
 
 // One token, constructed so that its μ has a chosen sign; returns τ after one update.

@@ -83,6 +83,29 @@ TEST(AdamW, FlatBuffersUpdateEveryTensorAsItsOwnReference) {
   EXPECT_NEAR(c[0].item<double>(), ref[4].p, 1e-14);
 }
 
+// float32 on the CPU, as training runs: the one-loop update and gradient norm against the same
+// double reference (the loop computes in float, so to float's precision).
+TEST(AdamW, Float32FlatUpdateAndNormMatchTheReference) {
+  auto a = torch::tensor({0.5f, -1.0f, 0.125f}, torch::kFloat).requires_grad_(true);
+  auto b = torch::tensor({2.0f}, torch::kFloat).requires_grad_(true);
+  AdamWOptions o{.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.1};
+  AdamW opt({{"a", a, true}, {"b", b, false}}, o);
+  std::vector<ScalarAdamW> ref = {{0.5}, {-1.0}, {0.125}, {2.0}};
+  const std::vector<double> wd = {0.1, 0.1, 0.1, 0};
+  for (int step = 0; step < 4; ++step) {
+    opt.ZeroGrad();
+    (a * a * a).sum().add((b * b * b).sum()).backward();  // grad = 3 p²
+    double sq = 0;
+    for (const auto& r : ref) sq += 9 * std::pow(r.p, 4);
+    EXPECT_NEAR(opt.ClipGradNorm(0), std::sqrt(sq), 1e-5 * std::sqrt(sq));
+    for (size_t i = 0; i < ref.size(); ++i)
+      ref[i].Step(3 * ref[i].p * ref[i].p, 0.01, 0.9, 0.999, 1e-8, wd[i]);
+    opt.Step(0.01);
+  }
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(a[i].item<double>(), ref[i].p, 1e-6);
+  EXPECT_NEAR(b[0].item<double>(), ref[3].p, 1e-6);
+}
+
 TEST(AdamW, ClipGradNormScalesToMaxNorm) {
   auto w = torch::zeros({2}, torch::kDouble).requires_grad_(true);
   AdamW opt({{"w", w, true}}, {});

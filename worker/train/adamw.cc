@@ -94,6 +94,33 @@ void AdamW::Step(double lr) {
     p.addcdiv_(exp_avg, denom, -step_size);
   };
   if (FlatPathValid()) {
+    if (flat_param_.is_cpu() && flat_param_.is_floating_point()) {
+      // One pass over the four buffers instead of eight kernels and two temporaries: on a small
+      // model the update is dispatch, not arithmetic. The same operations in the same order.
+      const double decay = options_.weight_decay != 0.0 ? 1.0 - lr * options_.weight_decay : 1.0;
+      AT_DISPATCH_FLOATING_TYPES(flat_param_.scalar_type(), "adamw_step", [&] {
+        using T = scalar_t;
+        T* p = flat_param_.data_ptr<T>();
+        const T* g = flat_grad_.data_ptr<T>();
+        T* m = flat_exp_avg_.data_ptr<T>();
+        T* v = flat_exp_avg_sq_.data_ptr<T>();
+        const T beta1 = static_cast<T>(options_.beta1),
+                one_minus_beta1 = static_cast<T>(1.0 - options_.beta1);
+        const T beta2 = static_cast<T>(options_.beta2),
+                one_minus_beta2 = static_cast<T>(1.0 - options_.beta2);
+        const T bc2 = static_cast<T>(bias_correction2_sqrt), eps = static_cast<T>(options_.eps);
+        const T neg_step = static_cast<T>(-step_size), wd = static_cast<T>(decay);
+        const int64_t n = flat_param_.numel();
+        for (int64_t i = 0; i < n; ++i) {
+          if (i < decayed_numel_ && options_.weight_decay != 0.0) p[i] *= wd;
+          m[i] = m[i] * beta1 + g[i] * one_minus_beta1;
+          v[i] = v[i] * beta2 + g[i] * g[i] * one_minus_beta2;
+          const T denom = std::sqrt(v[i]) / bc2 + eps;
+          p[i] += neg_step * (m[i] / denom);
+        }
+      });
+      return;
+    }
     if (decayed_numel_ > 0 && options_.weight_decay != 0.0) {
       flat_param_.narrow(0, 0, decayed_numel_).mul_(1.0 - lr * options_.weight_decay);
     }
@@ -126,7 +153,18 @@ double AdamW::ClipGradNorm(double max_norm) {
   std::vector<torch::Tensor> grads;
   if (FlatPathValid()) {
     grads.push_back(flat_grad_);
-    total = flat_grad_.to(torch::kDouble).norm(2).item<double>();
+    if (flat_grad_.is_cpu() && flat_grad_.is_floating_point()) {
+      // A loop in double instead of a converted copy, a norm kernel and a sync to the host.
+      AT_DISPATCH_FLOATING_TYPES(flat_grad_.scalar_type(), "adamw_grad_norm", [&] {
+        const scalar_t* g = flat_grad_.data_ptr<scalar_t>();
+        double sum = 0;
+        for (int64_t i = 0, n = flat_grad_.numel(); i < n; ++i)
+          sum += static_cast<double>(g[i]) * static_cast<double>(g[i]);
+        total = std::sqrt(sum);
+      });
+    } else {
+      total = flat_grad_.to(torch::kDouble).norm(2).item<double>();
+    }
   } else {
     std::vector<torch::Tensor> norms;
     for (auto& p : params_) {
