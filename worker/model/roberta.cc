@@ -35,10 +35,7 @@ RobertaLayerImpl::RobertaLayerImpl(const ModelConfig& c)
 }
 
 bool RobertaLayerImpl::FirstRowsOnly() const {
-  for (const auto* linear : {&attention_dense, &intermediate_dense, &output_dense}) {
-    if ((*linear)->adapter() && !(*linear)->merged()) return false;
-  }
-  return true;
+  return Unadapted({&attention_dense, &intermediate_dense, &output_dense});
 }
 
 torch::Tensor RobertaLayerImpl::forward(const torch::Tensor& x, const EncoderMask& mask,
