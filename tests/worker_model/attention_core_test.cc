@@ -1,11 +1,15 @@
 // AttentionCore (one autograd node per attention) against the ATen composition it replaces, in
 // double precision: outputs and the gradients of q, k and v, with GQA, causal and padding masks
-// (including left-padded rows that see no key), and gradients only for the inputs that need one.
+// (including left-padded rows that see no key), the encoder's forms (a row of keys per sequence,
+// marked right padding, fewer queries than keys), and gradients only for the inputs that need
+// one.
 #include "worker/model/attention_core.h"
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace peftd::model {
@@ -262,6 +266,117 @@ TEST(AttentionCore, RefusesFirstKeysThatAreNotAPrefixOfRecordsAndPadding) {
   EXPECT_THROW(AttentionCore(q, kv, kv, mask, 0.5, true, bad), c10::Error);
   torch::Tensor ok = torch::tensor({{0, 0, 2, 2, 5, 6}}, torch::kLong);  // padding from 4
   EXPECT_NO_THROW(AttentionCore(q, kv, kv, mask, 0.5, true, ok));
+}
+
+// The encoder's (non-causal) forms against the reference with the full (B, T, T) mask that hides
+// padding keys, in double: a (B, Tk) row of keys per sequence, or no mask at all with the right
+// padding marked in first_key (position + 1 after the last real token; the GEMMs skip the
+// padding's keys and queries). Real positions' outputs and every gradient equal the reference's,
+// the padding's outputs are exactly 0. Padding from mid-block (row 0: 45 real of 70), from a
+// block boundary (row 1: 32), none (row 2), a single real token (row 3); GQA.
+TEST(AttentionCore, EncoderKeyMaskAndMarkedPaddingEqualTheFullMask) {
+  const int64_t b = 4, h = 4, kv = 2, t = 70, d = 16;
+  const std::vector<int64_t> lengths = {45, 32, 70, 1};
+  torch::Tensor real = torch::zeros({b, t}, torch::kLong);
+  torch::Tensor first_key = torch::zeros({b, t}, torch::kLong);
+  for (int64_t i = 0; i < b; ++i) {
+    real[i].slice(0, 0, lengths[i]).fill_(1);
+    first_key[i].slice(0, lengths[i]).copy_(torch::arange(lengths[i], t) + 1);
+  }
+  const double lowest = std::numeric_limits<double>::lowest();
+  torch::Tensor key_mask = torch::zeros({b, t}, torch::kDouble).masked_fill_(real.eq(0), lowest);
+  torch::Tensor full = key_mask.view({b, 1, t}).expand({b, t, t}).contiguous();
+  torch::manual_seed(13);
+  const auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  torch::Tensor q = torch::randn({b, h, t, d}, opts).requires_grad_(true);
+  torch::Tensor k = torch::randn({b, kv, t, d}, opts).requires_grad_(true);
+  torch::Tensor v = torch::randn({b, kv, t, d}, opts).requires_grad_(true);
+  torch::Tensor keep = real.view({b, t, 1}).to(torch::kDouble);
+  torch::Tensor weights = torch::randn({b, t, h * d}, opts) * keep;
+  auto run = [&](const std::function<torch::Tensor()>& f) {
+    torch::Tensor out = f();
+    (out * weights).sum().backward();
+    std::vector<torch::Tensor> r = {out.detach(), q.grad().clone(), k.grad().clone(),
+                                    v.grad().clone()};
+    q.mutable_grad().reset();
+    k.mutable_grad().reset();
+    v.mutable_grad().reset();
+    return r;
+  };
+  const auto ref = run([&] { return AttentionCoreReference(q, k, v, full, 0.3); });
+  const std::vector<std::pair<const char*, std::function<torch::Tensor()>>> forms = {
+      {"key mask", [&] { return AttentionCore(q, k, v, key_mask, 0.3); }},
+      {"key mask, marked padding",
+       [&] { return AttentionCore(q, k, v, key_mask, 0.3, false, first_key); }},
+      {"no mask, marked padding",
+       [&] { return AttentionCore(q, k, v, torch::Tensor(), 0.3, false, first_key); }}};
+  const char* names[] = {"output", "dq", "dk", "dv"};
+  for (const auto& [form, f] : forms) {
+    auto ours = run(f);
+    if (form != forms[0].first) {
+      EXPECT_TRUE(torch::equal(ours[0] * (1 - keep), torch::zeros_like(ours[0]))) << form;
+    }
+    ours[0] = ours[0] * keep;
+    std::vector<torch::Tensor> expected = ref;
+    expected[0] = ref[0] * keep;
+    for (int i = 0; i < 4; ++i) {
+      EXPECT_TRUE(torch::allclose(ours[i], expected[i], 1e-12, 1e-12))
+          << form << ", " << names[i] << " " << (ours[i] - expected[i]).abs().max();
+    }
+  }
+}
+
+// Fewer queries than keys (an encoder's last layer read at its first tokens only): the output and
+// every gradient equal those of the full computation whose later query rows carry no weight, with
+// the key mask and with marked padding; 1 query and 33 (two blocks), in double. The causal
+// schedule refuses it.
+TEST(AttentionCore, FirstQueriesOnlyEqualTheFullComputationsRows) {
+  const int64_t b = 2, h = 4, kv = 2, t = 50, d = 8;
+  torch::Tensor real = torch::ones({b, t}, torch::kLong);
+  real[1].slice(0, 40).zero_();
+  torch::Tensor first_key = torch::zeros({b, t}, torch::kLong);
+  first_key[1].slice(0, 40).copy_(torch::arange(40, t) + 1);
+  torch::Tensor key_mask = torch::zeros({b, t}, torch::kDouble)
+                               .masked_fill_(real.eq(0), std::numeric_limits<double>::lowest());
+  torch::manual_seed(17);
+  const auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  torch::Tensor q_all = torch::randn({b, h, t, d}, opts);
+  torch::Tensor k = torch::randn({b, kv, t, d}, opts).requires_grad_(true);
+  torch::Tensor v = torch::randn({b, kv, t, d}, opts).requires_grad_(true);
+  for (int64_t tq : {1, 33}) {
+    torch::Tensor weights = torch::randn({b, tq, h * d}, opts);
+    auto run = [&](bool fast, bool marked) {
+      torch::Tensor q = q_all.narrow(2, 0, tq).clone().requires_grad_(true);
+      torch::Tensor out;
+      if (fast) {
+        out = marked ? AttentionCore(q, k, v, torch::Tensor(), 0.4, false, first_key)
+                     : AttentionCore(q, k, v, key_mask, 0.4);
+      } else {
+        // The reference over every query, read at the first tq.
+        torch::Tensor full_q = torch::cat({q, q_all.narrow(2, tq, t - tq)}, 2);
+        torch::Tensor mask = key_mask.view({b, 1, t}).expand({b, t, t}).contiguous();
+        out = AttentionCoreReference(full_q, k, v, mask, 0.4).narrow(1, 0, tq);
+      }
+      (out * weights).sum().backward();
+      std::vector<torch::Tensor> r = {out.detach(), q.grad().clone(), k.grad().clone(),
+                                      v.grad().clone()};
+      k.mutable_grad().reset();
+      v.mutable_grad().reset();
+      return r;
+    };
+    const auto ref = run(false, false);
+    for (bool marked : {false, true}) {
+      const auto ours = run(true, marked);
+      const char* names[] = {"output", "dq", "dk", "dv"};
+      for (int i = 0; i < 4; ++i) {
+        EXPECT_TRUE(torch::allclose(ours[i], ref[i], 1e-12, 1e-12))
+            << "tq " << tq << (marked ? ", marked" : ", key mask") << ", " << names[i] << " "
+            << (ours[i] - ref[i]).abs().max();
+      }
+    }
+  }
+  torch::Tensor q = torch::randn({b, h, 1, d}, opts);
+  EXPECT_THROW(AttentionCore(q, k, v, key_mask, 0.4, /*causal=*/true), c10::Error);
 }
 
 TEST(AttentionCore, KeysWithoutGradientGetNone) {

@@ -34,12 +34,22 @@ namespace peftd::model {
 // and no gradient instead of attending to the keys before them as the mask alone would say
 // (nothing reads a padding position's output: it has no loss and no query sees it as a key); a
 // row of 400 tokens padded to 512 skips a third of its attention so.
+//
+// Without `causal` (an encoder: every query sees every real key of its sequence) the mask may also
+// be (B, Tk), one additive row of keys shared by all queries of a sequence, or undefined (no
+// mask), so no (B, T, T) tensor is built; `first_key` is then read for its mark of the right
+// padding only (MarkRightPadding over a row of zeros): the padding's keys are skipped by the GEMMs
+// and its queries get output 0, exactly what a mask hiding those keys gives at the real positions.
+// q may then also hold fewer rows than k and v (B, H, Tq, D with Tq < Tk): the first Tq queries of
+// the sequence only, as the last layer of a classifier that reads its first token needs; the
+// output is (B, Tq, H·D).
 torch::Tensor AttentionCore(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                             const torch::Tensor& mask, double scale, bool causal = false,
                             const torch::Tensor& first_key = {});
 
 // The same with ATen ops and autograd (the reference of the tests, and the path for devices and
-// dtypes AttentionCore does not cover).
+// dtypes AttentionCore does not cover); it reads no first_key (padding queries attend as the mask
+// says).
 torch::Tensor AttentionCoreReference(const torch::Tensor& q, const torch::Tensor& k,
                                      const torch::Tensor& v, const torch::Tensor& mask,
                                      double scale);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <vector>
 
 #include "adapters/token_gate.h"
 #include "worker/model/frozen_modules.h"
@@ -78,16 +79,26 @@ DebertaV2LayerImpl::DebertaV2LayerImpl(const ModelConfig& c)
   auto output = Group(*this, "output");
   output_dense = output->register_module("dense", adapters::Linear(c.intermediate_size, h, true));
   output_norm = output->register_module("LayerNorm", FrozenLayerNorm(h, c.layer_norm_epsilon));
+  qkv = FusedProjection({query_proj, key_proj, value_proj});
 }
 
-torch::Tensor DebertaV2LayerImpl::forward(const torch::Tensor& x, const torch::Tensor& pair_mask,
-                                          const torch::Tensor& rel_pos, const torch::Tensor& rel) {
+bool DebertaV2LayerImpl::FirstRowsOnly() const {
+  return Unadapted({&attention_dense, &intermediate_dense, &output_dense});
+}
+
+torch::Tensor DebertaV2LayerImpl::forward(const torch::Tensor& x, const torch::Tensor& pair_mask_in,
+                                          const torch::Tensor& rel_pos, const torch::Tensor& rel,
+                                          int64_t first_rows) {
   const int64_t b = x.size(0), t = x.size(1);
+  // The query rows computed: all, or the first `first_rows` (their scores against every key).
+  const int64_t tq = first_rows > 0 ? first_rows : t;
   auto heads = [&](const torch::Tensor& y) {
-    return y.view({b, t, heads_, head_dim_}).transpose(1, 2);
+    return y.view({b, y.size(1), heads_, head_dim_}).transpose(1, 2);
   };
-  torch::Tensor q = heads(query_proj->forward(x)), k = heads(key_proj->forward(x));
-  torch::Tensor v = heads(value_proj->forward(x));
+  const std::vector<torch::Tensor> qkv_out = qkv.Forward(x);
+  torch::Tensor q = heads(qkv_out[0].narrow(1, 0, tq)), k = heads(qkv_out[1]);
+  torch::Tensor v = heads(qkv_out[2]);
+  const torch::Tensor pair_mask = pair_mask_in.narrow(2, 0, tq);
   torch::Tensor scores = torch::matmul(q, k.transpose(-1, -2)) / scale_;
   if (relative_ && (c2p_ || p2c_)) {
     // The relative embeddings through the shared projections: (heads, 2·span, head_dim).
@@ -99,16 +110,17 @@ torch::Tensor DebertaV2LayerImpl::forward(const torch::Tensor& x, const torch::T
       // Content to position: query_i · key_proj(rel)[clamp(δ(i, j) + span)].
       torch::Tensor pos_key = pos_heads(ProjectPositions(*key_proj, rel));
       torch::Tensor c2p = torch::matmul(q, pos_key.transpose(-1, -2));  // (B, H, T, 2·span)
-      torch::Tensor index =
-          torch::clamp(rel_pos + span_, 0, 2 * span_ - 1).expand({b, heads_, t, t});
+      torch::Tensor index = torch::clamp(rel_pos.narrow(0, 0, tq) + span_, 0, 2 * span_ - 1)
+                                .expand({b, heads_, tq, t});
       scores = scores + torch::gather(c2p, -1, index) / scale_;
     }
     if (p2c_) {
       // Position to content: key_j · query_proj(rel)[clamp(−δ(j, i) + span)], read transposed.
       torch::Tensor pos_query = pos_heads(ProjectPositions(*query_proj, rel));
       torch::Tensor p2c = torch::matmul(k, pos_query.transpose(-1, -2));  // (B, H, T, 2·span)
-      torch::Tensor index =
-          torch::clamp(-rel_pos + span_, 0, 2 * span_ - 1).expand({b, heads_, t, t});
+      // Gathered along the keys' rows of p2c, (keys, queries): the computed queries' columns.
+      torch::Tensor index = torch::clamp(-rel_pos.narrow(1, 0, tq) + span_, 0, 2 * span_ - 1)
+                                .expand({b, heads_, t, tq});
       scores = scores + torch::gather(p2c, -1, index).transpose(-1, -2) / scale_;
     }
   }
@@ -120,8 +132,8 @@ torch::Tensor DebertaV2LayerImpl::forward(const torch::Tensor& x, const torch::T
   torch::Tensor off = pair_mask.logical_not();
   torch::Tensor probs = torch::softmax(scores.masked_fill(off, lowest), -1).masked_fill(off, 0.0);
   torch::Tensor context =
-      torch::matmul(probs, v).transpose(1, 2).reshape({b, t, heads_ * head_dim_});
-  torch::Tensor h = attention_norm->forward(attention_dense->forward(context) + x);
+      torch::matmul(probs, v).transpose(1, 2).reshape({b, tq, heads_ * head_dim_});
+  torch::Tensor h = attention_norm->forward(attention_dense->forward(context) + x.narrow(1, 0, tq));
   torch::Tensor inner = torch::gelu(intermediate_dense->forward(h), tanh_gelu_ ? "tanh" : "none");
   return output_norm->forward(output_dense->forward(inner) + h);
 }
@@ -162,7 +174,7 @@ DebertaV2Impl::DebertaV2Impl(const ModelConfig& c) : config_(c) {
 }
 
 torch::Tensor DebertaV2Impl::Hidden(const torch::Tensor& input_ids,
-                                    const torch::Tensor& attention_mask) {
+                                    const torch::Tensor& attention_mask, bool first_rows_only) {
   const int64_t t = input_ids.size(1);
   torch::Tensor real = attention_mask.defined() ? attention_mask.to(torch::kBool)
                                                 : torch::ones_like(input_ids, torch::kBool);
@@ -187,10 +199,18 @@ torch::Tensor DebertaV2Impl::Hidden(const torch::Tensor& input_ids,
     rel = rel_embeddings->weight;
     if (rel_norm) rel = rel_norm->forward(rel);
   }
-  for (const auto& layer : *layers) {
-    x = layer->as<DebertaV2LayerImpl>()->forward(x, pair, rel_pos, rel);
+  const int64_t n = static_cast<int64_t>(layers->size());
+  for (int64_t i = 0; i < n; ++i) {
+    auto* layer = layers[i]->as<DebertaV2LayerImpl>();
+    const bool first_only = first_rows_only && fused_paths_ && i == n - 1 && layer->FirstRowsOnly();
+    x = layer->forward(x, pair, rel_pos, rel, first_only ? 1 : 0);
   }
   return x;
+}
+
+void DebertaV2Impl::SetFusedPaths(bool enabled) {
+  fused_paths_ = enabled;
+  for (const auto& layer : *layers) layer->as<DebertaV2LayerImpl>()->qkv.set_enabled(enabled);
 }
 
 torch::Tensor DebertaV2Impl::Classify(const torch::Tensor& hidden) {
@@ -202,7 +222,7 @@ torch::Tensor DebertaV2Impl::Classify(const torch::Tensor& hidden) {
 
 torch::Tensor DebertaV2Impl::forward(const torch::Tensor& input_ids,
                                      const torch::Tensor& attention_mask) {
-  return Classify(Hidden(input_ids, attention_mask));
+  return Classify(Hidden(input_ids, attention_mask, /*first_rows_only=*/true));
 }
 
 }  // namespace peftd::model

@@ -27,6 +27,7 @@
 
 #include "adapters/linear.h"
 #include "common/model_config.h"
+#include "worker/model/fused_projection.h"
 
 namespace peftd::model {
 
@@ -46,13 +47,22 @@ class DebertaV2LayerImpl : public torch::nn::Module {
   explicit DebertaV2LayerImpl(const ModelConfig& config);
   // x (B, T, hidden); pair_mask (B, 1, T, T) bool, true where both tokens are real; rel_pos (T, T)
   // int64 bucketed relative positions; rel (2·span, hidden) the normalised relative embeddings
-  // (undefined without relative_attention).
+  // (undefined without relative_attention). `first_rows` > 0: only the first that many positions'
+  // outputs are computed (B, first_rows, hidden), from every position's keys and values; only
+  // when FirstRowsOnly().
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pair_mask,
-                        const torch::Tensor& rel_pos, const torch::Tensor& rel);
+                        const torch::Tensor& rel_pos, const torch::Tensor& rel,
+                        int64_t first_rows = 0);
+  // Whether nothing after the attention (output dense, intermediate, output) is adapted
+  // (Unadapted), so that the rows no one reads may be left out.
+  bool FirstRowsOnly() const;
 
   adapters::Linear query_proj{nullptr}, key_proj{nullptr}, value_proj{nullptr};
   adapters::Linear attention_dense{nullptr}, intermediate_dense{nullptr}, output_dense{nullptr};
   torch::nn::LayerNorm attention_norm{nullptr}, output_norm{nullptr};
+  // query_proj, key_proj and value_proj of the tokens as one GEMM (the relative embeddings'
+  // projections stay apart: other rows, un-gated).
+  FusedProjection qkv;
 
  private:
   int64_t heads_, head_dim_, span_;
@@ -67,10 +77,17 @@ class DebertaV2Impl : public torch::nn::Module {
   explicit DebertaV2Impl(const ModelConfig& config);
   // The encoder's last hidden states (B, T, hidden). attention_mask (B, T), 1 = real token
   // (undefined = all real).
-  torch::Tensor Hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  // `first_rows_only`: the last layer computes the first position only (B, 1, hidden), all the
+  // pooler reads, when its modules after the attention allow it (FirstRowsOnly).
+  torch::Tensor Hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                       bool first_rows_only = false);
   // Class logits (B, num_labels): ContextPooler on the first token, then the classifier.
   torch::Tensor Classify(const torch::Tensor& hidden);
+  // Classify(Hidden(…, first_rows_only = true)): the last layer's other positions are never read.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  // Off: projection by projection and every position of the last layer (the reference of the
+  // tests).
+  void SetFusedPaths(bool enabled);
 
   const ModelConfig& config() const { return config_; }
   torch::nn::Embedding word_embeddings{nullptr}, position_embeddings{nullptr},
@@ -82,6 +99,7 @@ class DebertaV2Impl : public torch::nn::Module {
 
  private:
   ModelConfig config_;
+  bool fused_paths_ = true;
 };
 TORCH_MODULE(DebertaV2);
 

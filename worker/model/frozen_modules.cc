@@ -12,6 +12,13 @@ torch::nn::LayerNorm FrozenLayerNorm(int64_t hidden, double eps) {
   return norm;
 }
 
+bool Unadapted(std::initializer_list<const adapters::Linear*> linears) {
+  for (const adapters::Linear* linear : linears) {
+    if ((*linear)->adapter() && !(*linear)->merged()) return false;
+  }
+  return true;
+}
+
 torch::nn::Embedding FrozenEmbedding(int64_t rows, int64_t cols) {
   torch::nn::Embedding e(rows, cols);
   e->weight.requires_grad_(false);

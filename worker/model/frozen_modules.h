@@ -6,8 +6,11 @@
 
 #include <torch/torch.h>
 
+#include <initializer_list>
 #include <memory>
 #include <string>
+
+#include "adapters/linear.h"
 
 namespace peftd::model {
 
@@ -17,6 +20,12 @@ std::shared_ptr<torch::nn::Module> Group(torch::nn::Module& parent, const std::s
 torch::nn::LayerNorm FrozenLayerNorm(int64_t hidden, double eps);
 
 torch::nn::Embedding FrozenEmbedding(int64_t rows, int64_t cols);
+
+// Whether none of `linears` carries an adapter that is not merged: then each computes every token
+// from its frozen weights alone, and a model may leave out the rows nothing reads (a classifier's
+// last layer past its first token) without changing what an adapter sees of the batch (a gate's
+// statistics, a norm probe's means).
+bool Unadapted(std::initializer_list<const adapters::Linear*> linears);
 
 }  // namespace peftd::model
 

@@ -3,7 +3,10 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <vector>
 
+#include "worker/model/attention_core.h"
+#include "worker/model/causal_mask.h"
 #include "worker/model/frozen_modules.h"
 
 namespace peftd::model {
@@ -28,20 +31,38 @@ RobertaLayerImpl::RobertaLayerImpl(const ModelConfig& c)
   auto output = Group(*this, "output");
   output_dense = output->register_module("dense", adapters::Linear(c.intermediate_size, h, true));
   output_norm = output->register_module("LayerNorm", FrozenLayerNorm(h, c.layer_norm_epsilon));
+  qkv = FusedProjection({query, key, value});
 }
 
-torch::Tensor RobertaLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
+bool RobertaLayerImpl::FirstRowsOnly() const {
+  return Unadapted({&attention_dense, &intermediate_dense, &output_dense});
+}
+
+torch::Tensor RobertaLayerImpl::forward(const torch::Tensor& x, const EncoderMask& mask,
+                                        int64_t first_rows) {
   const int64_t b = x.size(0), t = x.size(1);
   auto heads = [&](const torch::Tensor& y) {
-    return y.view({b, t, heads_, head_dim_}).transpose(1, 2);
+    return y.view({b, y.size(1), heads_, head_dim_}).transpose(1, 2);
   };
-  torch::Tensor q = heads(query->forward(x)), k = heads(key->forward(x));
-  torch::Tensor v = heads(value->forward(x));
-  torch::Tensor scores =
-      torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(head_dim_)) + mask;
-  torch::Tensor context = torch::matmul(torch::softmax(scores, -1), v);
-  context = context.transpose(1, 2).reshape({b, t, heads_ * head_dim_});
-  torch::Tensor h = attention_norm->forward(attention_dense->forward(context) + x);
+  const std::vector<torch::Tensor> qkv_out = qkv.Forward(x);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  torch::Tensor context, residual = x;
+  if (fused_attention) {
+    torch::Tensor q = qkv_out[0];
+    if (first_rows > 0) {
+      q = q.narrow(1, 0, first_rows);
+      residual = x.narrow(1, 0, first_rows);
+    }
+    context = AttentionCore(heads(q), heads(qkv_out[1]), heads(qkv_out[2]), mask.keys, scale,
+                            /*causal=*/false, mask.first_key);
+  } else {
+    torch::Tensor keys = mask.keys.defined()
+                             ? mask.keys.view({b, 1, t}).expand({b, t, t}).contiguous()
+                             : torch::zeros({b, t, t}, x.options());
+    context = AttentionCoreReference(heads(qkv_out[0]), heads(qkv_out[1]), heads(qkv_out[2]), keys,
+                                     scale);
+  }
+  torch::Tensor h = attention_norm->forward(attention_dense->forward(context) + residual);
   torch::Tensor inner = torch::gelu(intermediate_dense->forward(h), tanh_gelu_ ? "tanh" : "none");
   return output_norm->forward(output_dense->forward(inner) + h);
 }
@@ -70,7 +91,7 @@ RobertaImpl::RobertaImpl(const ModelConfig& c) : config_(c) {
 }
 
 torch::Tensor RobertaImpl::Hidden(const torch::Tensor& input_ids,
-                                  const torch::Tensor& attention_mask) {
+                                  const torch::Tensor& attention_mask, bool first_rows_only) {
   torch::Tensor real = attention_mask.defined() ? attention_mask.to(torch::kBool)
                                                 : torch::ones_like(input_ids, torch::kBool);
   // create_position_ids_from_input_ids: real tokens count from padding_idx + 1. A padding id
@@ -87,14 +108,32 @@ torch::Tensor RobertaImpl::Hidden(const torch::Tensor& input_ids,
   torch::Tensor x = word_embeddings->forward(input_ids) + token_type_embeddings->weight[0] +
                     position_embeddings->forward(positions);
   x = embeddings_norm->forward(x);
-  // HF's extended mask: (1 − m)·lowest, added to every head's scores.
-  const double lowest = x.scalar_type() == torch::kDouble
-                            ? std::numeric_limits<double>::lowest()
-                            : static_cast<double>(std::numeric_limits<float>::lowest());
-  torch::Tensor mask =
-      (1.0 - real.to(x.scalar_type())).mul(lowest).view({input_ids.size(0), 1, 1, -1});
-  for (const auto& layer : *layers) x = layer->as<RobertaLayerImpl>()->forward(x, mask);
+  EncoderMask mask;
+  if (!real.all().item<bool>()) {
+    // HF's extended mask: (1 − m)·lowest, added to every head's scores, one row of keys per
+    // sequence; the right padding's queries and keys are skipped as well.
+    const double lowest = x.scalar_type() == torch::kDouble
+                              ? std::numeric_limits<double>::lowest()
+                              : static_cast<double>(std::numeric_limits<float>::lowest());
+    mask.keys = (1.0 - real.to(x.scalar_type())).mul(lowest);
+    mask.first_key = MarkRightPadding(real, torch::Tensor());
+  }
+  const int64_t n = static_cast<int64_t>(layers->size());
+  for (int64_t i = 0; i < n; ++i) {
+    auto* layer = layers[i]->as<RobertaLayerImpl>();
+    const bool first_only =
+        first_rows_only && i == n - 1 && layer->fused_attention && layer->FirstRowsOnly();
+    x = layer->forward(x, mask, first_only ? 1 : 0);
+  }
   return x;
+}
+
+void RobertaImpl::SetFusedPaths(bool enabled) {
+  for (const auto& layer : *layers) {
+    auto* l = layer->as<RobertaLayerImpl>();
+    l->qkv.set_enabled(enabled);
+    l->fused_attention = enabled;
+  }
 }
 
 torch::Tensor RobertaImpl::Classify(const torch::Tensor& hidden) {
@@ -105,7 +144,7 @@ torch::Tensor RobertaImpl::Classify(const torch::Tensor& hidden) {
 
 torch::Tensor RobertaImpl::forward(const torch::Tensor& input_ids,
                                    const torch::Tensor& attention_mask) {
-  return Classify(Hidden(input_ids, attention_mask));
+  return Classify(Hidden(input_ids, attention_mask, /*first_rows_only=*/true));
 }
 
 }  // namespace peftd::model

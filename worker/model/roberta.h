@@ -18,20 +18,40 @@
 
 #include "adapters/linear.h"
 #include "common/model_config.h"
+#include "worker/model/fused_projection.h"
 
 namespace peftd::model {
 
+// What every layer's attention needs of the batch's padding (EncoderMask builds it).
+struct EncoderMask {
+  // (B, T) additive: 0 for real keys, the dtype's lowest for padding; undefined without padding.
+  torch::Tensor keys;
+  // (B, T) int64 on the CPU: the right padding marked for AttentionCore (MarkRightPadding), its
+  // queries and keys skipped; undefined without padding.
+  torch::Tensor first_key;
+};
+
 // One encoder layer; its submodules are registered under HF's nested names (attention.self.query,
-// attention.output.dense, …) through plain container modules.
+// attention.output.dense, …) through plain container modules. query, key and value run as one
+// GEMM (FusedProjection) and the attention as one node (AttentionCore, bidirectional).
 class RobertaLayerImpl : public torch::nn::Module {
  public:
   explicit RobertaLayerImpl(const ModelConfig& config);
-  // x (B, T, hidden); mask additive (B, 1, 1, T) (0 for real keys, the dtype's lowest else).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
+  // x (B, T, hidden). `first_rows` > 0: only the first that many positions' outputs are computed
+  // (B, first_rows, hidden), from every position's keys and values; only when FirstRowsOnly().
+  torch::Tensor forward(const torch::Tensor& x, const EncoderMask& mask, int64_t first_rows = 0);
+
+  // Whether the rows after the attention may be dropped: nothing after the attention (output
+  // dense, intermediate, output) carries an adapter whose statistics or gate see every token.
+  bool FirstRowsOnly() const;
 
   adapters::Linear query{nullptr}, key{nullptr}, value{nullptr};
   adapters::Linear attention_dense{nullptr}, intermediate_dense{nullptr}, output_dense{nullptr};
   torch::nn::LayerNorm attention_norm{nullptr}, output_norm{nullptr};
+  FusedProjection qkv;
+  // Off: the ATen attention (AttentionCoreReference) and every position computed (the reference
+  // of the tests); the fused projection is switched apart (qkv.set_enabled).
+  bool fused_attention = true;
 
  private:
   int64_t heads_, head_dim_;
@@ -45,10 +65,17 @@ class RobertaImpl : public torch::nn::Module {
   explicit RobertaImpl(const ModelConfig& config);
   // The encoder's last hidden states (B, T, hidden). attention_mask (B, T), 1 = real token
   // (undefined = all real).
-  torch::Tensor Hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  // `first_rows_only`: the last layer computes the first position only (B, 1, hidden), all the
+  // classifier reads, when its modules after the attention allow it (FirstRowsOnly).
+  torch::Tensor Hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                       bool first_rows_only = false);
   // Class logits (B, num_labels) from the first token's hidden state.
   torch::Tensor Classify(const torch::Tensor& hidden);
+  // Classify(Hidden(…, first_rows_only = true)): the last layer's other positions are never read.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  // Off: projection by projection, the ATen attention and every position of the last layer (the
+  // reference of the tests).
+  void SetFusedPaths(bool enabled);
 
   const ModelConfig& config() const { return config_; }
   torch::nn::Embedding word_embeddings{nullptr}, position_embeddings{nullptr},
