@@ -24,7 +24,8 @@ void SmallGemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, doub
                const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
                int64_t ldc);
 
-// Whether Gemm takes SmallGemm for an (m × k) · (k × n) product: only while OpenBLAS runs a
+// Whether Gemm takes SmallGemm for a float32 (m × k) · (k × n) product (float64 stays on BLAS,
+// cpu_gemm.cc says why): only while OpenBLAS runs a
 // generic fallback core on a CPU with AVX2 and FMA (BlasCoreReplacementHere() names a core), and
 // up to kSmallGemmLimit multiply-adds (m·n·k): every projection of the tiny model, not the ~100M
 // model's. Where OpenBLAS knows the CPU its kernels won at nearly every small shape measured.
