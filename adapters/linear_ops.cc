@@ -1,6 +1,9 @@
 #include "adapters/linear_ops.h"
 
+#include <algorithm>
+
 #include "adapters/cpu_gemm.h"
+#include "adapters/scratch.h"
 
 namespace peftd::adapters {
 namespace {
@@ -98,23 +101,21 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
       using T = scalar_t;
       const T s = static_cast<T>(scale);
       const T* g = dy.data_ptr<T>();
-      torch::Tensor u = torch::empty({n, r}, dy.options());  // dy·B
-      Gemm(false, false, n, r, out, T(1), g, out, b.data_ptr<T>(), r, T(0), u.data_ptr<T>(), r);
+      T* u = Scratch<T>(1, n * r);  // dy·B
+      Gemm(false, false, n, r, out, T(1), g, out, b.data_ptr<T>(), r, T(0), u, r);
       if (need_b) {
         db = torch::empty_like(b);
         Gemm(true, false, out, r, n, s, g, out, t.data_ptr<T>(), r, T(0), db.data_ptr<T>(), r);
       }
       if (need_a) {
         da = torch::empty_like(a);
-        Gemm(true, false, r, in, n, s, u.data_ptr<T>(), r, x2d.data_ptr<T>(), in, T(0),
-             da.data_ptr<T>(), in);
+        Gemm(true, false, r, in, n, s, u, r, x2d.data_ptr<T>(), in, T(0), da.data_ptr<T>(), in);
       }
       if (need_x) {
         dx = torch::empty(ctx->saved_data["in_shape"].toIntVector(), dy.options());
         Gemm(false, false, n, in, out, T(1), g, out, weight.data_ptr<T>(), in, T(0),
              dx.data_ptr<T>(), in);
-        Gemm(false, false, n, in, r, s, u.data_ptr<T>(), r, a.data_ptr<T>(), in, T(1),
-             dx.data_ptr<T>(), in);
+        Gemm(false, false, n, in, r, s, u, r, a.data_ptr<T>(), in, T(1), dx.data_ptr<T>(), in);
       }
     });
     return {dx, torch::Tensor(), torch::Tensor(), da, db, torch::Tensor()};
@@ -156,21 +157,19 @@ struct LowRankDeltaFunction : public torch::autograd::Function<LowRankDeltaFunct
       using T = scalar_t;
       const T s = static_cast<T>(scale);
       const T* g = dy.data_ptr<T>();
-      torch::Tensor u = torch::empty({n, r}, dy.options());  // dy·B
-      Gemm(false, false, n, r, out, T(1), g, out, b.data_ptr<T>(), r, T(0), u.data_ptr<T>(), r);
+      T* u = Scratch<T>(1, n * r);  // dy·B
+      Gemm(false, false, n, r, out, T(1), g, out, b.data_ptr<T>(), r, T(0), u, r);
       if (need_b) {
         db = torch::empty_like(b);
         Gemm(true, false, out, r, n, s, g, out, t.data_ptr<T>(), r, T(0), db.data_ptr<T>(), r);
       }
       if (need_a) {
         da = torch::empty_like(a);
-        Gemm(true, false, r, in, n, s, u.data_ptr<T>(), r, x2d.data_ptr<T>(), in, T(0),
-             da.data_ptr<T>(), in);
+        Gemm(true, false, r, in, n, s, u, r, x2d.data_ptr<T>(), in, T(0), da.data_ptr<T>(), in);
       }
       if (need_x) {
         dx = torch::empty(ctx->saved_data["in_shape"].toIntVector(), dy.options());
-        Gemm(false, false, n, in, r, s, u.data_ptr<T>(), r, a.data_ptr<T>(), in, T(0),
-             dx.data_ptr<T>(), in);
+        Gemm(false, false, n, in, r, s, u, r, a.data_ptr<T>(), in, T(0), dx.data_ptr<T>(), in);
       }
     });
     return {dx, da, db, torch::Tensor()};
@@ -191,13 +190,24 @@ struct FusedLinearFunction : public torch::autograd::Function<FusedLinearFunctio
     const int64_t n = x2d.size(0);
     std::vector<int64_t> offsets(outs.size(), 0);
     for (size_t i = 1; i < outs.size(); ++i) offsets[i] = offsets[i - 1] + outs[i - 1];
-    torch::Tensor y = torch::empty({n, total}, x.options());
     // x only for the updates' dA: a group without updates (gate/up under q/v adapters) would
     // otherwise keep its input alive until the backward, one (N, in) buffer per layer.
     std::vector<torch::Tensor> saved = {slots.empty() ? torch::Tensor() : x2d, weight};
+    variable_list result;
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fused_linear", [&] {
       using T = scalar_t;
-      Project<T>(x2d, weight, *bias, y);
+      // Y is split right away, so it lives in scratch, and the split is a row copy per part:
+      // an ATen view, narrow and copy per projection cost more than the copying on a small model.
+      T* y = Scratch<T>(0, n * total);
+      T beta = 0;
+      if (bias->defined()) {
+        const torch::Tensor b0 = bias->contiguous();
+        const T* bp = b0.data_ptr<T>();
+        for (int64_t i = 0; i < n; ++i) std::copy(bp, bp + total, y + i * total);
+        beta = 1;
+      }
+      Gemm(false, true, n, total, in, T(1), x2d.data_ptr<T>(), in, weight.data_ptr<T>(), in, beta,
+           y, total);
       for (size_t k = 0; k < slots.size(); ++k) {
         const torch::Tensor a = factors[2 * k].contiguous(), b = factors[2 * k + 1].contiguous();
         const int64_t r = a.size(0), out = outs[slots[k]];
@@ -205,8 +215,18 @@ struct FusedLinearFunction : public torch::autograd::Function<FusedLinearFunctio
         Gemm(false, true, n, r, in, T(1), x2d.data_ptr<T>(), in, a.data_ptr<T>(), in, T(0),
              t.data_ptr<T>(), r);
         Gemm(false, true, n, out, r, static_cast<T>(scales[k]), t.data_ptr<T>(), r, b.data_ptr<T>(),
-             r, T(1), y.data_ptr<T>() + offsets[slots[k]], total);
+             r, T(1), y + offsets[slots[k]], total);
         saved.insert(saved.end(), {a, b, t});
+      }
+      for (size_t i = 0; i < outs.size(); ++i) {
+        // Fresh tensors, not views of y: callers may modify an output in place.
+        torch::Tensor part = torch::empty(OutShape(x, outs[i]), x.options());
+        T* p = part.data_ptr<T>();
+        for (int64_t row = 0; row < n; ++row) {
+          const T* src = y + row * total + offsets[i];
+          std::copy(src, src + outs[i], p + row * outs[i]);
+        }
+        result.push_back(part);
       }
     });
     ctx->save_for_backward(saved);
@@ -215,13 +235,6 @@ struct FusedLinearFunction : public torch::autograd::Function<FusedLinearFunctio
     ctx->saved_data["outs"] = outs;
     ctx->saved_data["slots"] = slots;
     ctx->saved_data["scales"] = c10::List<double>(scales);
-    variable_list result;
-    for (size_t i = 0; i < outs.size(); ++i) {
-      // Fresh tensors, not views of y: callers may modify an output in place.
-      torch::Tensor part = torch::empty(OutShape(x, outs[i]), x.options());
-      part.view({n, outs[i]}).copy_(y.narrow(1, offsets[i], outs[i]));
-      result.push_back(part);
-    }
     return result;
   }
 
@@ -244,18 +257,25 @@ struct FusedLinearFunction : public torch::autograd::Function<FusedLinearFunctio
       torch::Tensor dx;
       if (need_x) {
         dx = torch::empty({n, in}, opts);
-        const torch::Tensor dy = torch::cat(g, 1);  // (n, Σout), as the weights are laid out
-        Gemm(false, false, n, in, total, T(1), dy.data_ptr<T>(), total, weight.data_ptr<T>(), in,
-             T(0), dx.data_ptr<T>(), in);
+        // (n, Σout), as the weights are laid out: the outputs' gradients side by side.
+        T* dy = Scratch<T>(0, n * total);
+        int64_t offset = 0;
+        for (size_t i = 0; i < outs.size(); ++i) {
+          const T* gi = g[i].data_ptr<T>();
+          for (int64_t row = 0; row < n; ++row)
+            std::copy(gi + row * outs[i], gi + (row + 1) * outs[i], dy + row * total + offset);
+          offset += outs[i];
+        }
+        Gemm(false, false, n, in, total, T(1), dy, total, weight.data_ptr<T>(), in, T(0),
+             dx.data_ptr<T>(), in);
       }
       for (size_t k = 0; k < slots.size(); ++k) {
         const torch::Tensor &a = saved[2 + 3 * k], &b = saved[3 + 3 * k], &t = saved[4 + 3 * k];
         const torch::Tensor& gk = g[slots[k]];
         const int64_t r = a.size(0), out = outs[slots[k]];
         const T s = static_cast<T>(scales[k]);
-        torch::Tensor u = torch::empty({n, r}, opts);  // dy·B
-        Gemm(false, false, n, r, out, T(1), gk.data_ptr<T>(), out, b.data_ptr<T>(), r, T(0),
-             u.data_ptr<T>(), r);
+        T* u = Scratch<T>(1, n * r);  // dy·B
+        Gemm(false, false, n, r, out, T(1), gk.data_ptr<T>(), out, b.data_ptr<T>(), r, T(0), u, r);
         if (ctx->needs_input_grad(3 + 2 * k)) {
           torch::Tensor db = torch::empty_like(b);
           Gemm(true, false, out, r, n, s, gk.data_ptr<T>(), out, t.data_ptr<T>(), r, T(0),
@@ -264,13 +284,11 @@ struct FusedLinearFunction : public torch::autograd::Function<FusedLinearFunctio
         }
         if (ctx->needs_input_grad(2 + 2 * k)) {
           torch::Tensor da = torch::empty_like(a);
-          Gemm(true, false, r, in, n, s, u.data_ptr<T>(), r, x2d.data_ptr<T>(), in, T(0),
-               da.data_ptr<T>(), in);
+          Gemm(true, false, r, in, n, s, u, r, x2d.data_ptr<T>(), in, T(0), da.data_ptr<T>(), in);
           result[3 + 2 * k] = da;
         }
         if (need_x) {
-          Gemm(false, false, n, in, r, s, u.data_ptr<T>(), r, a.data_ptr<T>(), in, T(1),
-               dx.data_ptr<T>(), in);
+          Gemm(false, false, n, in, r, s, u, r, a.data_ptr<T>(), in, T(1), dx.data_ptr<T>(), in);
         }
       }
       if (need_x) result[0] = dx.view(ctx->saved_data["in_shape"].toIntVector());

@@ -70,7 +70,9 @@ struct OrthogonalityFunction : public torch::autograd::Function<OrthogonalityFun
       for (size_t f = 0; f < norms.size(); ++f) {
         if (!ctx->needs_input_grad(f)) continue;
         const torch::Tensor &m = saved[2 * f], &d = saved[2 * f + 1];
-        torch::Tensor dm = torch::zeros_like(m);
+        // The GEMM below writes every entry (β = 0): zeros only for an exactly orthogonal factor.
+        torch::Tensor dm = norms[f] > 0 ? torch::empty(m.sizes(), m.options())
+                                        : torch::zeros(m.sizes(), m.options());
         if (norms[f] > 0) {
           const bool is_a = static_cast<int64_t>(f) < modules;
           const int64_t rank = is_a ? m.size(0) : m.size(1);
