@@ -205,40 +205,49 @@ bool SetGemmIsaForTest(GemmIsa isa) {
   return true;
 }
 
-void BlockGemm(int64_t m, int64_t w, int64_t p, float alpha, const float* a, int64_t a_row,
-               int64_t a_col, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+namespace {
+
+// Both dtypes pick their kernel the same way: the AVX2 build when the ISA in use allows it.
+template <typename T>
+void PickGemm(int64_t m, int64_t w, int64_t p, T alpha, const T* a, int64_t a_row, int64_t a_col,
+              const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
   if (GemmIsaInUse() == GemmIsa::kAvx2Fma) {
     Avx2(m, w, p, alpha, a, a_row, a_col, b, ldb, beta, c, ldc);
   } else {
     Baseline(m, w, p, alpha, a, a_row, a_col, b, ldb, beta, c, ldc);
   }
+}
+
+template <typename T>
+void PickGemmNT(int64_t m, int64_t n, int64_t p, T alpha, const T* a, int64_t lda, const T* b,
+                int64_t ldb, T beta, T* c, int64_t ldc) {
+  if (GemmIsaInUse() == GemmIsa::kAvx2Fma) {
+    DotAvx2(m, n, p, alpha, a, lda, b, ldb, beta, c, ldc);
+  } else {
+    DotBaseline(m, n, p, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+}
+
+}  // namespace
+
+void BlockGemm(int64_t m, int64_t w, int64_t p, float alpha, const float* a, int64_t a_row,
+               int64_t a_col, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  PickGemm(m, w, p, alpha, a, a_row, a_col, b, ldb, beta, c, ldc);
 }
 
 void BlockGemm(int64_t m, int64_t w, int64_t p, double alpha, const double* a, int64_t a_row,
                int64_t a_col, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  if (GemmIsaInUse() == GemmIsa::kAvx2Fma) {
-    Avx2(m, w, p, alpha, a, a_row, a_col, b, ldb, beta, c, ldc);
-  } else {
-    Baseline(m, w, p, alpha, a, a_row, a_col, b, ldb, beta, c, ldc);
-  }
+  PickGemm(m, w, p, alpha, a, a_row, a_col, b, ldb, beta, c, ldc);
 }
 
 void BlockGemmNT(int64_t m, int64_t n, int64_t p, float alpha, const float* a, int64_t lda,
                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (GemmIsaInUse() == GemmIsa::kAvx2Fma) {
-    DotAvx2(m, n, p, alpha, a, lda, b, ldb, beta, c, ldc);
-  } else {
-    DotBaseline(m, n, p, alpha, a, lda, b, ldb, beta, c, ldc);
-  }
+  PickGemmNT(m, n, p, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void BlockGemmNT(int64_t m, int64_t n, int64_t p, double alpha, const double* a, int64_t lda,
                  const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  if (GemmIsaInUse() == GemmIsa::kAvx2Fma) {
-    DotAvx2(m, n, p, alpha, a, lda, b, ldb, beta, c, ldc);
-  } else {
-    DotBaseline(m, n, p, alpha, a, lda, b, ldb, beta, c, ldc);
-  }
+  PickGemmNT(m, n, p, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 }  // namespace peftd::adapters

@@ -133,6 +133,37 @@ TEST(AttentionCore, PackedRecordsSkipEarlierRecordsAndEqualTheFullComputation) {
   }
 }
 
+// Random double inputs of an attention node, requiring gradients, and the weights of a loss that
+// reads only the real positions (`real`: (B, T), 1 on real tokens).
+struct AttentionInputs {
+  torch::Tensor q, k, v, keep, weights;
+
+  // The output of `attention` and dq, dk, dv of the loss; the gradients are reset afterwards.
+  std::vector<torch::Tensor> Run(const std::function<torch::Tensor()>& attention) {
+    torch::Tensor out = attention();
+    (out * weights).sum().backward();
+    std::vector<torch::Tensor> r = {out.detach(), q.grad().clone(), k.grad().clone(),
+                                    v.grad().clone()};
+    q.mutable_grad().reset();
+    k.mutable_grad().reset();
+    v.mutable_grad().reset();
+    return r;
+  }
+};
+
+AttentionInputs RandomAttentionInputs(int64_t b, int64_t h, int64_t kv, int64_t t, int64_t d,
+                                      const torch::Tensor& real, uint64_t seed) {
+  torch::manual_seed(seed);
+  const auto opts = torch::TensorOptions().dtype(torch::kDouble);
+  AttentionInputs in;
+  in.q = torch::randn({b, h, t, d}, opts).requires_grad_(true);
+  in.k = torch::randn({b, kv, t, d}, opts).requires_grad_(true);
+  in.v = torch::randn({b, kv, t, d}, opts).requires_grad_(true);
+  in.keep = real.view({b, t, 1}).to(torch::kDouble);
+  in.weights = torch::randn({b, t, h * d}, opts) * in.keep;
+  return in;
+}
+
 // Packed rows given by their record lengths (padding after the last record joins it), against
 // the reference in double: output at real positions and the gradients of q, k and v.
 // With `mark_padding`, the padding's first keys are position + 1 (AttentionCore's mark of right
@@ -161,26 +192,14 @@ void ExpectPackedRowsMatch(const std::vector<std::vector<int64_t>>& rows, int64_
   torch::Tensor mask =
       torch::zeros({b, t, t}, torch::kDouble)
           .masked_fill_(allowed.logical_not(), std::numeric_limits<double>::lowest());
-  torch::manual_seed(11);
-  const auto opts = torch::TensorOptions().dtype(torch::kDouble);
-  torch::Tensor q = torch::randn({b, h, t, d}, opts).requires_grad_(true);
-  torch::Tensor k = torch::randn({b, kv, t, d}, opts).requires_grad_(true);
-  torch::Tensor v = torch::randn({b, kv, t, d}, opts).requires_grad_(true);
-  torch::Tensor keep = real.view({b, t, 1}).to(torch::kDouble);
-  torch::Tensor weights = torch::randn({b, t, h * d}, opts) * keep;
+  AttentionInputs in = RandomAttentionInputs(b, h, kv, t, d, real, 11);
+  const torch::Tensor &q = in.q, &k = in.k, &v = in.v, &keep = in.keep;
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-  auto run = [&](bool fast) {
-    torch::Tensor out = fast ? AttentionCore(q, k, v, mask, scale, /*causal=*/true, first_key)
-                             : AttentionCoreReference(q, k, v, mask, scale);
-    (out * weights).sum().backward();
-    std::vector<torch::Tensor> r = {out.detach() * keep, q.grad().clone(), k.grad().clone(),
-                                    v.grad().clone()};
-    q.mutable_grad().reset();
-    k.mutable_grad().reset();
-    v.mutable_grad().reset();
-    return r;
-  };
-  const auto ours = run(true), ref = run(false);
+  auto ours =
+      in.Run([&] { return AttentionCore(q, k, v, mask, scale, /*causal=*/true, first_key); });
+  auto ref = in.Run([&] { return AttentionCoreReference(q, k, v, mask, scale); });
+  ours[0] = ours[0] * keep;
+  ref[0] = ref[0] * keep;
   const char* names[] = {"output", "dq", "dk", "dv"};
   for (int i = 0; i < 4; ++i) {
     EXPECT_TRUE(torch::allclose(ours[i], ref[i], 1e-12, 1e-12))
@@ -286,24 +305,9 @@ TEST(AttentionCore, EncoderKeyMaskAndMarkedPaddingEqualTheFullMask) {
   const double lowest = std::numeric_limits<double>::lowest();
   torch::Tensor key_mask = torch::zeros({b, t}, torch::kDouble).masked_fill_(real.eq(0), lowest);
   torch::Tensor full = key_mask.view({b, 1, t}).expand({b, t, t}).contiguous();
-  torch::manual_seed(13);
-  const auto opts = torch::TensorOptions().dtype(torch::kDouble);
-  torch::Tensor q = torch::randn({b, h, t, d}, opts).requires_grad_(true);
-  torch::Tensor k = torch::randn({b, kv, t, d}, opts).requires_grad_(true);
-  torch::Tensor v = torch::randn({b, kv, t, d}, opts).requires_grad_(true);
-  torch::Tensor keep = real.view({b, t, 1}).to(torch::kDouble);
-  torch::Tensor weights = torch::randn({b, t, h * d}, opts) * keep;
-  auto run = [&](const std::function<torch::Tensor()>& f) {
-    torch::Tensor out = f();
-    (out * weights).sum().backward();
-    std::vector<torch::Tensor> r = {out.detach(), q.grad().clone(), k.grad().clone(),
-                                    v.grad().clone()};
-    q.mutable_grad().reset();
-    k.mutable_grad().reset();
-    v.mutable_grad().reset();
-    return r;
-  };
-  const auto ref = run([&] { return AttentionCoreReference(q, k, v, full, 0.3); });
+  AttentionInputs in = RandomAttentionInputs(b, h, kv, t, d, real, 13);
+  const torch::Tensor &q = in.q, &k = in.k, &v = in.v, &keep = in.keep;
+  const auto ref = in.Run([&] { return AttentionCoreReference(q, k, v, full, 0.3); });
   const std::vector<std::pair<const char*, std::function<torch::Tensor()>>> forms = {
       {"key mask", [&] { return AttentionCore(q, k, v, key_mask, 0.3); }},
       {"key mask, marked padding",
@@ -312,7 +316,7 @@ TEST(AttentionCore, EncoderKeyMaskAndMarkedPaddingEqualTheFullMask) {
        [&] { return AttentionCore(q, k, v, torch::Tensor(), 0.3, false, first_key); }}};
   const char* names[] = {"output", "dq", "dk", "dv"};
   for (const auto& [form, f] : forms) {
-    auto ours = run(f);
+    auto ours = in.Run(f);
     if (form != forms[0].first) {
       EXPECT_TRUE(torch::equal(ours[0] * (1 - keep), torch::zeros_like(ours[0]))) << form;
     }
