@@ -156,6 +156,7 @@ json RunOurs(const model::ModelConfig& config, const std::string& variant,
              const std::vector<data::Example>& examples, const Args& a, int64_t tokens) {
   torch::manual_seed(static_cast<uint64_t>(a.seed));
   model::Llama llama(config);
+  model::InitRandomWeights(llama);
   adapters::AdapterConfig ac;
   std::string method = variant;
   const bool gated = method.size() > 2 && method.substr(method.size() - 2) == "_S";

@@ -117,6 +117,7 @@ json RunOne(const model::ModelConfig& config, const std::string& variant, int64_
             bool count_ops = false, train::DataParallel* dp = nullptr) {
   torch::manual_seed(0);
   model::Llama llama(config);
+  model::InitRandomWeights(llama);
   auto ac = bench::VariantAdapterConfig(variant, {"q_proj", "v_proj"});
   if (!ac.ok()) return {{"variant", variant}, {"error", std::string(ac.status().message())}};
   auto peft = adapters::PeftModel::Apply(llama.get(), *ac, steps + warmup);

@@ -204,19 +204,24 @@ absl::Status WriteTinyModel(const std::string& dir, int shards, bool bf16) {
                                       {"model_max_length", config.max_position_embeddings},
                                       {"tokenizer_class", "PreTrainedTokenizerFast"}}
                                      .dump(2)));
-  // Deterministic weights: N(0, 0.02) from a fixed generator, norms at 1.
   Llama model(config);
+  InitRandomWeights(model);
   torch::NoGradGuard no_grad;
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(1234);
   std::map<std::string, torch::Tensor> tensors;
   for (auto& item : model->named_parameters()) {
-    torch::Tensor p = item.value();
-    if (item.key().find("norm") == std::string::npos) {
-      p.copy_(at::normal(0.0, 0.02, p.sizes(), gen));
-    }
-    tensors[item.key()] = bf16 ? p.to(torch::kBFloat16) : p.clone();
+    tensors[item.key()] = bf16 ? item.value().to(torch::kBFloat16) : item.value().clone();
   }
   return WriteCheckpointTensors(dir, tensors, shards);
+}
+
+void InitRandomWeights(Llama& model, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (auto& item : model->named_parameters()) {
+    if (item.key().find("norm") == std::string::npos) {
+      item.value().copy_(at::normal(0.0, 0.02, item.value().sizes(), gen));
+    }
+  }
 }
 
 }  // namespace peftd::model
