@@ -1,6 +1,6 @@
 // Reading config.json fields for the encoder families (model_config_encoders.cc,
 // model_config_deberta.cc): errors that name the field, integers bounded like model_config.cc's,
-// and optional fields of any JSON type.
+// optional fields of any JSON type, and the fields both encoders read alike.
 #ifndef PEFTD_COMMON_CONFIG_JSON_H_
 #define PEFTD_COMMON_CONFIG_JSON_H_
 
@@ -9,6 +9,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/model_config.h"
+#include "common/status.h"
 #include "nlohmann/json.hpp"
 
 namespace peftd::model::config_json {
@@ -44,6 +46,38 @@ absl::Status GetValue(const nlohmann::json& j, const char* key, T* out) {
   } catch (const nlohmann::json::exception&) {
     return Bad(key, "has the wrong type");
   }
+  return absl::OkStatus();
+}
+
+// The encoder's shape, every field required (BERT-style names); its KV heads are its heads.
+inline absl::Status ReadEncoderShape(const nlohmann::json& j, ModelConfig* c) {
+  RETURN_IF_ERROR(GetInt(j, "vocab_size", &c->vocab_size, true));
+  RETURN_IF_ERROR(GetInt(j, "hidden_size", &c->hidden_size, true));
+  RETURN_IF_ERROR(GetInt(j, "num_hidden_layers", &c->num_hidden_layers, true));
+  RETURN_IF_ERROR(GetInt(j, "num_attention_heads", &c->num_attention_heads, true));
+  RETURN_IF_ERROR(GetInt(j, "intermediate_size", &c->intermediate_size, true));
+  c->num_key_value_heads = c->num_attention_heads;
+  return absl::OkStatus();
+}
+
+// `problem_type`: only single-label classification (a cross-entropy head) is trained.
+inline absl::Status CheckSingleLabel(const nlohmann::json& j) {
+  std::string text = "single_label_classification";
+  RETURN_IF_ERROR(GetValue(j, "problem_type", &text));
+  if (text != "single_label_classification") {
+    return Bad(
+        "problem_type",
+        absl::StrCat("'", text, "' is not supported (supported: single_label_classification)"));
+  }
+  return absl::OkStatus();
+}
+
+// head_dim = hidden_size / num_attention_heads (both at least 1), which must divide.
+inline absl::Status SetEncoderHeadDim(ModelConfig* c) {
+  if (c->hidden_size % c->num_attention_heads != 0) {
+    return Bad("num_attention_heads", "does not divide hidden_size");
+  }
+  c->head_dim = c->hidden_size / c->num_attention_heads;
   return absl::OkStatus();
 }
 

@@ -12,9 +12,12 @@ namespace {
 using nlohmann::json;
 
 using config_json::Bad;
+using config_json::CheckSingleLabel;
 using config_json::GetInt;
 using config_json::GetValue;
 using config_json::Present;
+using config_json::ReadEncoderShape;
+using config_json::SetEncoderHeadDim;
 
 // hidden_act / pooler_hidden_act: transformers' ACT2FN names this model computes.
 absl::Status CheckActivation(const char* field, std::string* act, bool allow_tanh_relu) {
@@ -65,14 +68,9 @@ bool IsDebertaV2Architecture(const std::string& a) {
 
 absl::Status ParseDebertaV2Config(const json& j, ModelConfig* c) {
   c->model_type = "deberta-v2";
-  RETURN_IF_ERROR(GetInt(j, "vocab_size", &c->vocab_size, true));
-  RETURN_IF_ERROR(GetInt(j, "hidden_size", &c->hidden_size, true));
-  RETURN_IF_ERROR(GetInt(j, "num_hidden_layers", &c->num_hidden_layers, true));
-  RETURN_IF_ERROR(GetInt(j, "num_attention_heads", &c->num_attention_heads, true));
-  RETURN_IF_ERROR(GetInt(j, "intermediate_size", &c->intermediate_size, true));
+  RETURN_IF_ERROR(ReadEncoderShape(j, c));
   c->max_position_embeddings = 512;  // DebertaV2Config's defaults from here on
   RETURN_IF_ERROR(GetInt(j, "max_position_embeddings", &c->max_position_embeddings, false));
-  c->num_key_value_heads = c->num_attention_heads;
   c->type_vocab_size = 0;
   RETURN_IF_ERROR(GetInt(j, "type_vocab_size", &c->type_vocab_size, false));
   c->layer_norm_epsilon = 1e-7;
@@ -116,20 +114,11 @@ absl::Status ParseDebertaV2Config(const json& j, ModelConfig* c) {
   int64_t conv = 0;
   RETURN_IF_ERROR(GetInt(j, "conv_kernel_size", &conv, false));
   if (conv > 0) return Bad("conv_kernel_size", "> 0 (ConvLayer, DeBERTa-v2) is not supported");
-  text = "single_label_classification";
-  RETURN_IF_ERROR(GetValue(j, "problem_type", &text));
-  if (text != "single_label_classification") {
-    return Bad(
-        "problem_type",
-        absl::StrCat("'", text, "' is not supported (supported: single_label_classification)"));
-  }
+  RETURN_IF_ERROR(CheckSingleLabel(j));
   c->pad_token_id = 0;  // DebertaV2Config's default
   c->attention_bias = c->o_proj_bias = c->mlp_bias = true;
   if (c->hidden_size < 1 || c->num_attention_heads < 1) return absl::OkStatus();  // checked later
-  if (c->hidden_size % c->num_attention_heads != 0) {
-    return Bad("num_attention_heads", "does not divide hidden_size");
-  }
-  c->head_dim = c->hidden_size / c->num_attention_heads;
+  RETURN_IF_ERROR(SetEncoderHeadDim(c));
   int64_t size = c->head_dim;
   RETURN_IF_ERROR(GetInt(j, "attention_head_size", &size, false));
   if (size != c->head_dim) {

@@ -10,9 +10,12 @@ namespace {
 using nlohmann::json;
 
 using config_json::Bad;
+using config_json::CheckSingleLabel;
 using config_json::GetInt;
 using config_json::GetValue;
 using config_json::Present;
+using config_json::ReadEncoderShape;
+using config_json::SetEncoderHeadDim;
 
 }  // namespace
 
@@ -23,13 +26,8 @@ bool IsRobertaArchitecture(const std::string& a) {
 
 absl::Status ParseRobertaConfig(const json& j, ModelConfig* c) {
   c->model_type = "roberta";
-  RETURN_IF_ERROR(GetInt(j, "vocab_size", &c->vocab_size, true));
-  RETURN_IF_ERROR(GetInt(j, "hidden_size", &c->hidden_size, true));
-  RETURN_IF_ERROR(GetInt(j, "num_hidden_layers", &c->num_hidden_layers, true));
-  RETURN_IF_ERROR(GetInt(j, "num_attention_heads", &c->num_attention_heads, true));
-  RETURN_IF_ERROR(GetInt(j, "intermediate_size", &c->intermediate_size, true));
+  RETURN_IF_ERROR(ReadEncoderShape(j, c));
   RETURN_IF_ERROR(GetInt(j, "max_position_embeddings", &c->max_position_embeddings, true));
-  c->num_key_value_heads = c->num_attention_heads;
   c->type_vocab_size = 2;  // RobertaConfig's defaults (BertConfig's)
   RETURN_IF_ERROR(GetInt(j, "type_vocab_size", &c->type_vocab_size, false));
   c->layer_norm_epsilon = 1e-12;
@@ -53,20 +51,11 @@ absl::Status ParseRobertaConfig(const json& j, ModelConfig* c) {
     RETURN_IF_ERROR(GetValue(j, key, &flag));
     if (flag) return Bad(key, "true is not supported (an encoder classifier only)");
   }
-  text = "single_label_classification";
-  RETURN_IF_ERROR(GetValue(j, "problem_type", &text));
-  if (text != "single_label_classification") {
-    return Bad(
-        "problem_type",
-        absl::StrCat("'", text, "' is not supported (supported: single_label_classification)"));
-  }
+  RETURN_IF_ERROR(CheckSingleLabel(j));
   c->pad_token_id = 1;  // RobertaConfig's default
   c->attention_bias = c->o_proj_bias = c->mlp_bias = true;
   if (c->hidden_size < 1 || c->num_attention_heads < 1) return absl::OkStatus();  // checked later
-  if (c->hidden_size % c->num_attention_heads != 0) {
-    return Bad("num_attention_heads", "does not divide hidden_size");
-  }
-  c->head_dim = c->hidden_size / c->num_attention_heads;
+  RETURN_IF_ERROR(SetEncoderHeadDim(c));
   if (c->type_vocab_size < 1 || c->type_vocab_size > 1024) {
     return Bad("type_vocab_size", "must be in [1, 1024]");
   }
