@@ -206,4 +206,14 @@ torch::Tensor LlamaImpl::forward(const torch::Tensor& input_ids,
   return Head(pooled);
 }
 
+void InitRandomWeights(Llama& model, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (auto& item : model->named_parameters()) {
+    if (item.key().find("norm") == std::string::npos) {
+      item.value().copy_(at::normal(0.0, 0.02, item.value().sizes(), gen));
+    }
+  }
+}
+
 }  // namespace peftd::model

@@ -122,6 +122,12 @@ TORCH_MODULE(Llama);
 // padding).
 torch::Tensor LastTokenIndex(const torch::Tensor& attention_mask);
 
+// The tiny model's weights, for any config: every parameter but the norms N(0, 0.02) from a
+// generator seeded with `seed`, the norms left at 1. A Llama built from a config alone has zero
+// projections (its weights come from a checkpoint), so a benchmark that builds one must call this
+// or it trains a model whose logits are all equal and whose adapters get zero gradients.
+void InitRandomWeights(Llama& model, uint64_t seed = 1234);
+
 }  // namespace peftd::model
 
 #endif  // PEFTD_WORKER_MODEL_LLAMA_H_

@@ -214,14 +214,4 @@ absl::Status WriteTinyModel(const std::string& dir, int shards, bool bf16) {
   return WriteCheckpointTensors(dir, tensors, shards);
 }
 
-void InitRandomWeights(Llama& model, uint64_t seed) {
-  torch::NoGradGuard no_grad;
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  for (auto& item : model->named_parameters()) {
-    if (item.key().find("norm") == std::string::npos) {
-      item.value().copy_(at::normal(0.0, 0.02, item.value().sizes(), gen));
-    }
-  }
-}
-
 }  // namespace peftd::model

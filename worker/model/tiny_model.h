@@ -8,21 +8,14 @@
 
 #include "absl/status/status.h"
 #include "common/model_config.h"
-#include "worker/model/llama.h"
 
 namespace peftd::model {
 
 // hidden 64, 4 layers, 4 heads / 2 kv heads, intermediate 176, vocab 512, untied lm_head.
 ModelConfig TinyConfig();
 // About 100M parameters, LLaMA-shaped: hidden 768, 12 layers, 12 heads / 4 kv heads,
-// intermediate 2048, vocab 32000 (for benchmarks; weights from InitRandomWeights).
+// intermediate 2048, vocab 32000 (for benchmarks; weights from llama.h's InitRandomWeights).
 ModelConfig BenchConfig100M();
-
-// The tiny model's weights, for any config: every parameter but the norms N(0, 0.02) from a
-// generator seeded with `seed`, the norms left at 1. A Llama built from a config alone has zero
-// projections (its weights come from a checkpoint), so a benchmark that builds one must call this
-// or it trains a model whose logits are all equal and whose adapters get zero gradients.
-void InitRandomWeights(Llama& model, uint64_t seed = 1234);
 
 // Writes the tiny model into `dir` (created if needed). The same call always writes the same
 // bytes. `shards` > 1 writes model-0000k-of-0000n.safetensors plus the index; `bf16` stores
